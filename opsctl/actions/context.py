@@ -1,0 +1,136 @@
+"""What every action starts from: the parsed command line, the loaded policy, and shared services."""
+
+from __future__ import annotations
+
+import os
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+
+from opsctl import audit
+from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.policy import Policy, load_policy
+from opsctl.policy.model import default_state_dir
+from opsctl.restic import Repository, Restic
+from opsctl.secrets import as_text, read_secret
+from opsctl.sources import Source, sources_for
+from opsctl.targets import Target, target_for
+
+DEFAULT_POLICY_PATHS = (Path("opsctl.yaml"), Path("/etc/opsctl/policy.yaml"))
+
+
+@dataclass(frozen=True)
+class App:
+    """Global options from the command line."""
+
+    policy_path: Path | None
+    json_output: bool = False
+    verbose: bool = False
+
+    @cached_property
+    def out(self) -> Console:
+        return Console(highlight=False, soft_wrap=True)
+
+    @cached_property
+    def err(self) -> Console:
+        return Console(stderr=True, highlight=False, soft_wrap=True)
+
+    def resolve_policy_path(self) -> Path:
+        if self.policy_path is not None:
+            return self.policy_path
+        found = next((p for p in DEFAULT_POLICY_PATHS if p.exists()), None)
+        if found is None:
+            raise BadInput("no policy file given", "pass --policy FILE or set OPSCTL_POLICY=FILE")
+        return found
+
+
+class Session:
+    """One command's view of the policy; secrets are read at most once, and only when needed."""
+
+    def __init__(self, app: App) -> None:
+        self.app = app
+        self.policy_path = app.resolve_policy_path()
+        self.policy: Policy = load_policy(self.policy_path)
+        self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"))
+
+    @cached_property
+    def state_dir(self) -> Path:
+        return self.policy.state_dir or default_state_dir(self.policy.name)
+
+    def read_secrets(self) -> None:
+        """Read every password now, so a missing one stops the command before anything starts."""
+        _ = self._repository_password, self.sources
+
+    @cached_property
+    def _repository_password(self) -> bytes:
+        return read_secret(self.policy.repository_password, "repository password")
+
+    def repository(self, target: Target) -> Repository:
+        return target.repository(self._repository_password)
+
+    def target_configs(self, only: str | None = None) -> list:
+        """The policy's targets, or the one named; an unknown name lists the known ones."""
+        if only is None:
+            return list(self.policy.targets)
+        config = self.policy.target(only)
+        if config is None:
+            names = ", ".join(t.name for t in self.policy.targets)
+            raise BadInput(f"there is no target named '{only}' in the policy", f"use one of: {names}")
+        return [config]
+
+    @staticmethod
+    def target(config) -> Target:
+        return target_for(config)
+
+    @cached_property
+    def sources(self) -> list[Source]:
+        database = self.policy.database
+        secret = getattr(database, "password", None)
+        password = as_text(read_secret(secret, "database password")) if secret is not None else None
+        return sources_for(database, password, self.state_dir / "tmp")
+
+    def source(self, name: str | None) -> Source:
+        """The source for one database of the policy (the only one when name is None)."""
+        if name is None and len(self.sources) == 1:
+            return self.sources[0]
+        names = [s.database for s in self.sources]
+        if name is None:
+            raise BadInput("the policy backs up several databases", f"choose one with --database ({', '.join(names)})")
+        match = next((s for s in self.sources if s.database == name), None)
+        if match is None:
+            raise BadInput(f"the policy has no database named '{name}'", f"use one of: {', '.join(names)}")
+        return match
+
+    def snapshot_tags(self, source: Source) -> list[str]:
+        return ["opsctl", f"policy={self.policy.name}", f"db={source.database}"]
+
+    @contextmanager
+    def audited(self, command: str) -> Iterator[audit.AuditRecord]:
+        """Write one audit line when the action ends, whatever the outcome."""
+        record = audit.AuditRecord(command=command, policy=self.policy.name, policy_file=str(self.policy_path))
+        started = time.monotonic()
+        try:
+            yield record
+        except OpsctlError as exc:
+            record.outcome, record.error = "failed" if exc.exit_code != ExitCode.BAD_INPUT else "refused", exc.message
+            raise
+        except KeyboardInterrupt:
+            record.outcome = "interrupted"
+            raise
+        except Exception as exc:
+            record.outcome, record.error = "failed", f"internal error: {exc.__class__.__name__}"
+            raise
+        finally:
+            audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
+
+
+def exit_code_for(successes: int, failures: int) -> ExitCode:
+    """0 when everything worked, 1 when nothing did, 3 when some targets failed."""
+    if failures == 0:
+        return ExitCode.OK
+    return ExitCode.PARTIAL if successes else ExitCode.FAILURE

@@ -1,0 +1,46 @@
+"""opsctl init: create each target's repository once; an existing one is never touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.errors import ExitCode, OpsctlError
+from opsctl.reports import console
+
+
+@dataclass(frozen=True)
+class InitRow:
+    target: str
+    status: str = ""
+    error: str | None = None
+    hint: str | None = None
+
+
+def init(app: App, target_name: str | None = None) -> ExitCode:
+    session = Session(app)
+    _ = session.restic.version
+    configs = session.target_configs(target_name)
+    with session.audited("init") as record:
+        rows = [_init_one(session, config) for config in configs]
+        record.targets = [row.target for row in rows]
+        record.details = {row.target: row.status or "failed" for row in rows}
+        code = exit_code_for(sum(r.error is None for r in rows), sum(r.error is not None for r in rows))
+        record.outcome = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(code, "failed")
+    console.show_init(app, rows)
+    return code
+
+
+def _init_one(session: Session, config) -> InitRow:
+    display = config.name
+    try:
+        target = session.target(config)
+        display = target.display
+        repo = session.repository(target)
+        if session.restic.exists(repo):
+            return InitRow(display, "already initialised; left unchanged")
+        target.prepare_init()
+        session.restic.init(repo)
+        return InitRow(display, "repository created (encrypted, compressed)")
+    except OpsctlError as exc:
+        return InitRow(display, error=exc.message, hint=exc.hint)

@@ -1,0 +1,115 @@
+"""The opsctl command line: parses options and calls one action. Nothing else lives here."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+import click
+
+from opsctl import __version__
+from opsctl.actions.backup import backup as backup_action
+from opsctl.actions.context import App
+from opsctl.actions.init import init as init_action
+from opsctl.actions.restore import RestoreRequest, restore as restore_action
+from opsctl.actions.snapshots import snapshots as snapshots_action
+from opsctl.actions.validate import validate as validate_action
+from opsctl.errors import ExitCode, OpsctlError, PolicyInvalid
+from opsctl.reports.console import show_error
+
+pass_app = click.make_pass_decorator(App)
+target_option = click.option("--target", "target_name", metavar="NAME", help="Only this target (by its name in the policy).")
+
+
+class OpsctlGroup(click.Group):
+    """Turns every OpsctlError into a calm message and its exit code; never a traceback for bad input."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except OpsctlError as exc:
+            app = ctx.find_object(App) or App(None)
+            problems = exc.problems if isinstance(exc, PolicyInvalid) else ()
+            show_error(app, exc.message, exc.hint, problems)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing half-done was kept; run the command again when ready", err=True)
+            ctx.exit(ExitCode.INTERRUPTED)
+
+
+def _finish(ctx: click.Context, code: ExitCode) -> None:
+    ctx.exit(int(code))
+
+
+@click.group(cls=OpsctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path, dir_okay=False), envvar="OPSCTL_POLICY",
+              help="The policy file (default: $OPSCTL_POLICY, ./opsctl.yaml, /etc/opsctl/policy.yaml).")
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output on stdout.")
+@click.option("--verbose", "-v", is_flag=True, help="Log each command opsctl runs (never secrets).")
+@click.version_option(__version__, prog_name="opsctl")
+@click.pass_context
+def main(ctx: click.Context, policy_path: Path | None, json_output: bool, verbose: bool) -> None:
+    """Backups of your CRM database that you can prove restore."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(levelname)s %(message)s",
+                        stream=sys.stderr)
+    ctx.obj = App(policy_path=policy_path, json_output=json_output, verbose=verbose)
+
+
+@main.group()
+def policy() -> None:
+    """Check the policy file."""
+
+
+@policy.command("validate")
+@pass_app
+@click.pass_context
+def policy_validate(ctx: click.Context, app: App) -> None:
+    """Check the policy; list every problem with the field it is in."""
+    _finish(ctx, validate_action(app))
+
+
+@main.command()
+@target_option
+@pass_app
+@click.pass_context
+def init(ctx: click.Context, app: App, target_name: str | None) -> None:
+    """Create each target's repository if it does not exist yet (existing ones are left unchanged)."""
+    _finish(ctx, init_action(app, target_name))
+
+
+@main.command()
+@target_option
+@pass_app
+@click.pass_context
+def backup(ctx: click.Context, app: App, target_name: str | None) -> None:
+    """Back up the policy's database(s). Exit 0: all targets, 1: none, 3: some."""
+    _finish(ctx, backup_action(app, target_name))
+
+
+@main.command()
+@target_option
+@pass_app
+@click.pass_context
+def snapshots(ctx: click.Context, app: App, target_name: str | None) -> None:
+    """List this policy's snapshots on each target."""
+    _finish(ctx, snapshots_action(app, target_name))
+
+
+@main.command()
+@click.option("--snapshot", default="latest", show_default=True, metavar="ID|latest", help="Snapshot to restore.")
+@click.option("--to", "to", required=True, metavar="NAME",
+              help="New database name (PostgreSQL) or new file path (SQLite).")
+@target_option
+@click.option("--database", metavar="NAME", help="Which database of the policy (when it has several).")
+@click.option("--replace", is_flag=True, help="Restore over an existing database; the old one is kept, renamed aside.")
+@click.option("--confirm-source", metavar="NAME",
+              help="With --replace: type the source database's name to restore over the live database.")
+@pass_app
+@click.pass_context
+def restore(ctx: click.Context, app: App, snapshot: str, to: str, target_name: str | None, database: str | None,
+            replace: bool, confirm_source: str | None) -> None:
+    """Restore a snapshot into a new database and prove its row counts match the backup."""
+    request = RestoreRequest(snapshot=snapshot, to=to, target=target_name, database=database, replace=replace,
+                             confirm_source=confirm_source)
+    _finish(ctx, restore_action(app, request))

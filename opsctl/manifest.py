@@ -1,0 +1,165 @@
+"""The manifest: what a snapshot holds, stored inside the same snapshot as the dump.
+
+restic 0.14 can back up only one file from stdin, so the manifest travels as a trailer after
+the dump bytes in that one file:
+
+    <dump bytes> <MARKER> <manifest JSON> <8-byte big-endian length of MARKER+JSON> <MAGIC>
+
+The trailer is written only after the dump tool has exited cleanly, so a snapshot without a
+valid trailer is never taken for a good backup. The manifest describes data and never holds it:
+no row contents, no sample values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from typing import Iterable, Iterator
+
+from opsctl.errors import IntegrityError
+
+MARKER = b"\n\x00OPSCTL-MANIFEST\n"
+MAGIC = b"OPSCTLM1"
+_FOOTER = struct.Struct(">Q")
+FOOTER_SIZE = _FOOTER.size + len(MAGIC)
+MAX_TRAILER = 8 << 20  # the restore path holds this much back in memory while streaming
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TableStats:
+    name: str
+    rows: int
+
+
+@dataclass(frozen=True)
+class DumpFacts:
+    """What the source knows about a dump: gathered at the same point in time as the dump."""
+
+    engine: str
+    database: str
+    dump_format: str
+    server_version: str
+    tables: tuple[TableStats, ...]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    policy: str
+    opsctl_version: str
+    started_at: str
+    finished_at: str
+    dump_bytes: int
+    dump_sha256: str
+    facts: DumpFacts
+    format_version: int = FORMAT_VERSION
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> bytes:
+        return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
+
+    @property
+    def sha256(self) -> str:
+        """The manifest's own SHA-256: equal on every target that holds the same backup."""
+        return hashlib.sha256(self.to_json()).hexdigest()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "Manifest":
+        raw = json.loads(data)
+        facts = raw.pop("facts")
+        tables = tuple(TableStats(**t) for t in facts.pop("tables"))
+        return cls(facts=DumpFacts(tables=tables, **facts), **raw)
+
+
+def encode_trailer(manifest: Manifest) -> bytes:
+    body = MARKER + manifest.to_json()
+    if len(body) + FOOTER_SIZE > MAX_TRAILER:
+        raise IntegrityError(f"the manifest is larger than {MAX_TRAILER} bytes; too many tables to describe")
+    return body + _FOOTER.pack(len(body)) + MAGIC
+
+
+class HashingStream:
+    """Passes chunks through while counting and hashing them."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self.size = 0
+        self._hash = hashlib.sha256()
+
+    def __iter__(self) -> Iterator[bytes]:
+        for chunk in self._chunks:
+            self._hash.update(chunk)
+            self.size += len(chunk)
+            yield chunk
+
+    @property
+    def sha256(self) -> str:
+        return self._hash.hexdigest()
+
+
+class TrailerSplitter:
+    """Yields only the dump bytes of a stored file; afterwards `.manifest` holds its manifest.
+
+    It holds back the last MAX_TRAILER bytes (the trailer may be in them) and, before releasing
+    the final dump bytes, checks their size and SHA-256 against the manifest, so a consumer never
+    receives all of a dump that does not match what was backed up.
+    """
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = chunks
+        self._hash = hashlib.sha256()
+        self._sent = 0
+        self.manifest: Manifest | None = None
+
+    def __iter__(self) -> Iterator[bytes]:
+        held: deque[bytes] = deque()
+        held_size = 0
+        for chunk in self._chunks:
+            held.append(chunk)
+            held_size += len(chunk)
+            while held and held_size - len(held[0]) >= MAX_TRAILER:
+                first = held.popleft()
+                held_size -= len(first)
+                yield self._send(first)
+        tail = b"".join(held)
+        manifest, dump_end = _parse_tail(tail)
+        rest = tail[:dump_end]
+        self._hash.update(rest)
+        self._check(manifest, self._sent + len(rest))
+        self.manifest = manifest
+        if rest:
+            yield rest
+
+    def _send(self, chunk: bytes) -> bytes:
+        self._hash.update(chunk)
+        self._sent += len(chunk)
+        return chunk
+
+    def _check(self, manifest: Manifest, size: int) -> None:
+        if size != manifest.dump_bytes or self._hash.hexdigest() != manifest.dump_sha256:
+            raise IntegrityError(
+                "the dump read back from the repository does not match its manifest "
+                f"({size} bytes read, {manifest.dump_bytes} recorded)",
+                "run restic check on this target; restore from another snapshot or target",
+            )
+
+
+def _parse_tail(tail: bytes) -> tuple[Manifest, int]:
+    """The manifest at the end of a stored file and the offset where the dump ends."""
+    if len(tail) < FOOTER_SIZE or not tail.endswith(MAGIC):
+        raise IntegrityError(
+            "this snapshot has no opsctl manifest: it was not completed by opsctl",
+            "restore an earlier snapshot (opsctl snapshots lists them)",
+        )
+    (length,) = _FOOTER.unpack(tail[-FOOTER_SIZE:-len(MAGIC)])
+    start = len(tail) - FOOTER_SIZE - length
+    if start < 0 or tail[start:start + len(MARKER)] != MARKER:
+        raise IntegrityError("this snapshot's opsctl manifest is damaged", "restore an earlier snapshot")
+    try:
+        manifest = Manifest.from_json(tail[start + len(MARKER):len(tail) - FOOTER_SIZE])
+    except (ValueError, TypeError, KeyError):
+        raise IntegrityError("this snapshot's opsctl manifest cannot be read", "restore an earlier snapshot") from None
+    return manifest, start

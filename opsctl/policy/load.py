@@ -1,0 +1,186 @@
+"""Read a policy file and turn every problem into one line that names its field."""
+
+from __future__ import annotations
+
+import difflib
+import types
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from opsctl.errors import BadInput, PolicyInvalid
+from opsctl.policy.model import NAME_PATTERN, NAME_RULE, Policy, duplicate_names_message
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """A YAML loader that refuses a key given twice (PyYAML would silently keep the last)."""
+
+
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
+    seen: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node)
+        if key in seen:
+            line = key_node.start_mark.line + 1
+            raise yaml.constructor.ConstructorError(
+                None, None, f"the key '{key}' is given twice (again on line {line})", key_node.start_mark
+            )
+        seen[key] = True
+    return loader.construct_mapping(node)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
+
+
+def load_policy(path: Path) -> Policy:
+    """Load and validate a policy file; raise PolicyInvalid listing every problem found."""
+    data = read_yaml(path)
+    try:
+        return Policy.model_validate(data, context={"base_dir": path.resolve().parent})
+    except ValidationError as exc:
+        errors = _without_consequences(exc.errors())
+        problems = [describe_error(err) for err in errors] + _duplicate_target_names(data)
+        raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
+
+
+def _without_consequences(errors: list[dict]) -> list[dict]:
+    """Drop "too few items" on a list whose items failed: it only repeats their errors."""
+    failed_lists = {err["loc"][:1] for err in errors if len(err["loc"]) > 1 and isinstance(err["loc"][1], int)}
+    return [e for e in errors if not (e["type"] == "too_short" and e["loc"][:1] in failed_lists)]
+
+
+def _duplicate_target_names(data: dict) -> list[str]:
+    """Checked on the raw file too, so a clash is reported even while other target fields fail."""
+    targets = data.get("targets")
+    names = [t.get("name") for t in targets if isinstance(t, dict)] if isinstance(targets, list) else []
+    duplicates = sorted({n for n in names if n is not None and names.count(n) > 1}, key=str)
+    return [f"At 'targets': {duplicate_names_message(n)}" for n in duplicates]
+
+
+def read_yaml(path: Path) -> dict:
+    """The policy file as a mapping, or a BadInput that says what is wrong with the file itself."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInput(f"policy file {path} not found", "pass --policy FILE or set OPSCTL_POLICY") from None
+    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
+        raise BadInput(f"policy file {path} cannot be read: {exc.__class__.__name__}") from None
+    try:
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
+    except yaml.YAMLError as exc:
+        raise PolicyInvalid(str(path), [_yaml_problem(exc)]) from None
+    if not isinstance(data, dict):
+        raise PolicyInvalid(str(path), ["the file must be a YAML mapping (name:, database:, targets: ...)"])
+    return data
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    mark = getattr(exc, "problem_mark", None)
+    where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
+    problem = getattr(exc, "problem", None) or str(exc)
+    return f"{where}{problem} (YAML syntax)"
+
+
+def describe_error(err: dict) -> str:
+    """One pydantic error as "At 'targets[1].path': what is wrong — what to do"."""
+    field_path, model, field = _walk(err["loc"])
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        return f"At '{field_path}': unknown key{_suggestion(err['loc'][-1], model)}"
+    if kind == "missing":
+        info = model.model_fields.get(field) if model else None
+        what = f" — {info.description}" if info is not None and info.description else ""
+        return f"At '{field_path}': required field is missing{what}"
+    if kind in ("union_tag_invalid", "union_tag_not_found"):
+        return f"At '{field_path}': {_tag_message(err)}"
+    if kind == "string_pattern_mismatch":
+        return f"At '{field_path}': {_pattern_message(err, model, field)}"
+    message = err["msg"].removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"At '{field_path}': {message}"
+
+
+def _pattern_message(err: dict, model: type[BaseModel] | None, field: str | None) -> str:
+    if err.get("ctx", {}).get("pattern") == NAME_PATTERN:
+        return f"not a valid name: use {NAME_RULE}"
+    info = model.model_fields.get(field) if model and field else None
+    expected = info.description if info is not None and info.description else f"text matching {err['ctx']['pattern']}"
+    return f"not valid here; expected {expected}"
+
+
+def _suggestion(key: Any, model: type[BaseModel] | None) -> str:
+    if model is None:
+        return f" '{key}'"
+    allowed = list(model.model_fields)
+    close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+    if close:
+        return f" '{key}'; did you mean '{close[0]}'?"
+    return f" '{key}'; allowed keys here: {', '.join(allowed)}"
+
+
+def _tag_message(err: dict) -> str:
+    ctx = err.get("ctx", {})
+    expected = ctx.get("expected_tags", "")
+    name = ctx.get("discriminator", "").strip("'")
+    tag = ctx.get("tag")
+    if tag is None:
+        return f"'{name}' is missing; set it to one of {expected}"
+    options = [t.strip().strip("'") for t in expected.split(",")]
+    close = difflib.get_close_matches(str(tag), options, n=1, cutoff=0.5)
+    hint = f"; did you mean '{close[0]}'?" if close else ""
+    return f"{name} '{tag}' is not one of {expected}{hint}"
+
+
+def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None, str | None]:
+    """Follow an error location through the schema: a printable path, the model and field it ends in.
+
+    Pydantic puts a discriminated union's tag (e.g. 'postgresql') into the location; it is not a
+    key the operator wrote, so it is dropped from the printed path.
+    """
+    annotation: Any = Policy
+    model: type[BaseModel] | None = None
+    field: str | None = None
+    printed = ""
+    for part in loc:
+        annotation = _unwrap(annotation)
+        if _is_union(annotation) and isinstance(part, str) and _tag_of(annotation, part):
+            annotation = _tag_of(annotation, part)
+            continue
+        if isinstance(part, int):
+            printed += f"[{part}]"
+            args = get_args(annotation)
+            annotation = args[0] if args else Any
+            continue
+        printed += f".{part}" if printed else str(part)
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            model, field = annotation, part
+            info = annotation.model_fields.get(part)
+            annotation = info.annotation if info else Any
+        else:
+            model, field, annotation = None, part, Any
+    return printed or "(top level)", model, field
+
+
+def _unwrap(annotation: Any) -> Any:
+    while get_origin(annotation) is Annotated:
+        annotation = get_args(annotation)[0]
+    if _is_union(annotation):
+        members = [a for a in get_args(annotation) if a is not type(None)]
+        if len(members) == 1:
+            return _unwrap(members[0])
+    return annotation
+
+
+def _is_union(annotation: Any) -> bool:
+    return get_origin(annotation) in (Union, types.UnionType)
+
+
+def _tag_of(union: Any, tag: str) -> type[BaseModel] | None:
+    for member in get_args(union):
+        member = _unwrap(member)
+        if isinstance(member, type) and issubclass(member, BaseModel):
+            for info in member.model_fields.values():
+                if get_origin(info.annotation) is Literal and tag in get_args(info.annotation):
+                    return member
+    return None

@@ -1,0 +1,283 @@
+"""The policy schema: one typed model for everything opsctl enforces.
+
+Every field carries a description; the loader uses it to tell the operator what a missing field
+is for. Relative paths resolve against the policy file's folder (given as validation context).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import stat
+from datetime import timedelta
+from pathlib import Path
+from typing import Annotated, Literal, Union
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from opsctl.policy.durations import parse_duration
+
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
+NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"
+
+
+def _resolve_path(value: Path, info: ValidationInfo) -> Path:
+    base = (info.context or {}).get("base_dir")
+    path = value.expanduser()
+    if not path.is_absolute() and base is not None:
+        path = Path(base) / path
+    return Path(os.path.normpath(path))
+
+
+PolicyPath = Annotated[Path, AfterValidator(_resolve_path)]
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def check_private_file(path: Path) -> None:
+    """A secret file must exist, be a regular file owned by us, and be unreadable by others."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ValueError(f"{path} does not exist; create it with mode 600") from None
+    except PermissionError:
+        raise ValueError(f"{path} cannot be read by this user") from None
+    if not stat.S_ISREG(info.st_mode):
+        raise ValueError(f"{path} is not a regular file")
+    if info.st_mode & 0o077:
+        mode = stat.S_IMODE(info.st_mode)
+        raise ValueError(f"{path} can be read by other users (mode {mode:o}); run: chmod 600 {path}")
+    if info.st_uid != os.geteuid():
+        raise ValueError(f"{path} is owned by uid {info.st_uid}, not by the user running opsctl (uid {os.geteuid()})")
+
+
+class SecretSource(Strict):
+    """Where a password comes from: exactly one of a private file, an environment variable, a command."""
+
+    file: PolicyPath | None = Field(None, description="a file with mode 600 or 400 that holds only the password")
+    env: str | None = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="name of an environment variable")
+    command: tuple[str, ...] | None = Field(
+        None, min_length=1, description="a command (list of words, no shell) that prints the password"
+    )
+    store_command: tuple[str, ...] | None = Field(
+        None, min_length=1, description="with command: a command that saves a new password read from stdin"
+    )
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "SecretSource":
+        given = [k for k in ("file", "env", "command") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError("give exactly one of file, env or command (never the password itself)")
+        if self.file is not None:
+            check_private_file(self.file)
+        return self
+
+    def describe(self) -> str:
+        """A display form that names the source, never the secret."""
+        if self.file is not None:
+            return f"file {self.file}"
+        if self.env is not None:
+            return f"environment variable {self.env}"
+        return f"command {self.command[0]}"
+
+
+def _secret_not_inline(value: object) -> object:
+    if isinstance(value, (str, int)):
+        raise ValueError("write where the password comes from (file, env or command), never the password itself")
+    return value
+
+
+Secret = Annotated[SecretSource, BeforeValidator(_secret_not_inline)]
+
+
+class ServerDatabase(Strict):
+    """Connection to a database server; several databases of one server may be backed up together."""
+
+    host: str = Field("localhost", description="server host name, address, or a Unix socket folder")
+    port: int = Field(..., ge=1, le=65535, description="server TCP port")
+    user: str = Field(..., min_length=1, description="the role that runs the dump")
+    password: Secret | None = Field(None, description="where the database password comes from")
+    names: tuple[Name, ...] = Field(..., min_length=1, description="the databases to back up, e.g. [crm]")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_or_names(cls, data: object) -> object:
+        if isinstance(data, dict) and "name" in data:
+            data = dict(data)
+            if "names" in data:
+                raise ValueError("give either name or names, not both")
+            data["names"] = [data.pop("name")]
+        return data
+
+    @field_validator("names")
+    @classmethod
+    def _unique(cls, names: tuple[str, ...]) -> tuple[str, ...]:
+        if len(set(names)) != len(names):
+            raise ValueError("each database may be listed only once")
+        return names
+
+
+class PostgresDatabase(ServerDatabase):
+    engine: Literal["postgresql"]
+    port: int = Field(5432, ge=1, le=65535, description="server TCP port")
+    lock_wait_timeout: Duration = Field(
+        timedelta(minutes=5), description="how long pg_dump waits for a table lock before giving up"
+    )
+
+
+class MySQLDatabase(ServerDatabase):
+    engine: Literal["mysql"]
+    port: int = Field(3306, ge=1, le=65535, description="server TCP port")
+
+
+class SQLiteDatabase(Strict):
+    engine: Literal["sqlite"]
+    path: PolicyPath = Field(..., description="the SQLite database file")
+    name: Name | None = Field(None, description="name used in snapshots; defaults to the file name without suffix")
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        return (self.name or self.path.stem,)
+
+
+Database = Annotated[
+    Union[PostgresDatabase, MySQLDatabase, SQLiteDatabase], Field(discriminator="engine")
+]
+
+
+class Retention(Strict):
+    """restic forget keep-rules; unset rules keep nothing by themselves."""
+
+    keep_last: int | None = Field(None, ge=1)
+    keep_hourly: int | None = Field(None, ge=1)
+    keep_daily: int | None = Field(None, ge=1)
+    keep_weekly: int | None = Field(None, ge=1)
+    keep_monthly: int | None = Field(None, ge=1)
+    keep_yearly: int | None = Field(None, ge=1)
+
+    @model_validator(mode="after")
+    def _something_kept(self) -> "Retention":
+        if all(v is None for v in self.model_dump().values()):
+            raise ValueError("set at least one keep_* rule, e.g. keep_daily: 14")
+        return self
+
+
+DEFAULT_RETENTION = Retention(keep_daily=7, keep_weekly=5, keep_monthly=12)
+
+
+class TargetBase(Strict):
+    name: Name = Field(..., description="a short unique name for this target, e.g. local or offsite")
+    offsite: bool = Field(False, description="true for the copy that survives losing the site (S3, a remote NAS)")
+    retention: Retention | None = Field(None, description="keep-rules for this target; default: the policy's")
+
+
+class LocalTarget(TargetBase):
+    kind: Literal["local"]
+    path: PolicyPath = Field(..., description="the folder that holds the restic repository")
+
+
+class MountTarget(TargetBase):
+    kind: Literal["mount"]
+    path: PolicyPath = Field(..., description="the repository folder on a mounted NAS share")
+    require_mountpoint: bool = Field(True, description="refuse to write when the share is not mounted")
+
+
+class SftpTarget(TargetBase):
+    kind: Literal["sftp"]
+    host: str = Field(..., description="the NAS host name or address")
+    port: int = Field(22, ge=1, le=65535)
+    user: str = Field(..., description="the SSH user on the NAS")
+    path: str = Field(..., description="the repository path on the NAS")
+    identity_file: PolicyPath = Field(..., description="the private SSH key opsctl logs in with")
+    known_hosts: PolicyPath = Field(..., description="a known_hosts file that pins the NAS host key")
+
+
+class S3Credentials(Strict):
+    file: PolicyPath | None = Field(None, description="a private file with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=...")
+    env: bool = Field(False, description="true to take AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment")
+
+
+class S3Target(TargetBase):
+    kind: Literal["s3"]
+    endpoint: str = Field(
+        ..., pattern=r"^https?://", description="an http:// or https:// URL, e.g. https://s3.eu-west-1.amazonaws.com"
+    )
+    bucket: str = Field(..., min_length=3, description="the bucket name")
+    prefix: str = Field("", description="a folder inside the bucket")
+    region: str = Field("us-east-1")
+    path_style: bool = Field(True, description="path-style addressing (needed by most non-AWS endpoints)")
+    credentials: S3Credentials = Field(..., description="where the S3 access keys come from")
+
+
+Target = Annotated[
+    Union[LocalTarget, MountTarget, SftpTarget, S3Target], Field(discriminator="kind")
+]
+
+
+class Objectives(Strict):
+    rpo: Duration = Field(timedelta(hours=24), description="most data you may lose, e.g. 24h")
+    rto: Duration = Field(timedelta(hours=4), description="longest a restore may take, e.g. 4h")
+
+
+class Verification(Strict):
+    read_data_subset: str = Field(
+        "5%", pattern=r"^(\d{1,3}(\.\d+)?%|\d+/\d+|\d+[KMGT]?)$", description="how much pack data restic check reads"
+    )
+
+
+class Policy(Strict):
+    """The whole policy file."""
+
+    version: Literal[1] = Field(1, description="the policy format version; 1")
+    name: Name = Field(..., description="the policy's name; tags every snapshot, e.g. crm-prod")
+    database: Database = Field(..., description="the database to protect")
+    targets: tuple[Target, ...] = Field(..., min_length=1, description="where backups go (local, mount, sftp, s3)")
+    repository_password: Secret = Field(..., description="where the restic repository password comes from")
+    retention: Retention = Field(DEFAULT_RETENTION, description="keep-rules applied by prune")
+    objectives: Objectives = Field(Objectives(), description="recovery objectives checked by drills")
+    verification: Verification = Field(Verification())
+    compression: Literal["auto", "max", "off"] = Field("auto", description="restic compression for new data")
+    state_dir: PolicyPath | None = Field(None, description="where opsctl keeps its audit log and reports")
+
+    @field_validator("targets")
+    @classmethod
+    def _unique_names(cls, targets: tuple) -> tuple:
+        seen: set[str] = set()
+        for target in targets:
+            if target.name in seen:
+                raise ValueError(duplicate_names_message(target.name))
+            seen.add(target.name)
+        return targets
+
+    def target(self, name: str):
+        """The target with that name, or None."""
+        return next((t for t in self.targets if t.name == name), None)
+
+
+def duplicate_names_message(name: object) -> str:
+    return f"two targets are named '{name}'; give each target its own name"
+
+
+def default_state_dir(policy_name: str) -> Path:
+    """Per-user state: /var/lib/opsctl/NAME for root, else $XDG_STATE_HOME/opsctl/NAME."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/opsctl") / policy_name
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "opsctl" / policy_name
+
+
+def is_valid_name(text: str) -> bool:
+    return re.match(NAME_PATTERN, text) is not None

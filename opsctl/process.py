@@ -1,0 +1,89 @@
+"""Small helpers shared by the modules that start processes (restic/, sources/, secrets)."""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import threading
+from collections import deque
+from typing import IO, Callable, Iterator
+
+CHUNK_SIZE = 1 << 20
+_PR_SET_PDEATHSIG = 1
+_F_SETPIPE_SZ = 1031
+
+
+def die_with_parent() -> None:
+    """Run in the child before exec: the kernel kills it if opsctl dies.
+
+    A restic reading a dump from stdin would otherwise see end-of-file when opsctl is killed
+    and save a truncated snapshot that looks complete.
+    """
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def widen_pipe(stream: IO[bytes] | None) -> None:
+    """Ask for a 1 MiB pipe buffer so large dumps cross with fewer context switches."""
+    if stream is None:
+        return
+    try:
+        fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, CHUNK_SIZE)
+    except OSError:
+        pass  # the default 64 KiB buffer still works, only a little slower
+
+
+def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
+    """Yield a binary stream in chunks of up to 1 MiB until end of file."""
+    fd = stream.fileno()
+    while chunk := os.read(fd, CHUNK_SIZE):
+        yield chunk
+
+
+def write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write every byte of data to an unbuffered pipe."""
+    view = memoryview(data)
+    fd = stream.fileno()
+    while view:
+        view = view[os.write(fd, view):]
+
+
+class StreamTail:
+    """Drains a child's output in a thread, keeping only its last lines (bounded memory)."""
+
+    def __init__(self, stream: IO[bytes], keep: int = 200, on_line: Callable[[str], None] | None = None):
+        self._lines: deque[str] = deque(maxlen=keep)
+        self._on_line = on_line
+        self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for raw in stream:
+            line = raw.decode("utf-8", "replace").rstrip("\n")
+            self._lines.append(line)
+            if self._on_line is not None:
+                self._on_line(line)
+        stream.close()
+
+    def text(self) -> str:
+        """Everything kept so far, once the stream has ended."""
+        self._thread.join()
+        return "\n".join(self._lines)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """Kill a child that must not finish (its output would be incomplete) and reap it."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+
+
+def run_secret_command(argv: list[str], timeout: float = 60) -> bytes:
+    """Run a password command and return its standard output; its stderr goes to the terminal."""
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    if result.returncode != 0:
+        raise subprocess.CalledProcessError(result.returncode, argv[0])
+    return result.stdout

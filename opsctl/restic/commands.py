@@ -1,0 +1,58 @@
+"""Pure functions that build restic argument lists; nothing here starts a process."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+MINIMUM_VERSION = (0, 14, 0)
+
+
+def global_args(location: str, password_fd: int, options: Iterable[str]) -> list[str]:
+    args = ["--repo", location, "--password-file", f"/dev/fd/{password_fd}"]
+    for option in options:
+        args += ["--option", option]
+    return args
+
+
+def init_args() -> list[str]:
+    # Version 2 repositories store compressed data; 0.14 uses it by default, we make it explicit.
+    return ["init", "--repository-version", "2"]
+
+
+def backup_stdin_args(filename: str, tags: Iterable[str], compression: str, host: str | None = None) -> list[str]:
+    args = ["backup", "--stdin", "--stdin-filename", filename, "--json", "--compression", compression]
+    for tag in tags:
+        args += ["--tag", tag]
+    if host:
+        args += ["--host", host]
+    return args
+
+
+def snapshots_args(tags: Iterable[str]) -> list[str]:
+    # restic ANDs the comma-separated tags of one --tag option.
+    tag_list = ",".join(tags)
+    return ["snapshots", "--json"] + (["--tag", tag_list] if tag_list else [])
+
+
+def dump_args(snapshot_id: str, path: str) -> list[str]:
+    return ["dump", snapshot_id, path]
+
+
+def forget_args(snapshot_ids: Iterable[str]) -> list[str]:
+    return ["forget", *snapshot_ids]
+
+
+def cat_config_args() -> list[str]:
+    return ["cat", "config"]
+
+
+def parse_version(text: str) -> tuple[int, int, int] | None:
+    """(0, 14, 0) from "restic 0.14.0 compiled with go1.19.8 on linux/amd64"."""
+    words = text.split()
+    if len(words) < 2 or words[0] != "restic":
+        return None
+    parts = words[1].split(".")
+    try:
+        return tuple(int(p) for p in (parts + ["0", "0"])[:3])  # type: ignore[return-value]
+    except ValueError:
+        return None

@@ -1,0 +1,98 @@
+"""restic failures as typed errors, each with a hint an operator can act on at 3 a.m."""
+
+from __future__ import annotations
+
+import re
+
+from opsctl.errors import ExitCode, OpsctlError
+
+
+class ResticError(OpsctlError):
+    """restic failed; the message names the repository by its redacted display name."""
+
+
+class ResticMissing(ResticError):
+    pass
+
+
+class ResticTooOld(ResticError):
+    pass
+
+
+class RepositoryNotFound(ResticError):
+    pass
+
+
+class RepositoryExists(ResticError):
+    pass
+
+
+class WrongPassword(ResticError):
+    pass
+
+
+class RepositoryLocked(ResticError):
+    pass
+
+
+class TargetUnreachable(ResticError):
+    pass
+
+
+class SnapshotNotFound(ResticError):
+    exit_code = ExitCode.BAD_INPUT
+
+
+_LOCKED = re.compile(
+    r"already locked (?P<how>exclusively )?by PID (?P<pid>\d+) on (?P<host>\S+) by (?P<user>[^\n(]+?)\s*\(", re.S
+)
+_LOCK_TIME = re.compile(r"lock was created at (?P<at>[^\n]+)")
+_UNREACHABLE = (
+    "connection refused",
+    "no such host",
+    "i/o timeout",
+    "network is unreachable",
+    "connection reset",
+    "ssh command exited",
+    "unable to start the sftp session",
+    "permission denied (publickey",
+)
+
+
+def classify(stderr: str, display: str, action: str) -> ResticError:
+    """Map restic's stderr to the most specific error we know, keeping its last line as detail."""
+    text = stderr.strip()
+    lowered = text.lower()
+    if "wrong password or no key found" in lowered:
+        return WrongPassword(
+            f"the repository password does not open {display}",
+            "check that the policy's repository_password is the one this repository was created with",
+        )
+    if locked := _LOCKED.search(text):
+        return _locked_error(locked, text, display)
+    if "is there a repository at the following location" in lowered:
+        return RepositoryNotFound(f"there is no restic repository at {display} yet", "run: opsctl init")
+    if "config file already exists" in lowered:
+        return RepositoryExists(f"{display} already holds a restic repository; it was left untouched")
+    if "no matching id found" in lowered or "no snapshot found" in lowered or "invalid id" in lowered:
+        return SnapshotNotFound(
+            f"that snapshot was not found in {display}", "list what exists with: opsctl snapshots"
+        )
+    if any(marker in lowered for marker in _UNREACHABLE):
+        return TargetUnreachable(f"{display} cannot be reached: {_last_line(text)}", "check the network and the target host")
+    return ResticError(f"restic {action} failed for {display}: {_last_line(text) or 'no message'}")
+
+
+def _locked_error(match: re.Match, text: str, display: str) -> RepositoryLocked:
+    how = "exclusively " if match["how"] else ""
+    since = _LOCK_TIME.search(text)
+    when = f" since {since['at'].strip()}" if since else ""
+    return RepositoryLocked(
+        f"{display} is {how}locked by restic PID {match['pid']} on {match['host']} (user {match['user'].strip()}){when}",
+        "wait for that run to finish; if that process is gone, remove the stale lock with: restic unlock",
+    )
+
+
+def _last_line(text: str) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return lines[-1].removeprefix("Fatal: ") if lines else ""

@@ -1,0 +1,61 @@
+"""Data parsed from restic's --json output."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    short_id: str
+    time: datetime
+    hostname: str
+    username: str
+    paths: tuple[str, ...]
+    tags: tuple[str, ...]
+
+    def tag(self, key: str) -> str | None:
+        """The value of a key=value tag, e.g. tag('db') -> 'crm'."""
+        prefix = f"{key}="
+        return next((t[len(prefix):] for t in self.tags if t.startswith(prefix)), None)
+
+
+@dataclass(frozen=True)
+class BackupSummary:
+    snapshot_id: str
+    bytes_processed: int
+    bytes_added: int
+    duration_s: float
+
+
+@dataclass(frozen=True)
+class Key:
+    id: str
+    current: bool
+    username: str
+    hostname: str
+    created: str
+
+
+def parse_time(text: str) -> datetime:
+    """restic writes nanosecond times (2026-11-22T19:39:42.491227994Z); Python takes microseconds."""
+    head, _, rest = text.partition(".")
+    if rest:
+        digits = "".join(ch for ch in rest if ch.isdigit())
+        zone = rest[len(digits):]
+        text = f"{head}.{digits[:6]}{zone}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def snapshot_from_json(item: dict) -> Snapshot:
+    return Snapshot(
+        id=item["id"],
+        short_id=item.get("short_id", item["id"][:8]),
+        time=parse_time(item["time"]),
+        hostname=item.get("hostname", ""),
+        username=item.get("username", ""),
+        paths=tuple(item.get("paths") or ()),
+        tags=tuple(item.get("tags") or ()),
+    )

@@ -1,0 +1,58 @@
+"""Read passwords from the sources a policy names. The value never leaves memory except by pipe."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+from opsctl.errors import SecretUnavailable
+from opsctl.policy.model import SecretSource, check_private_file
+from opsctl.process import run_secret_command
+
+
+def read_secret(source: SecretSource, purpose: str) -> bytes:
+    """The raw secret bytes; SecretUnavailable names the source and what to do, never the value."""
+    if source.file is not None:
+        return _from_file(source, purpose)
+    if source.env is not None:
+        value = os.environ.get(source.env)
+        if not value:
+            raise SecretUnavailable(
+                f"the {purpose} comes from environment variable {source.env}, which is not set",
+                f"export {source.env} in the environment that runs opsctl (a systemd credential or EnvironmentFile)",
+            )
+        return value.encode()
+    return _from_command(source, purpose)
+
+
+def _from_file(source: SecretSource, purpose: str) -> bytes:
+    try:
+        check_private_file(source.file)
+        data = source.file.read_bytes()
+    except (ValueError, OSError) as exc:
+        raise SecretUnavailable(f"the {purpose} file cannot be used: {exc}") from None
+    if not data.strip():
+        raise SecretUnavailable(f"the {purpose} file {source.file} is empty", "write the password into it")
+    return data
+
+
+def _from_command(source: SecretSource, purpose: str) -> bytes:
+    try:
+        data = run_secret_command(list(source.command))
+    except FileNotFoundError:
+        raise SecretUnavailable(f"the {purpose} command {source.command[0]} was not found") from None
+    except subprocess.TimeoutExpired:
+        raise SecretUnavailable(f"the {purpose} command {source.command[0]} did not finish within 60 s") from None
+    except subprocess.CalledProcessError as exc:
+        raise SecretUnavailable(
+            f"the {purpose} command {source.command[0]} failed (exit {exc.returncode})",
+            "run it by hand to see why",
+        ) from None
+    if not data.strip():
+        raise SecretUnavailable(f"the {purpose} command {source.command[0]} printed nothing")
+    return data
+
+
+def as_text(secret: bytes) -> str:
+    """A password for a database client: without the file's trailing newline."""
+    return secret.decode("utf-8").rstrip("\r\n")

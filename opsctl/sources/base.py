@@ -1,0 +1,55 @@
+"""What every database engine offers the actions: a consistent dump and a safe restore."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ContextManager, Iterable, Iterator, Protocol
+
+from opsctl.manifest import DumpFacts, TableStats
+
+
+class Dump(Protocol):
+    """A running dump. `facts` is set once `chunks()` has ended without error."""
+
+    facts: DumpFacts | None
+
+    def chunks(self) -> Iterator[bytes]:
+        """The dump's bytes; raises DumpFailed at the end if the dump tool did not succeed."""
+
+
+@dataclass(frozen=True)
+class Destination:
+    """Where a restore would land, as found before anything is written."""
+
+    name: str
+    display: str
+    exists: bool
+    empty: bool
+    is_source: bool
+
+
+class Source(Protocol):
+    engine: str
+    database: str
+    file_name: str
+
+    def dump(self) -> ContextManager[Dump]:
+        """Start a dump from one consistent point in time."""
+
+    def destination(self, name: str) -> Destination:
+        """Look at a restore destination without changing it."""
+
+    def create_staging(self, destination: Destination) -> str:
+        """Make an empty scratch place next to the destination; return its name."""
+
+    def load(self, staging: str, chunks: Iterable[bytes]) -> None:
+        """Restore a dump stream into the staging place."""
+
+    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+        """Row counts of every table in the staging place."""
+
+    def publish(self, staging: str, destination: Destination) -> str | None:
+        """Put staging at the destination; an existing non-empty one is renamed aside (returned)."""
+
+    def discard(self, staging: str) -> None:
+        """Remove the staging place after a failed restore."""

@@ -1,0 +1,115 @@
+"""Connecting to PostgreSQL: psycopg sessions in-process, and credentials for the command-line tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import psycopg
+from psycopg import sql
+
+from opsctl.manifest import TableStats
+from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
+
+# Leaf tables that hold rows (partitions included, partitioned parents excluded: their rows live
+# in the partitions), leaving out system schemas and tables owned by extensions.
+_TABLES = """
+SELECT n.nspname, c.relname
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind = 'r'
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+  AND NOT EXISTS (SELECT 1 FROM pg_depend d
+                  WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid AND d.deptype = 'e')
+ORDER BY 1, 2
+"""
+_USER_RELATIONS = """
+SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'
+"""
+
+
+@dataclass(frozen=True)
+class PgServer:
+    """How to reach one PostgreSQL server as one role."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        return f"postgresql://{self.user}@{self.host}:{self.port}"
+
+    def connect(self, database: str, autocommit: bool = False) -> psycopg.Connection:
+        """A session with a clear error for the usual failures (down, wrong password, no database)."""
+        try:
+            return psycopg.connect(
+                host=self.host, port=self.port, user=self.user, dbname=database, password=self.password,
+                application_name="opsctl", connect_timeout=10, autocommit=autocommit,
+            )
+        except psycopg.OperationalError as exc:
+            raise self._connect_error(database, str(exc)) from None
+
+    def _connect_error(self, database: str, text: str) -> Exception:
+        lowered = text.lower()
+        where = f"{self.display}/{database}"
+        if "password authentication failed" in lowered or "no password supplied" in lowered:
+            return DatabaseAuthFailed(f"PostgreSQL refused the password for user {self.user} at {where}",
+                                      "check the policy's database.password source")
+        if "does not exist" in lowered and "database" in lowered:
+            return DatabaseMissing(f"database {database} does not exist at {self.display}",
+                                   "check database.names in the policy")
+        first_line = text.strip().splitlines()[0] if text.strip() else "no answer"
+        return DatabaseUnreachable(f"cannot connect to PostgreSQL at {where}: {first_line}",
+                                   "check that the server is running and database.host/port are right")
+
+    @contextmanager
+    def tool_environment(self, database: str) -> Iterator[dict[str, str]]:
+        """Environment for pg_dump/pg_restore: connection by PG* variables, password by a 0600 passfile."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=database,
+                   PGAPPNAME="opsctl", PGCONNECT_TIMEOUT="10")
+        folder = tempfile.mkdtemp(prefix="opsctl-pg-")
+        try:
+            if self.password is not None:
+                passfile = Path(folder) / "pgpass"
+                fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(f"*:*:*:*:{_escape(self.password)}\n")
+                env["PGPASSFILE"] = str(passfile)
+            yield env
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def tool(name: str) -> str:
+    """The path of a PostgreSQL client tool, or a clear error saying how to install it."""
+    found = shutil.which(name)
+    if found is None:
+        raise ToolMissing(f"{name} is not installed", "install it: sudo apt-get install postgresql-client")
+    return found
+
+
+def table_stats(conn: psycopg.Connection) -> tuple[TableStats, ...]:
+    """Exact row counts of every user table, read in the connection's current transaction."""
+    stats = []
+    for schema, table in conn.execute(_TABLES).fetchall():
+        query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+        stats.append(TableStats(name=f"{schema}.{table}", rows=conn.execute(query).fetchone()[0]))
+    return tuple(stats)
+
+
+def has_user_relations(conn: psycopg.Connection) -> bool:
+    return conn.execute(_USER_RELATIONS).fetchone()[0] > 0

@@ -1,0 +1,187 @@
+"""PostgreSQL: pg_dump from an exported snapshot, pg_restore into a staging database."""
+
+from __future__ import annotations
+
+import secrets
+import subprocess
+import threading
+from contextlib import contextmanager
+from typing import Iterable, Iterator
+
+import psycopg
+from psycopg import sql
+from psycopg.conninfo import make_conninfo
+
+from opsctl.manifest import DumpFacts, TableStats
+from opsctl.process import StreamTail, die_with_parent, read_chunks, stop, widen_pipe, write_all
+from opsctl.sources.base import Destination
+from opsctl.sources.errors import DatabaseError, DestinationRefused, DumpFailed, RestoreFailed
+from opsctl.sources.pg_client import PgServer, has_user_relations, table_stats, tool
+from opsctl.sources.redact import redact_tool_output
+
+DUMP_FORMAT = "pg_dump custom format, uncompressed (-Fc -Z0)"
+_MAINTENANCE_DATABASES = ("postgres", "template1")
+
+
+class PostgresSource:
+    """One database on a PostgreSQL server."""
+
+    engine = "postgresql"
+
+    def __init__(self, server: PgServer, database: str, lock_wait_timeout_s: int = 300) -> None:
+        self.server = server
+        self.database = database
+        self.file_name = f"{database}.pgdump"
+        self._lock_wait_ms = lock_wait_timeout_s * 1000
+
+    @contextmanager
+    def dump(self) -> Iterator["PgDump"]:
+        """pg_dump and the row counts read one exported snapshot, so both see the same moment."""
+        with self.server.connect(self.database) as conn:
+            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+            conn.read_only = True
+            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            version = conn.execute("SHOW server_version").fetchone()[0]
+            argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
+                    "--no-password", f"--lock-wait-timeout={self._lock_wait_ms}"]
+            with self.server.tool_environment(self.database) as env:
+                proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                        stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+                dump = PgDump(self, proc, conn, version)
+                try:
+                    yield dump
+                finally:
+                    stop(proc)
+                    dump.abort()
+
+    def destination(self, name: str) -> Destination:
+        with self._maintenance() as conn:
+            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+        empty = not exists or self._is_empty(name)
+        is_source = name == self.database
+        return Destination(name=name, display=f"database {name} on {self.server.display}",
+                           exists=exists, empty=empty, is_source=is_source)
+
+    def create_staging(self, destination: Destination) -> str:
+        staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"
+        with self._maintenance() as conn:
+            try:
+                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(staging)))
+            except psycopg.errors.InsufficientPrivilege:
+                raise DestinationRefused(f"user {self.server.user} may not create databases on {self.server.display}",
+                                         f"grant it: ALTER ROLE {self.server.user} CREATEDB;") from None
+        return staging
+
+    def load(self, staging: str, chunks: Iterable[bytes]) -> None:
+        """pg_restore in one transaction: a failure leaves the staging database empty."""
+        # A name with '=' in it would be read as a connection string: always pass a quoted one.
+        argv = [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-password",
+                "--dbname=" + make_conninfo(dbname=staging)]
+        with self.server.tool_environment(staging) as env:
+            with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.PIPE, preexec_fn=die_with_parent) as proc:
+                widen_pipe(proc.stdin)
+                err = StreamTail(proc.stderr)
+                try:
+                    for chunk in chunks:
+                        write_all(proc.stdin, chunk)
+                    proc.stdin.close()
+                except BrokenPipeError:
+                    pass  # pg_restore stopped early; its exit status and stderr say why
+                except BaseException:
+                    stop(proc)
+                    raise
+                if proc.wait() != 0:
+                    raise RestoreFailed(f"pg_restore into {staging} failed:\n{redact_tool_output(err.text())}",
+                                        "nothing was changed at the destination")
+
+    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+        with self.server.connect(staging) as conn:
+            return table_stats(conn)
+
+    def publish(self, staging: str, destination: Destination) -> str | None:
+        aside = None
+        with self._maintenance() as conn:
+            if destination.exists and destination.empty:
+                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(destination.name)))
+            elif destination.exists:
+                aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
+                self._rename(conn, destination.name, aside)
+            self._rename(conn, staging, destination.name)
+        return aside
+
+    def discard(self, staging: str) -> None:
+        with self._maintenance() as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
+
+    def _rename(self, conn: psycopg.Connection, old: str, new: str) -> None:
+        try:
+            conn.execute(sql.SQL("ALTER DATABASE {} RENAME TO {}").format(sql.Identifier(old), sql.Identifier(new)))
+        except psycopg.errors.ObjectInUse:
+            raise RestoreFailed(f"database {old} is in use, so it cannot be renamed",
+                                "stop the application that uses it, then run the restore again") from None
+
+    def _is_empty(self, name: str) -> bool:
+        try:
+            with self.server.connect(name) as conn:
+                return not has_user_relations(conn)
+        except DatabaseError:
+            return False  # cannot look inside: treat as holding data
+
+    @contextmanager
+    def _maintenance(self) -> Iterator[psycopg.Connection]:
+        """An autocommit session on a database that is not the one being changed."""
+        last: Exception | None = None
+        for name in (*_MAINTENANCE_DATABASES, self.database):
+            try:
+                conn = self.server.connect(name, autocommit=True)
+            except DatabaseError as exc:
+                last = exc
+                continue
+            with conn:
+                yield conn
+            return
+        raise last  # type: ignore[misc]
+
+
+class PgDump:
+    """A running pg_dump, with the row counts taken in the exporting transaction alongside it."""
+
+    def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str):
+        self._source = source
+        self._proc = proc
+        self._version = version
+        self._conn = conn
+        self._stats: tuple[TableStats, ...] | Exception = ()
+        self._counter = threading.Thread(target=self._count, args=(conn,), daemon=True)
+        self._counter.start()
+        self._stderr = StreamTail(proc.stderr)
+        widen_pipe(proc.stdout)
+        self.facts: DumpFacts | None = None
+
+    def abort(self) -> None:
+        """Stop counting rows when the dump ended early (the session is about to close)."""
+        if self._counter.is_alive():
+            self._conn.cancel()
+            self._counter.join(timeout=10)
+
+    def _count(self, conn: psycopg.Connection) -> None:
+        try:
+            self._stats = table_stats(conn)
+        except Exception as exc:  # reported when the dump ends
+            self._stats = exc
+
+    def chunks(self) -> Iterator[bytes]:
+        yield from read_chunks(self._proc.stdout)
+        code = self._proc.wait()
+        self._counter.join()
+        name = self._source.database
+        if code != 0:
+            detail = redact_tool_output(self._stderr.text()) or f"exit status {code}"
+            raise DumpFailed(f"pg_dump of database {name} failed: {detail}",
+                             "no snapshot was kept from this run; fix the cause and run the backup again")
+        if isinstance(self._stats, Exception):
+            raise DumpFailed(f"counting the rows of database {name} failed: {self._stats.__class__.__name__}",
+                             "no snapshot was kept from this run")
+        self.facts = DumpFacts(engine="postgresql", database=name, dump_format=DUMP_FORMAT,
+                               server_version=self._version, tables=self._stats)

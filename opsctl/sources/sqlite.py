@@ -1,0 +1,160 @@
+"""SQLite: an online copy through SQLite's backup API, streamed to restic; restore to a new file."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import tempfile
+from contextlib import closing, contextmanager
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from opsctl.manifest import DumpFacts, TableStats
+from opsctl.sources.base import Destination
+from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
+
+DUMP_FORMAT = "SQLite database file (online backup API copy)"
+_SIDECARS = ("-wal", "-shm", "-journal")
+
+
+def _open(path: Path, readonly: bool = True) -> sqlite3.Connection:
+    mode = "ro" if readonly else "rw"
+    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30)
+    return conn
+
+
+def table_stats(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
+    names = [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+    quoted = ('"' + name.replace('"', '""') + '"' for name in names)
+    return tuple(TableStats(name=name, rows=conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
+                 for name, q in zip(names, quoted))
+
+
+class SQLiteSource:
+    """One SQLite database file."""
+
+    engine = "sqlite"
+
+    def __init__(self, path: Path, database: str, scratch_dir: Path | None = None) -> None:
+        self.path = path
+        self.database = database
+        self.file_name = f"{database}.sqlite3"
+        self._scratch_dir = scratch_dir
+
+    @contextmanager
+    def dump(self) -> Iterator["SQLiteDump"]:
+        """Copy the live database to a private scratch file in one read transaction, then stream it."""
+        if not self.path.is_file():
+            raise DatabaseMissing(f"the SQLite database {self.path} does not exist", "check database.path in the policy")
+        if self._scratch_dir is not None:
+            self._scratch_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix="opsctl-sqlite-", dir=self._scratch_dir) as folder:
+            copy = Path(folder) / self.file_name
+            try:
+                with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
+                    src.backup(dst)  # all pages in one step: one consistent read transaction
+                with closing(_open(copy)) as conn:
+                    tables = table_stats(conn)
+            except sqlite3.Error as exc:
+                raise DumpFailed(f"copying the SQLite database {self.path} failed: {exc}",
+                                 "no snapshot was kept from this run") from None
+            facts = DumpFacts(engine="sqlite", database=self.database, dump_format=DUMP_FORMAT,
+                              server_version=sqlite3.sqlite_version, tables=tables)
+            yield SQLiteDump(copy, facts)
+
+    def destination(self, name: str) -> Destination:
+        path = Path(name).expanduser().resolve()
+        exists = path.exists()
+        if exists and not path.is_file():
+            raise DestinationRefused(f"{path} exists and is not a file", "give --to a file path for the restored database")
+        is_source = path == self.path.resolve() or (exists and self.path.exists() and path.samefile(self.path))
+        return Destination(name=str(path), display=f"file {path}", exists=exists,
+                           empty=not exists or _is_empty(path), is_source=is_source)
+
+    def create_staging(self, destination: Destination) -> str:
+        target = Path(destination.name)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = target.parent / f".{target.name}.opsctl-restore-{secrets.token_hex(3)}"
+        os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        return str(staging)
+
+    def load(self, staging: str, chunks: Iterable[bytes]) -> None:
+        with open(staging, "wb") as handle:
+            for chunk in chunks:
+                handle.write(chunk)
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+        try:
+            with closing(_open(Path(staging))) as conn:
+                problems = conn.execute("PRAGMA quick_check").fetchall()
+                if problems != [("ok",)]:
+                    raise RestoreFailed("the restored SQLite file fails SQLite's integrity check",
+                                        "restore an earlier snapshot and run opsctl verify on this one")
+                return table_stats(conn)
+        except sqlite3.DatabaseError as exc:
+            raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
+
+    def publish(self, staging: str, destination: Destination) -> str | None:
+        target = Path(destination.name)
+        aside = None
+        if destination.exists and destination.empty:
+            _remove_with_sidecars(target)
+        elif destination.exists:
+            aside = f"{target}.before-restore-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+            _move_with_sidecars(target, Path(aside))
+        os.replace(staging, target)
+        _sync_folder(target.parent)
+        return aside
+
+    def discard(self, staging: str) -> None:
+        Path(staging).unlink(missing_ok=True)
+
+
+class SQLiteDump:
+    def __init__(self, copy: Path, facts: DumpFacts) -> None:
+        self._copy = copy
+        self._facts = facts
+        self.facts: DumpFacts | None = None
+
+    def chunks(self) -> Iterator[bytes]:
+        with open(self._copy, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                yield chunk
+        self.facts = self._facts
+
+
+def _is_empty(path: Path) -> bool:
+    if path.stat().st_size == 0:
+        return True
+    try:
+        with closing(_open(path)) as conn:
+            return conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
+    except sqlite3.DatabaseError:
+        return False  # not a database we can read: never treat it as empty
+
+
+def _move_with_sidecars(path: Path, aside: Path) -> None:
+    for suffix in _SIDECARS:
+        sidecar = Path(f"{path}{suffix}")
+        if sidecar.exists():
+            os.replace(sidecar, f"{aside}{suffix}")
+    os.replace(path, aside)
+
+
+def _remove_with_sidecars(path: Path) -> None:
+    for suffix in _SIDECARS:
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    path.unlink()
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
