@@ -176,12 +176,13 @@ class PgDump:
         code = self._proc.wait()
         self._counter.join()
         name = self._source.database
+        if isinstance(self._stats, Exception):  # checked first: it also makes pg_dump lose the snapshot
+            raise DumpFailed(f"reading the row counts of database {name} failed: {redact_tool_output(str(self._stats))}",
+                             f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
+                             f"{self._source.server.user}); no snapshot was kept from this run")
         if code != 0:
             detail = redact_tool_output(self._stderr.text()) or f"exit status {code}"
             raise DumpFailed(f"pg_dump of database {name} failed: {detail}",
                              "no snapshot was kept from this run; fix the cause and run the backup again")
-        if isinstance(self._stats, Exception):
-            raise DumpFailed(f"counting the rows of database {name} failed: {self._stats.__class__.__name__}",
-                             "no snapshot was kept from this run")
         self.facts = DumpFacts(engine="postgresql", database=name, dump_format=DUMP_FORMAT,
                                server_version=self._version, tables=self._stats)
