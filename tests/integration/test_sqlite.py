@@ -1,0 +1,125 @@
+"""SQLite end to end, with a writer moving money between accounts while the backup runs."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sqlite3
+import threading
+from contextlib import closing
+
+import pytest
+
+ACCOUNTS = 2_000
+TOTAL = ACCOUNTS * 1_000
+
+
+def make_bank(path) -> None:
+    with closing(sqlite3.connect(path)) as conn, conn:
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER NOT NULL)")
+        conn.execute("CREATE TABLE transfers (src INTEGER, dst INTEGER, amount INTEGER)")  # no key, on purpose
+        conn.executemany("INSERT INTO accounts VALUES (?, ?, 1000)",
+                         [(i, f"Người dùng {i} 🚀") for i in range(ACCOUNTS)])
+
+
+class Writer(threading.Thread):
+    """Moves money in transactions: the sum of balances never changes in any committed state."""
+
+    def __init__(self, path) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop = threading.Event()
+        self.commits = 0
+
+    def run(self) -> None:
+        rng = random.Random(1)
+        with closing(sqlite3.connect(self.path, timeout=30, isolation_level=None)) as conn:
+            while not self.stop.is_set():
+                src, dst, amount = rng.randrange(ACCOUNTS), rng.randrange(ACCOUNTS), rng.randrange(1, 50)
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, src))
+                conn.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, dst))
+                conn.execute("INSERT INTO transfers VALUES (?, ?, ?)", (src, dst, amount))
+                conn.execute("COMMIT")
+                self.commits += 1
+
+
+@pytest.fixture
+def bank(workspace):
+    make_bank(workspace.root / "bank.sqlite3")
+    workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"})
+    assert workspace.opsctl("init").returncode == 0
+    return workspace
+
+
+def test_backup_during_writes_restores_a_consistent_copy(bank):
+    writer = Writer(bank.root / "bank.sqlite3")
+    writer.start()
+    try:
+        while writer.commits < 50:
+            pass
+        backup = bank.opsctl("--json", "backup")
+        commits_during = writer.commits
+    finally:
+        writer.stop.set()
+        writer.join()
+    assert backup.returncode == 0, backup.output
+    assert commits_during > 50
+
+    restore = bank.opsctl("restore", "--to", "restored/bank.sqlite3")
+    assert restore.returncode == 0, restore.output
+    assert "row counts match the backup: 2 tables" in restore.stdout
+    with closing(sqlite3.connect(bank.root / "restored" / "bank.sqlite3")) as conn:
+        assert conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == TOTAL
+        transfers = conn.execute("SELECT count(*) FROM transfers").fetchone()[0]
+    result = json.loads(backup.stdout)["results"][0]
+    assert result["rows"] == ACCOUNTS + transfers
+
+
+def test_second_backup_without_changes_adds_little(bank):
+    with closing(sqlite3.connect(bank.root / "bank.sqlite3")) as conn, conn:
+        conn.execute("CREATE TABLE documents (body TEXT)")
+        conn.executemany("INSERT INTO documents VALUES (?)", [(os.urandom(1024).hex(),) for _ in range(8000)])
+    first = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
+    second = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
+    assert second["snapshot_id"] != first["snapshot_id"]
+    assert second["dump_bytes"] == first["dump_bytes"]
+    assert second["bytes_added"] < first["bytes_added"] / 4
+
+
+def test_replace_keeps_the_previous_file_aside(bank):
+    assert bank.opsctl("backup").returncode == 0
+    target = bank.root / "copy.sqlite3"
+    with closing(sqlite3.connect(target)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+        conn.execute("INSERT INTO notes VALUES ('keep me')")
+
+    assert bank.opsctl("restore", "--to", "copy.sqlite3").returncode == 2
+    replaced = bank.opsctl("restore", "--to", "copy.sqlite3", "--replace")
+    assert replaced.returncode == 0, replaced.output
+    aside = [p for p in bank.root.iterdir() if p.name.startswith("copy.sqlite3.before-restore-")]
+    assert len(aside) == 1
+    with closing(sqlite3.connect(aside[0])) as conn:
+        assert conn.execute("SELECT text FROM notes").fetchone() == ("keep me",)
+    with closing(sqlite3.connect(target)) as conn:
+        assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == ACCOUNTS
+
+
+def test_restoring_over_the_source_needs_its_name(bank):
+    assert bank.opsctl("backup").returncode == 0
+    refused = bank.opsctl("restore", "--to", "bank.sqlite3", "--replace", "--confirm-source", "wrong")
+    assert refused.returncode == 2
+    assert "--confirm-source bank" in refused.stderr
+    accepted = bank.opsctl("restore", "--to", "bank.sqlite3", "--replace", "--confirm-source", "bank")
+    assert accepted.returncode == 0, accepted.output
+    assert "previous database was kept" in accepted.stdout
+
+
+def test_missing_source_file_is_a_clear_failure(bank):
+    (bank.root / "bank.sqlite3").unlink()
+    result = bank.opsctl("backup")
+    assert result.returncode == 1
+    assert "does not exist" in result.stdout and "database.path" in result.stdout
+    assert not (bank.root / "bank.sqlite3").exists(), "a missing source must not be created empty"
