@@ -1,0 +1,81 @@
+"""Canary passwords must never show in any process's argv or environment, in output, logs or the audit trail."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+from tests.conftest import PG_ROLE
+from tests.support.workspace import REPO_ROOT
+
+CANARY_REPO = "CANARYrepo7f3a9"
+CANARY_DB = "CANARYdb51c0e"
+
+
+class ProcScanner(threading.Thread):
+    """Reads /proc/*/cmdline and /proc/*/environ of every process, over and over, until stopped."""
+
+    def __init__(self, needles: list[bytes]) -> None:
+        super().__init__(daemon=True)
+        self.needles = needles
+        self.hits: list[str] = []
+        self.processes_seen: set[str] = set()
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.is_set():
+            for entry in Path("/proc").iterdir():
+                if entry.name.isdigit() and entry.name != str(os.getpid()):
+                    self._scan(entry)
+
+    def _scan(self, entry: Path) -> None:
+        for name in ("cmdline", "environ"):
+            try:
+                data = (entry / name).read_bytes()
+            except OSError:
+                continue
+            if name == "cmdline" and data:
+                self.processes_seen.add(data.split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1])
+            for needle in self.needles:
+                if needle in data:
+                    self.hits.append(f"{name} of {data[:80]!r}")
+
+
+def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server, pg_database):
+    with pg_server.connect() as conn:
+        conn.execute(f"ALTER ROLE {PG_ROLE} PASSWORD '{CANARY_DB}'")
+    with pg_server.connect(pg_database, PG_ROLE, CANARY_DB) as conn:
+        conn.execute("CREATE TABLE customers AS SELECT g AS id, md5(g::text) AS email FROM generate_series(1, 20000) g")
+    workspace.secret("repository.pass", CANARY_REPO)
+    workspace.secret("db.pass", CANARY_DB)
+    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port, "user": PG_ROLE,
+                            "password": {"file": "db.pass"}, "name": pg_database})
+    needles = [CANARY_REPO.encode(), CANARY_DB.encode()]
+    row_value = hashlib.md5(b"1").hexdigest()  # the email column of customer 1: row data must not leak either
+    scanner = ProcScanner(needles)
+    scanner.start()
+    outputs = []
+    try:
+        for args in (["init"], ["-v", "backup"], ["-v", "snapshots"], ["-v", "restore", "--to", pg_database + "_copy"]):
+            result = subprocess.run([sys.executable, "-m", "opsctl", "--policy", str(workspace.root / "policy.yaml"),
+                                     *args], cwd=workspace.root, capture_output=True, text=True,
+                                    env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+            assert result.returncode == 0, result.stdout + result.stderr
+            outputs.append(result.stdout + result.stderr)
+    finally:
+        scanner.stop.set()
+        scanner.join()
+
+    assert {"restic", "pg_dump", "pg_restore"} <= scanner.processes_seen, scanner.processes_seen
+    assert scanner.hits == []
+    for text in outputs:
+        assert CANARY_REPO not in text and CANARY_DB not in text and row_value not in text
+    written = [p for p in (workspace.root / "state").rglob("*") if p.is_file()]
+    assert written, "the audit trail should exist"
+    for path in written:
+        content = path.read_bytes()
+        assert all(needle not in content for needle in [*needles, row_value.encode()]), path
