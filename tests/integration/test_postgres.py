@@ -174,3 +174,25 @@ def test_wrong_database_password_is_a_clear_error(pg_policy):
     assert result.returncode == 1
     assert "PostgreSQL refused the password for user crm_app" in result.stdout
     assert "Traceback" not in result.output
+
+
+def test_restic_alone_can_restore_the_dump(pg_policy, pg_server, pg_database, restic_binary):
+    """The README's recovery path without opsctl: restic dump | pg_restore ignores the manifest trailer."""
+    with pg_server.connect(pg_database, PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        fill_awkward(conn)
+        before = table_contents(conn)
+    assert pg_policy.opsctl("backup").returncode == 0
+    target = pg_database + "_by_hand"
+    with pg_server.connect() as conn:
+        conn.execute(f"CREATE DATABASE {target}")
+    env = {**os.environ, "RESTIC_PASSWORD_FILE": str(pg_policy.root / "repository.pass"),
+           "PGPASSWORD": pg_server.password}
+    dump = subprocess.Popen([restic_binary, "-r", str(pg_policy.root / "repo-local"), "dump", "latest",
+                             f"/{pg_database}.pgdump"], env=env, stdout=subprocess.PIPE)
+    restore = subprocess.run(["pg_restore", "--exit-on-error", "--no-owner", "-h", "127.0.0.1", "-p", str(pg_server.port),
+                              "-U", "postgres", "-d", target], stdin=dump.stdout, env=env, capture_output=True, text=True)
+    dump.stdout.close()
+    assert dump.wait() == 0
+    assert restore.returncode == 0, restore.stderr
+    with pg_server.connect(target) as conn:
+        assert table_contents(conn) == before
