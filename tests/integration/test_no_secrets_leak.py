@@ -9,11 +9,11 @@ import sys
 import threading
 from pathlib import Path
 
-from tests.conftest import PG_ROLE
 from tests.support.workspace import REPO_ROOT
 
 CANARY_REPO = "CANARYrepo7f3a9"
 CANARY_DB = "CANARYdb51c0e"
+CANARY_ROLE = "crm_canary"  # its own role: the canary password must not leak into other tests
 
 
 class ProcScanner(threading.Thread):
@@ -45,14 +45,14 @@ class ProcScanner(threading.Thread):
                     self.hits.append(f"{name} of {data[:80]!r}")
 
 
-def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server, pg_database):
-    with pg_server.connect() as conn:
-        conn.execute(f"ALTER ROLE {PG_ROLE} PASSWORD '{CANARY_DB}'")
-    with pg_server.connect(pg_database, PG_ROLE, CANARY_DB) as conn:
+def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server):
+    pg_database = "canary_crm"
+    pg_server.create_role_and_database(CANARY_ROLE, CANARY_DB, pg_database)
+    with pg_server.connect(pg_database, CANARY_ROLE, CANARY_DB) as conn:
         conn.execute("CREATE TABLE customers AS SELECT g AS id, md5(g::text) AS email FROM generate_series(1, 20000) g")
     workspace.secret("repository.pass", CANARY_REPO)
     workspace.secret("db.pass", CANARY_DB)
-    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port, "user": PG_ROLE,
+    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port, "user": CANARY_ROLE,
                             "password": {"file": "db.pass"}, "name": pg_database})
     needles = [CANARY_REPO.encode(), CANARY_DB.encode()]
     row_value = hashlib.md5(b"1").hexdigest()  # the email column of customer 1: row data must not leak either

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""Benchmark: opsctl backup of a pgbench database against the raw pipeline, measured in the same run.
+
+    .venv/bin/python tests/bench/bench_postgres_backup.py [--scale 40] [--rss-scale-factor 4]
+
+Prints (1) opsctl backup wall time / raw `pg_dump -Fc -Z0 | restic backup --stdin` (goal <= 1.10),
+(2) bytes restic adds on a second backup with no change, after ~1% new rows, after 0.1% scattered
+updates, each as a share of the dump, (3) peak RSS of the opsctl Python process at 1x and Nx size.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.support.servers import PostgresServer, postgres_bindir  # noqa: E402
+
+ROLE, ROLE_PASSWORD, DB = "bench", "bench-pw", "bench"
+
+
+def sh(argv, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(argv, check=True, **kw)
+
+
+class Bench:
+    def __init__(self, root: Path, server: PostgresServer) -> None:
+        self.root = root
+        self.server = server
+        self.password_file = root / "repo.pass"
+        self.password_file.write_text("bench-repository-password\n")
+        self.password_file.chmod(0o600)
+        (root / "db.pass").write_text(ROLE_PASSWORD + "\n")
+        (root / "db.pass").chmod(0o600)
+        self.pg_env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": ROLE,
+                       "PGPASSWORD": ROLE_PASSWORD, "PGDATABASE": DB}
+        self.restic_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(self.password_file)}
+
+    def fresh_repository(self, name: str) -> Path:
+        repo = self.root / name
+        sh(["restic", "-r", str(repo), "init", "-q"], env=self.restic_env, stdout=subprocess.DEVNULL)
+        return repo
+
+    def raw_backup(self, repo: Path) -> float:
+        started = time.monotonic()
+        dump = subprocess.Popen(["pg_dump", "-Fc", "-Z0"], env=self.pg_env, stdout=subprocess.PIPE)
+        sh(["restic", "-r", str(repo), "backup", "--stdin", "--stdin-filename", "bench.pgdump", "-q"],
+           stdin=dump.stdout, env=self.restic_env)
+        dump.stdout.close()
+        assert dump.wait() == 0
+        return time.monotonic() - started
+
+    def write_policy(self, repo: Path) -> Path:
+        policy = self.root / f"policy-{repo.name}.yaml"
+        policy.write_text(json.dumps({
+            "name": "bench", "state_dir": str(self.root / "state"),
+            "database": {"engine": "postgresql", "host": "127.0.0.1", "port": self.server.port, "user": ROLE,
+                         "password": {"file": str(self.root / "db.pass")}, "name": DB},
+            "targets": [{"name": "local", "kind": "local", "path": str(repo)}],
+            "repository_password": {"file": str(self.password_file)},
+        }))
+        return policy
+
+    def opsctl_backup(self, policy: Path) -> tuple[float, dict, int]:
+        """Wall time, the JSON result, and the peak RSS (KiB) of the opsctl process itself."""
+        started = time.monotonic()
+        proc = subprocess.Popen([sys.executable, "-m", "opsctl", "--json", "--policy", str(policy), "backup"],
+                                stdout=subprocess.PIPE, text=True, cwd=self.root,
+                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+        peak = 0
+        status = Path(f"/proc/{proc.pid}/status")
+        while proc.poll() is None:
+            try:
+                for line in status.read_text().splitlines():
+                    if line.startswith("VmHWM:"):
+                        peak = max(peak, int(line.split()[1]))
+            except OSError:
+                pass
+            time.sleep(0.02)
+        out = proc.stdout.read()
+        elapsed = time.monotonic() - started
+        assert proc.returncode == 0, out
+        return elapsed, json.loads(out)["results"][0], peak
+
+    def psql(self, sql: str) -> None:
+        sh(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=self.pg_env, stdout=subprocess.DEVNULL)
+
+    def pgbench_init(self, scale: int) -> None:
+        sh(["pgbench", "-i", "-q", "-s", str(scale)], env=self.pg_env, stderr=subprocess.DEVNULL)
+        self.psql("VACUUM ANALYZE")
+
+
+def measure_speed(bench: Bench, rounds: int) -> tuple[float, float, list]:
+    raw_times, opsctl_times, results = [], [], []
+    for i in range(rounds):
+        raw_times.append(bench.raw_backup(bench.fresh_repository(f"raw-{i}")))
+        elapsed, result, _ = bench.opsctl_backup(bench.write_policy(bench.fresh_repository(f"opsctl-{i}")))
+        opsctl_times.append(elapsed)
+        results.append(result)
+    return min(raw_times), min(opsctl_times), results
+
+
+def measure_dedup(bench: Bench, policy: Path, dump_bytes: int) -> dict:
+    figures = {}
+    figures["no change"] = bench.opsctl_backup(policy)[1]["bytes_added"]
+    bench.psql("INSERT INTO pgbench_accounts (aid, bid, abalance, filler) "
+               "SELECT aid, 1, 0, '' FROM generate_series((SELECT max(aid) + 1 FROM pgbench_accounts), "
+               "(SELECT max(aid) * 101 / 100 FROM pgbench_accounts)) aid")
+    figures["+1% rows (inserts)"] = bench.opsctl_backup(policy)[1]["bytes_added"]
+    bench.psql("UPDATE pgbench_accounts SET abalance = abalance + 1 "
+               "WHERE aid IN (SELECT aid FROM pgbench_accounts TABLESAMPLE BERNOULLI (0.1))")
+    figures["0.1% rows updated (scattered)"] = bench.opsctl_backup(policy)[1]["bytes_added"]
+    return {k: (v, v / dump_bytes) for k, v in figures.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scale", type=int, default=40, help="pgbench scale (40: ~600 MB database)")
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--rss-scale-factor", type=int, default=4, help="0 to skip the large RSS run")
+    args = parser.parse_args()
+
+    server = PostgresServer(postgres_bindir()).start()
+    try:
+        server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
+        with tempfile.TemporaryDirectory(prefix="opsctl-bench-", dir=os.environ.get("BENCH_DIR")) as folder:
+            bench = Bench(Path(folder), server)
+            bench.pgbench_init(args.scale)
+            raw, ours, results = measure_speed(bench, args.rounds)
+            dump_bytes = results[0]["dump_bytes"]
+            print(f"database: pgbench scale {args.scale}, dump {dump_bytes / 2**20:.0f} MiB")
+            print(f"(1) raw pg_dump | restic backup: {raw:.2f} s   opsctl backup: {ours:.2f} s   "
+                  f"ratio {ours / raw:.3f} (goal <= 1.10)")
+            policy = bench.write_policy(Path(folder) / "opsctl-0")
+            _, _, rss_1x = bench.opsctl_backup(policy)
+            for label, (added, share) in measure_dedup(bench, policy, dump_bytes).items():
+                print(f"(2) bytes added, {label}: {added / 2**20:.2f} MiB = {share:.2%} of the dump")
+            print(f"(3) peak RSS of the opsctl process at 1x: {rss_1x / 1024:.1f} MiB")
+            if args.rss_scale_factor > 1:
+                bench.pgbench_init(args.scale * args.rss_scale_factor)
+                big = bench.write_policy(bench.fresh_repository("opsctl-big"))
+                _, result, rss_nx = bench.opsctl_backup(big)
+                print(f"(3) peak RSS at {args.rss_scale_factor}x (dump {result['dump_bytes'] / 2**20:.0f} MiB): "
+                      f"{rss_nx / 1024:.1f} MiB   ratio {rss_nx / rss_1x:.2f} (goal: flat, ~1.0)")
+    finally:
+        server.cleanup()
+
+
+if __name__ == "__main__":
+    main()
