@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import json
+import queue
+import threading
 import struct
 from collections import deque
 from dataclasses import asdict, dataclass, field
@@ -81,13 +83,40 @@ def encode_trailer(manifest: Manifest) -> bytes:
     return body + _FOOTER.pack(len(body)) + MAGIC
 
 
+class BackgroundSha256:
+    """SHA-256 computed in a worker thread.
+
+    hashlib releases the GIL on large buffers, so hashing overlaps with moving the bytes on to
+    restic instead of adding to the pipeline's critical path. At most 8 chunks wait in the queue.
+    """
+
+    def __init__(self) -> None:
+        self._hash = hashlib.sha256()
+        self._queue: queue.Queue[bytes | None] = queue.Queue(maxsize=8)
+        self._worker = threading.Thread(target=self._run, daemon=True)
+        self._worker.start()
+
+    def _run(self) -> None:
+        while (chunk := self._queue.get()) is not None:
+            self._hash.update(chunk)
+
+    def update(self, chunk: bytes) -> None:
+        self._queue.put(chunk)
+
+    def hexdigest(self) -> str:
+        """Wait for every queued chunk, then give the digest; call once, at the end."""
+        self._queue.put(None)
+        self._worker.join()
+        return self._hash.hexdigest()
+
+
 class HashingStream:
     """Passes chunks through while counting and hashing them."""
 
     def __init__(self, chunks: Iterable[bytes]) -> None:
         self._chunks = chunks
         self.size = 0
-        self._hash = hashlib.sha256()
+        self._hash = BackgroundSha256()
 
     def __iter__(self) -> Iterator[bytes]:
         for chunk in self._chunks:

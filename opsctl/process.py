@@ -51,6 +51,23 @@ def write_all(stream: IO[bytes], data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
+def feed(proc: subprocess.Popen, chunks) -> None:
+    """Write chunks to a child's stdin, then close it to signal the end.
+
+    If producing the chunks fails, the child is killed before it ever sees end-of-file: a
+    consumer such as restic would otherwise save the partial stream as if it were complete.
+    """
+    try:
+        for chunk in chunks:
+            write_all(proc.stdin, chunk)
+    except BrokenPipeError:
+        return  # the child stopped reading; its exit status and stderr say why
+    except BaseException:
+        stop(proc)
+        raise
+    proc.stdin.close()
+
+
 class StreamTail:
     """Drains a child's output in a thread, keeping only its last lines (bounded memory)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -14,6 +15,9 @@ from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.reports import console
 from opsctl.reports.progress import byte_progress
 from opsctl.sources import Dump, Source
+
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,7 @@ class _DumpWithManifest:
         for chunk in hashed:
             advance(len(chunk))
             yield chunk
+        log.debug("dump ended cleanly after %d bytes; writing the manifest", hashed.size)
         self.manifest = Manifest(
             policy=self._policy, opsctl_version=__version__, started_at=started, finished_at=_now(),
             dump_bytes=hashed.size, dump_sha256=hashed.sha256, facts=self._dump.facts,

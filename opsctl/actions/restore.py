@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from opsctl.actions.context import App, Session
-from opsctl.errors import BadInput, ExitCode, IntegrityError, OpsctlError
+from opsctl.errors import BadInput, ExitCode, IntegrityError, NotSupportedYet, OpsctlError
 from opsctl.manifest import Manifest, TableStats, TrailerSplitter
 from opsctl.reports import console
 from opsctl.reports.progress import byte_progress
@@ -45,8 +45,7 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
     session = Session(app)
     _ = session.restic.version
     source = session.source(request.database)
-    config = session.target_configs(request.target or session.policy.targets[0].name)[0]
-    target = session.target(config)
+    target = _restore_target(session, request.target)
     with session.audited("restore") as record:
         record.targets = [target.display]
         destination = source.destination(request.to)
@@ -75,6 +74,18 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         duration_s=time.monotonic() - started, moved_aside=aside)
     console.show_restore(app, result)
     return ExitCode.OK
+
+
+def _restore_target(session: Session, name: str | None):
+    """The named target, or the first one this version can read."""
+    if name is not None:
+        return session.target(session.target_configs(name)[0])
+    for config in session.policy.targets:
+        try:
+            return session.target(config)
+        except NotSupportedYet:
+            continue
+    raise NotSupportedYet("none of the policy's targets is of a kind this opsctl can read yet", "add a local target")
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

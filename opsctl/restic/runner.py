@@ -10,7 +10,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Iterable, Iterator
 
-from opsctl.process import StreamTail, die_with_parent, read_chunks, stop, widen_pipe, write_all
+from opsctl.process import StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
 from opsctl.restic.errors import ResticError, ResticMissing, ResticTooOld, RepositoryNotFound, classify
 from opsctl.restic.models import BackupSummary, Snapshot, snapshot_from_json
@@ -72,16 +72,7 @@ class Restic:
         with self._popen(repo, args, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
             widen_pipe(proc.stdin)
             out, err = StreamTail(proc.stdout, keep=5), StreamTail(proc.stderr)
-            try:
-                for chunk in chunks:
-                    write_all(proc.stdin, chunk)
-            except BrokenPipeError:
-                stop(proc)  # restic gave up first: its stderr says why
-            except BaseException:
-                stop(proc)  # end of input now would turn a partial stream into a snapshot
-                raise
-            else:
-                proc.stdin.close()
+            feed(proc, chunks)
             if proc.wait() != 0:
                 raise classify(err.text(), repo.display, "backup")
             return _backup_summary(out.text(), repo.display)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import secrets
 import subprocess
 import threading
@@ -13,12 +14,14 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from opsctl.manifest import DumpFacts, TableStats
-from opsctl.process import StreamTail, die_with_parent, read_chunks, stop, widen_pipe, write_all
+from opsctl.process import StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
 from opsctl.sources.base import Destination
-from opsctl.sources.errors import DatabaseError, DestinationRefused, DumpFailed, RestoreFailed
+from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, DumpFailed,
+                                   RestoreFailed)
 from opsctl.sources.pg_client import PgServer, has_user_relations, table_stats, tool
 from opsctl.sources.redact import redact_tool_output
 
+log = logging.getLogger(__name__)
 DUMP_FORMAT = "pg_dump custom format, uncompressed (-Fc -Z0)"
 _MAINTENANCE_DATABASES = ("postgres", "template1")
 
@@ -45,6 +48,7 @@ class PostgresSource:
             argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
                     "--no-password", f"--lock-wait-timeout={self._lock_wait_ms}"]
             with self.server.tool_environment(self.database) as env:
+                log.debug("running %s (database %s)", " ".join(argv), self.database)
                 proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, preexec_fn=die_with_parent)
                 dump = PgDump(self, proc, conn, version)
@@ -78,19 +82,12 @@ class PostgresSource:
         argv = [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-password",
                 "--dbname=" + make_conninfo(dbname=staging)]
         with self.server.tool_environment(staging) as env:
+            log.debug("running %s", " ".join(argv))
             with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.PIPE, preexec_fn=die_with_parent) as proc:
                 widen_pipe(proc.stdin)
                 err = StreamTail(proc.stderr)
-                try:
-                    for chunk in chunks:
-                        write_all(proc.stdin, chunk)
-                    proc.stdin.close()
-                except BrokenPipeError:
-                    pass  # pg_restore stopped early; its exit status and stderr say why
-                except BaseException:
-                    stop(proc)
-                    raise
+                feed(proc, chunks)
                 if proc.wait() != 0:
                     raise RestoreFailed(f"pg_restore into {staging} failed:\n{redact_tool_output(err.text())}",
                                         "nothing was changed at the destination")
@@ -135,7 +132,7 @@ class PostgresSource:
         for name in (*_MAINTENANCE_DATABASES, self.database):
             try:
                 conn = self.server.connect(name, autocommit=True)
-            except DatabaseError as exc:
+            except (DatabaseMissing, DatabaseAuthFailed) as exc:  # try the next; a server that is down is down
                 last = exc
                 continue
             with conn:
@@ -168,6 +165,7 @@ class PgDump:
     def _count(self, conn: psycopg.Connection) -> None:
         try:
             self._stats = table_stats(conn)
+            log.debug("row counts read for %d tables", len(self._stats))
         except Exception as exc:  # reported when the dump ends
             self._stats = exc
 

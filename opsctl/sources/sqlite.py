@@ -19,18 +19,20 @@ DUMP_FORMAT = "SQLite database file (online backup API copy)"
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
-def _open(path: Path, readonly: bool = True) -> sqlite3.Connection:
-    mode = "ro" if readonly else "rw"
-    conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode={mode}", uri=True, timeout=30)
-    return conn
+def _open(path: Path) -> sqlite3.Connection:
+    """Read-only: opening never creates a missing file or changes an existing one."""
+    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
 
 
 def table_stats(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
     names = [row[0] for row in conn.execute(
         "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
-    quoted = ('"' + name.replace('"', '""') + '"' for name in names)
-    return tuple(TableStats(name=name, rows=conn.execute(f"SELECT count(*) FROM {q}").fetchone()[0])
-                 for name, q in zip(names, quoted))
+    return tuple(TableStats(name=name, rows=conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0])
+                 for name in names)
+
+
+def _quote(identifier: str) -> str:
+    return '"' + identifier.replace('"', '""') + '"'
 
 
 class SQLiteSource:

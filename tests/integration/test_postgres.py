@@ -9,8 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
-
 from tests.conftest import PG_ROLE, PG_ROLE_PASSWORD
 from tests.support.workspace import REPO_ROOT
 
