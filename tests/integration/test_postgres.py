@@ -106,12 +106,13 @@ def _fill_big(conn, rows: int = 300_000) -> None:
                  "|| md5((g * 31)::text) FROM generate_series(1, %s) g", (rows,))
 
 
-def _wait_for_copy(pg_server, database: str, timeout: float = 60) -> int:
-    """The backend pid of pg_dump once it is streaming table data."""
+def _wait_for_copy(pg_server, database: str, timeout: float = 60, like: bool = False) -> int:
+    """The backend pid of pg_dump (or pg_restore) once it is streaming table data."""
     deadline = time.monotonic() + timeout
+    match = "LIKE" if like else "="
     with pg_server.connect() as conn:
         while time.monotonic() < deadline:
-            row = conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s AND query LIKE 'COPY %%'",
+            row = conn.execute(f"SELECT pid FROM pg_stat_activity WHERE datname {match} %s AND query LIKE 'COPY %%'",
                                (database,)).fetchone()
             if row:
                 return row[0]
@@ -194,3 +195,24 @@ def test_restic_alone_can_restore_the_dump(pg_policy, pg_server, pg_database, re
     assert restore.returncode == 0, restore.stderr
     with pg_server.connect(target) as conn:
         assert table_contents(conn) == before
+
+
+def test_sigterm_during_restore_leaves_nothing_behind(pg_policy, pg_server, pg_database):
+    """systemd stops units with SIGTERM: the staging database goes, the destination never appears."""
+    with pg_server.connect(pg_database, PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        _fill_big(conn, rows=400_000)
+    assert pg_policy.opsctl("backup").returncode == 0
+    destination = pg_database + "_never"
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
+    running = subprocess.Popen([sys.executable, "-m", "opsctl", "--policy", str(pg_policy.root / "policy.yaml"),
+                                "restore", "--to", destination], cwd=pg_policy.root, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    _wait_for_copy(pg_server, destination[:40] + "_opsctl_restore_%", like=True)
+    running.send_signal(signal.SIGTERM)
+    _, stderr = running.communicate(timeout=60)
+
+    assert running.returncode == 130
+    assert "interrupted" in stderr
+    with pg_server.connect() as conn:
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (destination[:40] + "%",)).fetchall()
+    assert left == []

@@ -53,7 +53,8 @@ class Workspace:
     def opsctl(self, *args: str, policy: str = "policy.yaml", env: dict | None = None,
                timeout: float = 600) -> Result:
         """Run opsctl as an operator would: a separate process, no terminal, policy by --policy."""
-        full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), **(env or {})}
+        full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(self.root / ".cache"),
+                    **(env or {})}
         full_env.pop("OPSCTL_POLICY", None)
         proc = subprocess.run([sys.executable, "-m", "opsctl", "--policy", str(self.root / policy), *args],
                               cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout,
