@@ -37,6 +37,15 @@ class OpsctlGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: nothing half-done was kept; run the command again when ready", err=True)
             ctx.exit(ExitCode.INTERRUPTED)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except Exception as exc:
+            app = ctx.find_object(App) or App(None)
+            if app.verbose:
+                raise
+            show_error(app, f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
+                       "run the same command with --verbose to see where it happened, and report it")
+            ctx.exit(ExitCode.FAILURE)
 
 
 def _finish(ctx: click.Context, code: ExitCode) -> None:

@@ -9,11 +9,17 @@ import signal
 import subprocess
 import threading
 from collections import deque
-from typing import IO, Callable, Iterator
+from typing import IO, Iterator
 
 CHUNK_SIZE = 1 << 20
 _PR_SET_PDEATHSIG = 1
 _F_SETPIPE_SZ = 1031
+
+
+# Looked up once here: the child runs die_with_parent between fork and exec, where loading a
+# library could deadlock on a lock another thread of ours held at fork time.
+_prctl = ctypes.CDLL(None, use_errno=True).prctl
+_OPSCTL_PID = os.getpid()
 
 
 def die_with_parent() -> None:
@@ -22,8 +28,9 @@ def die_with_parent() -> None:
     A restic reading a dump from stdin would otherwise see end-of-file when opsctl is killed
     and save a truncated snapshot that looks complete.
     """
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != _OPSCTL_PID:  # opsctl died before the signal was armed
+        os._exit(1)
 
 
 def widen_pipe(stream: IO[bytes] | None) -> None:
@@ -59,9 +66,10 @@ def feed(proc: subprocess.Popen, chunks) -> None:
     """
     try:
         for chunk in chunks:
-            write_all(proc.stdin, chunk)
-    except BrokenPipeError:
-        return  # the child stopped reading; its exit status and stderr say why
+            try:
+                write_all(proc.stdin, chunk)
+            except BrokenPipeError:
+                return  # the child stopped reading; its exit status and stderr say why
     except BaseException:
         stop(proc)
         raise
@@ -71,19 +79,17 @@ def feed(proc: subprocess.Popen, chunks) -> None:
 class StreamTail:
     """Drains a child's output in a thread, keeping only its last lines (bounded memory)."""
 
-    def __init__(self, stream: IO[bytes], keep: int = 200, on_line: Callable[[str], None] | None = None):
+    def __init__(self, stream: IO[bytes], keep: int = 200):
         self._lines: deque[str] = deque(maxlen=keep)
-        self._on_line = on_line
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
 
     def _drain(self, stream: IO[bytes]) -> None:
-        for raw in stream:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._lines.append(line)
-            if self._on_line is not None:
-                self._on_line(line)
-        stream.close()
+        try:
+            for raw in stream:
+                self._lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+        except (ValueError, OSError):
+            pass  # the pipe was closed under us because the child was stopped: nothing more to read
 
     def text(self) -> str:
         """Everything kept so far, once the stream has ended."""

@@ -15,7 +15,8 @@ def read_secret(source: SecretSource, purpose: str) -> bytes:
     if source.file is not None:
         return _from_file(source, purpose)
     if source.env is not None:
-        value = os.environ.get(source.env)
+        # Taken out of the environment so that no child process (restic, pg_dump, ...) inherits it.
+        value = os.environ.pop(source.env, None)
         if not value:
             raise SecretUnavailable(
                 f"the {purpose} comes from environment variable {source.env}, which is not set",
@@ -55,4 +56,7 @@ def _from_command(source: SecretSource, purpose: str) -> bytes:
 
 def as_text(secret: bytes) -> str:
     """A password for a database client: without the file's trailing newline."""
-    return secret.decode("utf-8").rstrip("\r\n")
+    try:
+        return secret.decode("utf-8").rstrip("\r\n")
+    except UnicodeDecodeError:
+        raise SecretUnavailable("the database password is not valid UTF-8 text") from None

@@ -73,8 +73,13 @@ def _backup_one(app: App, session: Session, source: Source, config) -> TargetBac
                 repo, stream.chunks(advance), filename=source.file_name, tags=tags,
                 compression=session.policy.compression)
     except OpsctlError as exc:
-        return TargetBackup(database=source.database, target=config.name, location=display, error=exc.message, hint=exc.hint,
-                            duration_s=time.monotonic() - started)
+        return TargetBackup(database=source.database, target=config.name, location=display, error=exc.message,
+                            hint=exc.hint, duration_s=time.monotonic() - started)
+    except Exception as exc:  # one target's surprise must not stop the others
+        log.debug("unexpected failure", exc_info=True)
+        return TargetBackup(database=source.database, target=config.name, location=display,
+                            error=f"unexpected error ({exc.__class__.__name__})",
+                            hint="run again with --verbose to see the details", duration_s=time.monotonic() - started)
     manifest = stream.manifest
     return TargetBackup(
         database=source.database, target=config.name, location=display, snapshot_id=summary.snapshot_id,

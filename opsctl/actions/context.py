@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from contextlib import contextmanager
@@ -21,6 +22,7 @@ from opsctl.secrets import as_text, read_secret
 from opsctl.sources import Source, sources_for
 from opsctl.targets import Target, target_for
 
+log = logging.getLogger(__name__)
 DEFAULT_POLICY_PATHS = (Path("opsctl.yaml"), Path("/etc/opsctl/policy.yaml"))
 
 
@@ -62,9 +64,11 @@ class Session:
     def state_dir(self) -> Path:
         return self.policy.state_dir or default_state_dir(self.policy.name)
 
-    def read_secrets(self) -> None:
-        """Read every password now, so a missing one stops the command before anything starts."""
-        _ = self._repository_password, self.sources
+    def read_secrets(self, database: bool = True) -> None:
+        """Read the passwords now, so a missing one stops the command (exit 2) before anything starts."""
+        _ = self._repository_password
+        if database:
+            _ = self.sources
 
     @cached_property
     def _repository_password(self) -> bytes:
@@ -126,7 +130,10 @@ class Session:
             record.outcome, record.error = "failed", f"internal error: {exc.__class__.__name__}"
             raise
         finally:
-            audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
+            try:
+                audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
+            except OSError as exc:
+                log.warning("could not write the audit trail in %s: %s", self.state_dir, exc.strerror)
 
 
 def exit_code_for(successes: int, failures: int) -> ExitCode:

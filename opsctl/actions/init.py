@@ -20,6 +20,7 @@ class InitRow:
 def init(app: App, target_name: str | None = None) -> ExitCode:
     session = Session(app)
     _ = session.restic.version
+    session.read_secrets(database=False)
     configs = session.target_configs(target_name)
     with session.audited("init") as record:
         rows = [_init_one(session, config) for config in configs]

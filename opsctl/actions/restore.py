@@ -61,6 +61,9 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
                 stream = TrailerSplitter(_counted(chunks, advance))
                 source.load(staging, stream)
             manifest = stream.manifest
+            if manifest is None:  # the loader stopped reading before the end: nothing was proven
+                raise IntegrityError("the restore stopped before the whole dump was read and checked",
+                                     "nothing was put in place; run the restore again")
             check_row_counts(manifest, source.table_stats(staging))
             aside = source.publish(staging, destination)
         except BaseException:
@@ -125,7 +128,7 @@ def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> No
     problems += [f"table {name}: not in the backup" for name in actual.keys() - expected.keys()]
     if problems:
         raise IntegrityError("the restored database does not match the backup: " + "; ".join(problems[:10]),
-                             "nothing was put in place; run opsctl verify and restore another snapshot")
+                             "nothing was put in place; restore an earlier snapshot and check this target with restic check")
 
 
 def _counted(chunks, advance):

@@ -42,13 +42,17 @@ def load_policy(path: Path) -> Policy:
     except ValidationError as exc:
         errors = _without_consequences(exc.errors())
         problems = [describe_error(err) for err in errors] + _duplicate_target_names(data)
+        database = data.get("database")
+        if isinstance(database, dict) and "name" in database:  # `name: x` is read as `names: [x]`
+            problems = [p.replace("'database.names[0]'", "'database.name'") for p in problems]
         raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
 
 
 def _without_consequences(errors: list[dict]) -> list[dict]:
     """Drop "too few items" on a list whose items failed: it only repeats their errors."""
-    failed_lists = {err["loc"][:1] for err in errors if len(err["loc"]) > 1 and isinstance(err["loc"][1], int)}
-    return [e for e in errors if not (e["type"] == "too_short" and e["loc"][:1] in failed_lists)]
+    def inner_failed(loc: tuple) -> bool:
+        return any(len(e["loc"]) > len(loc) and e["loc"][:len(loc)] == loc for e in errors)
+    return [e for e in errors if not (e["type"] == "too_short" and inner_failed(e["loc"]))]
 
 
 def _duplicate_target_names(data: dict) -> list[str]:

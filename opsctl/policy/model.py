@@ -148,6 +148,12 @@ class SQLiteDatabase(Strict):
     path: PolicyPath = Field(..., description="the SQLite database file")
     name: Name | None = Field(None, description="name used in snapshots; defaults to the file name without suffix")
 
+    @model_validator(mode="after")
+    def _usable_name(self) -> "SQLiteDatabase":
+        if self.name is None and not is_valid_name(self.path.stem):
+            raise ValueError(f"the file name '{self.path.stem}' cannot name snapshots; set name: to {NAME_RULE}")
+        return self
+
     @property
     def names(self) -> tuple[str, ...]:
         return (self.name or self.path.stem,)

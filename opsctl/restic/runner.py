@@ -35,14 +35,16 @@ class Restic:
         """restic's version, checked once: a missing or too old restic is a clear error."""
         try:
             out = subprocess.run([self.binary, "version"], capture_output=True, text=True, timeout=30).stdout
-        except FileNotFoundError:
+        except subprocess.TimeoutExpired:
+            raise ResticError(f"'{self.binary} version' did not answer within 30 s") from None
+        except (FileNotFoundError, PermissionError):
             raise ResticMissing(
                 f"restic is not installed (looked for '{self.binary}')", "install it: sudo apt-get install restic"
             ) from None
         found = commands.parse_version(out)
         if found is None or found < commands.MINIMUM_VERSION:
             floor = ".".join(map(str, commands.MINIMUM_VERSION))
-            raise ResticTooOld(f"restic {out.strip() or 'of unknown version'} is older than {floor}",
+            raise ResticTooOld(f"{out.strip() or 'this restic'} is older than restic {floor}",
                                f"install restic {floor} or newer (Debian 12: sudo apt-get install restic)")
         return ".".join(map(str, found))
 

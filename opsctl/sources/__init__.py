@@ -19,7 +19,7 @@ def sources_for(config, password: str | None, scratch_dir: Path) -> list[Source]
     if isinstance(config, PostgresDatabase):
         server = PgServer(host=config.host, port=config.port, user=config.user, password=password)
         wait = int(config.lock_wait_timeout.total_seconds())
-        return [PostgresSource(server, name, wait) for name in config.names]
+        return [PostgresSource(server, name, wait, protected=config.names) for name in config.names]
     if isinstance(config, SQLiteDatabase):
         return [SQLiteSource(config.path, config.names[0], scratch_dir)]
     if isinstance(config, MySQLDatabase):

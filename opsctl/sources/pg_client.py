@@ -61,9 +61,10 @@ class PgServer:
     def _connect_error(self, database: str, text: str) -> Exception:
         lowered = text.lower()
         where = f"{self.display}/{database}"
-        if "password authentication failed" in lowered or "no password supplied" in lowered:
-            return DatabaseAuthFailed(f"PostgreSQL refused the password for user {self.user} at {where}",
-                                      "check the policy's database.password source")
+        if any(m in lowered for m in ("password authentication failed", "no password supplied", "pg_hba.conf",
+                                      "permission denied for database")):
+            return DatabaseAuthFailed(f"PostgreSQL refused the login of user {self.user} at {where}",
+                                      "check the policy's database.password source and the server's pg_hba.conf")
         if "does not exist" in lowered and "database" in lowered:
             return DatabaseMissing(f"database {database} does not exist at {self.display}",
                                    "check database.names in the policy")

@@ -31,9 +31,11 @@ class PostgresSource:
 
     engine = "postgresql"
 
-    def __init__(self, server: PgServer, database: str, lock_wait_timeout_s: int = 300) -> None:
+    def __init__(self, server: PgServer, database: str, lock_wait_timeout_s: int = 300,
+                 protected: tuple[str, ...] = ()) -> None:
         self.server = server
         self.database = database
+        self._protected = {database, *protected}  # every database the policy backs up
         self.file_name = f"{database}.pgdump"
         self._lock_wait_ms = lock_wait_timeout_s * 1000
 
@@ -62,7 +64,7 @@ class PostgresSource:
         with self._maintenance() as conn:
             exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
         empty = not exists or self._is_empty(name)
-        is_source = name == self.database
+        is_source = name in self._protected
         return Destination(name=name, display=f"database {name} on {self.server.display}",
                            exists=exists, empty=empty, is_source=is_source)
 
@@ -97,19 +99,39 @@ class PostgresSource:
             return table_stats(conn)
 
     def publish(self, staging: str, destination: Destination) -> str | None:
+        """Rename staging into place; an existing database is renamed aside first, and back on failure."""
+        if _changed(self.destination(destination.name), destination):
+            raise DestinationRefused(f"{destination.display} changed while the restore ran; nothing was replaced",
+                                     "look at it, then run the restore again")
         aside = None
         with self._maintenance() as conn:
             if destination.exists and destination.empty:
-                conn.execute(sql.SQL("DROP DATABASE {}").format(sql.Identifier(destination.name)))
+                self._drop(conn, destination.name)
             elif destination.exists:
                 aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
                 self._rename(conn, destination.name, aside)
-            self._rename(conn, staging, destination.name)
+            try:
+                self._rename(conn, staging, destination.name)
+            except BaseException:
+                if aside is not None:
+                    self._rename(conn, aside, destination.name)
+                raise
         return aside
 
     def discard(self, staging: str) -> None:
-        with self._maintenance() as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(staging)))
+        """Drop the staging database; a failure here is reported but never hides the original error."""
+        try:
+            with self._maintenance() as conn:
+                self._drop(conn, staging, if_exists=True)
+        except (psycopg.Error, DatabaseError) as exc:
+            log.warning("could not drop the staging database %s (%s); drop it by hand", staging,
+                        exc.__class__.__name__)
+
+    def _drop(self, conn: psycopg.Connection, name: str, if_exists: bool = False) -> None:
+        force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= 130000 else "")
+        query = sql.SQL("DROP DATABASE {}{}{}").format(sql.SQL("IF EXISTS " if if_exists else ""),
+                                                      sql.Identifier(name), force)
+        conn.execute(query)
 
     def _rename(self, conn: psycopg.Connection, old: str, new: str) -> None:
         try:
@@ -117,6 +139,8 @@ class PostgresSource:
         except psycopg.errors.ObjectInUse:
             raise RestoreFailed(f"database {old} is in use, so it cannot be renamed",
                                 "stop the application that uses it, then run the restore again") from None
+        except psycopg.errors.DuplicateDatabase:
+            raise RestoreFailed(f"a database named {new} already exists", "choose another name with --to") from None
 
     def _is_empty(self, name: str) -> bool:
         try:
@@ -139,6 +163,10 @@ class PostgresSource:
                 yield conn
             return
         raise last  # type: ignore[misc]
+
+
+def _changed(now: Destination, before: Destination) -> bool:
+    return (now.exists, now.empty) != (before.exists, before.empty)
 
 
 class PgDump:

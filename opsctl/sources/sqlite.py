@@ -19,9 +19,14 @@ DUMP_FORMAT = "SQLite database file (online backup API copy)"
 _SIDECARS = ("-wal", "-shm", "-journal")
 
 
-def _open(path: Path) -> sqlite3.Connection:
-    """Read-only: opening never creates a missing file or changes an existing one."""
-    return sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=30)
+def _open(path: Path, private: bool = False) -> sqlite3.Connection:
+    """Read-only: opening never creates a missing file or changes an existing one.
+
+    A private file (our own copy, nobody else writes it) is opened immutable, so SQLite does
+    not leave -wal/-shm files next to it.
+    """
+    flags = "mode=ro&immutable=1" if private else "mode=ro"
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
 
 
 def table_stats(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
@@ -58,7 +63,7 @@ class SQLiteSource:
             try:
                 with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
                     src.backup(dst)  # all pages in one step: one consistent read transaction
-                with closing(_open(copy)) as conn:
+                with closing(_open(copy, private=True)) as conn:
                     tables = table_stats(conn)
             except sqlite3.Error as exc:
                 raise DumpFailed(f"copying the SQLite database {self.path} failed: {exc}",
@@ -92,29 +97,32 @@ class SQLiteSource:
 
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         try:
-            with closing(_open(Path(staging))) as conn:
+            with closing(_open(Path(staging), private=True)) as conn:
                 problems = conn.execute("PRAGMA quick_check").fetchall()
                 if problems != [("ok",)]:
                     raise RestoreFailed("the restored SQLite file fails SQLite's integrity check",
-                                        "restore an earlier snapshot and run opsctl verify on this one")
+                                        "restore an earlier snapshot; this one may be damaged")
                 return table_stats(conn)
         except sqlite3.DatabaseError as exc:
             raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
 
     def publish(self, staging: str, destination: Destination) -> str | None:
+        """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""
         target = Path(destination.name)
+        now = self.destination(destination.name)
+        if (now.exists, now.empty) != (destination.exists, destination.empty):
+            raise DestinationRefused(f"{destination.display} changed while the restore ran; nothing was replaced",
+                                     "look at it, then run the restore again")
         aside = None
-        if destination.exists and destination.empty:
-            _remove_with_sidecars(target)
-        elif destination.exists:
-            aside = f"{target}.before-restore-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
-            _move_with_sidecars(target, Path(aside))
+        if destination.exists or _sidecars(target):
+            aside = _free_aside_name(target)
+            _move_with_sidecars(target, aside)
         os.replace(staging, target)
         _sync_folder(target.parent)
-        return aside
+        return None if aside is None else str(aside)
 
     def discard(self, staging: str) -> None:
-        Path(staging).unlink(missing_ok=True)
+        _remove_with_sidecars(Path(staging))
 
 
 class SQLiteDump:
@@ -140,18 +148,30 @@ def _is_empty(path: Path) -> bool:
         return False  # not a database we can read: never treat it as empty
 
 
+def _sidecars(path: Path) -> list[Path]:
+    return [Path(f"{path}{suffix}") for suffix in _SIDECARS if Path(f"{path}{suffix}").exists()]
+
+
+def _free_aside_name(path: Path) -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    while True:
+        aside = Path(f"{path}.before-restore-{stamp}-{secrets.token_hex(2)}")
+        if not aside.exists() and not _sidecars(aside):
+            return aside
+
+
 def _move_with_sidecars(path: Path, aside: Path) -> None:
-    for suffix in _SIDECARS:
-        sidecar = Path(f"{path}{suffix}")
-        if sidecar.exists():
-            os.replace(sidecar, f"{aside}{suffix}")
-    os.replace(path, aside)
+    """Sidecars first: a -wal left behind would be replayed into the restored file."""
+    for sidecar in _sidecars(path):
+        os.replace(sidecar, f"{aside}{str(sidecar)[len(str(path)):]}")
+    if path.exists():
+        os.replace(path, aside)
 
 
 def _remove_with_sidecars(path: Path) -> None:
-    for suffix in _SIDECARS:
-        Path(f"{path}{suffix}").unlink(missing_ok=True)
-    path.unlink()
+    for sidecar in _sidecars(path):
+        sidecar.unlink()
+    path.unlink(missing_ok=True)
 
 
 def _sync_folder(folder: Path) -> None:

@@ -171,7 +171,7 @@ def test_wrong_database_password_is_a_clear_error(pg_policy):
     pg_policy.secret("db.pass", "not-the-password")
     result = pg_policy.opsctl("backup")
     assert result.returncode == 1
-    assert "PostgreSQL refused the password for user crm_app" in result.stdout
+    assert "PostgreSQL refused the login of user crm_app" in result.stdout
     assert "Traceback" not in result.output
 
 

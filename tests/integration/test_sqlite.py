@@ -106,6 +106,13 @@ def test_replace_keeps_the_previous_file_aside(bank):
     with closing(sqlite3.connect(target)) as conn:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == ACCOUNTS
 
+    again = bank.opsctl("restore", "--to", "copy.sqlite3", "--replace")  # within the same second, often
+    assert again.returncode == 0, again.output
+    asides = [p for p in bank.root.iterdir()
+              if p.name.startswith("copy.sqlite3.before-restore-") and not p.name.endswith(("-wal", "-shm"))]
+    assert len(asides) == 2, "a second replace must never overwrite the first kept copy"
+    assert not [p for p in bank.root.iterdir() if "opsctl-restore" in p.name], "staging files were left behind"
+
 
 def test_restoring_over_the_source_needs_its_name(bank):
     assert bank.opsctl("backup").returncode == 0
