@@ -46,6 +46,7 @@ class DumpFacts:
     dump_format: str
     server_version: str
     tables: tuple[TableStats, ...]
+    properties: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -66,8 +66,9 @@ def _backup_one(app: App, session: Session, source: Source, config) -> TargetBac
         target = session.target(config)
         display = target.display
         repo = session.repository(target)
-        tags = [*session.snapshot_tags(source), f"opsctl-version={__version__}"]
         with source.dump() as dump, byte_progress(app, f"{source.database} → {target.name}") as advance:
+            tags = [*session.snapshot_tags(source), f"opsctl-version={__version__}",
+                    *(f"{key}={value}" for key, value in dump.properties.items() if "," not in value)]
             stream = _DumpWithManifest(session.policy.name, dump)
             summary = session.restic.backup_stream(
                 repo, stream.chunks(advance), filename=source.file_name, tags=tags,

@@ -54,7 +54,7 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         snapshot = pick_snapshot(session.restic.snapshots(repo, session.snapshot_tags(source)), request.snapshot)
         record.snapshot_ids = [snapshot.short_id]
         started = time.monotonic()
-        staging = source.create_staging(destination)
+        staging = source.create_staging(destination, snapshot.tag_map())
         try:
             with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
                     byte_progress(app, f"restoring {source.database}") as advance:

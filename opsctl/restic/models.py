@@ -16,6 +16,10 @@ class Snapshot:
     paths: tuple[str, ...]
     tags: tuple[str, ...]
 
+    def tag_map(self) -> dict[str, str]:
+        """Every key=value tag as a mapping."""
+        return dict(t.split("=", 1) for t in self.tags if "=" in t)
+
     def tag(self, key: str) -> str | None:
         """The value of a key=value tag, e.g. tag('db') -> 'crm'."""
         prefix = f"{key}="

@@ -12,6 +12,8 @@ class Dump(Protocol):
     """A running dump. `facts` is set once `chunks()` has ended without error."""
 
     facts: DumpFacts | None
+    properties: dict[str, str]
+    """Database-level settings a restore needs before it starts (e.g. pg-encoding); stored as tags."""
 
     def chunks(self) -> Iterator[bytes]:
         """The dump's bytes; raises DumpFailed at the end if the dump tool did not succeed."""
@@ -39,8 +41,8 @@ class Source(Protocol):
     def destination(self, name: str) -> Destination:
         """Look at a restore destination without changing it."""
 
-    def create_staging(self, destination: Destination) -> str:
-        """Make an empty scratch place next to the destination; return its name."""
+    def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
+        """Make an empty scratch place next to the destination, with the dump's properties; return its name."""
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """Restore a dump stream into the staging place."""

@@ -112,5 +112,21 @@ def table_stats(conn: psycopg.Connection) -> tuple[TableStats, ...]:
     return tuple(stats)
 
 
+def database_properties(conn: psycopg.Connection) -> dict[str, str]:
+    """Encoding and locale of the connected database: a restore recreates them."""
+    encoding, collate, ctype = conn.execute(
+        "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+        "WHERE datname = current_database()").fetchone()
+    return {"pg-encoding": encoding, "pg-collate": collate, "pg-ctype": ctype}
+
+
+def create_database_sql(name: str, properties: dict[str, str]) -> sql.Composed:
+    options = [sql.SQL("TEMPLATE template0")]
+    for key, keyword in (("pg-encoding", "ENCODING"), ("pg-collate", "LC_COLLATE"), ("pg-ctype", "LC_CTYPE")):
+        if properties.get(key):
+            options.append(sql.SQL(keyword + " {}").format(sql.Literal(properties[key])))
+    return sql.SQL("CREATE DATABASE {} ").format(sql.Identifier(name)) + sql.SQL(" ").join(options)
+
+
 def has_user_relations(conn: psycopg.Connection) -> bool:
     return conn.execute(_USER_RELATIONS).fetchone()[0] > 0

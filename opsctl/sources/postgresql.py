@@ -18,7 +18,8 @@ from opsctl.process import StreamTail, die_with_parent, feed, read_chunks, stop,
 from opsctl.sources.base import Destination
 from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, DumpFailed,
                                    RestoreFailed)
-from opsctl.sources.pg_client import PgServer, has_user_relations, table_stats, tool
+from opsctl.sources.pg_client import (PgServer, create_database_sql, database_properties, has_user_relations,
+                                      table_stats, tool)
 from opsctl.sources.redact import redact_tool_output
 
 log = logging.getLogger(__name__)
@@ -47,13 +48,14 @@ class PostgresSource:
             conn.read_only = True
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             version = conn.execute("SHOW server_version").fetchone()[0]
+            properties = database_properties(conn)
             argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
                     "--no-password", f"--lock-wait-timeout={self._lock_wait_ms}"]
             with self.server.tool_environment(self.database) as env:
                 log.debug("running %s (database %s)", " ".join(argv), self.database)
                 proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-                dump = PgDump(self, proc, conn, version)
+                dump = PgDump(self, proc, conn, version, properties)
                 try:
                     yield dump
                 finally:
@@ -68,11 +70,17 @@ class PostgresSource:
         return Destination(name=name, display=f"database {name} on {self.server.display}",
                            exists=exists, empty=empty, is_source=is_source)
 
-    def create_staging(self, destination: Destination) -> str:
+    def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
+        """A new database with the original's encoding and locale (the server's defaults if it lacks them)."""
         staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"
         with self._maintenance() as conn:
             try:
-                conn.execute(sql.SQL("CREATE DATABASE {} TEMPLATE template0").format(sql.Identifier(staging)))
+                try:
+                    conn.execute(create_database_sql(staging, properties))
+                except (psycopg.errors.InvalidParameterValue, psycopg.errors.FeatureNotSupported):
+                    log.warning("this server cannot create a database with the original encoding and locale %s; "
+                                "the restored database uses the server's defaults", properties)
+                    conn.execute(create_database_sql(staging, {}))
             except psycopg.errors.InsufficientPrivilege:
                 raise DestinationRefused(f"user {self.server.user} may not create databases on {self.server.display}",
                                          f"grant it: ALTER ROLE {self.server.user} CREATEDB;") from None
@@ -172,7 +180,9 @@ def _changed(now: Destination, before: Destination) -> bool:
 class PgDump:
     """A running pg_dump, with the row counts taken in the exporting transaction alongside it."""
 
-    def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str):
+    def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str,
+                 properties: dict[str, str]):
+        self.properties = properties
         self._source = source
         self._proc = proc
         self._version = version
@@ -211,4 +221,4 @@ class PgDump:
             raise DumpFailed(f"pg_dump of database {name} failed: {detail}",
                              "no snapshot was kept from this run; fix the cause and run the backup again")
         self.facts = DumpFacts(engine="postgresql", database=name, dump_format=DUMP_FORMAT,
-                               server_version=self._version, tables=self._stats)
+                               server_version=self._version, tables=self._stats, properties=self.properties)

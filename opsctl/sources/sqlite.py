@@ -81,7 +81,7 @@ class SQLiteSource:
         return Destination(name=str(path), display=f"file {path}", exists=exists,
                            empty=not exists or _is_empty(path), is_source=is_source)
 
-    def create_staging(self, destination: Destination) -> str:
+    def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         target = Path(destination.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.opsctl-restore-{secrets.token_hex(3)}"
@@ -126,6 +126,8 @@ class SQLiteSource:
 
 
 class SQLiteDump:
+    properties: dict[str, str] = {}  # the file carries its own encoding and settings
+
     def __init__(self, copy: Path, facts: DumpFacts) -> None:
         self._copy = copy
         self._facts = facts

@@ -216,3 +216,28 @@ def test_sigterm_during_restore_leaves_nothing_behind(pg_policy, pg_server, pg_d
     with pg_server.connect() as conn:
         left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (destination[:40] + "%",)).fetchall()
     assert left == []
+
+
+def test_restore_keeps_the_original_encoding_and_locale(workspace, pg_server):
+    """The cluster defaults to UTF8 / C.UTF-8; a LATIN1 / C database must come back LATIN1 / C."""
+    name = "latin_crm"
+    with pg_server.connect() as conn:
+        conn.execute(f"CREATE DATABASE {name} OWNER {PG_ROLE} TEMPLATE template0 ENCODING 'LATIN1' "
+                     "LC_COLLATE 'C' LC_CTYPE 'C'")
+    with pg_server.connect(name, PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        conn.execute("CREATE TABLE clients (name text)")
+        conn.execute("INSERT INTO clients VALUES ('Café Müller'), ('Zoë'), ('apple')")
+    workspace.secret("db.pass", PG_ROLE_PASSWORD)
+    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port,
+                            "user": PG_ROLE, "password": {"file": "db.pass"}, "name": name})
+    assert workspace.opsctl("init").returncode == 0
+    assert workspace.opsctl("backup").returncode == 0
+    restored = workspace.opsctl("restore", "--to", name + "_back")
+    assert restored.returncode == 0, restored.output
+
+    with pg_server.connect() as conn:
+        settings = conn.execute("SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
+                                "WHERE datname = %s", (name + "_back",)).fetchone()
+    assert settings == ("LATIN1", "C", "C")
+    with pg_server.connect(name + "_back", PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        assert [r[0] for r in conn.execute("SELECT name FROM clients ORDER BY name")] == ["Café Müller", "Zoë", "apple"]
