@@ -241,3 +241,35 @@ def test_restore_keeps_the_original_encoding_and_locale(workspace, pg_server):
     assert settings == ("LATIN1", "C", "C")
     with pg_server.connect(name + "_back", PG_ROLE, PG_ROLE_PASSWORD) as conn:
         assert [r[0] for r in conn.execute("SELECT name FROM clients ORDER BY name")] == ["Café Müller", "Zoë", "apple"]
+
+
+def test_pgbench_writing_during_backup_still_restores_with_matching_counts(pg_policy, pg_server, pg_database):
+    """Row counts come from pg_dump's own snapshot, so concurrent writers cannot make them disagree."""
+    env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(pg_server.port), "PGUSER": PG_ROLE,
+           "PGPASSWORD": PG_ROLE_PASSWORD, "PGDATABASE": pg_database}
+    pgbench = str(pg_server.bindir / "pgbench")
+    subprocess.run([pgbench, "-i", "-q", "-s", "5"], env=env, check=True, capture_output=True)
+    load = subprocess.Popen([pgbench, "-c", "4", "-T", "30", "-n"], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(1)
+        backup = pg_policy.opsctl("--json", "backup")
+        with pg_server.connect(pg_database, PG_ROLE, PG_ROLE_PASSWORD) as conn:
+            history_after_backup = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()[0]
+    finally:
+        load.terminate()
+        load.wait()
+    assert backup.returncode == 0, backup.output
+    counted = json.loads(backup.stdout)["results"][0]["rows"]
+
+    restore = pg_policy.opsctl("restore", "--to", pg_database + "_under_load")
+    assert restore.returncode == 0, restore.output
+    assert "row counts match the backup" in restore.stdout
+    with pg_server.connect(pg_database + "_under_load", PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        history = conn.execute("SELECT count(*) FROM pgbench_history").fetchone()[0]
+        # pgbench keeps the sums of balances equal across its three tables in every committed state.
+        sums = conn.execute("SELECT (SELECT sum(abalance) FROM pgbench_accounts), (SELECT sum(bbalance) FROM "
+                            "pgbench_branches), (SELECT sum(tbalance) FROM pgbench_tellers)").fetchone()
+    assert 0 < history < history_after_backup, "the load must have written before and after the snapshot"
+    assert sums[0] == sums[1] == sums[2]
+    assert counted == 5 * 100_000 + 5 + 50 + history
