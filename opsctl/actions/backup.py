@@ -44,10 +44,10 @@ class TargetBackup:
 
 def backup(app: App, target_name: str | None = None) -> ExitCode:
     session = Session(app)
-    _ = session.restic.version
-    session.read_secrets()
     configs = session.target_configs(target_name)
     with session.audited("backup") as record:
+        _ = session.restic.version
+        session.read_secrets()
         results = [_backup_one(app, session, source, config)
                    for source in session.sources for config in configs]
         record.targets = sorted({r.location for r in results})

@@ -15,18 +15,22 @@ class InitRow:
     status: str = ""
     error: str | None = None
     hint: str | None = None
+    bad_input: bool = False
 
 
 def init(app: App, target_name: str | None = None) -> ExitCode:
     session = Session(app)
-    _ = session.restic.version
-    session.read_secrets(database=False)
     configs = session.target_configs(target_name)
     with session.audited("init") as record:
+        _ = session.restic.version
+        session.read_secrets(database=False)
         rows = [_init_one(session, config) for config in configs]
         record.targets = [row.target for row in rows]
         record.details = {row.target: row.status or "failed" for row in rows}
-        code = exit_code_for(sum(r.error is None for r in rows), sum(r.error is not None for r in rows))
+        failed = [r for r in rows if r.error is not None]
+        code = exit_code_for(len(rows) - len(failed), len(failed))
+        if failed and code == ExitCode.FAILURE and all(r.bad_input for r in failed):
+            code = ExitCode.BAD_INPUT  # e.g. a folder that holds other files: nothing was written
         record.outcome = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(code, "failed")
     console.show_init(app, rows)
     return code
@@ -44,4 +48,4 @@ def _init_one(session: Session, config) -> InitRow:
         session.restic.init(repo)
         return InitRow(display, "repository created (encrypted, compressed)")
     except OpsctlError as exc:
-        return InitRow(display, error=exc.message, hint=exc.hint)
+        return InitRow(display, error=exc.message, hint=exc.hint, bad_input=exc.exit_code == ExitCode.BAD_INPUT)

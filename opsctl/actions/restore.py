@@ -43,10 +43,10 @@ class RestoreResult:
 
 def restore(app: App, request: RestoreRequest) -> ExitCode:
     session = Session(app)
-    _ = session.restic.version
-    source = session.source(request.database)
-    target = _restore_target(session, request.target)
     with session.audited("restore") as record:
+        _ = session.restic.version
+        source = session.source(request.database)
+        target = _restore_target(session, request.target)
         record.targets = [target.display]
         destination = source.destination(request.to)
         refuse_unsafe(destination, source, request)

@@ -94,10 +94,11 @@ def show_backup(app, policy_name: str, results: list) -> None:
             if r.hint:
                 app.out.print(f"  what to do: {escape(r.hint)}")
     failed = sum(not r.ok for r in results)
+    total = f"{len(results)} backup" + ("s" if len(results) != 1 else "")
     if failed == 0:
-        app.out.print(f"All {len(results)} backup(s) completed and were recorded with their manifest.")
+        app.out.print(f"{total} completed; each snapshot carries its manifest (size, SHA-256, row counts).")
     else:
-        app.out.print(f"{failed} of {len(results)} backup(s) failed; no partial snapshot was kept for them.")
+        app.out.print(f"{failed} of {total} failed; no partial snapshot was kept for them.")
 
 
 def show_snapshots(app, rows: list) -> None:

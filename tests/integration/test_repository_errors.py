@@ -43,7 +43,7 @@ def test_init_refuses_a_folder_with_other_files(crm):
     (crm.root / "repo-local").mkdir()
     (crm.root / "repo-local" / "photos.zip").write_text("not a repository")
     result = crm.opsctl("init")
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "is not empty and holds no restic repository" in result.stdout
     assert sorted(p.name for p in (crm.root / "repo-local").iterdir()) == ["photos.zip"]
 
