@@ -260,12 +260,19 @@ class Policy(Strict):
 
     @field_validator("targets")
     @classmethod
-    def _unique_names(cls, targets: tuple) -> tuple:
-        seen: set[str] = set()
+    def _distinct_targets(cls, targets: tuple) -> tuple:
+        names: set[str] = set()
+        folders: dict[Path, str] = {}
         for target in targets:
-            if target.name in seen:
+            if target.name in names:
                 raise ValueError(duplicate_names_message(target.name))
-            seen.add(target.name)
+            names.add(target.name)
+            folder = getattr(target, "path", None)
+            if isinstance(folder, Path):
+                if folder in folders:  # two "copies" in one folder are one copy
+                    raise ValueError(f"targets {folders[folder]} and {target.name} use the same folder {folder}; "
+                                     "each copy needs its own place")
+                folders[folder] = target.name
         return targets
 
     def target(self, name: str):
