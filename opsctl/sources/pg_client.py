@@ -75,7 +75,9 @@ class PgServer:
     @contextmanager
     def tool_environment(self, database: str) -> Iterator[dict[str, str]]:
         """Environment for pg_dump/pg_restore: connection by PG* variables, password by a 0600 passfile."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        # Ambient TLS settings (PGSSLMODE, PGSSLROOTCERT, ...) apply to the tools as they do to our own
+        # sessions; a stray PGPASSWORD would win over the passfile, and a service could change the server.
+        env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "PGSERVICE")}
         env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=database,
                    PGAPPNAME="opsctl", PGCONNECT_TIMEOUT="10")
         folder = tempfile.mkdtemp(prefix="opsctl-pg-")
