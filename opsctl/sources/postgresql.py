@@ -46,6 +46,10 @@ class PostgresSource:
         with self.server.connect(self.database) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
             conn.read_only = True
+            # The counts run beside pg_dump and restic, which keep the CPUs busy already: JIT compiling
+            # and parallel workers would only take CPU from them.
+            conn.execute("SET LOCAL jit = off")
+            conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
             version = conn.execute("SHOW server_version").fetchone()[0]
             properties = database_properties(conn)
