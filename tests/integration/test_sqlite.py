@@ -130,3 +130,20 @@ def test_missing_source_file_is_a_clear_failure(bank):
     assert result.returncode == 1
     assert "does not exist" in result.stdout and "database.path" in result.stdout
     assert not (bank.root / "bank.sqlite3").exists(), "a missing source must not be created empty"
+
+
+def test_audit_trail_records_each_command_that_touches_backups(bank):
+    backup = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
+    assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 0
+    assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 2  # refused: exists
+
+    entries = [json.loads(line) for line in bank.audit_lines()]
+    assert [(e["command"], e["outcome"]) for e in entries] == [
+        ("init", "ok"), ("backup", "ok"), ("restore", "ok"), ("restore", "refused")]
+    for entry in entries:
+        assert {"time", "user", "host", "policy", "policy_file", "targets", "duration_s", "opsctl_version"} <= set(entry)
+        assert entry["policy"] == "crm-test"
+    assert entries[1]["snapshot_ids"] == [backup["snapshot_id"]]
+    assert entries[2]["snapshot_ids"] == [backup["snapshot_id"]]
+    assert "already exists and is not empty" in entries[3]["error"]
+    assert (bank.root / "state" / "audit.jsonl").stat().st_mode & 0o777 == 0o600
