@@ -120,10 +120,14 @@ class HashingStream:
         self._hash = BackgroundSha256()
 
     def __iter__(self) -> Iterator[bytes]:
-        for chunk in self._chunks:
-            self._hash.update(chunk)
-            self.size += len(chunk)
-            yield chunk
+        try:
+            for chunk in self._chunks:
+                self._hash.update(chunk)
+                self.size += len(chunk)
+                yield chunk
+        except BaseException:
+            self._hash.hexdigest()  # let the worker thread end; the digest is not used
+            raise
 
     @property
     def sha256(self) -> str:
