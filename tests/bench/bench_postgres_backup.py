@@ -92,8 +92,13 @@ class Bench:
     def psql(self, sql: str) -> None:
         sh(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=self.pg_env, stdout=subprocess.DEVNULL)
 
-    def pgbench_init(self, scale: int) -> None:
-        sh(["pgbench", "-i", "-q", "-s", str(scale)], env=self.pg_env, stderr=subprocess.DEVNULL)
+    def pgbench_init(self, scale: int, realistic: bool = False) -> None:
+        sh([str(self.server.bindir / "pgbench"), "-i", "-q", "-s", str(scale)], env=self.pg_env,
+           stderr=subprocess.DEVNULL)
+        if realistic:  # pgbench's filler is blank padding that compresses ~100:1; real rows do not
+            self.psql("UPDATE pgbench_accounts SET filler = substr(md5(random()::text) || md5(random()::text) "
+                      "|| md5(random()::text), 1, 84)")
+            self.psql("VACUUM FULL pgbench_accounts")
         self.psql("VACUUM ANALYZE")
 
 
@@ -125,6 +130,7 @@ def main() -> None:
     parser.add_argument("--scale", type=int, default=40, help="pgbench scale (40: ~600 MB database)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--rss-scale-factor", type=int, default=4, help="0 to skip the large RSS run")
+    parser.add_argument("--realistic", action="store_true", help="random filler instead of pgbench's blank padding")
     args = parser.parse_args()
 
     server = PostgresServer(postgres_bindir()).start()
@@ -132,10 +138,11 @@ def main() -> None:
         server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
         with tempfile.TemporaryDirectory(prefix="opsctl-bench-", dir=os.environ.get("BENCH_DIR")) as folder:
             bench = Bench(Path(folder), server)
-            bench.pgbench_init(args.scale)
+            bench.pgbench_init(args.scale, args.realistic)
             raw, ours, results = measure_speed(bench, args.rounds)
             dump_bytes = results[0]["dump_bytes"]
-            print(f"database: pgbench scale {args.scale}, dump {dump_bytes / 2**20:.0f} MiB")
+            filler = "random filler" if args.realistic else "pgbench's blank filler"
+            print(f"database: pgbench scale {args.scale} ({filler}), dump {dump_bytes / 2**20:.0f} MiB")
             print(f"(1) raw pg_dump | restic backup: {raw:.2f} s   opsctl backup: {ours:.2f} s   "
                   f"ratio {ours / raw:.3f} (goal <= 1.10)")
             policy = bench.write_policy(Path(folder) / "opsctl-0")
@@ -144,7 +151,7 @@ def main() -> None:
                 print(f"(2) bytes added, {label}: {added / 2**20:.2f} MiB = {share:.2%} of the dump")
             print(f"(3) peak RSS of the opsctl process at 1x: {rss_1x / 1024:.1f} MiB")
             if args.rss_scale_factor > 1:
-                bench.pgbench_init(args.scale * args.rss_scale_factor)
+                bench.pgbench_init(args.scale * args.rss_scale_factor, args.realistic)
                 big = bench.write_policy(bench.fresh_repository("opsctl-big"))
                 _, result, rss_nx = bench.opsctl_backup(big)
                 print(f"(3) peak RSS at {args.rss_scale_factor}x (dump {result['dump_bytes'] / 2**20:.0f} MiB): "
