@@ -98,7 +98,7 @@ def show_backup(app, policy_name: str, results: list) -> None:
     if failed == 0:
         app.out.print(f"{total} completed; each snapshot carries its manifest (size, SHA-256, row counts).")
     else:
-        app.out.print(f"{failed} of {total} failed; no partial snapshot was kept for them.")
+        app.out.print(f"{failed} of {total} failed; no partial snapshot was kept.")
 
 
 def show_snapshots(app, rows: list) -> None:
