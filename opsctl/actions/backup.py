@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 from typing import Iterator
 
 from opsctl import __version__
-from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.actions.context import App, Session, exit_code_for, outcome_for
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.reports import console
@@ -53,7 +53,7 @@ def backup(app: App, target_name: str | None = None) -> ExitCode:
         record.targets = sorted({r.location for r in results})
         record.snapshot_ids = [r.snapshot_id for r in results if r.snapshot_id]
         code = exit_code_for(sum(r.ok for r in results), sum(not r.ok for r in results))
-        record.outcome = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(code, "failed")
+        record.outcome = outcome_for(code)
         record.details = {"bytes_added": sum(r.bytes_added for r in results)}
     console.show_backup(app, session.policy.name, results)
     return code
@@ -66,21 +66,19 @@ def _backup_one(app: App, session: Session, source: Source, config) -> TargetBac
         target = session.target(config)
         display = target.display
         repo = session.repository(target)
-        with source.dump() as dump, byte_progress(app, f"{source.database} → {target.name}") as advance:
+        with source.dump() as dump, byte_progress(app, f"{source.database} → {target.name}") as tracked:
             tags = [*session.snapshot_tags(source), f"opsctl-version={__version__}",
                     *(f"{key}={value}" for key, value in dump.properties.items() if "," not in value)]
             stream = _DumpWithManifest(session.policy.name, dump)
             summary = session.restic.backup_stream(
-                repo, stream.chunks(advance), filename=source.file_name, tags=tags,
+                repo, tracked(stream.chunks()), filename=source.file_name, tags=tags,
                 compression=session.policy.compression)
-    except OpsctlError as exc:
+    except Exception as exc:  # one target's failure, expected or not, must not stop the others
+        if not isinstance(exc, OpsctlError):
+            log.debug("unexpected failure", exc_info=True)
+            exc = OpsctlError(f"unexpected error ({exc.__class__.__name__})", "run again with --verbose to see why")
         return TargetBackup(database=source.database, target=config.name, location=display, error=exc.message,
                             hint=exc.hint, duration_s=time.monotonic() - started)
-    except Exception as exc:  # one target's surprise must not stop the others
-        log.debug("unexpected failure", exc_info=True)
-        return TargetBackup(database=source.database, target=config.name, location=display,
-                            error=f"unexpected error ({exc.__class__.__name__})",
-                            hint="run again with --verbose to see the details", duration_s=time.monotonic() - started)
     manifest = stream.manifest
     return TargetBackup(
         database=source.database, target=config.name, location=display, snapshot_id=summary.snapshot_id,
@@ -98,12 +96,10 @@ class _DumpWithManifest:
         self._dump = dump
         self.manifest: Manifest | None = None
 
-    def chunks(self, advance) -> Iterator[bytes]:
+    def chunks(self) -> Iterator[bytes]:
         started = _now()
         hashed = HashingStream(self._dump.chunks())
-        for chunk in hashed:
-            advance(len(chunk))
-            yield chunk
+        yield from hashed
         log.debug("dump ended cleanly after %d bytes; writing the manifest", hashed.size)
         self.manifest = Manifest(
             policy=self._policy, opsctl_version=__version__, started_at=started, finished_at=_now(),

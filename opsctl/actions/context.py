@@ -121,7 +121,7 @@ class Session:
         try:
             yield record
         except OpsctlError as exc:
-            record.outcome, record.error = "failed" if exc.exit_code != ExitCode.BAD_INPUT else "refused", exc.message
+            record.outcome, record.error = outcome_for(exc.exit_code), exc.message
             raise
         except KeyboardInterrupt:
             record.outcome = "interrupted"
@@ -134,6 +134,11 @@ class Session:
                 audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
             except OSError as exc:
                 log.warning("could not write the audit trail in %s: %s", self.state_dir, exc.strerror)
+
+
+def outcome_for(code: ExitCode) -> str:
+    """The audit trail's word for an exit code."""
+    return {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial", ExitCode.BAD_INPUT: "refused"}.get(code, "failed")
 
 
 def exit_code_for(successes: int, failures: int) -> ExitCode:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.actions.context import App, Session, exit_code_for, outcome_for
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 
@@ -31,7 +31,7 @@ def init(app: App, target_name: str | None = None) -> ExitCode:
         code = exit_code_for(len(rows) - len(failed), len(failed))
         if failed and code == ExitCode.FAILURE and all(r.bad_input for r in failed):
             code = ExitCode.BAD_INPUT  # e.g. a folder that holds other files: nothing was written
-        record.outcome = {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial"}.get(code, "failed")
+        record.outcome = outcome_for(code)
     console.show_init(app, rows)
     return code
 

@@ -57,14 +57,15 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         staging = source.create_staging(destination, snapshot.tag_map())
         try:
             with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
-                    byte_progress(app, f"restoring {source.database}") as advance:
-                stream = TrailerSplitter(_counted(chunks, advance))
+                    byte_progress(app, f"restoring {source.database}") as tracked:
+                stream = TrailerSplitter(tracked(chunks))
                 source.load(staging, stream)
             manifest = stream.manifest
             if manifest is None:  # the loader stopped reading before the end: nothing was proven
                 raise IntegrityError("the restore stopped before the whole dump was read and checked",
                                      "nothing was put in place; run the restore again")
             check_row_counts(manifest, source.table_stats(staging))
+            refuse_if_changed(destination, source.destination(request.to))
             aside = source.publish(staging, destination)
         except BaseException:
             source.discard(staging)
@@ -106,6 +107,13 @@ def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequ
         )
 
 
+def refuse_if_changed(before: Destination, now: Destination) -> None:
+    """The restore may take hours: what was checked at the start must still hold before publishing."""
+    if (now.exists, now.empty) != (before.exists, before.empty):
+        raise BadInput(f"{before.display} changed while the restore ran; nothing was replaced",
+                       "look at it, then run the restore again")
+
+
 def pick_snapshot(snapshots: list[Snapshot], wanted: str) -> Snapshot:
     """'latest' or an id or id prefix among this policy's snapshots of this database."""
     if not snapshots:
@@ -130,8 +138,3 @@ def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> No
         raise IntegrityError("the restored database does not match the backup: " + "; ".join(problems[:10]),
                              "nothing was put in place; restore an earlier snapshot and check this target with restic check")
 
-
-def _counted(chunks, advance):
-    for chunk in chunks:
-        advance(len(chunk))
-        yield chunk

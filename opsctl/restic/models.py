@@ -34,15 +34,6 @@ class BackupSummary:
     duration_s: float
 
 
-@dataclass(frozen=True)
-class Key:
-    id: str
-    current: bool
-    username: str
-    hostname: str
-    created: str
-
-
 def parse_time(text: str) -> datetime:
     """restic writes nanosecond times (2026-11-22T19:39:42.491227994Z); Python takes microseconds."""
     head, _, rest = text.partition(".")

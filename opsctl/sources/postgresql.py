@@ -112,9 +112,6 @@ class PostgresSource:
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Rename staging into place; an existing database is renamed aside first, and back on failure."""
-        if _changed(self.destination(destination.name), destination):
-            raise DestinationRefused(f"{destination.display} changed while the restore ran; nothing was replaced",
-                                     "look at it, then run the restore again")
         aside = None
         with self._maintenance() as conn:
             if destination.exists and destination.empty:
@@ -175,10 +172,6 @@ class PostgresSource:
                 yield conn
             return
         raise last  # type: ignore[misc]
-
-
-def _changed(now: Destination, before: Destination) -> bool:
-    return (now.exists, now.empty) != (before.exists, before.empty)
 
 
 class PgDump:

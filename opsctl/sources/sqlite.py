@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterable, Iterator
 
 from opsctl.manifest import DumpFacts, TableStats
+from opsctl.process import read_chunks
 from opsctl.sources.base import Destination
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
 
@@ -109,10 +110,6 @@ class SQLiteSource:
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""
         target = Path(destination.name)
-        now = self.destination(destination.name)
-        if (now.exists, now.empty) != (destination.exists, destination.empty):
-            raise DestinationRefused(f"{destination.display} changed while the restore ran; nothing was replaced",
-                                     "look at it, then run the restore again")
         aside = None
         if destination.exists or _sidecars(target):
             aside = _free_aside_name(target)
@@ -135,8 +132,7 @@ class SQLiteDump:
 
     def chunks(self) -> Iterator[bytes]:
         with open(self._copy, "rb") as handle:
-            while chunk := handle.read(1 << 20):
-                yield chunk
+            yield from read_chunks(handle)
         self.facts = self._facts
 
 
