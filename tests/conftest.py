@@ -66,3 +66,58 @@ def pg_policy(workspace, pg_server, pg_database):
     result = workspace.opsctl("init")
     assert result.returncode == 0, result.output
     return workspace
+
+
+# --- target servers (sshd, moto) ---
+# One sshd and one moto_server per session, on loopback ports. Tests use sftp_endpoint / s3_endpoint,
+# which hand the same server back running (and, for sshd, with its original host key) even when an
+# earlier test stopped it or rotated its key.
+
+from tests.support.moto import MotoServer, moto_server_binary
+from tests.support.small_disk import SmallDisk, SmallDiskUnavailable
+from tests.support.sshd import SSHD, SshServer
+
+
+@pytest.fixture(scope="session")
+def ssh_server():
+    require(os.access(SSHD, os.X_OK), f"OpenSSH server ({SSHD})")
+    require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None, "OpenSSH client (ssh, ssh-keygen)")
+    server = SshServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def sftp_endpoint(ssh_server) -> SshServer:
+    """The session's sshd, running with the host key its known_hosts pins."""
+    return ssh_server.reset()
+
+
+@pytest.fixture(scope="session")
+def moto_server():
+    binary = moto_server_binary()
+    require(binary is not None, "moto_server (pip install 'moto[server]')")
+    server = MotoServer(binary).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def s3_endpoint(moto_server) -> MotoServer:
+    """The session's moto_server, running (after a restart it has lost every bucket)."""
+    return moto_server.start()
+
+
+@pytest.fixture
+def small_disk():
+    """A 32 MiB tmpfs mounted for this test; skipped (failed under CI) where mounting is impossible."""
+    disk = SmallDisk(32)
+    try:
+        disk.mount()
+    except SmallDiskUnavailable as error:
+        disk.cleanup()
+        if os.environ.get("CI"):
+            pytest.fail(str(error))
+        pytest.skip(str(error))
+    yield disk
+    disk.cleanup()
