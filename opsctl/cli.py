@@ -11,6 +11,9 @@ import click
 
 from opsctl import __version__
 from opsctl.actions.backup import backup as backup_action
+from opsctl.actions.check import check as check_action
+from opsctl.actions.doctor import doctor as doctor_action
+from opsctl.actions.prune import prune as prune_action
 from opsctl.actions.context import App
 from opsctl.actions.init import init as init_action
 from opsctl.actions.restore import RestoreRequest, restore as restore_action
@@ -129,3 +132,31 @@ def restore(ctx: click.Context, app: App, snapshot: str, to: str, target_name: s
     request = RestoreRequest(snapshot=snapshot, to=to, target=target_name, database=database, replace=replace,
                              confirm_source=confirm_source)
     _finish(ctx, restore_action(app, request))
+
+
+@main.command()
+@click.option("--dry-run", is_flag=True, help="Only show which snapshots the keep-rules would remove.")
+@target_option
+@pass_app
+@click.pass_context
+def prune(ctx: click.Context, app: App, dry_run: bool, target_name: str | None) -> None:
+    """Apply each target's retention to this policy's snapshots (never others'), then free the space."""
+    _finish(ctx, prune_action(app, dry_run, target_name))
+
+
+@main.command()
+@click.option("--read-data-subset", metavar="N%|n/t|SIZE", help="Also read back this much pack data, e.g. 10%.")
+@target_option
+@pass_app
+@click.pass_context
+def check(ctx: click.Context, app: App, read_data_subset: str | None, target_name: str | None) -> None:
+    """Check every target's repository for damage. Exit 0: all sound, 1: none, 3: some."""
+    _finish(ctx, check_action(app, read_data_subset, target_name))
+
+
+@main.command()
+@pass_app
+@click.pass_context
+def doctor(ctx: click.Context, app: App) -> None:
+    """Preflight: restic, secrets, database, each target and its repository. Exit 1 on any problem."""
+    _finish(ctx, doctor_action(app))

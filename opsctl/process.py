@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import threading
+import time
 from collections import deque
 from typing import IO, Iterator
 
@@ -58,7 +59,41 @@ def write_all(stream: IO[bytes], data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def feed(proc: subprocess.Popen, chunks) -> None:
+class StallWatch:
+    """Kills a child that has not accepted a write for `timeout_s` seconds.
+
+    Only time spent blocked writing counts: a slow producer (a dump waiting on a table lock) is
+    not the consumer's stall.
+    """
+
+    def __init__(self, proc: subprocess.Popen, timeout_s: float | None) -> None:
+        self._proc = proc
+        self._timeout_s = timeout_s
+        self._since: float | None = None
+        self._done = threading.Event()
+        self.stalled = False
+        if timeout_s:
+            threading.Thread(target=self._watch, daemon=True).start()
+
+    def writing(self) -> None:
+        self._since = time.monotonic()
+
+    def idle(self) -> None:
+        self._since = None
+
+    def close(self) -> None:
+        self._done.set()
+
+    def _watch(self) -> None:
+        while not self._done.wait(min(1.0, self._timeout_s)):
+            since = self._since
+            if since is not None and time.monotonic() - since > self._timeout_s:
+                self.stalled = True
+                self._proc.kill()
+                return
+
+
+def feed(proc: subprocess.Popen, chunks, watch: StallWatch | None = None) -> None:
     """Write chunks to a child's stdin, then close it to signal the end.
 
     If producing the chunks fails, the child is killed before it ever sees end-of-file: a
@@ -67,7 +102,11 @@ def feed(proc: subprocess.Popen, chunks) -> None:
     try:
         for chunk in chunks:
             try:
+                if watch:
+                    watch.writing()
                 write_all(proc.stdin, chunk)
+                if watch:
+                    watch.idle()
             except BrokenPipeError:
                 return  # the child stopped reading; its exit status and stderr say why
     except BaseException:

@@ -1,91 +1,150 @@
-"""opsctl backup: dump each database of the policy and stream it into each target's repository."""
+"""opsctl backup: dump each database ONCE into the first healthy target, then replicate to the others.
+
+restic's work (chunking, hashing, compressing, encrypting) is CPU-bound; doing it once and copying
+the resulting content-addressed files is what keeps three targets near the cost of one.
+"""
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import replace
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Iterator
 
 from opsctl import __version__
 from opsctl.actions.context import App, Session, exit_code_for, outcome_for
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.actions.replication import SnapshotMade, TargetOutcome, bring_up_to_date, failed
+from opsctl.errors import ExitCode
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.reports import console
-from opsctl.reports.progress import byte_progress
+from opsctl.reports.progress import Board, board
+from opsctl.restic.errors import RepositoryLocked, ResticError
 from opsctl.sources import Dump, Source
-
+from opsctl.targets import Target, TargetError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TargetBackup:
-    """The outcome of one database backed up to one target."""
-
-    database: str
-    target: str
-    location: str
-    snapshot_id: str | None = None
-    dump_bytes: int = 0
-    bytes_added: int = 0
-    tables: int = 0
-    rows: int = 0
-    duration_s: float = 0.0
-    manifest_sha256: str | None = None
-    error: str | None = None
-    hint: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
+TARGET_FAILURES = (ResticError, TargetError)
 
 
 def backup(app: App, target_name: str | None = None) -> ExitCode:
     session = Session(app)
-    configs = session.target_configs(target_name)
-    with session.audited("backup") as record:
+    with session.exclusive("backup"), session.audited("backup") as record:
         _ = session.restic.version
         session.read_secrets()
-        results = [_backup_one(app, session, source, config)
-                   for source in session.sources for config in configs]
-        record.targets = sorted({r.location for r in results})
-        record.snapshot_ids = [r.snapshot_id for r in results if r.snapshot_id]
-        code = exit_code_for(sum(r.ok for r in results), sum(not r.ok for r in results))
+        targets, outcomes = _reachable(session, session.target_configs(target_name))
+        with board(app) as shown:
+            outcomes += _run(session, targets, shown)
+        outcomes.sort(key=lambda o: [t.name for t in session.policy.targets].index(o.target))
+        record.targets = [o.location for o in outcomes]
+        record.snapshot_ids = sorted({m.snapshot_id for o in outcomes for m in o.snapshots})
+        landed = sum(len(o.snapshots) for o in outcomes)
+        code = exit_code_for(landed, sum(not o.ok for o in outcomes))
         record.outcome = outcome_for(code)
-        record.details = {"bytes_added": sum(r.bytes_added for r in results)}
-    console.show_backup(app, session.policy.name, results)
+        record.details = {o.target: {"bytes_added": o.bytes_added, "role": o.role, "error": o.error}
+                          for o in outcomes}
+    console.show_backup(app, session.policy.name, outcomes)
     return code
 
 
-def _backup_one(app: App, session: Session, source: Source, config) -> TargetBackup:
+def _reachable(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
+    """Probe every target at once (network, credentials, host key, mount); unreachable ones are reported."""
     started = time.monotonic()
-    display = config.name
+
+    def probe(config) -> Target | TargetOutcome:
+        try:
+            target = session.target(config)
+        except Exception as exc:  # noqa: BLE001 - reported as that target's failure
+            return TargetOutcome(config.name, config.name, "-", error=str(exc))
+        try:
+            target.probe()
+        except Exception as exc:  # noqa: BLE001
+            return failed(target, "-", exc, started)
+        return target
+
+    with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
+        probed = list(pool.map(probe, configs))
+    return [p for p in probed if not isinstance(p, TargetOutcome)], [p for p in probed if isinstance(p, TargetOutcome)]
+
+
+def _run(session: Session, targets: list[Target], shown: Board) -> list[TargetOutcome]:
+    """Each database goes once into the primary; the other targets then receive copies."""
+    candidates = list(targets)
+    outcomes: list[TargetOutcome] = []
+    groups: dict[str, tuple[Target, list[SnapshotMade]]] = {}
+    for source in session.sources:
+        primary, made, lost = _into_first_healthy(session, source, candidates, shown)
+        outcomes += lost
+        if primary is not None:
+            groups.setdefault(primary.name, (primary, []))[1].append(made)
+    for primary, made in groups.values():
+        outcomes.append(TargetOutcome(primary.name, primary.display, "primary", tuple(made),
+                                      sum(m.bytes_added for m in made), sum(m.duration_s for m in made)))
+        replicas = [t for t in candidates if t.name not in groups]
+        if replicas:
+            outcomes += bring_up_to_date(session, primary, replicas, made, shown)
+    return _merged(outcomes)
+
+
+def _merged(outcomes: list[TargetOutcome]) -> list[TargetOutcome]:
+    """One row per target: a target is ok only when every database landed there."""
+    rows: dict[str, TargetOutcome] = {}
+    for o in outcomes:
+        if (seen := rows.get(o.target)) is None:
+            rows[o.target] = o
+            continue
+        rows[o.target] = replace(
+            seen, role=seen.role if seen.role != "-" else o.role, snapshots=seen.snapshots + o.snapshots,
+            bytes_added=seen.bytes_added + o.bytes_added, duration_s=max(seen.duration_s, o.duration_s),
+            error=seen.error or o.error, hint=seen.hint or o.hint)
+    return list(rows.values())
+
+
+def _into_first_healthy(session: Session, source: Source, candidates: list[Target], shown: Board):
+    """Back one database up into the first candidate that takes it; failed candidates are dropped."""
+    lost: list[TargetOutcome] = []
+    for target in list(candidates):
+        started = time.monotonic()
+        try:
+            return target, _backup_into(session, source, target, shown), lost
+        except TARGET_FAILURES as exc:
+            candidates.remove(target)
+            lost.append(failed(target, "primary", exc, started))
+            log.info("%s failed; trying the next target with a new dump", target.display)
+        except Exception as exc:  # noqa: BLE001 - the database failed: no target gets this one
+            return None, None, lost + [failed(t, "-", exc, started) for t in candidates]
+    return None, None, lost
+
+
+def _backup_into(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:
+    """Stream one dump into one target; a held lock is waited for once (a new dump follows)."""
     try:
-        target = session.target(config)
-        display = target.display
-        repo = session.repository(target)
-        with source.dump() as dump, byte_progress(app, f"{source.database} → {target.name}") as tracked:
-            tags = [*session.snapshot_tags(source), f"opsctl-version={__version__}",
-                    *(f"{key}={value}" for key, value in dump.properties.items() if "," not in value)]
-            stream = _DumpWithManifest(session.policy.name, dump)
+        return _stream(session, source, target, shown)
+    except RepositoryLocked:
+        session.restic.wait_for_lock(session.repository(target))
+        return _stream(session, source, target, shown)
+
+
+def _stream(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:
+    transfer = shown.transfer(f"{source.database} → {target.name}")
+    with source.dump() as dump:
+        tags = (*session.snapshot_tags(source), f"opsctl-version={__version__}",
+                *(f"{key}={value}" for key, value in dump.properties.items() if "," not in value))
+        stream = _DumpWithManifest(session.policy.name, dump)
+        try:
             summary = session.restic.backup_stream(
-                repo, tracked(stream.chunks()), filename=source.file_name, tags=tags,
-                compression=session.policy.compression)
-    except Exception as exc:  # one target's failure, expected or not, must not stop the others
-        if not isinstance(exc, OpsctlError):
-            log.debug("unexpected failure", exc_info=True)
-            exc = OpsctlError(f"unexpected error ({exc.__class__.__name__})", "run again with --verbose to see why")
-        return TargetBackup(database=source.database, target=config.name, location=display, error=exc.message,
-                            hint=exc.hint, duration_s=time.monotonic() - started)
+                session.repository(target), transfer.track(stream.chunks()), filename=source.file_name, tags=tags,
+                compression=session.policy.compression, stall_timeout_s=session.policy.stall_timeout.total_seconds())
+        except BaseException:
+            transfer.finish("failed")
+            raise
+    transfer.finish("ok")
     manifest = stream.manifest
-    return TargetBackup(
-        database=source.database, target=config.name, location=display, snapshot_id=summary.snapshot_id,
-        dump_bytes=manifest.dump_bytes, bytes_added=summary.bytes_added,
-        tables=len(manifest.facts.tables), rows=sum(t.rows for t in manifest.facts.tables),
-        duration_s=time.monotonic() - started, manifest_sha256=manifest.sha256,
-    )
+    return SnapshotMade(database=source.database, snapshot_id=summary.snapshot_id, manifest_sha256=manifest.sha256,
+                        dump_bytes=manifest.dump_bytes, tables=len(manifest.facts.tables),
+                        rows=sum(t.rows for t in manifest.facts.tables), file_name=source.file_name, tags=tags,
+                        bytes_added=summary.bytes_added, duration_s=summary.duration_s)
 
 
 class _DumpWithManifest:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import time
@@ -58,7 +59,8 @@ class Session:
         self.app = app
         self.policy_path = app.resolve_policy_path()
         self.policy: Policy = load_policy(self.policy_path)
-        self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"))
+        self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"),
+                             lock_wait_s=self.policy.lock_wait.total_seconds())
 
     @cached_property
     def state_dir(self) -> Path:
@@ -87,9 +89,33 @@ class Session:
             raise BadInput(f"there is no target named '{only}' in the policy", f"use one of: {names}")
         return [config]
 
-    @staticmethod
-    def target(config) -> Target:
-        return target_for(config)
+    def target(self, config) -> Target:
+        return target_for(config, self.policy.stall_timeout.total_seconds())
+
+    def retention(self, config) -> dict[str, int]:
+        """The keep-rules of one target (its own, or the policy's), as restic option names."""
+        rules = config.retention or self.policy.retention
+        return {key: value for key, value in rules.model_dump().items() if value is not None}
+
+    @contextmanager
+    def exclusive(self, command: str) -> Iterator[None]:
+        """One opsctl run at a time per policy on this host; a second one waits up to lock_wait."""
+        self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = self.state_dir / "run.lock"
+        with open(path, "a+") as handle:
+            deadline = time.monotonic() + self.policy.lock_wait.total_seconds()
+            while not _try_lock(handle):
+                if time.monotonic() >= deadline:
+                    handle.seek(0)
+                    holder = handle.read().strip() or "another opsctl run"
+                    raise OpsctlError(f"policy {self.policy.name} is busy: {holder}",
+                                   "wait for it to finish, or give it longer with the policy's lock_wait")
+                time.sleep(0.5)
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"opsctl {command} (PID {os.getpid()}) since {time.strftime('%Y-%m-%d %H:%M:%S')}")
+            handle.flush()
+            yield
 
     @cached_property
     def sources(self) -> list[Source]:
@@ -134,6 +160,14 @@ class Session:
                 audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
             except OSError as exc:
                 log.warning("could not write the audit trail in %s: %s", self.state_dir, exc.strerror)
+
+
+def _try_lock(handle) -> bool:
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def outcome_for(code: ExitCode) -> str:

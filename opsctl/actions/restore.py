@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from opsctl.actions.context import App, Session
-from opsctl.errors import BadInput, ExitCode, IntegrityError, NotSupportedYet, OpsctlError
+from opsctl.errors import BadInput, ExitCode, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest, TableStats, TrailerSplitter
 from opsctl.reports import console
 from opsctl.reports.progress import byte_progress
@@ -81,15 +81,19 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
 
 
 def _restore_target(session: Session, name: str | None):
-    """The named target, or the first one this version can read."""
+    """The named target, or the first one in the policy that answers (the others may be down)."""
     if name is not None:
         return session.target(session.target_configs(name)[0])
+    problems = []
     for config in session.policy.targets:
+        target = session.target(config)
         try:
-            return session.target(config)
-        except NotSupportedYet:
-            continue
-    raise NotSupportedYet("none of the policy's targets is of a kind this opsctl can read yet", "add a local target")
+            target.probe()
+            return target
+        except OpsctlError as exc:
+            problems.append(exc.message)
+    raise OpsctlError("no target of the policy can be reached: " + "; ".join(problems),
+                      "bring one back (or fix its mount, network or credentials), then run the restore again")
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

@@ -201,19 +201,39 @@ class MountTarget(TargetBase):
     require_mountpoint: bool = Field(True, description="refuse to write when the share is not mounted")
 
 
+# restic splits sftp.command on whitespace and quotes and has no escapes: such characters cannot pass.
+_SSH_WORD = r"^[^\s'\"\\]+$"
+_SSH_WORD_RULE = "no spaces, quotes or backslashes (restic passes it inside one ssh command line)"
+
+
 class SftpTarget(TargetBase):
     kind: Literal["sftp"]
-    host: str = Field(..., description="the NAS host name or address")
+    host: str = Field(..., pattern=r"^[A-Za-z0-9._:\[\]-]+$", description="the NAS host name or address")
     port: int = Field(22, ge=1, le=65535)
-    user: str = Field(..., description="the SSH user on the NAS")
-    path: str = Field(..., description="the repository path on the NAS")
+    user: str = Field(..., pattern=r"^[A-Za-z0-9._][A-Za-z0-9._-]*$", description="the SSH user on the NAS")
+    path: str = Field(..., pattern=r"^/", description="the absolute repository path on the NAS")
     identity_file: PolicyPath = Field(..., description="the private SSH key opsctl logs in with")
     known_hosts: PolicyPath = Field(..., description="a known_hosts file that pins the NAS host key")
+
+    @field_validator("identity_file", "known_hosts")
+    @classmethod
+    def _plain_path(cls, path: Path) -> Path:
+        if not re.match(_SSH_WORD, str(path)):
+            raise ValueError(f"{path}: use a path with {_SSH_WORD_RULE}")
+        return path
 
 
 class S3Credentials(Strict):
     file: PolicyPath | None = Field(None, description="a private file with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=...")
     env: bool = Field(False, description="true to take AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "S3Credentials":
+        if (self.file is not None) == self.env:
+            raise ValueError("give exactly one of file: (a private KEY=VALUE file) or env: true")
+        if self.file is not None:
+            check_private_file(self.file)
+        return self
 
 
 class S3Target(TargetBase):
@@ -256,6 +276,12 @@ class Policy(Strict):
     objectives: Objectives = Field(Objectives(), description="recovery objectives checked by drills")
     verification: Verification = Field(Verification())
     compression: Literal["auto", "max", "off"] = Field("auto", description="restic compression for new data")
+    lock_wait: Duration = Field(
+        timedelta(minutes=2), description="how long to wait for another restic run's lock before giving up"
+    )
+    stall_timeout: Duration = Field(
+        timedelta(minutes=5), description="a target that makes no progress this long is cut off; the others go on"
+    )
     state_dir: PolicyPath | None = Field(None, description="where opsctl keeps its audit log and reports")
 
     @field_validator("targets")

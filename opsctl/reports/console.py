@@ -73,32 +73,42 @@ def show_init(app, rows: list) -> None:
             app.out.print(f"      what to do: {escape(row.hint)}")
 
 
-def show_backup(app, policy_name: str, results: list) -> None:
+def show_backup(app, policy_name: str, outcomes: list) -> None:
     if app.json_output:
-        show_json(app, {"policy": policy_name, "results": results})
+        show_json(app, {"policy": policy_name, "targets": [_outcome_json(o) for o in outcomes]})
         return
     table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
-    for column in ("Database", "Target", "Snapshot", "Dump", "Added", "Rows", "Time", "Result"):
-        table.add_column(column, justify="right" if column in ("Dump", "Added", "Rows", "Time") else "left",
-                         no_wrap=True)
-    for r in results:
-        table.add_row(escape(r.database), escape(r.target), r.snapshot_id or "-", human_bytes(r.dump_bytes),
-                      human_bytes(r.bytes_added), f"{r.rows:,}", f"{r.duration_s:.1f}s",
-                      "ok" if r.ok else "[red]FAILED[/]")
+    for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
+        table.add_column(column, justify="right" if column in ("Added", "Time") else "left", no_wrap=True)
+    for o in outcomes:
+        snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in o.snapshots) or "-"
+        table.add_row(escape(o.target), o.role, escape(snapshots), human_bytes(o.bytes_added), f"{o.duration_s:.1f}s",
+                      "ok" if o.ok else "[red]FAILED[/]")
     app.out.print(table)
-    for r in results:
-        if r.ok:
-            app.out.print(f"{escape(r.database)} → {escape(r.location)}: {r.tables} tables, snapshot {r.snapshot_id}")
-        else:
-            app.out.print(f"[red]{escape(r.database)} → {escape(r.location)} failed:[/] {escape(r.error)}")
-            if r.hint:
-                app.out.print(f"  what to do: {escape(r.hint)}")
-    failed = sum(not r.ok for r in results)
-    total = f"{len(results)} backup" + ("s" if len(results) != 1 else "")
+    dumps = {m.database: m for o in outcomes for m in o.snapshots}
+    for m in dumps.values():
+        holders = [o.target for o in outcomes if any(s.database == m.database for s in o.snapshots)]
+        app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
+                      f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, now on {escape(', '.join(holders))}")
+    for o in outcomes:
+        if not o.ok:
+            app.out.print(f"[red]{escape(o.location)} failed:[/] {escape(o.error)}")
+            if o.hint:
+                app.out.print(f"  what to do: {escape(o.hint)}")
+    failed = sum(not o.ok for o in outcomes)
     if failed == 0:
-        app.out.print(f"{total} completed; each snapshot carries its manifest (size, SHA-256, row counts).")
+        app.out.print(f"All {len(outcomes)} targets hold this backup.")
+    elif failed < len(outcomes):
+        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
     else:
-        app.out.print(f"{failed} of {total} failed; no partial snapshot was kept.")
+        app.out.print("No target holds this backup. No partial snapshot was kept.")
+
+
+def _outcome_json(o) -> dict:
+    return {"target": o.target, "location": o.location, "role": o.role, "ok": o.ok,
+            "snapshots": [{"database": m.database, "snapshot_id": m.snapshot_id, "manifest_sha256": m.manifest_sha256,
+                           "dump_bytes": m.dump_bytes, "tables": m.tables, "rows": m.rows} for m in o.snapshots],
+            "bytes_added": o.bytes_added, "duration_s": round(o.duration_s, 3), "error": o.error, "hint": o.hint}
 
 
 def show_snapshots(app, rows: list) -> None:
@@ -129,3 +139,54 @@ def show_restore(app, result) -> None:
     out.print(f"  row counts match the backup: {result.tables} tables, {result.rows:,} rows")
     if result.moved_aside:
         out.print(f"  the previous database was kept, renamed to {escape(result.moved_aside)}")
+
+
+def show_prune(app, rows: list) -> None:
+    if app.json_output:
+        show_json(app, {"targets": [{"target": r.target, "location": r.location, "rules": r.rules,
+                                     "dry_run": r.dry_run, "kept": [s.id for s in r.kept],
+                                     "removed": [s.id for s in r.removed], "error": r.error} for r in rows]})
+        return
+    for r in rows:
+        rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.rules.items()))
+        if r.error:
+            app.out.print(f"[red]FAILED[/]  {escape(r.location)}: {escape(r.error)}")
+            if r.hint:
+                app.out.print(f"      what to do: {escape(r.hint)}")
+            continue
+        verb = "would remove" if r.dry_run else "removed"
+        app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.kept)}, {verb} {len(r.removed)}")
+        for s in r.removed:
+            app.out.print(f"      {verb} {s.short_id} {s.time:%Y-%m-%d %H:%M:%S} {escape(s.tag('db') or '?')}")
+    if any(r.dry_run for r in rows):
+        app.out.print("Dry run: nothing was removed.")
+
+
+def show_check(app, rows: list) -> None:
+    if app.json_output:
+        show_json(app, {"targets": rows})
+        return
+    for r in rows:
+        mark = "ok" if r.ok else "[red]FAILED[/]"
+        app.out.print(f"{mark}  {escape(r.location)}: {escape(r.summary)}")
+        if r.hint and not r.ok:
+            app.out.print(f"      what to do: {escape(r.hint)}")
+
+
+def show_doctor(app, sections: list) -> None:
+    if app.json_output:
+        show_json(app, {"ok": all(f.ok for _, facts in sections for f in facts),
+                        "sections": [{"name": name, "checks": facts} for name, facts in sections]})
+        return
+    for name, facts in sections:
+        if not facts:
+            continue
+        app.out.print(f"[bold]{escape(name)}[/]")
+        for f in facts:
+            mark = "  ok     " if f.ok else "  [red]PROBLEM[/]"
+            app.out.print(f"{mark} {escape(f.check)}: {escape(f.detail)}")
+            if f.hint and (not f.ok or "enable" in f.hint):
+                app.out.print(f"          what to do: {escape(f.hint)}")
+    problems = sum(not f.ok for _, facts in sections for f in facts)
+    app.out.print("Everything opsctl needs is in place." if problems == 0
+                  else f"{problems} problem(s) found; fix them, then run: opsctl doctor")

@@ -1,27 +1,90 @@
-"""A live byte counter on a terminal; nothing at all when output is not a terminal or is JSON."""
+"""Live progress: rich bars per transfer on a terminal, a plain line per step in logs, nothing with --json."""
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
 from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
+from opsctl.reports.console import human_bytes
+
+
+class Transfer:
+    """One transfer's counter; thread-safe, so replication workers can report from their threads."""
+
+    def __init__(self, board: "Board", label: str) -> None:
+        self._board = board
+        self.label = label
+        self.bytes = 0
+        self._task = board.start(label)
+
+    def advance(self, count: int) -> None:
+        self.bytes += count
+        self._board.advance(self._task, count)
+
+    def track(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
+        for chunk in chunks:
+            self.advance(len(chunk))
+            yield chunk
+
+    def finish(self, outcome: str) -> None:
+        self._board.finish(self._task, self.label, self.bytes, outcome)
+
+
+class Board:
+    """All transfers of one command."""
+
+    def __init__(self, app) -> None:
+        self._app = app
+        self._lock = threading.Lock()
+        self._progress: Progress | None = None
+        if not app.json_output and app.err.is_terminal:
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+                       TimeElapsedColumn())
+            self._progress = Progress(*columns, console=app.err, transient=True)
+
+    def transfer(self, label: str) -> Transfer:
+        return Transfer(self, label)
+
+    def start(self, label: str):
+        if self._progress is None:
+            if not self._app.json_output:
+                self._app.err.print(f"… {label}", highlight=False)
+            return None
+        with self._lock:
+            return self._progress.add_task(label, total=None)
+
+    def advance(self, task, count: int) -> None:
+        if self._progress is not None:
+            with self._lock:
+                self._progress.advance(task, count)
+
+    def finish(self, task, label: str, count: int, outcome: str) -> None:
+        if self._progress is not None:
+            with self._lock:
+                self._progress.remove_task(task)
+        if not self._app.json_output:
+            self._app.err.print(f"{'✓' if outcome == 'ok' else '✗'} {label}: {human_bytes(count)}, {outcome}",
+                                highlight=False, markup=False)
+
+
+@contextmanager
+def board(app) -> Iterator[Board]:
+    """A progress board that is cleared from the terminal when the command's table is printed."""
+    shown = Board(app)
+    if shown._progress is None:
+        yield shown
+        return
+    with shown._progress:
+        yield shown
+
 
 @contextmanager
 def byte_progress(app, label: str) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
-    """Yield a wrapper for a byte stream that counts what flows through it on the terminal."""
-    if app.json_output or not app.err.is_terminal:
-        yield iter
-        return
-    columns = (SpinnerColumn(), TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
-               TimeElapsedColumn())
-    with Progress(*columns, console=app.err, transient=True) as progress:
-        task = progress.add_task(label, total=None)
-
-        def tracked(chunks: Iterable[bytes]) -> Iterator[bytes]:
-            for chunk in chunks:
-                progress.advance(task, len(chunk))
-                yield chunk
-
-        yield tracked
+    """Yield a wrapper for a byte stream that counts what flows through it."""
+    with board(app) as shown:
+        transfer = shown.transfer(label)
+        yield transfer.track
+        transfer.finish("ok")

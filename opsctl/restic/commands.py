@@ -42,6 +42,10 @@ def forget_args(snapshot_ids: Iterable[str]) -> list[str]:
     return ["forget", *snapshot_ids]
 
 
+def cat_args(kind: str, object_id: str) -> list[str]:
+    return ["cat", kind, object_id]
+
+
 def cat_config_args() -> list[str]:
     return ["cat", "config"]
 
@@ -56,3 +60,25 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
         return tuple(int(p) for p in (parts + ["0", "0"])[:3])  # type: ignore[return-value]
     except ValueError:
         return None
+
+
+def unlock_args() -> list[str]:
+    # Without --remove-all restic removes only stale locks: older than 30 minutes, or left by a
+    # process of this host that is gone. A live run's lock is never touched.
+    return ["unlock"]
+
+
+def forget_policy_args(tags: Iterable[str], keep: dict[str, int], dry_run: bool) -> list[str]:
+    """forget by keep-rules, limited to snapshots carrying all the tags, one group per backed-up file."""
+    args = ["forget", "--json", "--tag", ",".join(tags), "--group-by", "paths"]
+    for rule, count in sorted(keep.items()):
+        args += [f"--{rule.replace('_', '-')}", str(count)]
+    return args + (["--dry-run"] if dry_run else [])
+
+
+def prune_args() -> list[str]:
+    return ["prune"]
+
+
+def check_args(read_data_subset: str | None) -> list[str]:
+    return ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])

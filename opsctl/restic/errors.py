@@ -39,6 +39,10 @@ class TargetUnreachable(ResticError):
     pass
 
 
+class TargetStalled(TargetUnreachable):
+    pass
+
+
 class SnapshotNotFound(ResticError):
     exit_code = ExitCode.BAD_INPUT
 
@@ -56,6 +60,12 @@ _UNREACHABLE = (
     "ssh command exited",
     "unable to start the sftp session",
     "permission denied (publickey",
+    "host key verification failed",
+    "remote host identification has changed",
+    "connection closed by remote host",
+    "broken pipe",
+    "no route to host",
+    "dial tcp",
 )
 
 
@@ -89,7 +99,8 @@ def _locked_error(match: re.Match, text: str, display: str) -> RepositoryLocked:
     when = f" since {since['at'].strip()}" if since else ""
     return RepositoryLocked(
         f"{display} is {how}locked by restic PID {match['pid']} on {match['host']} (user {match['user'].strip()}){when}",
-        "wait for that run to finish; if that process is gone, remove the stale lock with: restic unlock",
+        "wait for that run to finish, or give it longer with the policy's lock_wait; "
+        "locks left by runs that are gone are removed by opsctl itself",
     )
 
 

@@ -54,3 +54,26 @@ def snapshot_from_json(item: dict) -> Snapshot:
         paths=tuple(item.get("paths") or ()),
         tags=tuple(item.get("tags") or ()),
     )
+
+
+@dataclass(frozen=True)
+class ForgetPlan:
+    """One group of restic forget: which snapshots the keep-rules keep and which go."""
+
+    paths: tuple[str, ...]
+    keep: tuple[Snapshot, ...]
+    remove: tuple[Snapshot, ...]
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    report: str
+
+
+def forget_plan_from_json(group: dict) -> ForgetPlan:
+    return ForgetPlan(
+        paths=tuple(group.get("paths") or ()),
+        keep=tuple(snapshot_from_json(s) for s in group.get("keep") or ()),
+        remove=tuple(snapshot_from_json(s) for s in group.get("remove") or ()),
+    )

@@ -6,17 +6,21 @@ import json
 import logging
 import os
 import subprocess
+import time
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator, TypeVar
 
-from opsctl.process import StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
+from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
-from opsctl.restic.errors import ResticError, ResticMissing, ResticTooOld, RepositoryNotFound, classify
-from opsctl.restic.models import BackupSummary, Snapshot, snapshot_from_json
+from opsctl.restic.errors import (
+    RepositoryLocked, RepositoryNotFound, ResticError, ResticMissing, ResticTooOld, TargetStalled, classify,
+)
+from opsctl.restic.models import BackupSummary, CheckResult, ForgetPlan, Snapshot, forget_plan_from_json, snapshot_from_json
 from opsctl.restic.repository import Repository
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # Variables that would make restic open another repository or read another password.
 _FOREIGN_ENV = ("RESTIC_REPOSITORY", "RESTIC_REPOSITORY_FILE", "RESTIC_PASSWORD", "RESTIC_PASSWORD_FILE",
@@ -27,8 +31,9 @@ _MAX_PASSWORD = 32 * 1024  # must fit a pipe buffer: it is written before restic
 class Restic:
     """Runs restic for one operator command. Password by pipe, never argv or environment."""
 
-    def __init__(self, binary: str = "restic") -> None:
+    def __init__(self, binary: str = "restic", lock_wait_s: float = 0.0) -> None:
         self.binary = binary
+        self.lock_wait_s = lock_wait_s
 
     @cached_property
     def version(self) -> str:
@@ -67,15 +72,55 @@ class Restic:
     def forget(self, repo: Repository, snapshot_ids: Iterable[str]) -> None:
         self._run(repo, commands.forget_args(snapshot_ids), "forget")
 
+    def forget_by_policy(self, repo: Repository, tags: Iterable[str], keep: dict[str, int],
+                         dry_run: bool) -> list[ForgetPlan]:
+        """Apply keep-rules to the snapshots carrying all tags; with dry_run only say what would go."""
+        out = self._run(repo, commands.forget_policy_args(tags, keep, dry_run), "forget")
+        return [forget_plan_from_json(group) for group in json.loads(_json_part(out) or "[]")]
+
+    def prune(self, repo: Repository) -> str:
+        """Remove data no snapshot needs any more; returns restic's report."""
+        return self._run(repo, commands.prune_args(), "prune")
+
+    def check(self, repo: Repository, read_data_subset: str | None = None) -> CheckResult:
+        """restic check; a damaged repository is a result (ok False), not an exception."""
+        return self._waiting_for_lock(repo, lambda: self._check_once(repo, read_data_subset))
+
+    def _check_once(self, repo: Repository, read_data_subset: str | None) -> CheckResult:
+        with self._popen(repo, commands.check_args(read_data_subset), stdout=subprocess.PIPE) as proc:
+            stdout, stderr = proc.communicate()
+        out, err = stdout.decode("utf-8", "replace"), stderr.decode("utf-8", "replace")
+        if proc.returncode != 0:
+            error = classify(err, repo.display, "check")
+            if type(error) is not ResticError:  # could not check at all (password, lock, network)
+                raise error
+        return CheckResult(ok=proc.returncode == 0, report=(out + err).strip())
+
+    def unlock_stale(self, repo: Repository) -> None:
+        """Remove locks left by runs that are gone; a live run's lock stays."""
+        self._run_once(repo, commands.unlock_args(), "unlock")
+
+    def wait_for_lock(self, repo: Repository) -> None:
+        """Wait (within lock_wait) until no exclusive lock blocks a new run; stale locks are removed first."""
+        self._run(repo, commands.cat_config_args(), "open")
+
     def backup_stream(self, repo: Repository, chunks: Iterable[bytes], *, filename: str,
-                      tags: Iterable[str], compression: str) -> BackupSummary:
-        """Back up a stream as one file. If the stream raises, restic is killed so no snapshot is saved."""
+                      tags: Iterable[str], compression: str, stall_timeout_s: float | None = None) -> BackupSummary:
+        """Back up a stream as one file. If the stream raises or restic stalls, restic is killed: no snapshot."""
         args = commands.backup_stdin_args(filename, tags, compression)
         with self._popen(repo, args, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
             widen_pipe(proc.stdin)
             out, err = StreamTail(proc.stdout, keep=5), StreamTail(proc.stderr)
-            feed(proc, chunks)
-            if proc.wait() != 0:
+            watch = StallWatch(proc, stall_timeout_s)
+            try:
+                feed(proc, chunks, watch)
+                returncode = proc.wait()
+            finally:
+                watch.close()
+            if watch.stalled:
+                raise TargetStalled(f"{repo.display} made no progress for {stall_timeout_s:.0f} s and was cut off",
+                                    "check the target's network and storage; the other targets were not held up")
+            if returncode != 0:
                 raise classify(err.text(), repo.display, "backup")
             return _backup_summary(out.text(), repo.display)
 
@@ -97,6 +142,27 @@ class Restic:
                 stop(proc)
 
     def _run(self, repo: Repository, args: list[str], action: str) -> str:
+        return self._waiting_for_lock(repo, lambda: self._run_once(repo, args, action))
+
+    def _waiting_for_lock(self, repo: Repository, attempt: Callable[[], T]) -> T:
+        """Run an attempt; a held lock is waited for (bounded by lock_wait) after removing stale ones."""
+        deadline = time.monotonic() + self.lock_wait_s
+        delay, unlocked = 1.0, False
+        while True:
+            try:
+                return attempt()
+            except RepositoryLocked as exc:
+                if not unlocked:
+                    self.unlock_stale(repo)
+                    unlocked = True
+                    continue
+                if time.monotonic() + delay > deadline:
+                    raise RepositoryLocked(f"{exc.message}; waited {self.lock_wait_s:.0f} s", exc.hint) from None
+                log.info("%s; waiting %.0f s", exc.message, delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 15.0)
+
+    def _run_once(self, repo: Repository, args: list[str], action: str) -> str:
         with self._popen(repo, args, stdout=subprocess.PIPE) as proc:
             stdout, stderr = proc.communicate()
         if proc.returncode != 0:
@@ -131,6 +197,11 @@ class Restic:
         env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
         env.update(repo.environment)
         return env
+
+
+def _json_part(out: str) -> str:
+    """forget --json prints its JSON on one line; other lines are progress text."""
+    return next((line for line in out.splitlines() if line.startswith("[")), "")
 
 
 def _backup_summary(stdout: str, display: str) -> BackupSummary:

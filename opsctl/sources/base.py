@@ -35,6 +35,9 @@ class Source(Protocol):
     database: str
     file_name: str
 
+    def probe(self) -> str:
+        """Check the database answers with these credentials; return a one-line description."""
+
     def dump(self) -> ContextManager[Dump]:
         """Start a dump from one consistent point in time."""
 

@@ -40,6 +40,12 @@ class PostgresSource:
         self.file_name = f"{database}.pgdump"
         self._lock_wait_ms = lock_wait_timeout_s * 1000
 
+    def probe(self) -> str:
+        """Log in and read the server version; raises a clear error when that fails."""
+        with self.server.connect(self.database) as conn:
+            version = conn.execute("SHOW server_version").fetchone()[0]
+        return f"{self.server.display}/{self.database} answers (PostgreSQL {version})"
+
     @contextmanager
     def dump(self) -> Iterator["PgDump"]:
         """pg_dump and the row counts read one exported snapshot, so both see the same moment."""

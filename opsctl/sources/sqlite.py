@@ -52,6 +52,18 @@ class SQLiteSource:
         self.file_name = f"{database}.sqlite3"
         self._scratch_dir = scratch_dir
 
+    def probe(self) -> str:
+        """Open the file read-only and read its schema; raises a clear error when that fails."""
+        if not self.path.is_file():
+            raise DatabaseMissing(f"the SQLite database {self.path} does not exist", "check database.path in the policy")
+        try:
+            with closing(_open(self.path)) as conn:
+                tables = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise DatabaseMissing(f"the SQLite database {self.path} cannot be read: {exc}",
+                                  "check the file and its permissions") from None
+        return f"{self.path} opens ({tables} tables, SQLite {sqlite3.sqlite_version})"
+
     @contextmanager
     def dump(self) -> Iterator["SQLiteDump"]:
         """Copy the live database to a private scratch file in one read transaction, then stream it."""

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from opsctl.errors import NotSupportedYet
-from opsctl.policy.model import LocalTarget as LocalTargetConfig
-from opsctl.targets.base import Target
-from opsctl.targets.local import LocalTarget
+from opsctl.targets.base import Fact, RepositoryFiles, Target
+from opsctl.targets.errors import DamagedFile, NotAReplica, TargetError, TargetFull, TargetUnreachable
 
-__all__ = ["Target", "target_for", "NotSupportedYet"]
+__all__ = ["Fact", "RepositoryFiles", "Target", "target_for", "TargetError", "TargetFull", "TargetUnreachable",
+           "NotAReplica", "DamagedFile"]
 
 
-def target_for(config) -> Target:
-    """The Target for one policy entry; kinds not built yet are a clear error."""
-    if isinstance(config, LocalTargetConfig):
+def target_for(config, stall_timeout_s: float = 300.0) -> Target:
+    """The Target for one policy entry. Network kinds load their client library only when used."""
+    if config.kind == "local":
+        from opsctl.targets.local import LocalTarget
         return LocalTarget(config)
-    raise NotSupportedYet(
-        f"target {config.name}: kind {config.kind} is accepted by the policy but not supported by this opsctl yet",
-        "use kind: local for now; NAS (sftp, mount) and S3 targets come in a later release",
-    )
+    if config.kind == "mount":
+        from opsctl.targets.mount import MountTarget
+        return MountTarget(config)
+    if config.kind == "sftp":
+        from opsctl.targets.sftp import SftpTarget
+        return SftpTarget(config, stall_timeout_s)
+    from opsctl.targets.s3 import S3Target
+    return S3Target(config, stall_timeout_s)

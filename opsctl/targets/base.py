@@ -1,10 +1,50 @@
-"""What every storage target offers: a restic repository location and a redacted name."""
+"""What every storage target offers: a restic repository, raw access to its files, and a redacted name."""
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from opsctl.restic.repository import Repository
+
+# The folders of a restic repository, in the order a replica must receive them: a file is only
+# copied once everything it refers to is there (packs, then the index, then snapshots, then keys).
+REPLICATION_ORDER = ("data", "index", "snapshots", "keys")
+
+
+def repository_folders() -> list[str]:
+    """Every folder of restic's default layout (data has 256 subfolders)."""
+    return ["keys", "locks", "snapshots", "index", *(f"data/{i:02x}" for i in range(256))]
+
+
+@dataclass(frozen=True)
+class Fact:
+    """One line of a target's self-description for `opsctl doctor`: ok, or a problem with what to do."""
+
+    check: str
+    ok: bool
+    detail: str
+    hint: str | None = None
+
+
+class RepositoryFiles(Protocol):
+    """Raw access to a repository's files by restic's relative names (config, keys/ID, data/ab/ID)."""
+
+    def list(self, folder: str) -> set[str]:
+        """Relative names of the files under one top-level folder (data is flattened)."""
+
+    def read(self, name: str) -> bytes:
+        """A whole file; restic's files are small (packs are a few MiB)."""
+
+    def write_new(self, name: str, content: bytes) -> bool:
+        """Store a file atomically; never overwrite. False when it was already there."""
+
+    def exists(self, name: str) -> bool:
+        """True when the file is there."""
+
+    def make_layout(self) -> None:
+        """Create restic's folders where the storage has folders."""
 
 
 class Target(Protocol):
@@ -19,5 +59,14 @@ class Target(Protocol):
     def repository(self, password: bytes) -> Repository:
         """How restic opens this target's repository."""
 
+    def probe(self) -> None:
+        """Cheap reachability check (network, credentials, host key, mount); raises TargetUnreachable."""
+
     def prepare_init(self) -> None:
-        """Check (and create what is needed) before a new repository is initialised here."""
+        """Check (and create what is needed) before a new repository is placed here."""
+
+    def files(self) -> AbstractContextManager[RepositoryFiles]:
+        """An open connection to the repository's files, for replication."""
+
+    def facts(self) -> list[Fact]:
+        """Kind-specific health facts for doctor (free space, host key, bucket versioning)."""

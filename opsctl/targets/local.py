@@ -1,28 +1,42 @@
-"""A repository in a folder on a local disk."""
+"""A repository in a folder on a local disk (and, through MountTarget, on a mounted NAS share)."""
 
 from __future__ import annotations
 
+import errno
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from opsctl.errors import BadInput
-from opsctl.policy.model import LocalTarget as LocalTargetConfig
 from opsctl.restic.repository import Repository
+from opsctl.targets.base import Fact, repository_folders
+from opsctl.targets.errors import TargetFull, TargetUnreachable
+
+LOW_SPACE = 1 << 30
 
 
 class LocalTarget:
     kind = "local"
 
-    def __init__(self, config: LocalTargetConfig) -> None:
+    def __init__(self, config) -> None:
+        self.config = config
         self.name = config.name
         self.offsite = config.offsite
         self.path: Path = config.path
 
     @property
     def display(self) -> str:
-        return f"{self.name} (local {self.path})"
+        return f"{self.name} ({self.kind} {self.path})"
 
     def repository(self, password: bytes) -> Repository:
         return Repository(location=str(self.path), display=self.display, password=password)
+
+    def probe(self) -> None:
+        if not self.path.is_dir():
+            raise TargetUnreachable(f"{self.display}: the folder does not exist", "create it, or run: opsctl init")
 
     def prepare_init(self) -> None:
         """A new repository goes into a missing or empty folder, never among someone else's files."""
@@ -32,3 +46,93 @@ class LocalTarget:
             raise BadInput(f"target {self.name}: {self.path} is not empty and holds no restic repository",
                            "point the target at an empty folder; opsctl will not write among other files")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    @contextmanager
+    def files(self) -> Iterator["LocalFiles"]:
+        yield LocalFiles(self.path, self.display)
+
+    def facts(self) -> list[Fact]:
+        try:
+            free = shutil.disk_usage(self.path).free
+        except OSError as exc:
+            return [Fact("free space", False, f"cannot read: {exc.strerror}", "check that the folder exists")]
+        return [Fact("free space", free >= LOW_SPACE, f"{free / (1 << 30):.1f} GiB free",
+                     None if free >= LOW_SPACE else "free some space or move the repository to a bigger disk")]
+
+
+class LocalFiles:
+    """A repository's files on a filesystem; new files appear whole (written aside, then linked in)."""
+
+    def __init__(self, root: Path, display: str) -> None:
+        self.root = root
+        self.display = display
+        self._spool = root / ".opsctl-incoming"
+
+    def list(self, folder: str) -> set[str]:
+        top = self.root / folder
+        found: set[str] = set()
+        for dirpath, _, filenames in os.walk(top):
+            relative = Path(dirpath).relative_to(self.root)
+            found.update(str(relative / name) for name in filenames)
+        return found
+
+    def read(self, name: str) -> bytes:
+        return (self.root / name).read_bytes()
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).exists()
+
+    def make_layout(self) -> None:
+        """The folders restic init creates, so a seeded replica looks like any other repository."""
+        for folder in repository_folders():
+            (self.root / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
+
+    def write_new(self, name: str, content: bytes) -> bool:
+        final = self.root / name
+        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self._spool.mkdir(exist_ok=True, mode=0o700)
+        spooled = self._spool / f"{final.name}.{uuid.uuid4().hex[:8]}"
+        try:
+            _write_synced(spooled, content)
+            _link_new(spooled, final)
+        except FileExistsError:
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise TargetFull(f"{self.display} is full", "free space on that disk; the next backup completes the copy") from None
+            raise
+        finally:
+            spooled.unlink(missing_ok=True)
+        _sync_folder(final.parent)
+        return True
+
+
+def _link_new(spooled: Path, final: Path) -> None:
+    """Put a file in place without ever replacing one; shares without hard links fall back to a checked rename."""
+    try:
+        os.link(spooled, final)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+            raise
+        if final.exists():
+            raise FileExistsError(final) from None
+        os.rename(spooled, final)
+
+
+def _write_synced(path: Path, content: bytes) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)  # restic keeps its files read-only too
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

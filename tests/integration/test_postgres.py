@@ -10,7 +10,7 @@ import sys
 import time
 
 from tests.conftest import PG_ROLE, PG_ROLE_PASSWORD
-from tests.support.workspace import REPO_ROOT
+from tests.support.workspace import REPO_ROOT, made
 
 AWKWARD_SCHEMA = """
 CREATE TABLE "Customer List" (
@@ -260,7 +260,7 @@ def test_pgbench_writing_during_backup_still_restores_with_matching_counts(pg_po
         load.terminate()
         load.wait()
     assert backup.returncode == 0, backup.output
-    counted = json.loads(backup.stdout)["results"][0]["rows"]
+    counted = made(backup.stdout)["rows"]
 
     restore = pg_policy.opsctl("restore", "--to", pg_database + "_under_load")
     assert restore.returncode == 0, restore.output

@@ -11,6 +11,8 @@ from contextlib import closing
 
 import pytest
 
+from tests.support.workspace import made
+
 ACCOUNTS = 2_000
 TOTAL = ACCOUNTS * 1_000
 
@@ -74,7 +76,7 @@ def test_backup_during_writes_restores_a_consistent_copy(bank):
     with closing(sqlite3.connect(bank.root / "restored" / "bank.sqlite3")) as conn:
         assert conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == TOTAL
         transfers = conn.execute("SELECT count(*) FROM transfers").fetchone()[0]
-    result = json.loads(backup.stdout)["results"][0]
+    result = made(backup.stdout)
     assert result["rows"] == ACCOUNTS + transfers
 
 
@@ -82,8 +84,8 @@ def test_second_backup_without_changes_adds_little(bank):
     with closing(sqlite3.connect(bank.root / "bank.sqlite3")) as conn, conn:
         conn.execute("CREATE TABLE documents (body TEXT)")
         conn.executemany("INSERT INTO documents VALUES (?)", [(os.urandom(1024).hex(),) for _ in range(8000)])
-    first = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
-    second = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
+    first = made(bank.opsctl("--json", "backup").stdout)
+    second = made(bank.opsctl("--json", "backup").stdout)
     assert second["snapshot_id"] != first["snapshot_id"]
     assert second["dump_bytes"] == first["dump_bytes"]
     assert second["bytes_added"] < first["bytes_added"] / 4
@@ -133,7 +135,7 @@ def test_missing_source_file_is_a_clear_failure(bank):
 
 
 def test_audit_trail_records_each_command_that_touches_backups(bank):
-    backup = json.loads(bank.opsctl("--json", "backup").stdout)["results"][0]
+    backup = made(bank.opsctl("--json", "backup").stdout)
     assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 0
     assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 2  # refused: exists
 

@@ -64,3 +64,11 @@ class Workspace:
     def audit_lines(self) -> list[str]:
         log = self.root / "state" / "audit.jsonl"
         return log.read_text().splitlines() if log.exists() else []
+
+
+def made(stdout: str, target: int = 0) -> dict:
+    """The first snapshot a `--json backup` reports for one target, with that target's bytes_added."""
+    import json
+
+    row = json.loads(stdout)["targets"][target]
+    return {**row["snapshots"][0], "bytes_added": row["bytes_added"], "error": row["error"]}

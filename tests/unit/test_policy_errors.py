@@ -121,13 +121,22 @@ def test_relative_paths_resolve_against_the_policy_folder(tmp_path, monkeypatch)
     assert policy.repository_password.file == tmp_path / "repo.pass"
 
 
-def test_not_yet_supported_kinds_are_accepted_with_a_note(tmp_path):
-    policy = with_changes(targets=[{"name": "local", "kind": "local", "path": "r"},
-                                   {"name": "cloud", "kind": "s3", "endpoint": "https://s3.example.test",
-                                    "bucket": "crm-backups", "credentials": {"env": True}}])
+def test_sftp_key_paths_restic_cannot_pass_are_refused_by_name(tmp_path):
+    policy = with_changes(targets=[{"name": "nas", "kind": "sftp", "host": "nas.example.test", "user": "backup",
+                                    "path": "/volume1/crm", "identity_file": "keys/my key",
+                                    "known_hosts": "known_hosts"}])
     result = run(tmp_path, policy)
-    assert result.exit_code == 0, result.output
-    assert "target cloud: kind s3 is accepted by the policy but not supported by this opsctl yet" in result.stderr
+    assert result.exit_code == 2
+    assert "At 'targets[0].identity_file'" in result.stderr
+    assert "no spaces, quotes or backslashes" in result.stderr
+
+
+def test_s3_credentials_need_exactly_one_source(tmp_path):
+    policy = with_changes(targets=[{"name": "cloud", "kind": "s3", "endpoint": "https://s3.example.test",
+                                    "bucket": "crm-backups", "credentials": {}}])
+    result = run(tmp_path, policy)
+    assert result.exit_code == 2
+    assert "At 'targets[0].credentials'" in result.stderr and "exactly one of file" in result.stderr
 
 
 def test_unset_password_variable_is_named_when_the_password_is_needed(tmp_path):

@@ -1,0 +1,64 @@
+"""opsctl prune: apply each target's retention to this policy's snapshots only, then free the space."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from opsctl.actions.context import App, Session, exit_code_for, outcome_for
+from opsctl.actions.forgotten import remember_forgotten
+from opsctl.errors import ExitCode, OpsctlError
+from opsctl.reports import console
+from opsctl.restic.models import Snapshot
+
+
+@dataclass(frozen=True)
+class PruneRow:
+    target: str
+    location: str
+    rules: dict[str, int]
+    kept: tuple[Snapshot, ...] = ()
+    removed: tuple[Snapshot, ...] = ()
+    dry_run: bool = False
+    error: str | None = None
+    hint: str | None = None
+
+
+def prune(app: App, dry_run: bool = False, target_name: str | None = None) -> ExitCode:
+    session = Session(app)
+    with session.exclusive("prune"), session.audited("prune") as record:
+        _ = session.restic.version
+        session.read_secrets(database=False)
+        configs = session.target_configs(target_name)
+        with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
+            rows = list(pool.map(lambda c: _prune_one(session, c, dry_run), configs))
+        failed = sum(r.error is not None for r in rows)
+        code = exit_code_for(len(rows) - failed, failed)
+        record.outcome = outcome_for(code)
+        record.targets = [r.location for r in rows]
+        record.details = {"dry_run": dry_run, "removed": {r.target: [s.short_id for s in r.removed] for r in rows}}
+    console.show_prune(app, rows)
+    return code
+
+
+def _prune_one(session: Session, config, dry_run: bool) -> PruneRow:
+    rules = session.retention(config)
+    location = config.name
+    try:
+        target = session.target(config)
+        location = target.display
+        target.probe()
+        repo = session.repository(target)
+        # Only snapshots carrying this policy's tags are considered: another policy's never are.
+        tags = ["opsctl", f"policy={session.policy.name}"]
+        plans = session.restic.forget_by_policy(repo, tags, rules, dry_run=True)
+        removed = tuple(s for plan in plans for s in plan.remove)
+        kept = tuple(s for plan in plans for s in plan.keep)
+        if removed and not dry_run:
+            # Recorded first, so a replication never brings back what this target chose to forget.
+            remember_forgotten(session.state_dir, config.name, [s.id for s in removed])
+            session.restic.forget(repo, [s.id for s in removed])
+            session.restic.prune(repo)
+    except OpsctlError as exc:
+        return PruneRow(config.name, location, rules, dry_run=dry_run, error=exc.message, hint=exc.hint)
+    return PruneRow(config.name, location, rules, kept, removed, dry_run)

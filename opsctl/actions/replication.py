@@ -1,0 +1,158 @@
+"""Bring every other target up to date with the primary, in parallel, cutting off a target that stalls.
+
+Shared by backup (after the one dump landed in the primary) and init (seeding a new replica).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass, replace
+from opsctl.actions.context import Session
+from opsctl.actions.forgotten import forgotten
+from opsctl.errors import OpsctlError
+from opsctl.reports.progress import Board, Transfer
+from opsctl.targets import NotAReplica, Target
+from opsctl.targets.replicate import Cancelled, check_identity, replicate
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SnapshotMade:
+    """One database's snapshot made by this run, as the manifest describes it."""
+
+    database: str
+    snapshot_id: str
+    manifest_sha256: str
+    dump_bytes: int
+    tables: int
+    rows: int
+    file_name: str
+    tags: tuple[str, ...]
+    bytes_added: int = 0
+    duration_s: float = 0.0
+
+
+@dataclass(frozen=True)
+class TargetOutcome:
+    """What one target holds after the run (role: primary, replica or separate) or why it failed."""
+
+    target: str
+    location: str
+    role: str
+    snapshots: tuple[SnapshotMade, ...] = ()
+    bytes_added: int = 0
+    duration_s: float = 0.0
+    error: str | None = None
+    hint: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+def failed(target: Target, role: str, exc: BaseException, started: float) -> TargetOutcome:
+    """A failure as an outcome row; unexpected errors are named by class only (no data in messages)."""
+    if not isinstance(exc, OpsctlError):
+        log.debug("unexpected failure on %s", target.display, exc_info=exc)
+        exc = OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
+                          "the next backup copies what is missing; run with --verbose for details")
+    return TargetOutcome(target.name, target.display, role, error=exc.message, hint=exc.hint,
+                         duration_s=time.monotonic() - started)
+
+
+def _short(exc: BaseException) -> str:
+    return str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+
+
+def bring_up_to_date(session: Session, primary: Target, replicas: list[Target], made: list[SnapshotMade],
+                     shown: Board) -> list[TargetOutcome]:
+    """Replicate the primary to every replica at once; each gets its own thread and stall watch."""
+    jobs = [_Job(session, primary, replica, made, shown.transfer(f"copy → {replica.name}")) for replica in replicas]
+    for job in jobs:
+        job.thread.start()
+    stall_s = session.policy.stall_timeout.total_seconds()
+    while any(job.thread.is_alive() and not job.abandoned for job in jobs):
+        time.sleep(0.2)
+        for job in jobs:
+            if job.thread.is_alive() and time.monotonic() - job.last_progress > stall_s:
+                job.abandon(stall_s)
+    return [job.outcome for job in jobs]
+
+
+class _Job:
+    """One replica's copy, run in a daemon thread so a hung disk or socket cannot hold the run."""
+
+    def __init__(self, session: Session, primary: Target, replica: Target, made: list[SnapshotMade],
+                 transfer: Transfer) -> None:
+        self.session, self.primary, self.replica, self.made = session, primary, replica, made
+        self.transfer = transfer
+        self.cancelled = threading.Event()
+        self.abandoned = False
+        self.started = self.last_progress = time.monotonic()
+        self.outcome: TargetOutcome | None = None
+        self.thread = threading.Thread(target=self._run, name=f"replicate-{replica.name}", daemon=True)
+
+    def abandon(self, stall_s: float) -> None:
+        self.cancelled.set()
+        self.abandoned = True
+        self.outcome = TargetOutcome(
+            self.replica.name, self.replica.display, "replica", duration_s=time.monotonic() - self.started,
+            error=f"{self.replica.display} made no progress for {stall_s:.0f} s and was cut off",
+            hint="check that target's network and storage; the next backup completes the copy")
+        self.transfer.finish("stalled")
+
+    def progress(self, count: int) -> None:
+        self.last_progress = time.monotonic()
+        self.transfer.advance(count)
+
+    def _run(self) -> None:
+        try:
+            outcome = self._copy()
+        except Cancelled:
+            return
+        except BaseException as exc:  # noqa: BLE001 - any failure belongs to this target only
+            outcome = failed(self.replica, "replica", exc, self.started)
+        if not self.abandoned:
+            self.outcome = outcome
+            self.transfer.finish("ok" if outcome.ok else "failed")
+
+    def _copy(self) -> TargetOutcome:
+        session, replica = self.session, self.replica
+        self.replica.probe()
+        with self.primary.files() as source, replica.files() as dest:
+            try:
+                check_identity(source, dest, replica.display)
+            except NotAReplica:
+                return self._separate_backup()
+            if dest.list("locks"):  # someone's restic may hold it exclusively (prune, check): wait for them
+                session.restic.wait_for_lock(session.repository(replica))
+            result = replicate(source, dest, skip_snapshots=forgotten(session.state_dir, replica.name),
+                               on_bytes=self.progress, cancelled=self.cancelled)
+        log.debug("%s: %d files copied", replica.display, result.files)
+        return TargetOutcome(replica.name, replica.display, "replica", tuple(self.made), result.bytes,
+                             time.monotonic() - self.started)
+
+    def _separate_backup(self) -> TargetOutcome:
+        """A repository that is not a replica gets each new snapshot's file streamed from the primary."""
+        session = self.session
+        source_repo, dest_repo = session.repository(self.primary), session.repository(self.replica)
+        copies, added = [], 0
+        for made in self.made:
+            with session.restic.dump(source_repo, made.snapshot_id, "/" + made.file_name) as chunks:
+                summary = session.restic.backup_stream(
+                    dest_repo, self._tracked(chunks), filename=made.file_name, tags=made.tags,
+                    compression=session.policy.compression,
+                    stall_timeout_s=session.policy.stall_timeout.total_seconds())
+            copies.append(replace(made, snapshot_id=summary.snapshot_id))
+            added += summary.bytes_added
+        return TargetOutcome(self.replica.name, self.replica.display, "separate", tuple(copies), added,
+                             time.monotonic() - self.started)
+
+    def _tracked(self, chunks):
+        for chunk in chunks:
+            self.progress(len(chunk))
+            yield chunk
+

@@ -1,0 +1,24 @@
+"""Target failures, phrased for the operator: what is wrong with which target, and what to do."""
+
+from __future__ import annotations
+
+from opsctl.errors import OpsctlError
+from opsctl.restic.errors import TargetUnreachable
+
+__all__ = ["TargetError", "TargetUnreachable", "TargetFull", "NotAReplica", "DamagedFile"]
+
+
+class TargetError(OpsctlError):
+    """A target cannot be used right now; the message names it by its redacted display name."""
+
+
+class TargetFull(TargetError):
+    pass
+
+
+class NotAReplica(TargetError):
+    """The target holds a repository with another identity than the primary's."""
+
+
+class DamagedFile(TargetError):
+    """A repository file's content does not match its content-addressed name."""

@@ -1,0 +1,203 @@
+"""A repository in an S3 bucket (any S3-compatible endpoint): restic's s3 backend, boto3 for opsctl's own work.
+
+Credentials come from a private file or the environment and reach restic only through its environment,
+never its command line. Without them restic would go anonymous and blame the repository, so opsctl
+checks them first and says what is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Iterator
+
+import boto3
+import botocore.exceptions
+from botocore.config import Config
+
+from opsctl.policy.model import check_private_file
+from opsctl.restic.repository import Repository
+from opsctl.targets.base import Fact
+from opsctl.targets.errors import TargetUnreachable
+
+CONNECT_TIMEOUT_S = 15
+_KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+
+
+class S3Target:
+    kind = "s3"
+
+    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+        self.config = config
+        self.name = config.name
+        self.offsite = config.offsite
+        self.stall_timeout_s = stall_timeout_s
+
+    @property
+    def display(self) -> str:
+        c = self.config
+        return f"{self.name} (s3 {c.endpoint.rstrip('/')}/{c.bucket}{self._key_prefix('/')})"
+
+    def repository(self, password: bytes) -> Repository:
+        c = self.config
+        options = (f"s3.bucket-lookup={'path' if c.path_style else 'dns'}", f"s3.region={c.region}")
+        return Repository(location=f"s3:{c.endpoint.rstrip('/')}/{c.bucket}{self._key_prefix('/')}",
+                          display=self.display, password=password, options=options,
+                          environment=tuple(self._credentials.items()))
+
+    def probe(self) -> None:
+        self._head_bucket(missing_ok=False)
+
+    def prepare_init(self) -> None:
+        """Check the endpoint and the credentials, and create the bucket if it is missing."""
+        if self._head_bucket(missing_ok=True):
+            return
+        c = self.config
+        where = {} if c.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": c.region}}
+        try:
+            self._client.create_bucket(Bucket=c.bucket, **where)
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            raise TargetUnreachable(f"{self.display}: the bucket could not be created ({code})",
+                                    "create it in the S3 console, or give the key the right to create buckets") from None
+
+    @contextmanager
+    def files(self) -> Iterator["S3Files"]:
+        self.probe()
+        yield S3Files(self._client, self.config.bucket, self._key_prefix(""), self.display)
+
+    def facts(self) -> list[Fact]:
+        try:
+            self.probe()
+        except TargetUnreachable as exc:
+            return [Fact("bucket", False, exc.message, exc.hint)]
+        return [Fact("bucket", True, f"{self.config.bucket} answers with these credentials"),
+                self._versioning_fact(), self._object_lock_fact()]
+
+    def _versioning_fact(self) -> Fact:
+        status = self._client.get_bucket_versioning(Bucket=self.config.bucket).get("Status", "Disabled")
+        return Fact("versioning", True, f"versioning {status.lower()}",
+                    None if status == "Enabled" else "enable bucket versioning so a deleted file can be recovered")
+
+    def _object_lock_fact(self) -> Fact:
+        try:
+            lock = self._client.get_object_lock_configuration(Bucket=self.config.bucket)
+        except botocore.exceptions.ClientError:
+            return Fact("object lock", True, "object lock off (no immutable copy: 3-2-1-1-0 needs one)")
+        rule = lock.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention", {})
+        mode = rule.get("Mode", "none")
+        return Fact("object lock", True, f"object lock on, default retention {mode}")
+
+    def _key_prefix(self, lead: str) -> str:
+        prefix = self.config.prefix.strip("/")
+        return f"{lead}{prefix}" if prefix else ""
+
+    @cached_property
+    def _credentials(self) -> dict[str, str]:
+        """The access keys, from the policy's private file or from the environment; never logged."""
+        source = self.config.credentials
+        if source.file is not None:
+            try:
+                check_private_file(source.file)
+            except ValueError as exc:
+                raise TargetUnreachable(f"{self.display}: S3 credentials file: {exc}", None) from None
+            values = _parse_credentials(source.file.read_text(encoding="utf-8"))
+            where = f"the file {source.file}"
+        else:
+            values = {key: os.environ[key] for key in _KEYS if os.environ.get(key)}
+            where = "the environment"
+        missing = [key for key in _KEYS[:2] if not values.get(key)]
+        if missing:
+            raise TargetUnreachable(f"{self.display}: no S3 credentials: {' and '.join(missing)} missing from {where}",
+                                    "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY there")
+        return values
+
+    @cached_property
+    def _client(self):
+        c = self.config
+        credentials = self._credentials
+        config = Config(
+            region_name=c.region, connect_timeout=CONNECT_TIMEOUT_S, read_timeout=self.stall_timeout_s,
+            retries={"max_attempts": 3, "mode": "standard"},
+            s3={"addressing_style": "path" if c.path_style else "virtual"},
+            # Optional checksums of newer boto3 releases are refused by some S3-compatible servers.
+            request_checksum_calculation="when_required", response_checksum_validation="when_required",
+        )
+        return boto3.session.Session().client(
+            "s3", endpoint_url=c.endpoint, config=config,
+            aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
+            aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
+
+    def _head_bucket(self, missing_ok: bool) -> bool:
+        """True when the bucket exists; False when it does not and missing_ok."""
+        c = self.config
+        try:
+            self._client.head_bucket(Bucket=c.bucket)
+            return True
+        except botocore.exceptions.ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("404", "NoSuchBucket"):
+                if missing_ok:
+                    return False
+                raise TargetUnreachable(f"{self.display}: the bucket {c.bucket} does not exist",
+                                        "check the bucket name, or create the repository with: opsctl init") from None
+            if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
+                raise TargetUnreachable(f"{self.display}: the S3 service refused these credentials ({code})",
+                                        "check the access key, its secret, and the key's rights on the bucket") from None
+            raise TargetUnreachable(f"{self.display}: S3 answered {code}", "check the endpoint and bucket") from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise TargetUnreachable(f"{self.display} cannot be reached: {exc.__class__.__name__}",
+                                    f"check that {c.endpoint} is up and reachable from this host") from None
+
+
+def _parse_credentials(text: str) -> dict[str, str]:
+    """KEY=VALUE lines (shell-style `export` and quotes tolerated); unknown keys are ignored."""
+    values: dict[str, str] = {}
+    for line in text.splitlines():
+        line = line.strip().removeprefix("export ").strip()
+        key, sep, value = line.partition("=")
+        if sep and key.strip() in _KEYS:
+            values[key.strip()] = value.strip().strip("'\"")
+    return values
+
+
+class S3Files:
+    """A repository's files as objects under the bucket's prefix; an upload appears whole or not at all."""
+
+    def __init__(self, client, bucket: str, prefix: str, display: str) -> None:
+        self.client = client
+        self.bucket = bucket
+        self.prefix = f"{prefix}/" if prefix else ""
+        self.display = display
+
+    def list(self, folder: str) -> set[str]:
+        found: set[str] = set()
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/")
+        for page in pages:
+            found.update(item["Key"][len(self.prefix):] for item in page.get("Contents", ()))
+        return found
+
+    def read(self, name: str) -> bytes:
+        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.prefix + name)
+        except botocore.exceptions.ClientError as exc:
+            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
+                return False
+            raise
+        return True
+
+    def make_layout(self) -> None:
+        """Object storage has no folders."""
+
+    def write_new(self, name: str, content: bytes) -> bool:
+        # Content-addressed names (all but config) hold the same bytes wherever they exist, so only the
+        # config needs the extra round trip to be sure nothing is replaced.
+        if name == "config" and self.exists(name):
+            return False
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=content)
+        return True

@@ -1,0 +1,212 @@
+"""A repository on a NAS reached over SSH: restic's sftp backend, paramiko for opsctl's own checks and copies.
+
+The host key is always pinned by the policy's known_hosts file; opsctl never turns host-key checking off.
+"""
+
+from __future__ import annotations
+
+import posixpath
+import socket
+import stat
+import uuid
+from contextlib import contextmanager
+from typing import Iterator
+
+import paramiko
+
+from opsctl.restic.repository import Repository
+from opsctl.targets.base import Fact, repository_folders
+from opsctl.targets.errors import TargetFull, TargetUnreachable
+
+CONNECT_TIMEOUT_S = 15
+
+
+class SftpTarget:
+    kind = "sftp"
+
+    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+        self.config = config
+        self.name = config.name
+        self.offsite = config.offsite
+        self.stall_timeout_s = stall_timeout_s
+
+    @property
+    def display(self) -> str:
+        c = self.config
+        port = "" if c.port == 22 else f":{c.port}"
+        return f"{self.name} (sftp {c.user}@{c.host}{port}:{c.path})"
+
+    def repository(self, password: bytes) -> Repository:
+        c = self.config
+        return Repository(location=f"sftp:{c.user}@{c.host}:{c.path}", display=self.display, password=password,
+                          options=(f"sftp.command={' '.join(self.ssh_command())}",))
+
+    def ssh_command(self) -> list[str]:
+        """The ssh command restic runs; the policy validates every piece so restic's splitter keeps it intact."""
+        c = self.config
+        return ["ssh", "-p", str(c.port), "-i", str(c.identity_file),
+                "-o", f"UserKnownHostsFile={c.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
+                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+                "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=15",
+                "-o", "ServerAliveCountMax=4", f"{c.user}@{c.host}", "-s", "sftp"]
+
+    def probe(self) -> None:
+        with self._session():
+            pass
+
+    def prepare_init(self) -> None:
+        """restic creates the folder; opsctl only checks that it can log in."""
+        self.probe()
+
+    @contextmanager
+    def files(self) -> Iterator["SftpFiles"]:
+        with self._session() as sftp:
+            yield SftpFiles(sftp, self.config.path, self.display)
+
+    def facts(self) -> list[Fact]:
+        c = self.config
+        try:
+            self.probe()
+        except TargetUnreachable as exc:
+            return [Fact("ssh login", False, exc.message, exc.hint)]
+        return [Fact("host key", True, f"pinned by {c.known_hosts}"),
+                Fact("ssh login", True, f"key {c.identity_file} accepted"),
+                Fact("free space", True, "not reported over SFTP; watch the NAS's own alerts")]
+
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        client = paramiko.SSHClient()
+        try:
+            self._connect(client)
+            sftp = client.open_sftp()
+            sftp.get_channel().settimeout(self.stall_timeout_s)
+            yield sftp
+        finally:
+            client.close()
+
+    def _connect(self, client: paramiko.SSHClient) -> None:
+        c = self.config
+        try:
+            client.load_host_keys(str(c.known_hosts))
+        except (OSError, paramiko.SSHException) as exc:
+            raise TargetUnreachable(f"{self.display}: cannot read known_hosts {c.known_hosts} ({exc})",
+                                    _pin_hint(c)) from None
+        client.set_missing_host_key_policy(paramiko.RejectPolicy())
+        try:
+            client.connect(c.host, port=c.port, username=c.user, key_filename=str(c.identity_file),
+                           look_for_keys=False, allow_agent=False, timeout=CONNECT_TIMEOUT_S,
+                           banner_timeout=CONNECT_TIMEOUT_S, auth_timeout=CONNECT_TIMEOUT_S)
+        except paramiko.BadHostKeyException:
+            raise TargetUnreachable(
+                f"{self.display}: the NAS presented a DIFFERENT host key than the one pinned in {c.known_hosts}",
+                "if the NAS was really reinstalled, verify its new key fingerprint with its administrator, then "
+                + _pin_hint(c) + "; otherwise treat this as a possible interception and stop",
+            ) from None
+        except paramiko.PasswordRequiredException:
+            raise TargetUnreachable(f"{self.display}: the key {c.identity_file} is protected by a passphrase",
+                                    "use a key without a passphrase, readable only by the backup user") from None
+        except paramiko.AuthenticationException:
+            raise TargetUnreachable(f"{self.display}: the NAS refused the key {c.identity_file} for user {c.user}",
+                                    f"add the public key to ~{c.user}/.ssh/authorized_keys on the NAS") from None
+        except paramiko.SSHException as exc:
+            if "not found in known_hosts" in str(exc):
+                raise TargetUnreachable(f"{self.display}: the NAS host key is not pinned in {c.known_hosts}",
+                                        _pin_hint(c)) from None
+            raise TargetUnreachable(f"{self.display}: SSH failed ({exc})", "check the NAS and its SSH service") from None
+        except (OSError, socket.timeout) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
+            raise TargetUnreachable(f"{self.display} cannot be reached: {reason}",
+                                    "check that the NAS is up and its SSH port is open") from None
+
+
+def _pin_hint(c) -> str:
+    where = c.host if c.port == 22 else f"-p {c.port} {c.host}"
+    return f"pin the key with: ssh-keyscan {where} >> {c.known_hosts}"
+
+
+class SftpFiles:
+    """A repository's files over one SFTP session; new files are written aside, then renamed in place.
+
+    OpenSSH's SFTP rename refuses to replace an existing file, so a file is never overwritten.
+    """
+
+    def __init__(self, sftp: paramiko.SFTPClient, root: str, display: str) -> None:
+        self.sftp = sftp
+        self.root = root
+        self.display = display
+        self._spool = posixpath.join(root, ".opsctl-incoming")
+        self._made: set[str] = set()
+
+    def list(self, folder: str) -> set[str]:
+        found: set[str] = set()
+        self._walk(folder, found)
+        return found
+
+    def _walk(self, relative: str, found: set[str]) -> None:
+        try:
+            entries = self.sftp.listdir_attr(posixpath.join(self.root, relative))
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            name = f"{relative}/{entry.filename}"
+            if stat.S_ISDIR(entry.st_mode or 0):
+                self._walk(name, found)
+            else:
+                found.add(name)
+
+    def read(self, name: str) -> bytes:
+        with self.sftp.open(posixpath.join(self.root, name), "rb") as handle:
+            handle.prefetch()
+            return handle.read()
+
+    def exists(self, name: str) -> bool:
+        try:
+            self.sftp.stat(posixpath.join(self.root, name))
+        except FileNotFoundError:
+            return False
+        return True
+
+    def make_layout(self) -> None:
+        for folder in repository_folders():
+            self._mkdirs(posixpath.join(self.root, folder))
+
+    def write_new(self, name: str, content: bytes) -> bool:
+        final = posixpath.join(self.root, name)
+        self._mkdirs(posixpath.dirname(final))
+        self._mkdirs(self._spool)
+        spooled = posixpath.join(self._spool, f"{posixpath.basename(name)}.{uuid.uuid4().hex[:8]}")
+        try:
+            with self.sftp.open(spooled, "wb") as handle:
+                handle.set_pipelined(True)
+                handle.write(content)
+            if self.exists(name):
+                return False
+            self.sftp.rename(spooled, final)
+            return True
+        except OSError as exc:
+            if "no space" in str(exc).lower() or "quota" in str(exc).lower():
+                raise TargetFull(f"{self.display} is full", "free space on the NAS; the next backup completes the copy") from None
+            if self.exists(name):
+                return False
+            raise
+        finally:
+            self._remove_quietly(spooled)
+
+    def _remove_quietly(self, path: str) -> None:
+        try:
+            self.sftp.remove(path)
+        except OSError:
+            pass
+
+    def _mkdirs(self, path: str) -> None:
+        if path in self._made or path in ("", "/"):
+            return
+        try:
+            self.sftp.stat(path)
+        except FileNotFoundError:
+            self._mkdirs(posixpath.dirname(path))
+            try:
+                self.sftp.mkdir(path, mode=0o700)
+            except OSError:
+                self.sftp.stat(path)  # made by someone else meanwhile is fine; anything else raises
+        self._made.add(path)
