@@ -54,13 +54,24 @@ class TargetOutcome:
 
 
 def failed(target: Target, role: str, exc: BaseException, started: float) -> TargetOutcome:
-    """A failure as an outcome row; unexpected errors are named by class only (no data in messages)."""
+    """A failure as an outcome row; a library's own error is named by its class (no data in messages)."""
     if not isinstance(exc, OpsctlError):
-        log.debug("unexpected failure on %s", target.display, exc_info=exc)
-        exc = OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
-                          "the next backup copies what is missing; run with --verbose for details")
+        log.debug("failure on %s", target.display, exc_info=exc)
+        if _is_connection_loss(exc):
+            exc = OpsctlError(f"the connection to {target.display} was lost during the copy ({exc.__class__.__name__})",
+                              "check that the target is up; the next backup copies what is missing")
+        else:
+            exc = OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
+                              "the next backup copies what is missing; run with --verbose for details")
     return TargetOutcome(target.name, target.display, role, error=exc.message, hint=exc.hint,
                          duration_s=time.monotonic() - started)
+
+
+def _is_connection_loss(exc: BaseException) -> bool:
+    if isinstance(exc, (EOFError, ConnectionError, TimeoutError)):
+        return True
+    module = type(exc).__module__.split(".")[0]
+    return module in ("paramiko", "botocore", "urllib3", "socket")
 
 
 def _short(exc: BaseException) -> str:

@@ -92,7 +92,8 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
                       f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, now on {escape(', '.join(holders))}")
     for o in outcomes:
         if not o.ok:
-            app.out.print(f"[red]{escape(o.location)} failed:[/] {escape(o.error)}")
+            where = "" if o.location in o.error else f"{o.location}: "
+            app.out.print(f"[red]FAILED[/] {escape(where + o.error)}")
             if o.hint:
                 app.out.print(f"  what to do: {escape(o.hint)}")
     failed = sum(not o.ok for o in outcomes)

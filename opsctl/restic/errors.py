@@ -88,6 +88,9 @@ def classify(stderr: str, display: str, action: str) -> ResticError:
         return SnapshotNotFound(
             f"that snapshot was not found in {display}", "list what exists with: opsctl snapshots"
         )
+    if "no space left on device" in lowered or "disk quota exceeded" in lowered:
+        return ResticError(f"{display} is full (no space left on device)",
+                           "free space there, or move the repository to a bigger disk; the other targets were not held up")
     if any(marker in lowered for marker in _UNREACHABLE):
         return TargetUnreachable(f"{display} cannot be reached: {_last_line(text)}", "check the network and the target host")
     return ResticError(f"restic {action} failed for {display}: {_last_line(text) or 'no message'}")
