@@ -70,6 +70,8 @@ def failed(target: Target, role: str, exc: BaseException, started: float) -> Tar
 def _is_connection_loss(exc: BaseException) -> bool:
     if isinstance(exc, (EOFError, ConnectionError, TimeoutError)):
         return True
+    if isinstance(exc, OSError) and exc.errno is None and "socket" in str(exc).lower():
+        return True  # paramiko's "Socket is closed"
     module = type(exc).__module__.split(".")[0]
     return module in ("paramiko", "botocore", "urllib3", "socket")
 

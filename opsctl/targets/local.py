@@ -36,7 +36,8 @@ class LocalTarget:
 
     def probe(self) -> None:
         if not self.path.is_dir():
-            raise TargetUnreachable(f"{self.display}: the folder does not exist", "create it, or run: opsctl init")
+            raise TargetUnreachable(f"there is no restic repository at {self.display} yet (the folder does not exist)",
+                                    "run: opsctl init; if a repository was there before, check the disk that held it")
 
     def prepare_init(self) -> None:
         """A new repository goes into a missing or empty folder, never among someone else's files."""

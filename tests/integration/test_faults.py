@@ -4,25 +4,16 @@ from __future__ import annotations
 
 import json
 import os
-import sqlite3
 import subprocess
 import sys
 import time
-from contextlib import closing
 
 import pytest
 
-from tests.integration.test_sqlite import make_bank
+from tests.support.bank import add_documents, make_bank
 from tests.integration.test_three_targets import snapshot_ids
 from tests.support.targets import local_target, s3_target, sftp_target
 from tests.support.workspace import REPO_ROOT
-
-
-def add_documents(ws, count: int = 600) -> None:
-    """Incompressible rows, so copies take long enough to be interrupted."""
-    with closing(sqlite3.connect(ws.root / "bank.sqlite3")) as conn, conn:
-        conn.execute("CREATE TABLE IF NOT EXISTS documents (body BLOB)")
-        conn.executemany("INSERT INTO documents VALUES (?)", [(os.urandom(64 * 1024),) for _ in range(count)])
 
 
 def start_backup(ws) -> subprocess.Popen:
@@ -45,7 +36,7 @@ def three(workspace, sftp_endpoint, s3_endpoint):
     workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"}, [local_target(), nas, offsite],
                            lock_wait="3s")
     assert workspace.opsctl("init").returncode == 0
-    add_documents(workspace)
+    add_documents(workspace.root / "bank.sqlite3", 600)
     workspace.nas_path, workspace.bucket = nas["path"], offsite["bucket"]
     return workspace
 
@@ -96,7 +87,7 @@ def test_a_full_local_disk_fails_that_target_and_the_next_one_becomes_primary(wo
                            [{"name": "small", "kind": "local", "path": str(small_disk.path / "crm")},
                             local_target("second")], lock_wait="2s")
     assert workspace.opsctl("init").returncode == 0
-    add_documents(workspace, 60)  # 4 MiB that do not compress: more than the disk has left
+    add_documents(workspace.root / "bank.sqlite3", 60)  # 4 MiB that do not compress: more than the disk has left
     filler = small_disk.fill(leave_bytes=64 * 1024)
 
     result = workspace.opsctl("backup")
@@ -138,7 +129,7 @@ def test_check_finds_a_damaged_pack(three):
 
 def test_a_damaged_primary_pack_is_never_copied(three):
     assert three.opsctl("backup").returncode == 0
-    add_documents(three, 20)
+    add_documents(three.root / "bank.sqlite3", 20)
     before = _nas_packs(three)
     # Damage every pack the next backup writes, as a failing disk would: wrap restic so that it
     # corrupts new packs right after it saved them.

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import sqlite3
 import subprocess
-import time
 from contextlib import closing
 
 import pytest
@@ -54,37 +51,6 @@ def test_wrong_repository_password(crm):
     result = crm.opsctl("backup")
     assert result.returncode == 1
     assert "the repository password does not open local" in result.stdout
-
-
-def test_locked_repository_names_the_holder(crm, restic_binary):
-    assert crm.opsctl("init").returncode == 0
-    assert crm.opsctl("backup").returncode == 0
-    repo = crm.root / "repo-local"
-    env = {**os.environ, "RESTIC_PASSWORD": crm.repository_password}
-    # Enough data that `check --read-data` runs for a second or more while we freeze it.
-    subprocess.run([restic_binary, "-r", str(repo), "backup", "--stdin", "-q"], input=os.urandom(150 << 20),
-                   env=env, check=True)
-    for _attempt in range(5):
-        holder = subprocess.Popen([restic_binary, "-r", str(repo), "check", "--read-data"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        while holder.poll() is None and not any((repo / "locks").iterdir()):
-            time.sleep(0.001)
-        time.sleep(0.1)  # the lock file appears a moment before restic has finished writing it
-        holder.send_signal(signal.SIGSTOP)
-        if _exclusive_lock_readable(restic_binary, repo, env):
-            break
-        holder.send_signal(signal.SIGCONT)
-        holder.wait()
-    else:
-        pytest.fail("could not catch restic check holding its lock")
-    try:
-        result = crm.opsctl("backup")
-    finally:
-        holder.send_signal(signal.SIGCONT)
-        holder.wait()
-    assert result.returncode == 1
-    assert f"is exclusively locked by restic PID {holder.pid}" in result.stdout
-    assert "restic unlock" in result.stdout
 
 
 def _exclusive_lock_readable(restic_binary: str, repo, env: dict) -> bool:

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from tests.integration.test_sqlite import make_bank
+from tests.support.bank import make_bank
 from tests.support.targets import local_target
 
 

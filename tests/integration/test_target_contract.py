@@ -8,7 +8,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.integration.test_sqlite import ACCOUNTS, TOTAL, make_bank
+from tests.support.bank import ACCOUNTS, TOTAL, make_bank
 from tests.support.targets import local_target, s3_target, sftp_target
 
 KINDS = ["local", "mount", "sftp", "s3"]
@@ -36,7 +36,7 @@ class Kind:
         """Make the target unreachable; return words the error must contain."""
         if self.kind == "local":
             (self.workspace.root / "repo-t").rename(self.workspace.root / "repo-t.gone")
-            return "the folder does not exist"
+            return "(the folder does not exist)"
         if self.kind == "mount":
             self.disk.unmount()
             return "no share is mounted"

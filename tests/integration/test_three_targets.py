@@ -13,7 +13,7 @@ from contextlib import closing
 
 import pytest
 
-from tests.integration.test_sqlite import ACCOUNTS, TOTAL, make_bank
+from tests.support.bank import ACCOUNTS, TOTAL, add_documents, make_bank
 from tests.support.targets import local_target, s3_target, sftp_target
 from tests.support.workspace import REPO_ROOT
 
@@ -50,6 +50,7 @@ def assert_restores(ws, target: str, name: str) -> None:
 
 
 def test_every_target_holds_the_same_snapshot_and_restores(three):
+    add_documents(three.root / "bank.sqlite3", 40)
     code, rows = backup_json(three)
     assert code == 0, rows
     assert [rows[n]["role"] for n in ("local", "nas", "offsite")] == ["primary", "replica", "replica"]
@@ -113,9 +114,7 @@ def test_missing_bucket_is_named(workspace, s3_endpoint):
 
 
 def test_replication_killed_midway_leaves_targets_openable_and_the_next_run_completes_it(three):
-    with closing(sqlite3.connect(three.root / "bank.sqlite3")) as conn, conn:
-        conn.execute("CREATE TABLE documents (body BLOB)")
-        conn.executemany("INSERT INTO documents VALUES (?)", [(os.urandom(64 * 1024),) for _ in range(600)])
+    add_documents(three.root / "bank.sqlite3", 600)
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(three.root / ".cache")}
     proc = subprocess.Popen([sys.executable, "-m", "opsctl", "--policy", str(three.root / "policy.yaml"), "backup"],
                             cwd=three.root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
