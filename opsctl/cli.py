@@ -64,8 +64,10 @@ def _finish(ctx: click.Context, code: ExitCode) -> None:
 @click.pass_context
 def main(ctx: click.Context, policy_path: Path | None, json_output: bool, verbose: bool) -> None:
     """Backups of your CRM database that you can prove restore."""
-    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING, format="%(relativeCreated)6dms %(levelname)s %(message)s",
+    logging.basicConfig(level=logging.WARNING, format="%(relativeCreated)6dms %(levelname)s %(message)s",
                         stream=sys.stderr)
+    # Only opsctl's own debug lines: boto3 and paramiko log request headers (access key IDs) at debug.
+    logging.getLogger("opsctl").setLevel(logging.DEBUG if verbose else logging.WARNING)
     # systemd stops a unit with SIGTERM: unwind like Ctrl-C so staging copies are cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)
     ctx.obj = App(policy_path=policy_path, json_output=json_output, verbose=verbose)

@@ -14,3 +14,6 @@ class Repository:
     password: bytes = field(repr=False)
     options: tuple[str, ...] = ()
     environment: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    unset_environment: tuple[str, ...] = ()
+    # (variable, content): each content goes into a private file for the run, the variable names it.
+    secret_files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)

@@ -6,6 +6,7 @@ import json
 import logging
 import os
 import subprocess
+import tempfile
 import time
 from contextlib import contextmanager
 from functools import cached_property
@@ -181,22 +182,47 @@ class Restic:
             os.close(write_end)
         argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options), *args]
         log.debug("running %s", " ".join(argv))
-        try:
-            proc = subprocess.Popen(argv, pass_fds=(read_end,), env=self._environment(repo),
-                                    stderr=subprocess.PIPE, preexec_fn=die_with_parent, **streams)
-        finally:
-            os.close(read_end)
-        with proc:
+        with _secret_files(repo.secret_files) as files:
             try:
-                yield proc
+                proc = subprocess.Popen(argv, pass_fds=(read_end,), env=self._environment(repo, files),
+                                        stderr=subprocess.PIPE, preexec_fn=die_with_parent, **streams)
             finally:
-                stop(proc)
+                os.close(read_end)
+            with proc:
+                try:
+                    yield proc
+                finally:
+                    stop(proc)
 
     @staticmethod
-    def _environment(repo: Repository) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _FOREIGN_ENV}
+    def _environment(repo: Repository, files: dict[str, str]) -> dict[str, str]:
+        dropped = {*_FOREIGN_ENV, *repo.unset_environment}
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env.update(repo.environment)
+        env.update(files)
         return env
+
+
+@contextmanager
+def _secret_files(contents: tuple[tuple[str, bytes], ...]) -> Iterator[dict[str, str]]:
+    """Private files (mode 600, in memory where /dev/shm exists) that live only as long as one restic run.
+
+    restic reads S3 keys from its environment or a credentials file; a file keeps them out of
+    /proc/PID/environ. A pipe does not work: restic reads the file more than once.
+    """
+    if not contents:
+        yield {}
+        return
+    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    with tempfile.TemporaryDirectory(prefix="opsctl-", dir=base) as folder:
+        paths = {}
+        for index, (variable, content) in enumerate(contents):
+            path = os.path.join(folder, f"secret-{index}")
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(content)
+            paths[variable] = path
+        yield paths
 
 
 def _json_part(out: str) -> str:

@@ -42,9 +42,13 @@ class S3Target:
     def repository(self, password: bytes) -> Repository:
         c = self.config
         options = (f"s3.bucket-lookup={'path' if c.path_style else 'dns'}", f"s3.region={c.region}")
-        return Repository(location=f"s3:{c.endpoint.rstrip('/')}/{c.bucket}{self._key_prefix('/')}",
-                          display=self.display, password=password, options=options,
-                          environment=tuple(self._credentials.items()))
+        location = f"s3:{c.endpoint.rstrip('/')}/{c.bucket}{self._key_prefix('/')}"
+        if c.credentials.env:  # the operator chose the environment: restic inherits it as it is
+            return Repository(location, self.display, password, options)
+        # Keys from the policy's file reach restic as a private credentials file, never as variables.
+        return Repository(location, self.display, password, options, environment=(("AWS_PROFILE", "default"),),
+                          unset_environment=_KEYS + ("AWS_CONFIG_FILE",),
+                          secret_files=(("AWS_SHARED_CREDENTIALS_FILE", _credentials_ini(self._credentials)),))
 
     def probe(self) -> None:
         self._head_bucket(missing_ok=False)
@@ -150,6 +154,11 @@ class S3Target:
         except botocore.exceptions.BotoCoreError as exc:
             raise TargetUnreachable(f"{self.display} cannot be reached: {exc.__class__.__name__}",
                                     f"check that {c.endpoint} is up and reachable from this host") from None
+
+
+def _credentials_ini(values: dict[str, str]) -> bytes:
+    lines = ["[default]"] + [f"{key.lower()} = {value}" for key, value in values.items()]
+    return ("\n".join(lines) + "\n").encode()
 
 
 def _parse_credentials(text: str) -> dict[str, str]:

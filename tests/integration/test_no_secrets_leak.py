@@ -79,3 +79,34 @@ def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server):
     for path in written:
         content = path.read_bytes()
         assert all(needle not in content for needle in [*needles, row_value.encode()]), path
+
+
+def test_s3_keys_and_repository_password_never_leak_with_three_targets(workspace, sftp_endpoint, s3_endpoint):
+    from tests.support.bank import make_bank
+    from tests.support.targets import local_target, s3_target, sftp_target
+
+    make_bank(workspace.root / "bank.sqlite3")
+    workspace.secret("repository.pass", CANARY_REPO)
+    offsite = s3_target(s3_endpoint, workspace)
+    workspace.secret("s3.env", "AWS_ACCESS_KEY_ID=CANARYkeyid42\nAWS_SECRET_ACCESS_KEY=CANARYs3secret99")
+    workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"},
+                           [local_target(), sftp_target(sftp_endpoint), offsite])
+    needles = [CANARY_REPO.encode(), b"CANARYs3secret99", b"CANARYkeyid42"]
+    scanner = ProcScanner(needles)
+    scanner.start()
+    outputs = []
+    try:
+        for args in (["init"], ["-v", "backup"], ["-v", "restore", "--target", "offsite", "--to", "out.sqlite3"],
+                     ["-v", "doctor"]):
+            result = workspace.opsctl(*args)
+            assert result.returncode == 0, result.output
+            outputs.append(result.output)
+    finally:
+        scanner.stop.set()
+        scanner.join()
+    assert {"restic", "ssh"} <= scanner.processes_seen, scanner.processes_seen
+    assert scanner.hits == []
+    for text in outputs:
+        assert not any(n.decode() in text for n in needles), text
+    for path in (p for p in (workspace.root / "state").rglob("*") if p.is_file()):
+        assert not any(n in path.read_bytes() for n in needles), path
