@@ -34,6 +34,7 @@ class TargetBackup:
     rows: int = 0
     duration_s: float = 0.0
     manifest_sha256: str | None = None
+    warnings: tuple[str, ...] = ()
     error: str | None = None
     hint: str | None = None
 
@@ -83,8 +84,8 @@ def _backup_one(app: App, session: Session, source: Source, config) -> TargetBac
     return TargetBackup(
         database=source.database, target=config.name, location=display, snapshot_id=summary.snapshot_id,
         dump_bytes=manifest.dump_bytes, bytes_added=summary.bytes_added,
-        tables=len(manifest.facts.tables), rows=sum(t.rows for t in manifest.facts.tables),
-        duration_s=time.monotonic() - started, manifest_sha256=manifest.sha256,
+        tables=len(manifest.facts.tables), rows=manifest.facts.total_rows,
+        duration_s=time.monotonic() - started, manifest_sha256=manifest.sha256, warnings=manifest.facts.warnings,
     )
 
 

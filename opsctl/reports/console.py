@@ -89,6 +89,8 @@ def show_backup(app, policy_name: str, results: list) -> None:
     for r in results:
         if r.ok:
             app.out.print(f"{escape(r.database)} → {escape(r.location)}: {r.tables} tables, snapshot {r.snapshot_id}")
+            for warning in r.warnings:
+                app.out.print(f"  [yellow]warning:[/] {escape(warning)}")
         else:
             app.out.print(f"[red]{escape(r.database)} → {escape(r.location)} failed:[/] {escape(r.error)}")
             if r.hint:
