@@ -191,6 +191,20 @@ def test_wrong_password_unknown_database_and_server_down_are_clear(my_policy, ma
     assert _snapshot_ids(my_policy) == []
 
 
+def test_a_user_without_reload_is_told_which_grant_is_missing(workspace, mariadb_server, my_database):
+    with mariadb_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("CREATE USER IF NOT EXISTS reader@'127.0.0.1' IDENTIFIED BY 'reader-pw'")
+        cur.execute("GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON *.* TO reader@'127.0.0.1'")
+    workspace.secret("db.pass", "reader-pw")
+    workspace.write_policy({"engine": "mysql", "host": "127.0.0.1", "port": mariadb_server.port, "user": "reader",
+                            "password": {"file": "db.pass"}, "names": [my_database]})
+    assert workspace.opsctl("init").returncode == 0
+    backup = workspace.opsctl("backup")
+    assert backup.returncode == 1, backup.output
+    assert "may not hold commits" in backup.stdout and "GRANT RELOAD ON *.* TO reader" in backup.stdout
+    assert _snapshot_ids(workspace) == []
+
+
 def _fill_big(server, database: str, rows: int) -> None:
     with server.connect(database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE big (id INT PRIMARY KEY, payload TEXT) ENGINE=InnoDB")
