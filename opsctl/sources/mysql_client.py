@@ -29,6 +29,7 @@ TRANSACTIONAL_ENGINES = frozenset({"innodb"})
 # Variables that would override the defaults file or point the tools at another server.
 _DROPPED_ENV = ("MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT", "MARIADB_PWD")
 _AUTH_ERRORS = (1044, 1045, 1698)
+NO_PRIVILEGE = (1044, 1045, 1142, 1227)  # access denied: to a database, a login, a table, a privilege
 _UNKNOWN_DATABASE = 1049
 
 

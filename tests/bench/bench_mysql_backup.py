@@ -22,6 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench.common import ResticBench, measure_speed, sh  # noqa: E402
 from tests.support.mariadb_server import MariaDBServer  # noqa: E402
 
 USER, PASSWORD, DB = "bench", "bench-pw", "bench"
@@ -30,28 +31,13 @@ DUMP_OPTIONS = ["--single-transaction", "--routines", "--events", "--triggers", 
                 "--default-character-set=utf8mb4", "--skip-dump-date", "--no-tablespaces", "--skip-comments"]
 
 
-def sh(argv, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, **kw)
-
-
-class Bench:
+class Bench(ResticBench):
     def __init__(self, root: Path, server: MariaDBServer) -> None:
-        self.root = root
+        super().__init__(root, PASSWORD)
         self.server = server
-        self.password_file = root / "repo.pass"
-        self.password_file.write_text("bench-repository-password\n")
-        self.password_file.chmod(0o600)
-        (root / "db.pass").write_text(PASSWORD + "\n")
-        (root / "db.pass").chmod(0o600)
         self.my_cnf = root / "my.cnf"
         self.my_cnf.write_text(f"[client]\npassword={PASSWORD}\n")
         self.my_cnf.chmod(0o600)
-        self.restic_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(self.password_file)}
-
-    def fresh_repository(self, name: str) -> Path:
-        repo = self.root / name
-        sh(["restic", "-r", str(repo), "init", "-q"], env=self.restic_env, stdout=subprocess.DEVNULL)
-        return repo
 
     def raw_backup(self, repo: Path) -> float:
         started = time.monotonic()
@@ -65,15 +51,8 @@ class Bench:
         return time.monotonic() - started
 
     def write_policy(self, repo: Path) -> Path:
-        policy = self.root / f"policy-{repo.name}.yaml"
-        policy.write_text(json.dumps({
-            "name": "bench", "state_dir": str(self.root / "state"),
-            "database": {"engine": "mysql", "host": "127.0.0.1", "port": self.server.port, "user": USER,
-                         "password": {"file": str(self.root / "db.pass")}, "name": DB},
-            "targets": [{"name": "local", "kind": "local", "path": str(repo)}],
-            "repository_password": {"file": str(self.password_file)},
-        }))
-        return policy
+        return super().write_policy(repo, {"engine": "mysql", "host": "127.0.0.1", "port": self.server.port,
+                                           "user": USER, "name": DB})
 
     def opsctl_backup(self, policy: Path) -> tuple[float, dict]:
         started = time.monotonic()
@@ -94,16 +73,6 @@ class Bench:
             end = min(last, start + 199_999)
             self.sql(f"INSERT INTO notes SELECT seq, seq % 20000, '2026-01-01' + INTERVAL seq SECOND, "
                      f"TO_BASE64(RANDOM_BYTES(340)) FROM seq_{start}_to_{end}")
-
-
-def measure_speed(bench: Bench, rounds: int) -> tuple[float, float, list]:
-    raw_times, opsctl_times, results = [], [], []
-    for i in range(rounds):
-        raw_times.append(bench.raw_backup(bench.fresh_repository(f"raw-{i}")))
-        elapsed, result = bench.opsctl_backup(bench.write_policy(bench.fresh_repository(f"opsctl-{i}")))
-        opsctl_times.append(elapsed)
-        results.append(result)
-    return min(raw_times), min(opsctl_times), results
 
 
 def measure_dedup(bench: Bench, policy: Path, rows: int, dump_bytes: int) -> dict:
