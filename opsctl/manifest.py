@@ -34,7 +34,8 @@ FORMAT_VERSION = 1
 @dataclass(frozen=True)
 class TableStats:
     name: str
-    rows: int
+    rows: int | None
+    """None: the table could not be counted at the dump's moment (e.g. MyISAM dumped without a lock)."""
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,12 @@ class DumpFacts:
     server_version: str
     tables: tuple[TableStats, ...]
     properties: dict = field(default_factory=dict)
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def total_rows(self) -> int:
+        """Rows in the counted tables."""
+        return sum(t.rows for t in self.tables if t.rows is not None)
 
 
 @dataclass(frozen=True)
@@ -74,7 +81,8 @@ class Manifest:
         raw = json.loads(data)
         facts = raw.pop("facts")
         tables = tuple(TableStats(**t) for t in facts.pop("tables"))
-        return cls(facts=DumpFacts(tables=tables, **facts), **raw)
+        warnings = tuple(facts.pop("warnings", ()))
+        return cls(facts=DumpFacts(tables=tables, warnings=warnings, **facts), **raw)
 
 
 def encode_trailer(manifest: Manifest) -> bytes:

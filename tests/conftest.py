@@ -121,3 +121,45 @@ def small_disk():
         pytest.skip(str(error))
     yield disk
     disk.cleanup()
+
+
+# --- MariaDB: a throwaway server per session, a database and a policy per test ---------------------
+
+from tests.support.mariadb_server import MariaDBServer, mariadb_binaries  # noqa: E402
+
+MY_USER = "crm_backup"
+# Characters a MySQL option file treats specially: the defaults file must carry them intact.
+MY_PASSWORD = 'my "#;\\ ' + uuid.uuid4().hex
+
+
+@pytest.fixture(scope="session")
+def mariadb_server():
+    require(all(mariadb_binaries().values()), "MariaDB server (mariadb-install-db, mariadbd)")
+    require(bool(shutil.which("mariadb-dump") or shutil.which("mysqldump")), "mariadb-dump")
+    require(bool(shutil.which("mariadb") or shutil.which("mysql")), "the mariadb client")
+    server = MariaDBServer().start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def my_database(mariadb_server) -> str:
+    """A fresh database, unique to the test, that MY_USER can back up and restore."""
+    name = "crm_" + uuid.uuid4().hex[:8]
+    mariadb_server.create_user_and_database(MY_USER, MY_PASSWORD, name)
+    return name
+
+
+def write_mysql_policy(workspace, server, names: list[str], **options) -> None:
+    workspace.secret("db.pass", MY_PASSWORD)
+    workspace.write_policy({"engine": "mysql", "host": "127.0.0.1", "port": server.port, "user": MY_USER,
+                            "password": {"file": "db.pass"}, "names": names, **options})
+
+
+@pytest.fixture
+def my_policy(workspace, mariadb_server, my_database):
+    """A workspace whose policy backs up my_database to a local repository, initialised."""
+    write_mysql_policy(workspace, mariadb_server, [my_database])
+    result = workspace.opsctl("init")
+    assert result.returncode == 0, result.output
+    return workspace

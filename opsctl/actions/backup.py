@@ -143,8 +143,9 @@ def _stream(session: Session, source: Source, target: Target, shown: Board) -> S
     manifest = stream.manifest
     return SnapshotMade(database=source.database, snapshot_id=summary.snapshot_id, manifest_sha256=manifest.sha256,
                         dump_bytes=manifest.dump_bytes, tables=len(manifest.facts.tables),
-                        rows=sum(t.rows for t in manifest.facts.tables), file_name=source.file_name, tags=tags,
-                        bytes_added=summary.bytes_added, duration_s=summary.duration_s)
+                        rows=manifest.facts.total_rows, file_name=source.file_name, tags=tags,
+                        bytes_added=summary.bytes_added, duration_s=summary.duration_s,
+                        warnings=manifest.facts.warnings)
 
 
 class _DumpWithManifest:

@@ -33,6 +33,7 @@ class SnapshotMade:
     tags: tuple[str, ...]
     bytes_added: int = 0
     duration_s: float = 0.0
+    warnings: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

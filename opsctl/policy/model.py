@@ -141,6 +141,12 @@ class PostgresDatabase(ServerDatabase):
 class MySQLDatabase(ServerDatabase):
     engine: Literal["mysql"]
     port: int = Field(3306, ge=1, le=65535, description="server TCP port")
+    lock_wait_timeout: Duration = Field(
+        timedelta(minutes=5), description="how long opsctl waits for the brief backup lock (held by e.g. DDL)"
+    )
+    lock_non_transactional: bool = Field(
+        False, description="true: hold commits for the whole dump so MyISAM/Aria tables are consistent too"
+    )
 
 
 class SQLiteDatabase(Strict):

@@ -90,6 +90,8 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
         holders = [o.target for o in outcomes if any(s.database == m.database for s in o.snapshots)]
         app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
                       f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, now on {escape(', '.join(holders))}")
+        for warning in m.warnings:
+            app.out.print(f"  [yellow]warning:[/] {escape(warning)}")
     for o in outcomes:
         if not o.ok:
             where = "" if o.location in o.error else f"{o.location}: "
@@ -108,7 +110,8 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
 def _outcome_json(o) -> dict:
     return {"target": o.target, "location": o.location, "role": o.role, "ok": o.ok,
             "snapshots": [{"database": m.database, "snapshot_id": m.snapshot_id, "manifest_sha256": m.manifest_sha256,
-                           "dump_bytes": m.dump_bytes, "tables": m.tables, "rows": m.rows} for m in o.snapshots],
+                           "dump_bytes": m.dump_bytes, "tables": m.tables, "rows": m.rows,
+                           "warnings": list(m.warnings)} for m in o.snapshots],
             "bytes_added": o.bytes_added, "duration_s": round(o.duration_s, 3), "error": o.error, "hint": o.hint}
 
 

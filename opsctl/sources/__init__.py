@@ -26,6 +26,11 @@ def sources_for(config, password: str | None, scratch_dir: Path) -> list[Source]
 
         return [SQLiteSource(config.path, config.names[0], scratch_dir)]
     if isinstance(config, MySQLDatabase):
-        raise NotSupportedYet("database.engine mysql is accepted by the policy but not supported by this opsctl yet",
-                              "use postgresql or sqlite for now")
+        from opsctl.sources.mysql import MySQLSource
+        from opsctl.sources.mysql_client import MySQLServer
+
+        server = MySQLServer(host=config.host, port=config.port, user=config.user, password=password)
+        wait = int(config.lock_wait_timeout.total_seconds())
+        return [MySQLSource(server, name, wait, config.lock_non_transactional, protected=config.names)
+                for name in config.names]
     raise NotSupportedYet(f"database engine {config.engine} is not supported")

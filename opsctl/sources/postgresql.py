@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
-import threading
 from contextlib import contextmanager
 from typing import Iterable, Iterator
 
@@ -14,13 +13,14 @@ from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
 from opsctl.manifest import DumpFacts, TableStats
-from opsctl.process import StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
+from opsctl.process import die_with_parent, stop
 from opsctl.sources.base import Destination
-from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, DumpFailed,
+from opsctl.sources.counted_dump import CountedDump
+from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused,
                                    RestoreFailed)
 from opsctl.sources.pg_client import (PgServer, create_database_sql, database_properties, has_user_relations,
                                       table_stats, tool)
-from opsctl.sources.redact import redact_tool_output
+from opsctl.sources.restore_tool import run_restore_tool
 
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "pg_dump custom format, uncompressed (-Fc -Z0)"
@@ -102,15 +102,7 @@ class PostgresSource:
         argv = [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-password",
                 "--dbname=" + make_conninfo(dbname=staging)]
         with self.server.tool_environment(staging) as env:
-            log.debug("running %s", " ".join(argv))
-            with subprocess.Popen(argv, env=env, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                                  stderr=subprocess.PIPE, preexec_fn=die_with_parent) as proc:
-                widen_pipe(proc.stdin)
-                err = StreamTail(proc.stderr)
-                feed(proc, chunks)
-                if proc.wait() != 0:
-                    raise RestoreFailed(f"pg_restore into {staging} failed:\n{redact_tool_output(err.text())}",
-                                        "nothing was changed at the destination")
+            run_restore_tool(argv, env, chunks, f"pg_restore into {staging} failed")
 
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         with self.server.connect(staging) as conn:
@@ -180,48 +172,22 @@ class PostgresSource:
         raise last  # type: ignore[misc]
 
 
-class PgDump:
+class PgDump(CountedDump):
     """A running pg_dump, with the row counts taken in the exporting transaction alongside it."""
+
+    tool_name = "pg_dump"
 
     def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str,
                  properties: dict[str, str]):
-        self.properties = properties
-        self._source = source
-        self._proc = proc
-        self._version = version
         self._conn = conn
-        self._stats: tuple[TableStats, ...] | Exception = ()
-        self._counter = threading.Thread(target=self._count, args=(conn,), daemon=True)
-        self._counter.start()
-        self._stderr = StreamTail(proc.stderr)
-        widen_pipe(proc.stdout)
-        self.facts: DumpFacts | None = None
+        self._version = version
+        self.count_hint = (f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
+                           f"{source.server.user})")
+        super().__init__(source.database, proc, lambda: table_stats(conn), properties)
 
-    def abort(self) -> None:
-        """Stop counting rows when the dump ended early (the session is about to close)."""
-        if self._counter.is_alive():
-            self._conn.cancel()
-            self._counter.join(timeout=10)
+    def _cancel_count(self) -> None:
+        self._conn.cancel()
 
-    def _count(self, conn: psycopg.Connection) -> None:
-        try:
-            self._stats = table_stats(conn)
-            log.debug("row counts read for %d tables", len(self._stats))
-        except Exception as exc:  # reported when the dump ends
-            self._stats = exc
-
-    def chunks(self) -> Iterator[bytes]:
-        yield from read_chunks(self._proc.stdout)
-        code = self._proc.wait()
-        self._counter.join()
-        name = self._source.database
-        if isinstance(self._stats, Exception):  # checked first: it also makes pg_dump lose the snapshot
-            raise DumpFailed(f"reading the row counts of database {name} failed: {redact_tool_output(str(self._stats))}",
-                             f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
-                             f"{self._source.server.user}); no snapshot was kept from this run")
-        if code != 0:
-            detail = redact_tool_output(self._stderr.text()) or f"exit status {code}"
-            raise DumpFailed(f"pg_dump of database {name} failed: {detail}",
-                             "no snapshot was kept from this run; fix the cause and run the backup again")
-        self.facts = DumpFacts(engine="postgresql", database=name, dump_format=DUMP_FORMAT,
-                               server_version=self._version, tables=self._stats, properties=self.properties)
+    def _facts(self, tables: tuple[TableStats, ...]) -> DumpFacts:
+        return DumpFacts(engine="postgresql", database=self.database, dump_format=DUMP_FORMAT,
+                         server_version=self._version, tables=tables, properties=self.properties)

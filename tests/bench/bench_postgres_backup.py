@@ -21,32 +21,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
+from tests.bench.common import ResticBench, measure_speed, sh  # noqa: E402
 from tests.support.servers import PostgresServer, postgres_bindir  # noqa: E402
 
 ROLE, ROLE_PASSWORD, DB = "bench", "bench-pw", "bench"
 
 
-def sh(argv, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(argv, check=True, **kw)
-
-
-class Bench:
+class Bench(ResticBench):
     def __init__(self, root: Path, server: PostgresServer) -> None:
-        self.root = root
+        super().__init__(root, ROLE_PASSWORD)
         self.server = server
-        self.password_file = root / "repo.pass"
-        self.password_file.write_text("bench-repository-password\n")
-        self.password_file.chmod(0o600)
-        (root / "db.pass").write_text(ROLE_PASSWORD + "\n")
-        (root / "db.pass").chmod(0o600)
         self.pg_env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": ROLE,
                        "PGPASSWORD": ROLE_PASSWORD, "PGDATABASE": DB}
-        self.restic_env = {**os.environ, "RESTIC_PASSWORD_FILE": str(self.password_file)}
-
-    def fresh_repository(self, name: str) -> Path:
-        repo = self.root / name
-        sh(["restic", "-r", str(repo), "init", "-q"], env=self.restic_env, stdout=subprocess.DEVNULL)
-        return repo
 
     def raw_backup(self, repo: Path) -> float:
         started = time.monotonic()
@@ -58,15 +44,8 @@ class Bench:
         return time.monotonic() - started
 
     def write_policy(self, repo: Path) -> Path:
-        policy = self.root / f"policy-{repo.name}.yaml"
-        policy.write_text(json.dumps({
-            "name": "bench", "state_dir": str(self.root / "state"),
-            "database": {"engine": "postgresql", "host": "127.0.0.1", "port": self.server.port, "user": ROLE,
-                         "password": {"file": str(self.root / "db.pass")}, "name": DB},
-            "targets": [{"name": "local", "kind": "local", "path": str(repo)}],
-            "repository_password": {"file": str(self.password_file)},
-        }))
-        return policy
+        return super().write_policy(repo, {"engine": "postgresql", "host": "127.0.0.1", "port": self.server.port,
+                                           "user": ROLE, "name": DB})
 
     def opsctl_backup(self, policy: Path) -> tuple[float, dict, int]:
         """Wall time, the JSON result, and the peak RSS (KiB) of the opsctl process itself."""
@@ -100,16 +79,6 @@ class Bench:
                       "|| md5(random()::text), 1, 84)")
             self.psql("VACUUM FULL pgbench_accounts")
         self.psql("VACUUM ANALYZE")
-
-
-def measure_speed(bench: Bench, rounds: int) -> tuple[float, float, list]:
-    raw_times, opsctl_times, results = [], [], []
-    for i in range(rounds):
-        raw_times.append(bench.raw_backup(bench.fresh_repository(f"raw-{i}")))
-        elapsed, result, _ = bench.opsctl_backup(bench.write_policy(bench.fresh_repository(f"opsctl-{i}")))
-        opsctl_times.append(elapsed)
-        results.append(result)
-    return min(raw_times), min(opsctl_times), results
 
 
 def measure_dedup(bench: Bench, policy: Path, dump_bytes: int) -> dict:

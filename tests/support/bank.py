@@ -16,13 +16,17 @@ def make_bank(path) -> None:
     with closing(sqlite3.connect(path)) as conn, conn:
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("CREATE TABLE accounts (id INTEGER PRIMARY KEY, owner TEXT, balance INTEGER NOT NULL)")
-        conn.execute("CREATE TABLE transfers (src INTEGER, dst INTEGER, amount INTEGER)")  # no key, on purpose
+        conn.execute("CREATE TABLE transfers (src INTEGER REFERENCES accounts, dst INTEGER REFERENCES accounts, "
+                     "amount INTEGER)")  # no primary key, on purpose
         conn.executemany("INSERT INTO accounts VALUES (?, ?, 1000)",
                          [(i, f"Người dùng {i} 🚀") for i in range(ACCOUNTS)])
 
 
 class Writer(threading.Thread):
-    """Moves money in transactions: the sum of balances never changes in any committed state."""
+    """Moves money in transactions, sometimes into a newly opened account.
+
+    The sum of balances never changes in any committed state, and every transfer names existing accounts.
+    """
 
     def __init__(self, path) -> None:
         super().__init__(daemon=True)
@@ -36,6 +40,8 @@ class Writer(threading.Thread):
             while not self.stop.is_set():
                 src, dst, amount = rng.randrange(ACCOUNTS), rng.randrange(ACCOUNTS), rng.randrange(1, 50)
                 conn.execute("BEGIN IMMEDIATE")
+                if rng.random() < 0.1:
+                    dst = conn.execute("INSERT INTO accounts (owner, balance) VALUES ('new', 0)").lastrowid
                 conn.execute("UPDATE accounts SET balance = balance - ? WHERE id = ?", (amount, src))
                 conn.execute("UPDATE accounts SET balance = balance + ? WHERE id = ?", (amount, dst))
                 conn.execute("INSERT INTO transfers VALUES (?, ?, ?)", (src, dst, amount))

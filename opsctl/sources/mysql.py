@@ -1,0 +1,226 @@
+"""MySQL/MariaDB: mariadb-dump (or mysqldump) in one consistent snapshot, restored into a staging database.
+
+How the dump and the row counts come to show one moment: see opsctl/sources/mysql_snapshot.py.
+
+MySQL and MariaDB have no RENAME DATABASE: publishing moves the tables with one atomic RENAME TABLE
+and recreates the triggers (from information_schema), views, routines and events (from a
+schema-only mariadb-dump of staging) in the destination; a move that fails half-way is undone.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import subprocess
+from contextlib import closing, contextmanager
+from typing import Iterable, Iterator
+
+import pymysql
+
+from opsctl.manifest import TableStats
+from opsctl.process import die_with_parent, stop
+from opsctl.sources.base import Destination
+from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed
+from opsctl.sources.mysql_client import (NO_PRIVILEGE, TRANSACTIONAL_ENGINES, MySQLServer, base_tables, count_rows,
+                                         create_database_sql, database_exists, database_properties, has_objects,
+                                         is_oracle_mysqldump, names_of, quote, read_triggers, create_triggers,
+                                         tool, tool_environment, Trigger)
+from opsctl.sources.mysql_snapshot import CommitLock, CountPlan, MySQLDump
+from opsctl.sources.redact import redact_tool_output
+from opsctl.sources.restore_tool import run_restore_tool
+
+log = logging.getLogger(__name__)
+_DUMP_TOOLS = ("mariadb-dump", "mysqldump")
+_CLIENT_TOOLS = ("mariadb", "mysql")
+_TRIGGERS = "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
+_VIEWS = "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s"
+_MOVABLE = ("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
+            "AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED', 'SEQUENCE')")
+
+
+class MySQLSource:
+    """One database on a MySQL or MariaDB server."""
+
+    engine = "mysql"
+
+    def __init__(self, server: MySQLServer, database: str, lock_wait_timeout_s: int = 300,
+                 lock_non_transactional: bool = False, protected: tuple[str, ...] = ()) -> None:
+        self.server = server
+        self.database = database
+        self.file_name = f"{database}.sql"
+        self._lock_wait_s = lock_wait_timeout_s
+        self._lock_all = lock_non_transactional
+        self._protected = {database, *protected}  # every database the policy backs up
+
+    def probe(self) -> str:
+        """Log in and read the server version; raises a clear error when that fails."""
+        with closing(self.server.connect(self.database)) as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            version = cur.fetchone()[0]
+        return f"{self.server.display}/{self.database} answers ({version})"
+
+    @contextmanager
+    def dump(self) -> Iterator[MySQLDump]:
+        """The dump and the row counts start in one commit-free moment (see the module's docstring)."""
+        with closing(self.server.connect(self.database)) as counts, closing(self.server.connect()) as lock_conn:
+            lock = CommitLock(lock_conn, self._lock_wait_s, self.server.user)
+            lock.take()
+            try:
+                yield from self._dump_under(lock, counts)
+            finally:
+                lock.release()
+
+    def _dump_under(self, lock: CommitLock, counts) -> Iterator[MySQLDump]:
+        cur = counts.cursor()
+        cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+        tables = base_tables(cur, self.database)
+        cur.execute("SELECT VERSION()")
+        version = cur.fetchone()[0]
+        unsafe = [name for name, engine in tables if engine.lower() not in TRANSACTIONAL_ENGINES]
+        token = f"opsctl-{secrets.token_hex(8)}"
+        plan = CountPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe))
+        with self.server.defaults_file() as fd:
+            argv = self._dump_argv(fd, token)
+            log.debug("running %s", " ".join(argv))
+            proc = subprocess.Popen(argv, env=tool_environment(), pass_fds=(fd,), stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
+        dump = MySQLDump(self.server, self.database, proc, counts, plan, version,
+                         database_properties(cur, self.database), lock)
+        dump.warnings = self._warnings(unsafe, tables)
+        if not self._lock_all:
+            lock.release_when_seen(token, proc)
+        try:
+            yield dump
+        finally:
+            stop(proc)
+            dump.abort()
+
+    def _dump_argv(self, fd: int, token: str) -> list[str]:
+        program = tool(*_DUMP_TOOLS)
+        argv = [*self.server.tool_argv(program, fd), "--single-transaction", "--routines", "--events", "--triggers",
+                "--hex-blob", "--default-character-set=utf8mb4", "--skip-dump-date", "--no-tablespaces",
+                # No comments: the token would be echoed in them and change every dump (deduplication).
+                "--skip-comments", f"--where=1 /* {token} */"]
+        if is_oracle_mysqldump(program):
+            argv.append("--set-gtid-purged=OFF")
+        return [*argv, "--", self.database]
+
+    def _warnings(self, unsafe: list[str], tables: list[tuple[str, str]]) -> tuple[str, ...]:
+        if not unsafe or self._lock_all:
+            return ()
+        engines = sorted({engine for name, engine in tables if name in unsafe})
+        shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
+        return (f"database {self.database}: {len(unsafe)} table(s) use a non-transactional engine "
+                f"({', '.join(engines)}): {shown}. They were dumped without a lock, as they were when reached, "
+                "and their row counts are not checked on restore. Convert them to InnoDB, or set "
+                "database.lock_non_transactional: true (commits on the server then wait for the whole dump).",)
+
+    def destination(self, name: str) -> Destination:
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            exists = database_exists(cur, name)
+            empty = not exists or not has_objects(cur, name)
+        return Destination(name=name, display=f"database {name} on {self.server.display}", exists=exists,
+                           empty=empty, is_source=name in self._protected)
+
+    def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
+        """A new database with the original's default character set and collation."""
+        staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            try:
+                cur.execute(create_database_sql(staging, properties))
+            except pymysql.err.MySQLError as exc:
+                if exc.args[0] in NO_PRIVILEGE:
+                    raise DestinationRefused(f"user {self.server.user} may not create databases on "
+                                             f"{self.server.display}",
+                                             f"grant it: GRANT ALL ON *.* TO {self.server.user}") from None
+                raise RestoreFailed(f"cannot create database {staging}: error {exc.args[0]}") from None
+        return staging
+
+    def load(self, staging: str, chunks: Iterable[bytes]) -> None:
+        """The client runs the dump's statements; it stops at the first error (staging is then discarded)."""
+        with self.server.defaults_file() as fd:
+            argv = [*self.server.tool_argv(tool(*_CLIENT_TOOLS), fd), "--batch", "--no-auto-rehash",
+                    f"--database={staging}"]
+            run_restore_tool(argv, tool_environment(), chunks, f"loading the dump into {staging} failed", (fd,))
+
+    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+        with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
+            return count_rows(cur, staging, [name for name, _ in base_tables(cur, staging)])
+
+    def publish(self, staging: str, destination: Destination) -> str | None:
+        """Move staging's objects into the destination; an existing one is moved aside first, and back on failure."""
+        aside = None
+        if destination.exists and destination.empty:
+            self._execute(f"DROP DATABASE {quote(destination.name)}")
+        elif destination.exists:
+            aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
+            self._move(destination.name, aside)
+        try:
+            self._move(staging, destination.name)
+        except BaseException:
+            if aside is not None:
+                self._move(aside, destination.name)
+            raise
+        return aside
+
+    def discard(self, staging: str) -> None:
+        """Drop the staging database; a failure here is reported but never hides the original error."""
+        try:
+            self._execute(f"DROP DATABASE IF EXISTS {quote(staging)}")
+        except (pymysql.err.MySQLError, DatabaseError) as exc:
+            log.warning("could not drop the staging database %s (%s); drop it by hand", staging,
+                        exc.__class__.__name__)
+
+    def _move(self, src: str, dst: str) -> None:
+        """RENAME TABLE moves the tables in one statement; triggers, views, routines and events are recreated."""
+        routines = self._schema_dump(src, ("--no-create-info", "--no-data", "--skip-triggers", "--routines", "--events"))
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            views = names_of(cur, _VIEWS, src)
+            view_sql = self._schema_dump(src, ("--no-data", "--skip-triggers"), views) if views else b""
+            triggers = read_triggers(cur, src)
+            cur.execute(create_database_sql(dst, database_properties(cur, src)))
+            tables = names_of(cur, _MOVABLE, src)
+            for trigger in triggers:  # a table with triggers cannot change database
+                cur.execute(f"DROP TRIGGER {quote(src)}.{quote(trigger.name)}")
+            try:
+                _rename(cur, src, dst, tables)
+                create_triggers(cur, dst, triggers)
+                self._run_sql(dst, routines + view_sql)
+            except BaseException:
+                log.warning("moving database %s to %s failed; putting it back", src, dst)
+                _put_back(cur, src, dst, triggers)
+                raise
+            cur.execute(f"DROP DATABASE {quote(src)}")
+
+    def _schema_dump(self, database: str, options: tuple[str, ...], objects: list[str] = ()) -> bytes:
+        """Definitions only (no rows): small enough to hold in memory between two steps of a move."""
+        with self.server.defaults_file() as fd:
+            argv = [*self.server.tool_argv(tool(*_DUMP_TOOLS), fd), "--skip-comments", "--skip-dump-date",
+                    "--default-character-set=utf8mb4", *options, "--", database, *objects]
+            done = subprocess.run(argv, env=tool_environment(), pass_fds=(fd,), capture_output=True, check=False)
+        if done.returncode != 0:
+            raise RestoreFailed(f"reading the definitions in database {database} failed: "
+                                f"{redact_tool_output(done.stderr.decode('utf-8', 'replace'))}")
+        return done.stdout
+
+    def _run_sql(self, database: str, script: bytes) -> None:
+        self.load(database, [script])
+
+    def _execute(self, statement: str) -> None:
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            cur.execute(statement)
+
+
+def _put_back(cur, src: str, dst: str, triggers: list[Trigger]) -> None:
+    """Undo a move that failed half-way: tables back, their triggers recreated, the new database dropped."""
+    for trigger in read_triggers(cur, dst):
+        cur.execute(f"DROP TRIGGER {quote(dst)}.{quote(trigger.name)}")
+    _rename(cur, dst, src, names_of(cur, _MOVABLE, dst))
+    create_triggers(cur, src, triggers)
+    cur.execute(f"DROP DATABASE {quote(dst)}")
+
+
+def _rename(cur, src: str, dst: str, tables: list[str]) -> None:
+    if tables:
+        cur.execute("RENAME TABLE " + ", ".join(f"{quote(src)}.{quote(t)} TO {quote(dst)}.{quote(t)}" for t in tables))

@@ -1,0 +1,209 @@
+"""Connecting to MySQL/MariaDB: pymysql sessions in-process, and credentials for the command-line tools."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from functools import lru_cache
+from typing import Iterator
+
+import pymysql
+
+from opsctl.manifest import TableStats
+from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
+
+# Rows live in base tables (system-versioned ones too); views and sequences hold none of their own.
+_TABLES = """
+SELECT TABLE_NAME, COALESCE(ENGINE, '') FROM information_schema.TABLES
+WHERE TABLE_SCHEMA = %s AND TABLE_TYPE IN ('BASE TABLE', 'SYSTEM VERSIONED') ORDER BY TABLE_NAME
+"""
+_OBJECT_COUNT = """
+SELECT (SELECT count(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = %(db)s)
+     + (SELECT count(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %(db)s)
+     + (SELECT count(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %(db)s)
+"""
+TRANSACTIONAL_ENGINES = frozenset({"innodb"})
+# Variables that would override the defaults file or point the tools at another server.
+_DROPPED_ENV = ("MYSQL_PWD", "MYSQL_HOST", "MYSQL_TCP_PORT", "MYSQL_UNIX_PORT", "MARIADB_PWD")
+_AUTH_ERRORS = (1044, 1045, 1698)
+NO_PRIVILEGE = (1044, 1045, 1142, 1227)  # access denied: to a database, a login, a table, a privilege
+_UNKNOWN_DATABASE = 1049
+
+
+@dataclass(frozen=True)
+class MySQLServer:
+    """How to reach one MySQL/MariaDB server as one user: TCP, or a socket when host is a path."""
+
+    host: str
+    port: int
+    user: str
+    password: str | None = field(default=None, repr=False)
+
+    @property
+    def display(self) -> str:
+        where = self.host if self.is_socket else f"{self.host}:{self.port}"
+        return f"mysql://{self.user}@{where}"
+
+    @property
+    def is_socket(self) -> bool:
+        return self.host.startswith("/")
+
+    def connect(self, database: str | None = None) -> pymysql.connections.Connection:
+        """An autocommit session with a clear error for the usual failures (down, wrong password, no database)."""
+        where = {"unix_socket": self.host} if self.is_socket else {"host": self.host, "port": self.port}
+        try:
+            return pymysql.connect(user=self.user, password=self.password or "", database=database,
+                                   charset="utf8mb4", autocommit=True, connect_timeout=10,
+                                   program_name="opsctl", **where)
+        except pymysql.err.MySQLError as exc:
+            raise self._connect_error(database, exc) from None
+
+    def _connect_error(self, database: str | None, exc: pymysql.err.MySQLError) -> Exception:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
+        where = f"{self.display}/{database or ''}"
+        if code in _AUTH_ERRORS:
+            return DatabaseAuthFailed(f"MySQL refused the login of user {self.user} at {where} (error {code})",
+                                      "check the policy's database.password source and the user's grants")
+        if code == _UNKNOWN_DATABASE:
+            return DatabaseMissing(f"database {database} does not exist at {self.display}",
+                                   "check database.names in the policy")
+        return DatabaseUnreachable(f"cannot connect to MySQL at {where} (error {code or exc.__class__.__name__})",
+                                   "check that the server is running and database.host/port are right")
+
+    def tool_argv(self, program: str, defaults_fd: int) -> list[str]:
+        """A client tool's first arguments: the password file by descriptor, then where to connect."""
+        # --defaults-extra-file must come first; the operator's own option files (TLS, ...) still apply.
+        argv = [program, f"--defaults-extra-file=/dev/fd/{defaults_fd}", f"--user={self.user}"]
+        if self.is_socket:
+            return [*argv, "--protocol=SOCKET", f"--socket={self.host}"]
+        return [*argv, "--protocol=TCP", f"--host={self.host}", f"--port={self.port}"]
+
+    @contextmanager
+    def defaults_file(self) -> Iterator[int]:
+        """A pipe whose read end holds a [client] section with the password; pass it with pass_fds."""
+        read_fd, write_fd = os.pipe()
+        try:
+            with os.fdopen(write_fd, "w") as handle:  # a few bytes: they fit in the pipe before anyone reads
+                handle.write("[client]\n")
+                if self.password is not None:
+                    handle.write(f'password="{_option_value(self.password)}"\n')
+            yield read_fd
+        finally:
+            os.close(read_fd)
+
+
+def _option_value(value: str) -> str:
+    """Escaped for a MySQL option file; newlines cannot be written there at all."""
+    if "\n" in value or "\r" in value:
+        raise DatabaseAuthFailed("the database password contains a line break, which MySQL's tools cannot read",
+                                 "use a password without line breaks")
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def tool_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+
+
+@lru_cache(maxsize=None)
+def tool(*names: str) -> str:
+    """The first of these client tools that is installed (mariadb-dump, then mysqldump), or a clear error."""
+    for name in names:
+        found = shutil.which(name)
+        if found is not None:
+            return found
+    raise ToolMissing(f"{' or '.join(names)} is not installed", "install it: sudo apt-get install mariadb-client")
+
+
+@lru_cache(maxsize=None)
+def is_oracle_mysqldump(path: str) -> bool:
+    """Oracle's mysqldump writes GTID statements a restore into a new database cannot run; MariaDB's never."""
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    return "mariadb" not in version.lower()
+
+
+def quote(identifier: str) -> str:
+    return "`" + identifier.replace("`", "``") + "`"
+
+
+def base_tables(cur, database: str) -> list[tuple[str, str]]:
+    """(name, engine) of every table that holds rows."""
+    cur.execute(_TABLES, (database,))
+    return list(cur.fetchall())
+
+
+def count_rows(cur, database: str, tables: list[str]) -> tuple[TableStats, ...]:
+    """Exact row counts, read in the session's current transaction."""
+    stats = []
+    for name in tables:
+        cur.execute(f"SELECT count(*) FROM {quote(database)}.{quote(name)}")
+        stats.append(TableStats(name=name, rows=cur.fetchone()[0]))
+    return tuple(stats)
+
+
+def database_properties(cur, database: str) -> dict[str, str]:
+    """Default character set and collation: a restore creates its database with them."""
+    cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                "WHERE SCHEMA_NAME = %s", (database,))
+    charset, collation = cur.fetchone()
+    return {"mysql-charset": charset, "mysql-collation": collation}
+
+
+def create_database_sql(name: str, properties: dict[str, str]) -> str:
+    sql = f"CREATE DATABASE {quote(name)}"
+    if properties.get("mysql-charset", "").isidentifier():
+        sql += f" CHARACTER SET {properties['mysql-charset']}"
+    if properties.get("mysql-collation", "").isidentifier():
+        sql += f" COLLATE {properties['mysql-collation']}"
+    return sql
+
+
+def database_exists(cur, name: str) -> bool:
+    cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+    return cur.fetchone() is not None
+
+
+def has_objects(cur, name: str) -> bool:
+    """Tables, views, routines or events: anything a restore would replace."""
+    cur.execute(_OBJECT_COUNT, {"db": name})
+    return cur.fetchone()[0] > 0
+
+
+def names_of(cur, query: str, database: str) -> list[str]:
+    cur.execute(query, (database,))
+    return [row[0] for row in cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class Trigger:
+    """A trigger as the server stores it; recreated by name in another database (DDL text may name the old one)."""
+
+    name: str
+    table: str
+    timing: str
+    event: str
+    statement: str
+    definer: str
+    sql_mode: str
+
+    def create_sql(self) -> str:
+        user, _, host = self.definer.rpartition("@")
+        return (f"CREATE DEFINER={quote(user)}@{quote(host)} TRIGGER {quote(self.name)} {self.timing} {self.event} "
+                f"ON {quote(self.table)} FOR EACH ROW {self.statement}")
+
+
+def read_triggers(cur, database: str) -> list[Trigger]:
+    """In the order they fire, so recreating them one by one keeps that order."""
+    cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT, "
+                "DEFINER, SQL_MODE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
+                "ORDER BY EVENT_OBJECT_TABLE, EVENT_MANIPULATION, ACTION_TIMING, ACTION_ORDER", (database,))
+    return [Trigger(*row) for row in cur.fetchall()]
+
+
+def create_triggers(cur, database: str, triggers: list[Trigger]) -> None:
+    cur.execute(f"USE {quote(database)}")
+    for trigger in triggers:
+        cur.execute("SET SESSION sql_mode = %s", (trigger.sql_mode,))
+        cur.execute(trigger.create_sql())

@@ -1,0 +1,26 @@
+"""Feeding a dump into a database's own restore tool (pg_restore, the mariadb client)."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+from typing import Iterable
+
+from opsctl.process import StreamTail, die_with_parent, feed, widen_pipe
+from opsctl.sources.errors import RestoreFailed
+from opsctl.sources.redact import redact_tool_output
+
+log = logging.getLogger(__name__)
+
+
+def run_restore_tool(argv: list[str], env: dict[str, str], chunks: Iterable[bytes], failure: str,
+                     pass_fds: tuple[int, ...] = ()) -> None:
+    """Stream chunks to the tool's stdin; RestoreFailed (`failure` plus its redacted stderr) if it fails."""
+    log.debug("running %s", " ".join(argv))
+    with subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.PIPE, preexec_fn=die_with_parent) as proc:
+        widen_pipe(proc.stdin)
+        err = StreamTail(proc.stderr)
+        feed(proc, chunks)
+        if proc.wait() != 0:
+            raise RestoreFailed(f"{failure}:\n{redact_tool_output(err.text())}", "nothing was changed at the destination")

@@ -1,0 +1,107 @@
+"""A throwaway MariaDB server for tests: its own data folder, a free loopback port, a private socket."""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import pymysql
+
+from tests.support.servers import LOOPBACK, free_port
+
+
+# What the README documents for the opsctl user: reading and locking to back up, creating to restore.
+BACKUP_AND_RESTORE_PRIVILEGES = ("SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, LOCK TABLES, INSERT, CREATE, DROP, ALTER, INDEX, "
+                                 "REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE")
+
+
+def mariadb_binaries() -> dict[str, str | None]:
+    """The server-side programs the fixture needs (None when one is not installed)."""
+    names = ("mariadb-install-db", "mariadbd")
+    found = {name: shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin") for name in names}
+    return found
+
+
+class MariaDBServer:
+    """mariadbd as the mysql user when we are root (it refuses root), else as ourselves.
+
+    root@localhost has no password and reaches the server only through the private socket;
+    --skip-name-resolve makes TCP logins come from '127.0.0.1', which root is not allowed from.
+    """
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self.root = Path(tempfile.mkdtemp(prefix="opsctl-test-mariadb-"))
+        self.data = self.root / "data"
+        self.socket = self.root / "mysqld.sock"
+        self._user = "mysql" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
+        self._proc: subprocess.Popen | None = None
+
+    def start(self) -> "MariaDBServer":
+        if os.geteuid() == 0:  # the pid file, socket and data live here: mysql must own the folder
+            pw = pwd.getpwnam("mysql")
+            self.root.chmod(0o750)
+            os.chown(self.root, pw.pw_uid, pw.pw_gid)
+        subprocess.run([mariadb_binaries()["mariadb-install-db"], "--no-defaults", f"--datadir={self.data}",
+                        f"--user={self._user}", "--auth-root-authentication-method=normal", "--skip-test-db"],
+                       check=True, capture_output=True, text=True)
+        self._proc = subprocess.Popen(
+            [mariadb_binaries()["mariadbd"], "--no-defaults", f"--user={self._user}", f"--datadir={self.data}",
+             f"--socket={self.socket}", f"--port={self.port}", f"--bind-address={LOOPBACK}",
+             f"--pid-file={self.root / 'mariadbd.pid'}", f"--log-error={self.root / 'error.log'}",
+             "--skip-name-resolve", "--log-bin=binlog", "--server-id=1", "--log-bin-trust-function-creators=1", "--innodb-buffer-pool-size=256M",
+             "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.wait_ready()
+        return self
+
+    def wait_ready(self, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                self.connect().close()
+                return
+            except pymysql.err.OperationalError:
+                if self._proc.poll() is not None:
+                    raise RuntimeError(f"mariadbd exited: {self.error_log()[-2000:]}")
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    def error_log(self) -> str:
+        log = self.root / "error.log"
+        return log.read_text(errors="replace") if log.exists() else ""
+
+    def connect(self, database: str | None = None, user: str = "root", password: str = "",
+                autocommit: bool = True) -> pymysql.connections.Connection:
+        """root through the socket; any other user over TCP, as opsctl connects."""
+        where = {"unix_socket": str(self.socket)} if user == "root" else {"host": LOOPBACK, "port": self.port}
+        return pymysql.connect(user=user, password=password, database=database, autocommit=autocommit,
+                               charset="utf8mb4", **where)
+
+    def create_user_and_database(self, user: str, password: str, database: str) -> None:
+        """A user with the privileges the README asks for, and an empty database it also writes as the CRM would."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute("CREATE USER IF NOT EXISTS %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
+            cur.execute(f"GRANT {BACKUP_AND_RESTORE_PRIVILEGES} ON *.* TO %s@'127.0.0.1'", (user,))
+            cur.execute(f"CREATE DATABASE `{database}`")
+            cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO %s@'127.0.0.1'", (user,))
+
+    def stop(self) -> None:
+        if self._proc is not None and self._proc.poll() is None:
+            self._proc.terminate()
+            try:
+                self._proc.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                self._proc.kill()
+                self._proc.wait()
+
+    def cleanup(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
