@@ -12,7 +12,6 @@ mostly does a little). Prints (1) opsctl backup wall time / raw `mariadb-dump --
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.common import ResticBench, measure_speed, sh  # noqa: E402
+from tests.support.workspace import made
 from tests.support.mariadb_server import MariaDBServer  # noqa: E402
 
 USER, PASSWORD, DB = "bench", "bench-pw", "bench"
@@ -61,7 +61,7 @@ class Bench(ResticBench):
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         elapsed = time.monotonic() - started
         assert done.returncode == 0, done.stdout
-        return elapsed, json.loads(done.stdout)["results"][0]
+        return elapsed, made(done.stdout)
 
     def sql(self, statement: str) -> None:
         with self.server.connect(DB) as conn, conn.cursor() as cur:

@@ -11,7 +11,6 @@ updates, each as a share of the dump, (3) peak RSS of the opsctl Python process 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -22,6 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.bench.common import ResticBench, measure_speed, sh  # noqa: E402
+from tests.support.workspace import made
 from tests.support.servers import PostgresServer, postgres_bindir  # noqa: E402
 
 ROLE, ROLE_PASSWORD, DB = "bench", "bench-pw", "bench"
@@ -66,7 +66,7 @@ class Bench(ResticBench):
         out = proc.stdout.read()
         elapsed = time.monotonic() - started
         assert proc.returncode == 0, out
-        return elapsed, json.loads(out)["results"][0], peak
+        return elapsed, made(out), peak
 
     def psql(self, sql: str) -> None:
         sh(["psql", "-q", "-v", "ON_ERROR_STOP=1", "-c", sql], env=self.pg_env, stdout=subprocess.DEVNULL)

@@ -150,7 +150,7 @@ def test_two_databases_of_one_server_each_get_their_own_snapshot(workspace, mari
 
     backup = workspace.opsctl("--json", "backup")
     assert backup.returncode == 0, backup.output
-    results = json.loads(backup.stdout)["results"]
+    results = json.loads(backup.stdout)["targets"][0]["snapshots"]
     assert [(r["database"], r["rows"]) for r in results] == [(my_database, 3), (reporting, 5)]
     assert results[0]["snapshot_id"] != results[1]["snapshot_id"]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import random
 import threading
 import time
@@ -10,6 +9,7 @@ import time
 import pymysql
 
 from tests.conftest import MY_PASSWORD, MY_USER, write_mysql_policy
+from tests.support.workspace import made
 
 ACCOUNTS = 2_000
 TOTAL = ACCOUNTS * 1_000
@@ -85,7 +85,7 @@ def backup_under_load(workspace, server, database: str, log_table: bool = False)
             writer.join()
     assert [w.error for w in writers] == [None, None]
     assert backup.returncode == 0, backup.output
-    return json.loads(backup.stdout)["results"][0], before, after
+    return made(backup.stdout), before, after
 
 
 def check_restored_bank(server, database: str) -> dict:
