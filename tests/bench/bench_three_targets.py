@@ -22,6 +22,7 @@ import contextlib
 import json
 import os
 import shlex
+import shutil
 import signal
 import statistics
 import subprocess
@@ -38,7 +39,8 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
 
-from tests.bench.bench_postgres_backup import DB, ROLE, ROLE_PASSWORD, Bench, sh
+from tests.bench.bench_postgres_backup import DB, ROLE, ROLE_PASSWORD, Bench
+from tests.bench.common import sh
 from tests.support.moto import MotoServer, moto_server_binary
 from tests.support.servers import PostgresServer, postgres_bindir
 from tests.support.sshd import SshServer
@@ -125,12 +127,13 @@ class Figures:
 
     def __init__(self) -> None:
         self.values: dict[str, list[float]] = defaultdict(list)
+        self.rounds_done = 0  # a round cut short by a failure is left out of the medians
 
     def add(self, name: str, value: float) -> None:
         self.values[name].append(value)
 
     def median(self, name: str) -> float:
-        return statistics.median(self.values[name])
+        return statistics.median(self.values[name][:self.rounds_done])
 
     def __contains__(self, name: str) -> bool:
         return name in self.values
@@ -182,6 +185,8 @@ class Opsctl:
     def __init__(self, root: Path, server: PostgresServer, ssh: SshServer, moto: MotoServer) -> None:
         self.workspace = Workspace(root)  # writes repository.pass; db.pass was written by Bench
         self.server, self.ssh, self.moto = server, ssh, moto
+        self.code = snapshot_code(root / "code")
+
 
     def fresh_policy(self, round_no: int) -> str:
         """Write and `opsctl init` a policy whose three repositories are new; return its file name."""
@@ -200,13 +205,25 @@ class Opsctl:
         return {row["target"]: row for row in json.loads(out)["targets"]}
 
     def _run(self, *args: str, policy: str) -> str:
-        result = self.workspace.opsctl(*args, policy=policy, timeout=3600)
+        result = self.workspace.opsctl(*args, policy=policy, timeout=3600, env={"PYTHONPATH": str(self.code)})
         failed = result.returncode != 0
         if not failed and args[-1] == "backup":
             failed = not all(row["ok"] for row in json.loads(result.stdout)["targets"])
         if failed:
             raise OpsctlFailed(f"`opsctl {' '.join(args)}` exited {result.returncode}:\n{result.output}")
         return result.stdout
+
+
+def snapshot_code(folder: Path) -> Path:
+    """Copy opsctl/ as it is now, so that edits in the work tree during the run do not change what is measured."""
+    shutil.copytree(REPO_ROOT / "opsctl", folder / "opsctl", ignore=shutil.ignore_patterns("__pycache__"))
+    commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True, check=False).stdout.strip() or "?"
+    dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "opsctl"],
+                           capture_output=True, text=True, check=False).stdout.strip()
+    print(f"opsctl measured: a copy of {REPO_ROOT / 'opsctl'} at commit {commit}"
+          f"{' with uncommitted changes' if dirty else ''}", flush=True)
+    return folder
 
 
 def record_phases(figures: Figures, when: str, rows: dict[str, dict]) -> None:
@@ -284,6 +301,7 @@ def run_round(i: int, args, bench: Bench, opsctl: Opsctl, borgmatic: Borgmatic |
     elapsed, rows = timed("opsctl next-day backup, 3 targets", lambda: opsctl.backup(policy))
     figures.add("opsctl next day", elapsed)
     record_phases(figures, "next day", rows)
+    figures.rounds_done += 1
 
 
 def ratio_line(label: str, ours: float, theirs: float, goal: float) -> str:
@@ -295,7 +313,7 @@ def ratio_line(label: str, ours: float, theirs: float, goal: float) -> str:
 def summary(args, figures: Figures, dump_bytes: int, dump_s: float) -> None:
     """The closing block: medians, phases, and the three ratios."""
     m = figures.median
-    print("\n=== summary (medians of", args.rounds, "round(s)) ===")
+    print(f"\n=== summary (medians of {figures.rounds_done} complete round(s) of {args.rounds}) ===")
     print(f"database: pgbench scale {args.scale}, random filler; pg_dump -Fc -Z0 = {dump_bytes / MB:.0f} MB "
           f"({dump_bytes / MIB:.0f} MiB){'' if dump_bytes >= MIN_DUMP_BYTES else '  BELOW 500 MB: raise --scale'}; "
           f"pg_dump alone {dump_s:.2f} s; next-day change: {args.change}")
@@ -358,7 +376,7 @@ def main() -> None:
             for i in range(args.rounds):
                 run_round(i, args, bench, opsctl, borgmatic, figures)
         finally:
-            if figures.values.get("opsctl next day"):
+            if figures.rounds_done:
                 summary(args, figures, dump_bytes, dump_s)
 
 
