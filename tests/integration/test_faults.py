@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import os
 import subprocess
 import sys
@@ -161,3 +162,24 @@ def test_doctor_reports_each_target_and_names_the_problem(three, sftp_endpoint):
     sick = three.opsctl("doctor")
     assert sick.returncode == 1
     assert "PROBLEM" in sick.stdout and "nas (sftp" in sick.stdout and "cannot be reached" in sick.stdout
+
+
+def test_a_hanging_nas_is_cut_off_after_the_stall_timeout(three, sftp_endpoint):
+    from tests.support.sshd import freeze
+
+    policy = (three.root / "policy.yaml").read_text().replace("lock_wait: 3s", "lock_wait: 3s\nstall_timeout: 4s")
+    (three.root / "policy.yaml").write_text(policy)
+    proc = start_backup(three)
+    wait_until(lambda: _nas_packs(three) >= 2, "the copy to the NAS")
+    freeze(sftp_endpoint)
+    try:
+        started = time.monotonic()
+        out, err = proc.communicate(timeout=120)
+        waited = time.monotonic() - started
+    finally:
+        freeze(sftp_endpoint, signal.SIGCONT)
+    assert proc.returncode == 3, out + err
+    rows = {row["target"]: row for row in json.loads(out)["targets"]}
+    assert "made no progress for 4 s and was cut off" in rows["nas"]["error"]
+    assert rows["offsite"]["error"] is None and rows["local"]["error"] is None
+    assert waited < 60

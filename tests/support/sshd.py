@@ -184,3 +184,12 @@ LogLevel VERBOSE
     def cleanup(self) -> None:
         self.stop()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def freeze(server: SshServer, sig: int = signal.SIGSTOP) -> None:
+    """Stop (or with SIGCONT resume) sshd and every session it serves: a NAS that hangs, not one that is gone."""
+    for pid in [server._process.pid, *_descendants(server._process.pid)]:
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            pass
