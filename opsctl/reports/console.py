@@ -85,6 +85,8 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
         table.add_row(escape(o.target), o.role, escape(snapshots), human_bytes(o.bytes_added), f"{o.duration_s:.1f}s",
                       "ok" if o.ok else "[red]FAILED[/]")
     app.out.print(table)
+    if any(o.role == "replica" for o in outcomes):
+        app.out.print("Added: new data before compression on the primary; bytes copied (compressed) to replicas.")
     dumps = {m.database: m for o in outcomes for m in o.snapshots}
     for m in dumps.values():
         holders = [o.target for o in outcomes if any(s.database == m.database for s in o.snapshots)]
@@ -100,7 +102,8 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
                 app.out.print(f"  what to do: {escape(o.hint)}")
     failed = sum(not o.ok for o in outcomes)
     if failed == 0:
-        app.out.print(f"All {len(outcomes)} targets hold this backup.")
+        app.out.print("The target holds this backup." if len(outcomes) == 1
+                      else f"All {len(outcomes)} targets hold this backup.")
     elif failed < len(outcomes):
         app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
     else:
