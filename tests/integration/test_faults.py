@@ -80,6 +80,11 @@ def test_a_target_vanishing_mid_copy_fails_alone_and_the_next_run_completes_it(t
         result = three.opsctl("backup")
         assert result.returncode == 3
         assert "the bucket" in result.stdout and "does not exist" in result.stdout
+        # As after losing a real bucket: init makes a new replica from the primary, and all is whole again.
+        assert three.opsctl("init").returncode == 0
+        result = three.opsctl("backup")
+        assert result.returncode == 0, result.output
+        assert snapshot_ids(three, "offsite") == snapshot_ids(three, "local")
 
 
 def test_a_full_local_disk_fails_that_target_and_the_next_one_becomes_primary(workspace, small_disk):
