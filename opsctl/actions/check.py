@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from opsctl.actions.context import App, Session, exit_code_for, outcome_for
@@ -25,9 +24,7 @@ def check(app: App, read_data_subset: str | None = None, target_name: str | None
     with session.exclusive("check"), session.audited("check") as record:
         _ = session.restic.version
         session.read_secrets(database=False)
-        configs = session.target_configs(target_name)
-        with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
-            rows = list(pool.map(lambda c: _check_one(session, c, read_data_subset), configs))
+        rows = session.on_each_target(target_name, lambda c: _check_one(session, c, read_data_subset))
         failed = sum(not r.ok for r in rows)
         code = exit_code_for(len(rows) - failed, failed)
         record.outcome = outcome_for(code)

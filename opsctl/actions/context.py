@@ -10,7 +10,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Callable, Iterator, TypeVar
 
 from rich.console import Console
 
@@ -24,6 +25,7 @@ from opsctl.sources import Source, sources_for
 from opsctl.targets import Target, target_for
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 DEFAULT_POLICY_PATHS = (Path("opsctl.yaml"), Path("/etc/opsctl/policy.yaml"))
 
 
@@ -91,6 +93,12 @@ class Session:
 
     def target(self, config) -> Target:
         return target_for(config, self.policy.stall_timeout.total_seconds())
+
+    def on_each_target(self, target_name: str | None, work: Callable[[object], T]) -> list[T]:
+        """Run work(config) for every target (or the one named) at once; results in policy order."""
+        configs = self.target_configs(target_name)
+        with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
+            return list(pool.map(work, configs))
 
     def retention(self, config) -> dict[str, int]:
         """The keep-rules of one target (its own, or the policy's), as restic option names."""

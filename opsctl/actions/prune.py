@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from opsctl.actions.context import App, Session, exit_code_for, outcome_for
@@ -29,9 +28,7 @@ def prune(app: App, dry_run: bool = False, target_name: str | None = None) -> Ex
     with session.exclusive("prune"), session.audited("prune") as record:
         _ = session.restic.version
         session.read_secrets(database=False)
-        configs = session.target_configs(target_name)
-        with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
-            rows = list(pool.map(lambda c: _prune_one(session, c, dry_run), configs))
+        rows = session.on_each_target(target_name, lambda c: _prune_one(session, c, dry_run))
         failed = sum(r.error is not None for r in rows)
         code = exit_code_for(len(rows) - failed, failed)
         record.outcome = outcome_for(code)

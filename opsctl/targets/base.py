@@ -70,3 +70,15 @@ class Target(Protocol):
 
     def facts(self) -> list[Fact]:
         """Kind-specific health facts for doctor (free space, host key, bucket versioning)."""
+
+
+class ConfiguredTarget:
+    """What every target kind keeps from its policy entry."""
+
+    kind = ""
+
+    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+        self.config = config
+        self.name = config.name
+        self.offsite = config.offsite
+        self.stall_timeout_s = stall_timeout_s

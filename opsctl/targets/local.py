@@ -12,19 +12,17 @@ from typing import Iterator
 
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
-from opsctl.targets.base import Fact, repository_folders
+from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable
 
 LOW_SPACE = 1 << 30
 
 
-class LocalTarget:
+class LocalTarget(ConfiguredTarget):
     kind = "local"
 
-    def __init__(self, config) -> None:
-        self.config = config
-        self.name = config.name
-        self.offsite = config.offsite
+    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+        super().__init__(config, stall_timeout_s)
         self.path: Path = config.path
 
     @property

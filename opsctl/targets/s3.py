@@ -18,21 +18,15 @@ from botocore.config import Config
 
 from opsctl.policy.model import check_private_file
 from opsctl.restic.repository import Repository
-from opsctl.targets.base import Fact
+from opsctl.targets.base import ConfiguredTarget, Fact
 from opsctl.targets.errors import TargetUnreachable
 
 CONNECT_TIMEOUT_S = 15
 _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-class S3Target:
+class S3Target(ConfiguredTarget):
     kind = "s3"
-
-    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
-        self.config = config
-        self.name = config.name
-        self.offsite = config.offsite
-        self.stall_timeout_s = stall_timeout_s
 
     @property
     def display(self) -> str:

@@ -15,20 +15,14 @@ from typing import Iterator
 import paramiko
 
 from opsctl.restic.repository import Repository
-from opsctl.targets.base import Fact, repository_folders
+from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 15
 
 
-class SftpTarget:
+class SftpTarget(ConfiguredTarget):
     kind = "sftp"
-
-    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
-        self.config = config
-        self.name = config.name
-        self.offsite = config.offsite
-        self.stall_timeout_s = stall_timeout_s
 
     @property
     def display(self) -> str:

@@ -187,7 +187,6 @@ class Opsctl:
         self.server, self.ssh, self.moto = server, ssh, moto
         self.code = snapshot_code(root / "code")
 
-
     def fresh_policy(self, round_no: int) -> str:
         """Write and `opsctl init` a policy whose three repositories are new; return its file name."""
         name = f"policy-{round_no}.yaml"
@@ -243,7 +242,7 @@ class Borgmatic:
 
     def __init__(self, root: Path, server: PostgresServer, ssh: SshServer, compression: str,
                  dump_compression: str) -> None:
-        self.root, self.server, self.ssh, self.compression = root, server, ssh, compression
+        self.root, self.ssh, self.compression = root, ssh, compression
         database = {"name": DB, "hostname": "127.0.0.1", "port": server.port, "username": ROLE,
                     "password": ROLE_PASSWORD, "format": "custom"}
         if dump_compression != "default":  # 0 = pg_dump -Fc -Z0, as ours; borgmatic's default is pg_dump's zlib
