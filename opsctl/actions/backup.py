@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Iterator
 
 from opsctl import __version__
-from opsctl.actions.context import App, Session, exit_code_for, outcome_for
+from opsctl.actions.context import App, Session, as_operator_error, outcome_for
 from opsctl.actions.replication import SnapshotMade, TargetOutcome, bring_up_to_date, failed
 from opsctl.errors import ExitCode
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
@@ -26,6 +26,7 @@ from opsctl.targets import Target, TargetError
 
 log = logging.getLogger(__name__)
 TARGET_FAILURES = (ResticError, TargetError)
+_ROLE_RANK = {"-": 0, "replica": 1, "separate": 1, "primary": 2}
 
 
 def backup(app: App, target_name: str | None = None) -> ExitCode:
@@ -35,17 +36,26 @@ def backup(app: App, target_name: str | None = None) -> ExitCode:
         session.read_secrets()
         targets, outcomes = _reachable(session, session.target_configs(target_name))
         with board(app) as shown:
-            outcomes += _run(session, targets, shown)
-        outcomes.sort(key=lambda o: [t.name for t in session.policy.targets].index(o.target))
+            ran, lost_databases = _run(session, targets, shown)
+        outcomes = sorted(outcomes + ran, key=lambda o: [t.name for t in session.policy.targets].index(o.target))
         record.targets = [o.location for o in outcomes]
         record.snapshot_ids = sorted({m.snapshot_id for o in outcomes for m in o.snapshots})
-        landed = sum(len(o.snapshots) for o in outcomes)
-        code = exit_code_for(landed, sum(not o.ok for o in outcomes))
+        code = _exit_code(outcomes, lost_databases)
         record.outcome = outcome_for(code)
+        record.error = "; ".join(f.error for f in lost_databases) or None
         record.details = {o.target: {"bytes_added": o.bytes_added, "role": o.role, "error": o.error}
                           for o in outcomes}
-    console.show_backup(app, session.policy.name, outcomes)
+    console.show_backup(app, session.policy.name, outcomes, lost_databases)
     return code
+
+
+def _exit_code(outcomes: list[TargetOutcome], lost_databases: list[DatabaseFailure]) -> ExitCode:
+    """0: every database on every target; 1: nothing anywhere; 3: anything in between."""
+    if not any(o.snapshots for o in outcomes):
+        return ExitCode.FAILURE
+    if lost_databases or not all(o.ok for o in outcomes):
+        return ExitCode.PARTIAL
+    return ExitCode.OK
 
 
 def _reachable(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
@@ -68,53 +78,78 @@ def _reachable(session: Session, configs: list) -> tuple[list[Target], list[Targ
     return [p for p in probed if not isinstance(p, TargetOutcome)], [p for p in probed if isinstance(p, TargetOutcome)]
 
 
-def _run(session: Session, targets: list[Target], shown: Board) -> list[TargetOutcome]:
-    """Each database goes once into the primary; the other targets then receive copies."""
+@dataclass(frozen=True)
+class DatabaseFailure:
+    """A database whose dump failed: no target received it this run."""
+
+    database: str
+    error: str
+    hint: str | None
+
+
+def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[TargetOutcome], list[DatabaseFailure]]:
+    """Each database goes once into the first healthy target; every other healthy target receives copies."""
     candidates = list(targets)
     outcomes: list[TargetOutcome] = []
+    lost_databases: list[DatabaseFailure] = []
     groups: dict[str, tuple[Target, list[SnapshotMade]]] = {}
     for source in session.sources:
-        primary, made, lost = _into_first_healthy(session, source, candidates, shown)
-        outcomes += lost
+        try:
+            primary, made = _into_first_healthy(session, source, candidates, shown, outcomes)
+        except _DumpFailed as failure:
+            lost_databases.append(failure.record)
+            continue
         if primary is not None:
             groups.setdefault(primary.name, (primary, []))[1].append(made)
-    for primary, made in groups.values():
+    for name, (primary, made) in groups.items():
         outcomes.append(TargetOutcome(primary.name, primary.display, "primary", tuple(made),
                                       sum(m.bytes_added for m in made), sum(m.duration_s for m in made)))
-        replicas = [t for t in candidates if t.name not in groups]
+        replicas = [t for t in candidates if t.name != name]
         if replicas:
             outcomes += bring_up_to_date(session, primary, replicas, made, shown)
-    return _merged(outcomes)
+    landed = {m.database for _, made in groups.values() for m in made}
+    return _merged(outcomes, landed), lost_databases
 
 
-def _merged(outcomes: list[TargetOutcome]) -> list[TargetOutcome]:
-    """One row per target: a target is ok only when every database landed there."""
+def _merged(outcomes: list[TargetOutcome], landed: set[str]) -> list[TargetOutcome]:
+    """One row per target: a target is ok only when every database that was backed up landed there."""
     rows: dict[str, TargetOutcome] = {}
     for o in outcomes:
         if (seen := rows.get(o.target)) is None:
             rows[o.target] = o
             continue
         rows[o.target] = replace(
-            seen, role=seen.role if seen.role != "-" else o.role, snapshots=seen.snapshots + o.snapshots,
-            bytes_added=seen.bytes_added + o.bytes_added, duration_s=max(seen.duration_s, o.duration_s),
-            error=seen.error or o.error, hint=seen.hint or o.hint)
+            seen, role=max(seen.role, o.role, key=_ROLE_RANK.get), snapshots=seen.snapshots + o.snapshots, bytes_added=seen.bytes_added + o.bytes_added,
+            duration_s=max(seen.duration_s, o.duration_s), error=seen.error or o.error, hint=seen.hint or o.hint)
+    for name, row in rows.items():
+        missing = landed - {m.database for m in row.snapshots}
+        if row.ok and missing:
+            rows[name] = replace(row, error=f"{row.location} did not receive {', '.join(sorted(missing))} this run",
+                                 hint="the next backup copies it")
     return list(rows.values())
 
 
-def _into_first_healthy(session: Session, source: Source, candidates: list[Target], shown: Board):
+class _DumpFailed(Exception):
+    def __init__(self, record: DatabaseFailure) -> None:
+        super().__init__(record.error)
+        self.record = record
+
+
+def _into_first_healthy(session: Session, source: Source, candidates: list[Target], shown: Board,
+                        outcomes: list[TargetOutcome]) -> tuple[Target | None, SnapshotMade | None]:
     """Back one database up into the first candidate that takes it; failed candidates are dropped."""
-    lost: list[TargetOutcome] = []
     for target in list(candidates):
         started = time.monotonic()
         try:
-            return target, _backup_into(session, source, target, shown), lost
+            return target, _backup_into(session, source, target, shown)
         except TARGET_FAILURES as exc:
             candidates.remove(target)
-            lost.append(failed(target, "primary", exc, started))
+            outcomes.append(failed(target, "primary", exc, started))
             log.info("%s failed; trying the next target with a new dump", target.display)
-        except Exception as exc:  # noqa: BLE001 - the database failed: no target gets this one
-            return None, None, lost + [failed(t, "-", exc, started) for t in candidates]
-    return None, None, lost
+        except Exception as exc:  # noqa: BLE001 - the database failed, not the target
+            error = as_operator_error(exc, f"database {source.database}")
+            raise _DumpFailed(DatabaseFailure(source.database, error.message, error.hint)) from None
+    return None, None
 
 
 def _backup_into(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsctl.actions.context import App, Session, exit_code_for, outcome_for
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.actions.context import App, Session, as_operator_error, exit_code_for, outcome_for
+from opsctl.errors import ExitCode
 from opsctl.reports import console
 
 
@@ -41,14 +41,15 @@ def _check_one(session: Session, config, read_data_subset: str | None) -> CheckR
         location = target.display
         target.probe()
         result = session.restic.check(session.repository(target), read_data_subset)
-    except OpsctlError as exc:
-        return CheckRow(config.name, location, False, exc.message, exc.hint, read_data_subset)
+    except Exception as exc:  # noqa: BLE001 - one target's failure is its row, the others go on
+        error = as_operator_error(exc, location)
+        return CheckRow(config.name, location, False, error.message, error.hint, read_data_subset)
     if result.ok:
         scope = f"structure and {read_data_subset} of the data read back" if read_data_subset else "structure"
         return CheckRow(config.name, location, True, f"no errors ({scope})", read_data_subset=read_data_subset)
     return CheckRow(config.name, location, False, f"the repository is damaged: {_first_error(result.report)}",
-                    "do not prune it; back up again (a new snapshot is written to healthy files) and "
-                    "restore from another target if needed", read_data_subset)
+                    "restore from another target meanwhile and do not prune this one; if it is a replica, remove "
+                    "the damaged pack file named above from it and the next backup copies a good one", read_data_subset)
 
 
 def _first_error(report: str) -> str:

@@ -170,6 +170,15 @@ class Session:
                 log.warning("could not write the audit trail in %s: %s", self.state_dir, exc.strerror)
 
 
+def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
+    """Any failure as an OpsctlError; a library's own exception is named by its class, never its data."""
+    if isinstance(exc, OpsctlError):
+        return exc
+    log.debug("failure on %s", where, exc_info=exc)
+    return OpsctlError(f"{where}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
+                       "run again with --verbose to see where it happened")
+
+
 def _try_lock(handle) -> bool:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -18,7 +18,7 @@ def doctor(app: App) -> ExitCode:
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         per_target = list(pool.map(lambda t: _target(session, t), targets))
     sections += [(t.display, facts) for t, facts in zip(targets, per_target)]
-    sections.append(("replicas", _replicas(targets, per_target)))
+    sections.append(("replicas", _replicas(targets, per_target) + _retention_order(session)))
     console.show_doctor(app, sections)
     return ExitCode.OK if all(f.ok for _, facts in sections for f in facts) else ExitCode.FAILURE
 
@@ -63,6 +63,21 @@ def _replicas(targets: list[Target], per_target: list[list[Fact]]) -> list[Fact]
     with origin.files() as source:
         for target in healthy[1:]:
             facts.append(_fact(target.name, lambda t=target: _identity(source, t, origin.name)))
+    return facts
+
+
+def _retention_order(session: Session) -> list[Fact]:
+    """A target that keeps less than the first one gets back, at every backup, what its prune removed."""
+    configs = session.policy.targets
+    first = session.retention(configs[0])
+    facts = []
+    for config in configs[1:]:
+        rules = session.retention(config)
+        if any(rules.get(rule, 0) < count for rule, count in first.items()):
+            facts.append(Fact(f"retention of {config.name}", True,
+                              f"keeps less than {configs[0].name}, the first target",
+                              f"list {config.name} before {configs[0].name}, or give it at least the same keep-rules: "
+                              "otherwise each backup copies back data its prune removed"))
     return facts
 
 

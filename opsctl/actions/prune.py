@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsctl.actions.context import App, Session, exit_code_for, outcome_for
-from opsctl.actions.forgotten import remember_forgotten
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.actions.context import App, Session, as_operator_error, exit_code_for, outcome_for
+from opsctl.errors import ExitCode
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
+from opsctl.targets.replicate import mark_forgotten
 
 
 @dataclass(frozen=True)
@@ -52,10 +52,12 @@ def _prune_one(session: Session, config, dry_run: bool) -> PruneRow:
         removed = tuple(s for plan in plans for s in plan.remove)
         kept = tuple(s for plan in plans for s in plan.keep)
         if removed and not dry_run:
-            # Recorded first, so a replication never brings back what this target chose to forget.
-            remember_forgotten(session.state_dir, config.name, [s.id for s in removed])
+            # Marked in the target first, so no replication (of any policy, from any host) brings them back.
+            with target.files() as files:
+                mark_forgotten(files, [s.id for s in removed])
             session.restic.forget(repo, [s.id for s in removed])
             session.restic.prune(repo)
-    except OpsctlError as exc:
-        return PruneRow(config.name, location, rules, dry_run=dry_run, error=exc.message, hint=exc.hint)
+    except Exception as exc:  # noqa: BLE001 - one target's failure is its row, the others go on
+        error = as_operator_error(exc, location)
+        return PruneRow(config.name, location, rules, dry_run=dry_run, error=error.message, hint=error.hint)
     return PruneRow(config.name, location, rules, kept, removed, dry_run)

@@ -10,7 +10,6 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from opsctl.actions.context import Session
-from opsctl.actions.forgotten import forgotten
 from opsctl.errors import OpsctlError
 from opsctl.reports.progress import Board, Transfer
 from opsctl.targets import NotAReplica, Target
@@ -56,16 +55,24 @@ class TargetOutcome:
 
 def failed(target: Target, role: str, exc: BaseException, started: float) -> TargetOutcome:
     """A failure as an outcome row; a library's own error is named by its class (no data in messages)."""
-    if not isinstance(exc, OpsctlError):
-        log.debug("failure on %s", target.display, exc_info=exc)
-        if _is_connection_loss(exc):
-            exc = OpsctlError(f"the connection to {target.display} was lost during the copy ({exc.__class__.__name__})",
-                              "check that the target is up; the next backup copies what is missing")
-        else:
-            exc = OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
-                              "the next backup copies what is missing; run with --verbose for details")
-    return TargetOutcome(target.name, target.display, role, error=exc.message, hint=exc.hint,
+    error = _explain(target, exc)
+    return TargetOutcome(target.name, target.display, role, error=error.message, hint=error.hint,
                          duration_s=time.monotonic() - started)
+
+
+def _explain(target: Target, exc: BaseException) -> OpsctlError:
+    if isinstance(exc, OpsctlError):
+        return exc
+    log.debug("failure on %s", target.display, exc_info=exc)
+    code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
+    if code:  # S3 answered, and refused
+        return OpsctlError(f"{target.display} refused the copy ({code})",
+                           "check the key's rights on the bucket (list, get and put objects)")
+    if _is_connection_loss(exc):
+        return OpsctlError(f"the connection to {target.display} was lost during the copy ({exc.__class__.__name__})",
+                           "check that the target is up; the next backup copies what is missing")
+    return OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
+                       "the next backup copies what is missing; run with --verbose for details")
 
 
 def _is_connection_loss(exc: BaseException) -> bool:
@@ -143,8 +150,8 @@ class _Job:
                 return self._separate_backup()
             if dest.list("locks"):  # someone's restic may hold it exclusively (prune, check): wait for them
                 session.restic.wait_for_lock(session.repository(replica))
-            result = replicate(source, dest, skip_snapshots=forgotten(session.state_dir, replica.name),
-                               on_bytes=self.progress, cancelled=self.cancelled)
+                self.last_progress = time.monotonic()  # waiting for a lock is not a stall
+            result = replicate(source, dest, on_bytes=self.progress, cancelled=self.cancelled)
         log.debug("%s: %d files copied", replica.display, result.files)
         return TargetOutcome(replica.name, replica.display, "replica", tuple(self.made), result.bytes,
                              time.monotonic() - self.started)

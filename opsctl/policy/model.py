@@ -245,7 +245,8 @@ class S3Credentials(Strict):
 class S3Target(TargetBase):
     kind: Literal["s3"]
     endpoint: str = Field(
-        ..., pattern=r"^https?://", description="an http:// or https:// URL, e.g. https://s3.eu-west-1.amazonaws.com"
+        ..., pattern=r"^https?://[^/@\s]+(/[^@\s]*)?$",
+        description="an http:// or https:// URL without credentials, e.g. https://s3.eu-west-1.amazonaws.com",
     )
     bucket: str = Field(..., min_length=3, description="the bucket name")
     prefix: str = Field("", description="a folder inside the bucket")

@@ -73,9 +73,10 @@ def show_init(app, rows: list) -> None:
             app.out.print(f"      what to do: {escape(row.hint)}")
 
 
-def show_backup(app, policy_name: str, outcomes: list) -> None:
+def show_backup(app, policy_name: str, outcomes: list, lost_databases: list = ()) -> None:
     if app.json_output:
-        show_json(app, {"policy": policy_name, "targets": [_outcome_json(o) for o in outcomes]})
+        show_json(app, {"policy": policy_name, "targets": [_outcome_json(o) for o in outcomes],
+                        "failed_databases": list(lost_databases)})
         return
     table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
     for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
@@ -100,14 +101,20 @@ def show_backup(app, policy_name: str, outcomes: list) -> None:
             app.out.print(f"[red]FAILED[/] {escape(where + o.error)}")
             if o.hint:
                 app.out.print(f"  what to do: {escape(o.hint)}")
+    for f in lost_databases:
+        app.out.print(f"[red]FAILED[/] database {escape(f.database)} was not backed up: {escape(f.error)}")
+        if f.hint:
+            app.out.print(f"  what to do: {escape(f.hint)}")
     failed = sum(not o.ok for o in outcomes)
-    if failed == 0:
+    if not any(o.snapshots for o in outcomes):
+        app.out.print("No target holds a new backup. No partial snapshot was kept.")
+    elif failed == 0 and lost_databases:
+        app.out.print("Every target holds the databases that were backed up.")
+    elif failed == 0:
         app.out.print("The target holds this backup." if len(outcomes) == 1
                       else f"All {len(outcomes)} targets hold this backup.")
-    elif failed < len(outcomes):
-        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
     else:
-        app.out.print("No target holds this backup. No partial snapshot was kept.")
+        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
 
 
 def _outcome_json(o) -> dict:
@@ -192,7 +199,7 @@ def show_doctor(app, sections: list) -> None:
         for f in facts:
             mark = "  ok     " if f.ok else "  [red]PROBLEM[/]"
             app.out.print(f"{mark} {escape(f.check)}: {escape(f.detail)}")
-            if f.hint and (not f.ok or "enable" in f.hint):
+            if f.hint:
                 app.out.print(f"          what to do: {escape(f.hint)}")
     problems = sum(not f.ok for _, facts in sections for f in facts)
     app.out.print("Everything opsctl needs is in place." if problems == 0

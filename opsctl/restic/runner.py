@@ -115,6 +115,7 @@ class Restic:
             watch = StallWatch(proc, stall_timeout_s)
             try:
                 feed(proc, chunks, watch)
+                watch.writing()  # restic still uploading its last packs must not hang forever either
                 returncode = proc.wait()
             finally:
                 watch.close()

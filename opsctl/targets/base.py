@@ -46,6 +46,9 @@ class RepositoryFiles(Protocol):
     def make_layout(self) -> None:
         """Create restic's folders where the storage has folders."""
 
+    def clean_spool(self, older_than_s: float = 3600) -> None:
+        """Remove half-written files of killed runs, where the storage needs a spool."""
+
 
 class Target(Protocol):
     name: str

@@ -5,7 +5,7 @@ from __future__ import annotations
 from opsctl.errors import OpsctlError
 from opsctl.restic.errors import TargetUnreachable
 
-__all__ = ["TargetError", "TargetUnreachable", "TargetFull", "NotAReplica", "DamagedFile"]
+__all__ = ["TargetError", "TargetUnreachable", "TargetFull", "NotAReplica", "DamagedFile", "ReplicaChanged"]
 
 
 class TargetError(OpsctlError):
@@ -22,3 +22,7 @@ class NotAReplica(TargetError):
 
 class DamagedFile(TargetError):
     """A repository file's content does not match its content-addressed name."""
+
+
+class ReplicaChanged(TargetError):
+    """Files copied during this run disappeared from the target before the copy ended."""

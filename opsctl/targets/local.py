@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -41,7 +42,7 @@ class LocalTarget(ConfiguredTarget):
         """A new repository goes into a missing or empty folder, never among someone else's files."""
         if self.path.exists() and not self.path.is_dir():
             raise BadInput(f"target {self.name}: {self.path} is a file, not a folder", "point targets.path at a folder")
-        if self.path.is_dir() and any(self.path.iterdir()):
+        if self.path.is_dir() and not _empty_or_unfinished_replica(self.path):
             raise BadInput(f"target {self.name}: {self.path} is not empty and holds no restic repository",
                            "point the target at an empty folder; opsctl will not write among other files")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -66,6 +67,14 @@ class LocalFiles:
         self.root = root
         self.display = display
         self._spool = root / ".opsctl-incoming"
+
+    def clean_spool(self, older_than_s: float = 3600) -> None:
+        """Remove half-written copies a killed run left behind (never a live run's: they are young)."""
+        if not self._spool.is_dir():
+            return
+        for entry in self._spool.iterdir():
+            if time.time() - entry.stat().st_mtime > older_than_s:
+                entry.unlink(missing_ok=True)
 
     def list(self, folder: str) -> set[str]:
         top = self.root / folder
@@ -104,6 +113,12 @@ class LocalFiles:
             spooled.unlink(missing_ok=True)
         _sync_folder(final.parent)
         return True
+
+
+def _empty_or_unfinished_replica(path: Path) -> bool:
+    """Empty, or only restic's folders with no config: a replica whose set-up was cut off may be finished."""
+    allowed = {"keys", "locks", "snapshots", "index", "data", ".opsctl-incoming"}
+    return not (path / "config").exists() and all(e.name in allowed and e.is_dir() for e in path.iterdir())
 
 
 def _link_new(spooled: Path, final: Path) -> None:

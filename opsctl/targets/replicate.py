@@ -5,7 +5,8 @@ is not), so a replica is made by copying the files it lacks, checking each again
 an order that never lets a file refer to one not yet there: packs, index, snapshots, keys, and
 the config last of all. An interrupted copy leaves a repository restic opens as before; the next
 run copies the rest. Nothing at the destination is ever overwritten or deleted here: each target
-forgets and prunes by its own retention (see actions/prune.py).
+forgets and prunes by its own retention (see actions/prune.py), and marks what it forgot so that
+no replication brings it back.
 """
 
 from __future__ import annotations
@@ -13,12 +14,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import posixpath
+import re
 import threading
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from opsctl.targets.base import REPLICATION_ORDER, RepositoryFiles
-from opsctl.targets.errors import DamagedFile, NotAReplica, TargetUnreachable
+from opsctl.targets.errors import DamagedFile, NotAReplica, ReplicaChanged, TargetUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +41,7 @@ def seed(source: RepositoryFiles, dest: RepositoryFiles, dest_display: str) -> N
     if dest.exists("config"):
         raise NotAReplica(f"{dest_display} already holds a repository", "it was left untouched")
     dest.make_layout()
-    for name in sorted(source.list("keys")):
+    for name in sorted(restic_files(source, "keys")):
         _copy(source, dest, name)
     dest.write_new("config", source.read("config"))
 
@@ -55,26 +57,75 @@ def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display:
         )
 
 
-def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, skip_snapshots: Iterable[str] = (),
-              on_bytes: Callable[[int], None] = lambda n: None,
+FORGOTTEN = ".opsctl-forgotten"
+_ID = re.compile(r"^[0-9a-f]{64}$")
+
+
+def restic_files(files: RepositoryFiles, folder: str) -> set[str]:
+    """The files restic itself would read: content-addressed names only.
+
+    restic writes `ID-tmp-N` files and renames them when complete; a killed run leaves them
+    behind, and they are not part of the repository (nor are other tools' stray files).
+    """
+    found = set()
+    for name in files.list(folder):
+        parts = name.split("/")
+        if not _ID.match(parts[-1]):
+            continue
+        if folder == "data" and (len(parts) != 3 or parts[1] != parts[2][:2]):
+            continue
+        found.add(name)
+    return found
+
+
+def forgotten(dest: RepositoryFiles) -> set[str]:
+    """Snapshot IDs this target's own prune removed: replication must not bring them back."""
+    return {posixpath.basename(name) for name in dest.list(FORGOTTEN)}
+
+
+def mark_forgotten(dest: RepositoryFiles, snapshot_ids: Iterable[str]) -> None:
+    """Remember, in the target itself, snapshots about to be forgotten there (for every policy and host)."""
+    for snapshot_id in snapshot_ids:
+        dest.write_new(f"{FORGOTTEN}/{snapshot_id}", b"")
+
+
+def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Callable[[int], None] = lambda n: None,
               cancelled: threading.Event | None = None) -> CopyResult:
-    """Copy to dest every file of source it lacks, folder by folder in REPLICATION_ORDER."""
-    skip = {f"snapshots/{name}" for name in skip_snapshots}
-    files = size = 0
-    snapshots: list[str] = []
+    """Copy to dest every restic file of source it lacks, in REPLICATION_ORDER.
+
+    The source is listed newest-kind first (snapshots, index, data): restic writes packs, then the
+    index, then the snapshot, so everything a listed snapshot or index refers to is in the later
+    listings, even while another run writes to the source.
+    """
+    dest.clean_spool()
+    listed = {folder: restic_files(source, folder) for folder in reversed(REPLICATION_ORDER)}
+    skip = {f"snapshots/{name}" for name in forgotten(dest)}
+    copied: dict[str, list[str]] = {}
+    size = 0
     for folder in REPLICATION_ORDER:
-        missing = source.list(folder) - dest.list(folder) - skip
+        missing = sorted(listed[folder] - dest.list(folder) - skip)
         log.debug("%d files of %s to copy", len(missing), folder)
-        for name in sorted(missing):
+        for name in missing:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled()
             written = _copy(source, dest, name)
             if written:
-                files, size = files + 1, size + written
+                size += written
+                copied.setdefault(folder, []).append(name)
                 on_bytes(written)
-                if folder == "snapshots":
-                    snapshots.append(posixpath.basename(name))
-    return CopyResult(files=files, bytes=size, snapshots=tuple(snapshots))
+    _check_still_there(dest, copied)
+    snapshots = tuple(posixpath.basename(n) for n in copied.get("snapshots", ()))
+    return CopyResult(files=sum(map(len, copied.values())), bytes=size, snapshots=snapshots)
+
+
+def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> None:
+    """A prune by another restic client during the copy can delete packs whose snapshot had not arrived."""
+    for folder in ("data", "index"):
+        gone = set(copied.get(folder, ())) - dest.list(folder)
+        if gone:
+            raise ReplicaChanged(
+                f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
+                "restic client?)", "the next backup copies them again; do not prune a target while opsctl copies to it")
 
 
 def _copy(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
@@ -82,5 +133,6 @@ def _copy(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
     expected = posixpath.basename(name)
     if hashlib.sha256(content).hexdigest() != expected:
         raise DamagedFile(f"the primary's file {name} does not match its checksum; it was not copied",
-                          "run: opsctl check --read-data on the primary target")
+                          "run: opsctl check --read-data-subset 100% --target on the primary, and restore "
+                          "from another target if it is damaged")
     return len(content) if dest.write_new(name, content) else 0

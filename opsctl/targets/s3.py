@@ -74,7 +74,12 @@ class S3Target(ConfiguredTarget):
                 self._versioning_fact(), self._object_lock_fact()]
 
     def _versioning_fact(self) -> Fact:
-        status = self._client.get_bucket_versioning(Bucket=self.config.bucket).get("Status", "Disabled")
+        try:
+            status = self._client.get_bucket_versioning(Bucket=self.config.bucket).get("Status", "Disabled")
+        except botocore.exceptions.ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code", "")
+            return Fact("versioning", True, f"not readable with this key ({code})",
+                        "allow s3:GetBucketVersioning to see whether deleted files can be recovered")
         return Fact("versioning", True, f"versioning {status.lower()}",
                     None if status == "Enabled" else "enable bucket versioning so a deleted file can be recovered")
 
@@ -196,6 +201,9 @@ class S3Files:
 
     def make_layout(self) -> None:
         """Object storage has no folders."""
+
+    def clean_spool(self, older_than_s: float = 3600) -> None:
+        """An S3 upload appears whole or not at all: there is no spool."""
 
     def write_new(self, name: str, content: bytes) -> bool:
         # Content-addressed names (all but config) hold the same bytes wherever they exist, so only the

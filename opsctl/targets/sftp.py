@@ -8,6 +8,7 @@ from __future__ import annotations
 import posixpath
 import socket
 import stat
+import time
 import uuid
 from contextlib import contextmanager
 from typing import Iterator
@@ -72,8 +73,12 @@ class SftpTarget(ConfiguredTarget):
         client = paramiko.SSHClient()
         try:
             self._connect(client)
-            sftp = client.open_sftp()
-            sftp.get_channel().settimeout(self.stall_timeout_s)
+            try:
+                sftp = client.open_sftp()
+                sftp.get_channel().settimeout(self.stall_timeout_s)
+            except (paramiko.SSHException, OSError) as exc:
+                raise TargetUnreachable(f"{self.display}: the NAS accepted the login but offers no SFTP ({exc})",
+                                        "enable the SFTP subsystem for this user on the NAS") from None
             yield sftp
         finally:
             client.close()
@@ -136,6 +141,16 @@ class SftpFiles:
         self._walk(folder, found)
         return found
 
+    def clean_spool(self, older_than_s: float = 3600) -> None:
+        """Remove half-written copies a killed run left behind (never a live run's: they are young)."""
+        try:
+            entries = self.sftp.listdir_attr(self._spool)
+        except FileNotFoundError:
+            return
+        for entry in entries:
+            if time.time() - (entry.st_mtime or 0) > older_than_s:
+                self._remove_quietly(posixpath.join(self._spool, entry.filename))
+
     def _walk(self, relative: str, found: set[str]) -> None:
         try:
             entries = self.sftp.listdir_attr(posixpath.join(self.root, relative))
@@ -171,6 +186,7 @@ class SftpFiles:
         spooled = posixpath.join(self._spool, f"{posixpath.basename(name)}.{uuid.uuid4().hex[:8]}")
         try:
             with self.sftp.open(spooled, "wb") as handle:
+                handle.chmod(0o600)  # before any byte: the NAS's umask may let other accounts read
                 handle.set_pipelined(True)
                 handle.write(content)
             if self.exists(name):
@@ -178,10 +194,12 @@ class SftpFiles:
             self.sftp.rename(spooled, final)
             return True
         except OSError as exc:
-            if "no space" in str(exc).lower() or "quota" in str(exc).lower():
-                raise TargetFull(f"{self.display} is full", "free space on the NAS; the next backup completes the copy") from None
             if self.exists(name):
                 return False
+            if exc.errno is None and str(exc) in ("Failure", "") or "no space" in str(exc).lower():
+                # OpenSSH's sftp-server reports a full disk or quota as a bare "Failure".
+                raise TargetFull(f"{self.display} refused the write (usually a full disk or quota)",
+                                 "free space on the NAS; the next backup completes the copy") from None
             raise
         finally:
             self._remove_quietly(spooled)
