@@ -9,7 +9,6 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, replace
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from typing import Iterator
 
@@ -34,7 +33,7 @@ def backup(app: App, target_name: str | None = None) -> ExitCode:
     with session.exclusive("backup"), session.audited("backup") as record:
         _ = session.restic.version
         session.read_secrets()
-        targets, outcomes = _reachable(session, session.target_configs(target_name))
+        targets, outcomes = _targets(session, session.target_configs(target_name))
         with board(app) as shown:
             ran, lost_databases = _run(session, targets, shown)
         outcomes = sorted(outcomes + ran, key=lambda o: [t.name for t in session.policy.targets].index(o.target))
@@ -58,24 +57,15 @@ def _exit_code(outcomes: list[TargetOutcome], lost_databases: list[DatabaseFailu
     return ExitCode.OK
 
 
-def _reachable(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
-    """Probe every target at once (network, credentials, host key, mount); unreachable ones are reported."""
-    started = time.monotonic()
-
-    def probe(config) -> Target | TargetOutcome:
+def _targets(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
+    """The targets to use; each is probed when first needed, so a replica's check overlaps the backup."""
+    targets, broken = [], []
+    for config in configs:
         try:
-            target = session.target(config)
+            targets.append(session.target(config))
         except Exception as exc:  # noqa: BLE001 - reported as that target's failure
-            return TargetOutcome(config.name, config.name, "-", error=str(exc))
-        try:
-            target.probe()
-        except Exception as exc:  # noqa: BLE001
-            return failed(target, "-", exc, started)
-        return target
-
-    with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
-        probed = list(pool.map(probe, configs))
-    return [p for p in probed if not isinstance(p, TargetOutcome)], [p for p in probed if isinstance(p, TargetOutcome)]
+            broken.append(TargetOutcome(config.name, config.name, "-", error=str(exc)))
+    return targets, broken
 
 
 @dataclass(frozen=True)
@@ -141,6 +131,7 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
     for target in list(candidates):
         started = time.monotonic()
         try:
+            target.probe()
             return target, _backup_into(session, source, target, shown)
         except TARGET_FAILURES as exc:
             candidates.remove(target)

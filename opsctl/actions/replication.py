@@ -142,8 +142,7 @@ class _Job:
 
     def _copy(self) -> TargetOutcome:
         session, replica = self.session, self.replica
-        self.replica.probe()
-        with self.primary.files() as source, replica.files() as dest:
+        with replica.files() as dest, self.primary.files() as source:
             try:
                 check_identity(source, dest, replica.display)
             except NotAReplica:

@@ -49,6 +49,7 @@ class LocalTarget(ConfiguredTarget):
 
     @contextmanager
     def files(self) -> Iterator["LocalFiles"]:
+        self.probe()
         yield LocalFiles(self.path, self.display)
 
     def facts(self) -> list[Fact]:
