@@ -142,3 +142,31 @@ def _policy(ws) -> dict:
 
 def _data_files(path: str) -> int:
     return sum(len(files) for _, _, files in os.walk(os.path.join(path, "data")))
+
+
+def test_leftovers_of_a_killed_restic_are_not_copied_and_nas_files_are_private(three):
+    assert three.opsctl("backup").returncode == 0
+    # restic writes data/xx/ID-tmp-N and renames it when complete; a killed restic leaves it behind.
+    folder = next((three.root / "repo-local" / "data").iterdir())
+    (folder / (folder.name + "0" * 62 + "-tmp-123")).write_bytes(b"half a pack")
+    code, rows = backup_json(three)
+    assert code == 0, rows
+    nas = _policy(three)["targets"][1]["path"]
+    modes = {os.stat(os.path.join(d, f)).st_mode & 0o777 for d, _, files in os.walk(nas) for f in files}
+    assert modes == {0o600}, f"files on the NAS must not be readable by other accounts: {sorted(map(oct, modes))}"
+
+
+def test_a_replica_never_gets_back_a_snapshot_its_own_retention_removed(three):
+    policy = _policy(three)
+    policy["targets"][1]["retention"] = {"keep_last": 1}
+    import yaml
+    (three.root / "policy.yaml").write_text(yaml.safe_dump(policy))
+    for _ in range(2):
+        assert three.opsctl("backup").returncode == 0
+    assert three.opsctl("prune", "--target", "nas").returncode == 0
+    assert len(snapshot_ids(three, "nas")) == 1
+    assert three.opsctl("backup").returncode == 0
+    assert len(snapshot_ids(three, "nas")) == 2, "the forgotten snapshot came back"
+    assert len(snapshot_ids(three, "local")) == 3
+    doctor = three.opsctl("doctor")
+    assert "retention of nas" in doctor.stdout and "keeps less than local" in doctor.stdout
