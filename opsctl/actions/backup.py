@@ -7,6 +7,7 @@ the resulting content-addressed files is what keeps three targets near the cost 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
@@ -80,6 +81,7 @@ class DatabaseFailure:
 def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[TargetOutcome], list[DatabaseFailure]]:
     """Each database goes once into the first healthy target; every other healthy target receives copies."""
     candidates = list(targets)
+    _warm_up(candidates[1:])
     outcomes: list[TargetOutcome] = []
     lost_databases: list[DatabaseFailure] = []
     groups: dict[str, tuple[Target, list[SnapshotMade]]] = {}
@@ -117,6 +119,18 @@ def _merged(outcomes: list[TargetOutcome], landed: set[str]) -> list[TargetOutco
             rows[name] = replace(row, error=f"{row.location} did not receive {', '.join(sorted(missing))} this run",
                                  hint="the next backup copies it")
     return list(rows.values())
+
+
+def _warm_up(targets: list[Target]) -> None:
+    """While the dump runs, load the replicas' client libraries and reach them once (S3 keeps its client)."""
+    def probe(target: Target) -> None:
+        try:
+            target.probe()
+        except Exception:  # noqa: BLE001 - the copy reports it properly later
+            log.debug("warm-up of %s failed", target.display, exc_info=True)
+
+    for target in targets:
+        threading.Thread(target=probe, args=(target,), name=f"warm-up-{target.name}", daemon=True).start()
 
 
 class _DumpFailed(Exception):
