@@ -10,6 +10,7 @@ import socket
 import stat
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -20,6 +21,7 @@ from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 15
+_LISTERS = 4
 
 
 class SftpTarget(ConfiguredTarget):
@@ -58,6 +60,24 @@ class SftpTarget(ConfiguredTarget):
         with self._session() as sftp:
             yield SftpFiles(sftp, self.config.path, self.display)
 
+    @contextmanager
+    def _session(self) -> Iterator[paramiko.SFTPClient]:
+        client = paramiko.SSHClient()
+        try:
+            self._connect(client)
+            yield self._open_sftp(client)
+        finally:
+            client.close()
+
+    def _open_sftp(self, client: paramiko.SSHClient) -> paramiko.SFTPClient:
+        try:
+            sftp = client.open_sftp()
+            sftp.get_channel().settimeout(self.stall_timeout_s)
+        except (paramiko.SSHException, OSError) as exc:
+            raise TargetUnreachable(f"{self.display}: the NAS accepted the login but offers no SFTP ({exc})",
+                                    "enable the SFTP subsystem for this user on the NAS") from None
+        return sftp
+
     def facts(self) -> list[Fact]:
         c = self.config
         try:
@@ -67,21 +87,6 @@ class SftpTarget(ConfiguredTarget):
         return [Fact("host key", True, f"pinned by {c.known_hosts}"),
                 Fact("ssh login", True, f"key {c.identity_file} accepted"),
                 Fact("free space", True, "not reported over SFTP; watch the NAS's own alerts")]
-
-    @contextmanager
-    def _session(self) -> Iterator[paramiko.SFTPClient]:
-        client = paramiko.SSHClient()
-        try:
-            self._connect(client)
-            try:
-                sftp = client.open_sftp()
-                sftp.get_channel().settimeout(self.stall_timeout_s)
-            except (paramiko.SSHException, OSError) as exc:
-                raise TargetUnreachable(f"{self.display}: the NAS accepted the login but offers no SFTP ({exc})",
-                                        "enable the SFTP subsystem for this user on the NAS") from None
-            yield sftp
-        finally:
-            client.close()
 
     def _connect(self, client: paramiko.SSHClient) -> None:
         c = self.config
@@ -152,16 +157,37 @@ class SftpFiles:
                 self._remove_quietly(posixpath.join(self._spool, entry.filename))
 
     def _walk(self, relative: str, found: set[str]) -> None:
-        try:
-            entries = self.sftp.listdir_attr(posixpath.join(self.root, relative))
-        except FileNotFoundError:
-            return
-        for entry in entries:
+        subfolders = []
+        for entry in self._entries(self.sftp, relative):
             name = f"{relative}/{entry.filename}"
             if stat.S_ISDIR(entry.st_mode or 0):
-                self._walk(name, found)
+                subfolders.append(name)
             else:
                 found.add(name)
+        if subfolders:
+            found.update(self._list_files(subfolders))
+
+    def _list_files(self, folders: list[str]) -> set[str]:
+        """Files of many folders (data/00..ff) over a few SFTP channels at once: 256 round trips hurt on a WAN."""
+        channel = self.sftp.get_channel()
+        transport = channel.get_transport() if channel is not None else None
+        if transport is None or len(folders) < 8:
+            return {f"{f}/{e.filename}" for f in folders for e in self._entries(self.sftp, f)}
+        shares = [folders[i::_LISTERS] for i in range(_LISTERS)]
+        with ThreadPoolExecutor(max_workers=_LISTERS) as pool:
+            parts = pool.map(lambda share: self._list_with_own_channel(transport, share), shares)
+            return set().union(*parts)
+
+    def _list_with_own_channel(self, transport: paramiko.Transport, folders: list[str]) -> set[str]:
+        # One SFTPClient must not serve two threads' requests at once (responses get mixed up).
+        with paramiko.SFTPClient.from_transport(transport) as sftp:
+            return {f"{f}/{e.filename}" for f in folders for e in self._entries(sftp, f)}
+
+    def _entries(self, sftp: paramiko.SFTPClient, relative: str) -> list:
+        try:
+            return sftp.listdir_attr(posixpath.join(self.root, relative))
+        except FileNotFoundError:
+            return []
 
     def read(self, name: str) -> bytes:
         with self.sftp.open(posixpath.join(self.root, name), "rb") as handle:
