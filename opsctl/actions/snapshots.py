@@ -25,20 +25,21 @@ class SnapshotRow:
 def snapshots(app: App, target_name: str | None = None) -> ExitCode:
     session = Session(app)
     session.read_secrets(database=False)
-    rows: list[SnapshotRow] = []
-    failures: list[OpsctlError] = []
-    for config in session.target_configs(target_name):
-        try:
-            target = session.target(config)
-            found = session.restic.snapshots(session.repository(target), ["opsctl", f"policy={session.policy.name}"])
-        except OpsctlError as exc:  # one unreachable target must not hide what the others hold
-            failures.append(exc)
-            continue
-        rows += [SnapshotRow(target=target.name, id=s.id, short_id=s.short_id, time=s.time, database=s.tag("db"),
-                             hostname=s.hostname, paths=s.paths, opsctl_version=s.tag("opsctl-version"))
-                 for s in found]
+    listed = session.on_each_target(target_name, lambda config: _list(session, config))
+    rows = [row for found in listed if not isinstance(found, OpsctlError) for row in found]
+    failures = [found for found in listed if isinstance(found, OpsctlError)]
     console.show_snapshots(app, rows)
     for failure in failures:
         console.show_error(app, failure.message, failure.hint)
-    reached = len(session.target_configs(target_name)) - len(failures)
-    return exit_code_for(reached, len(failures))
+    return exit_code_for(len(listed) - len(failures), len(failures))
+
+
+def _list(session: Session, config) -> list[SnapshotRow] | OpsctlError:
+    """One target's snapshots of this policy, or why they could not be listed (the others still show)."""
+    try:
+        target = session.target(config)
+        found = session.restic.snapshots(session.repository(target), ["opsctl", f"policy={session.policy.name}"])
+    except OpsctlError as exc:
+        return exc
+    return [SnapshotRow(target=target.name, id=s.id, short_id=s.short_id, time=s.time, database=s.tag("db"),
+                        hostname=s.hostname, paths=s.paths, opsctl_version=s.tag("opsctl-version")) for s in found]
