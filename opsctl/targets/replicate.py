@@ -40,7 +40,7 @@ def seed(source: RepositoryFiles, dest: RepositoryFiles, dest_display: str) -> N
         raise NotAReplica(f"{dest_display} already holds a repository", "it was left untouched")
     dest.make_layout()
     for name in sorted(source.list("keys")):
-        _copy(source, dest, name)
+        copy_file(source, dest, name)
     dest.write_new("config", source.read("config"))
 
 
@@ -68,7 +68,7 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, skip_snapshots:
         for name in sorted(missing):
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled()
-            written = _copy(source, dest, name)
+            written = copy_file(source, dest, name)
             if written:
                 files, size = files + 1, size + written
                 on_bytes(written)
@@ -77,7 +77,8 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, skip_snapshots:
     return CopyResult(files=files, bytes=size, snapshots=tuple(snapshots))
 
 
-def _copy(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
+def copy_file(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
+    """Copy one content-addressed file, checked against its name; 0 when dest already had it."""
     content = source.read(name)
     expected = posixpath.basename(name)
     if hashlib.sha256(content).hexdigest() != expected:
