@@ -124,7 +124,8 @@ class Rotation:
 
     def run(self) -> RotationResult:
         if not self.journal.switched:
-            if self.store.staged() is None:
+            # At step "switch" a file source's staged secret may already be renamed into place.
+            if self.journal.step != "switch" and self.store.staged() is None:
                 return self._roll_back()
             failures = self._add_all()
             if failures:
