@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import signal
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from opsctl.errors import OpsctlError
@@ -40,7 +40,6 @@ class Journal:
     step: str
     targets: tuple[TargetState, ...]
     switched: bool = False
-    extra: dict = field(default_factory=dict)
 
     def target(self, name: str) -> TargetState:
         return next(t for t in self.targets if t.name == name)
