@@ -69,9 +69,9 @@ def _plan(session: Session) -> Journal:
 
 def _begin(session: Session, new_password_file: Path | None) -> Journal:
     """Preflight, then journal the rotation and stage its password; no repository is touched yet."""
+    new = read_new_password_file(new_password_file) if new_password_file else generate()
     journal = _plan(session)
     store = store_for(session.policy.repository_password, session.state_dir, journal.rotation)
-    new = read_new_password_file(new_password_file) if new_password_file else generate()
     if new.strip() == store.current().strip():
         raise BadInput("the new password is the current one", "choose another, or let opsctl generate one")
     journal = jr.record_step(session.state_dir, journal, "stage")
