@@ -146,9 +146,15 @@ def test_sigkill_at_every_step_then_resume(workspace):
     assert ws.opsctl("backup").returncode == 0
 
 
-def test_unreachable_at_preflight_changes_nothing(workspace):
-    ws = initialised(workspace, [local_target("a"), local_target("b")])
+def test_unreachable_at_preflight_changes_nothing_then_a_separate_repository_rotates(workspace):
+    ws = workspace
+    # Two repositories of their own (made by restic, not replicas): each gets its own key add.
+    for folder in ("repo-a", "repo-b"):
+        subprocess.run(["restic", "--repo", str(ws.root / folder), "--password-file", str(ws.root / "repository.pass"),
+                        "init"], check=True, capture_output=True)
+    initialised(ws, [local_target("a"), local_target("b")])
     before = {folder: key_ids(ws, folder) for folder in ("repo-a", "repo-b")}
+    assert before["repo-a"] != before["repo-b"]
     (ws.root / "repo-b").rename(ws.root / "away")
     result = ws.opsctl("keys", "rotate")
     assert result.returncode == 1, result.output
@@ -157,6 +163,13 @@ def test_unreachable_at_preflight_changes_nothing(workspace):
     assert {folder: key_ids(ws, folder) for folder in ("repo-a", "repo-b")} == before
     assert (ws.root / "repository.pass").read_text().strip() == ws.repository_password
     assert journal(ws) is None and old_secret(ws) is None and not (ws.root / "repository.pass.staged").exists()
+
+    rotated = ws.opsctl("keys", "rotate")
+    assert rotated.returncode == 0, rotated.output
+    after = {folder: key_ids(ws, folder) for folder in ("repo-a", "repo-b")}
+    assert after["repo-a"] != after["repo-b"] and all(len(ids) == 1 for ids in after.values())
+    assert all(not ids & before[folder] for folder, ids in after.items())
+    assert opens(ws, "repo-b", ws.root / "repository.pass") and not opens(ws, "repo-b", old_secret(ws))
 
 
 def test_nas_lost_mid_rotation_pauses_or_stays_pending_until_it_is_back(workspace, sftp_endpoint):
