@@ -6,8 +6,10 @@ A file source is rotated by renaming a staged file over it; a command source by 
 
 from __future__ import annotations
 
+import errno
 import os
 import secrets
+import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,14 +69,14 @@ class FileStore:
         return _read_if_there(self.old_path)
 
     def stage(self, password: bytes) -> None:
-        write_durably(self.staged_path, password, mode=self.path.stat().st_mode & 0o600 or 0o600)
+        write_durably(self.staged_path, password, mode=stat.S_IMODE(self.path.stat().st_mode))
 
     def switch(self) -> None:
         """Keep the current file as the dated old copy (a second link), then rename the staged one over it."""
         if not self.staged_path.exists():
             return  # renamed by an earlier, interrupted run
         if not self.old_path.exists():
-            os.link(self.path, self.old_path)
+            _keep_copy(self.path, self.old_path)
         os.rename(self.staged_path, self.path)
         sync_folder(self.path.parent)
 
@@ -149,6 +151,16 @@ def store_for(source: SecretSource, state_dir: Path, stamp: str) -> FileStore | 
                        "add repository_password.store_command: a command that reads the new password on stdin, "
                        "stores it so that command prints it from then on, and exits 0")
     return CommandStore(source, state_dir, stamp)
+
+
+def _keep_copy(path: Path, copy: Path) -> None:
+    """A second hard link (same bytes, same mode); a copy where the filesystem has no hard links."""
+    try:
+        os.link(path, copy)
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
+            raise
+        write_durably(copy, path.read_bytes(), mode=stat.S_IMODE(path.stat().st_mode))
 
 
 def _read_if_there(path: Path) -> bytes | None:
