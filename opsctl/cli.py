@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import dataclasses
 import signal
 import sys
 from pathlib import Path
@@ -16,6 +17,7 @@ from opsctl.actions.doctor import doctor as doctor_action
 from opsctl.actions.prune import prune as prune_action
 from opsctl.actions.context import App
 from opsctl.actions.init import init as init_action
+from opsctl.actions import keys as keys_actions
 from opsctl.actions.restore import RestoreRequest, restore as restore_action
 from opsctl.actions.snapshots import snapshots as snapshots_action
 from opsctl.actions.validate import validate as validate_action
@@ -162,3 +164,29 @@ def check(ctx: click.Context, app: App, read_data_subset: str | None, target_nam
 def doctor(ctx: click.Context, app: App) -> None:
     """Preflight: restic, secrets, database, each target and its repository. Exit 1 on any problem."""
     _finish(ctx, doctor_action(app))
+
+
+@main.group()
+def keys() -> None:
+    """Rotate and inspect the repository keys of every target."""
+
+
+@keys.command("rotate")
+@click.option("--dry-run", is_flag=True, help="Only check every target and show what would change.")
+@click.option("--new-password-file", type=click.Path(path_type=Path, dir_okay=False, exists=True), metavar="FILE",
+              help="Take the new password from this private file instead of generating one.")
+@click.option("--resume", is_flag=True, help="Finish (or roll back) an interrupted rotation; plain rotate does too.")
+@pass_app
+@click.pass_context
+def keys_rotate(ctx: click.Context, app: App, dry_run: bool, new_password_file: Path | None, resume: bool) -> None:
+    """Give every target a new repository password, journaled so no interruption locks anyone out."""
+    _finish(ctx, keys_actions.rotate(app, dry_run, new_password_file, resume))
+
+
+@keys.command("status")
+@click.option("--json", "json_output", is_flag=True, help="Machine-readable output on stdout.")
+@pass_app
+@click.pass_context
+def keys_status(ctx: click.Context, app: App, json_output: bool) -> None:
+    """Each target's keys, opsctl's current one and its age; warns about old or unexpected keys."""
+    _finish(ctx, keys_actions.status(dataclasses.replace(app, json_output=app.json_output or json_output)))

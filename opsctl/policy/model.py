@@ -81,6 +81,8 @@ class SecretSource(Strict):
         given = [k for k in ("file", "env", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of file, env or command (never the password itself)")
+        if self.store_command is not None and self.command is None:
+            raise ValueError("store_command goes with command (a file is rewritten by opsctl itself)")
         if self.file is not None:
             check_private_file(self.file)
         return self
@@ -290,6 +292,9 @@ class Policy(Strict):
         timedelta(minutes=5), description="a target that makes no progress this long is cut off; the others go on"
     )
     state_dir: PolicyPath | None = Field(None, description="where opsctl keeps its audit log and reports")
+    max_key_age: Duration = Field(
+        timedelta(days=365), description="keys status warns when opsctl's repository key is older than this"
+    )
 
     @field_validator("targets")
     @classmethod

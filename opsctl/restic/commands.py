@@ -82,3 +82,19 @@ def prune_args() -> list[str]:
 
 def check_args(read_data_subset: str | None) -> list[str]:
     return ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
+
+
+def key_list_args() -> list[str]:
+    return ["key", "list", "--json"]
+
+
+def key_add_args(new_password_fd: int) -> list[str]:
+    # The new password comes by descriptor like the current one: never argv, never a lasting file.
+    return ["key", "add", "--new-password-file", f"/dev/fd/{new_password_fd}"]
+
+
+def key_remove_args(key_id: str) -> list[str]:
+    """Remove exactly one key by its ID; restic itself refuses the key that opened the repository."""
+    if not key_id or not all(ch in "0123456789abcdef" for ch in key_id):
+        raise ValueError(f"not a restic key ID: {key_id!r}")
+    return ["key", "remove", key_id]

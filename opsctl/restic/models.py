@@ -77,3 +77,21 @@ def forget_plan_from_json(group: dict) -> ForgetPlan:
         keep=tuple(snapshot_from_json(s) for s in group.get("keep") or ()),
         remove=tuple(snapshot_from_json(s) for s in group.get("remove") or ()),
     )
+
+
+@dataclass(frozen=True)
+class Key:
+    """One key file of a repository; current is the one whose password opened it."""
+
+    id: str
+    current: bool
+    user: str
+    host: str
+    created: datetime
+
+
+def key_from_json(item: dict) -> Key:
+    # restic 0.14 prints the creation time in the local zone without saying which: read it as local.
+    created = datetime.strptime(item["created"], "%Y-%m-%d %H:%M:%S").astimezone()
+    return Key(id=item["id"], current=bool(item.get("current")), user=item.get("userName", ""),
+               host=item.get("hostName", ""), created=created)

@@ -15,9 +15,12 @@ from typing import Callable, Iterable, Iterator, TypeVar
 from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
 from opsctl.restic.errors import (
-    RepositoryLocked, RepositoryNotFound, ResticError, ResticMissing, ResticTooOld, TargetStalled, classify,
+    RepositoryLocked, RepositoryNotFound, ResticError, ResticMissing, ResticTooOld, TargetStalled, WrongPassword,
+    classify,
 )
-from opsctl.restic.models import BackupSummary, CheckResult, ForgetPlan, Snapshot, forget_plan_from_json, snapshot_from_json
+from opsctl.restic.models import (
+    BackupSummary, CheckResult, ForgetPlan, Key, Snapshot, forget_plan_from_json, key_from_json, snapshot_from_json,
+)
 from opsctl.restic.repository import Repository
 
 log = logging.getLogger(__name__)
@@ -64,6 +67,29 @@ class Restic:
         except RepositoryNotFound:
             return False
         return True
+
+    def opens(self, repo: Repository) -> bool:
+        """True when the password opens the repository, False when restic says it is the wrong one."""
+        try:
+            self._run(repo, commands.cat_config_args(), "open")
+        except WrongPassword:
+            return False
+        return True
+
+    def keys(self, repo: Repository) -> list[Key]:
+        """The repository's keys; the one the password opened is marked current."""
+        return [key_from_json(item) for item in json.loads(self._run(repo, commands.key_list_args(), "key list") or "[]")]
+
+    def add_key(self, repo: Repository, new_password: bytes) -> None:
+        """Add a key for new_password (given by a second pipe); the repository's other keys stay."""
+        read_end = _pipe_with(new_password)
+        try:
+            self._run_once(repo, commands.key_add_args(read_end), "key add", pass_fds=(read_end,))
+        finally:
+            os.close(read_end)
+
+    def remove_key(self, repo: Repository, key_id: str) -> None:
+        self._run(repo, commands.key_remove_args(key_id), "key remove")
 
     def snapshots(self, repo: Repository, tags: Iterable[str] = ()) -> list[Snapshot]:
         """Snapshots carrying all the given tags, oldest first."""
@@ -164,28 +190,23 @@ class Restic:
                 time.sleep(delay)
                 delay = min(delay * 2, 15.0)
 
-    def _run_once(self, repo: Repository, args: list[str], action: str) -> str:
-        with self._popen(repo, args, stdout=subprocess.PIPE) as proc:
+    def _run_once(self, repo: Repository, args: list[str], action: str, pass_fds: tuple[int, ...] = ()) -> str:
+        with self._popen(repo, args, pass_fds=pass_fds, stdout=subprocess.PIPE) as proc:
             stdout, stderr = proc.communicate()
         if proc.returncode != 0:
             raise classify(stderr.decode("utf-8", "replace"), repo.display, action)
         return stdout.decode("utf-8", "replace")
 
     @contextmanager
-    def _popen(self, repo: Repository, args: list[str], **streams) -> Iterator[subprocess.Popen]:
+    def _popen(self, repo: Repository, args: list[str], pass_fds: tuple[int, ...] = (),
+               **streams) -> Iterator[subprocess.Popen]:
         _ = self.version
-        if len(repo.password) > _MAX_PASSWORD:
-            raise ResticError(f"the repository password for {repo.display} is longer than {_MAX_PASSWORD} bytes")
-        read_end, write_end = os.pipe()
-        try:
-            os.write(write_end, repo.password)
-        finally:
-            os.close(write_end)
+        read_end = _pipe_with(repo.password, repo.display)
         argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options), *args]
         log.debug("running %s", " ".join(argv))
         with _secret_files(repo.secret_files) as files:
             try:
-                proc = subprocess.Popen(argv, pass_fds=(read_end,), env=self._environment(repo, files),
+                proc = subprocess.Popen(argv, pass_fds=(read_end, *pass_fds), env=self._environment(repo, files),
                                         stderr=subprocess.PIPE, preexec_fn=die_with_parent, **streams)
             finally:
                 os.close(read_end)
@@ -202,6 +223,18 @@ class Restic:
         env.update(repo.environment)
         env.update(files)
         return env
+
+
+def _pipe_with(secret: bytes, display: str = "the repository") -> int:
+    """A pipe already holding the secret; the read end is returned for restic to read once."""
+    if len(secret) > _MAX_PASSWORD:
+        raise ResticError(f"the password for {display} is longer than {_MAX_PASSWORD} bytes")
+    read_end, write_end = os.pipe()
+    try:
+        os.write(write_end, secret)
+    finally:
+        os.close(write_end)
+    return read_end
 
 
 @contextmanager

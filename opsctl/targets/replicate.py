@@ -42,7 +42,7 @@ def seed(source: RepositoryFiles, dest: RepositoryFiles, dest_display: str) -> N
         raise NotAReplica(f"{dest_display} already holds a repository", "it was left untouched")
     dest.make_layout()
     for name in sorted(restic_files(source, "keys")):
-        _copy(source, dest, name)
+        copy_file(source, dest, name)
     dest.write_new("config", source.read("config"))
 
 
@@ -108,7 +108,7 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Calla
         for name in missing:
             if cancelled is not None and cancelled.is_set():
                 raise Cancelled()
-            written = _copy(source, dest, name)
+            written = copy_file(source, dest, name)
             if written:
                 size += written
                 copied.setdefault(folder, []).append(name)
@@ -128,7 +128,8 @@ def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> N
                 "restic client?)", "the next backup copies them again; do not prune a target while opsctl copies to it")
 
 
-def _copy(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
+def copy_file(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
+    """Copy one content-addressed file, checked against its name; 0 when dest already had it."""
     content = source.read(name)
     expected = posixpath.basename(name)
     if hashlib.sha256(content).hexdigest() != expected:

@@ -1,0 +1,118 @@
+"""The rotation journal: what a key rotation is about to do, on disk before it does it.
+
+One JSON file in the state folder, replaced atomically and fsynced at every step, so a rotation
+killed at any point can be finished (or rolled back) by the next `opsctl keys rotate`. It holds
+target names, key IDs and step names; never a password.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+from opsctl.errors import OpsctlError
+
+JOURNAL_NAME = "keys-rotation.json"
+KILL_HOOK = "OPSCTL_TEST_KILL_AT"  # tests only: SIGKILL at a named step ("add:local", "add:local+" = after it)
+
+
+@dataclass(frozen=True)
+class TargetState:
+    """One target's progress; origin names the target whose key file a replica receives."""
+
+    name: str
+    display: str
+    old_key: str
+    origin: str | None = None
+    new_key: str | None = None
+    added: bool = False
+    removed: bool = False
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class Journal:
+    rotation: str
+    started: str
+    step: str
+    targets: tuple[TargetState, ...]
+    switched: bool = False
+
+    def target(self, name: str) -> TargetState:
+        return next(t for t in self.targets if t.name == name)
+
+    def with_target(self, state: TargetState) -> "Journal":
+        return replace(self, targets=tuple(state if t.name == state.name else t for t in self.targets))
+
+
+def journal_path(state_dir: Path) -> Path:
+    return state_dir / JOURNAL_NAME
+
+
+def load(state_dir: Path) -> Journal | None:
+    """The interrupted rotation, or None when there is none."""
+    path = journal_path(state_dir)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        targets = tuple(TargetState(**t) for t in data.pop("targets"))
+        return Journal(targets=targets, **data)
+    except FileNotFoundError:
+        return None
+    except (ValueError, TypeError, KeyError) as exc:
+        raise OpsctlError(f"the rotation journal {path} cannot be read ({exc.__class__.__name__})",
+                          "it was left in place; compare each target with: opsctl keys status") from None
+
+
+def save(state_dir: Path, journal: Journal) -> None:
+    """Replace the journal atomically and durably (file and folder fsynced)."""
+    path = journal_path(state_dir)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    data = asdict(journal)
+    data["targets"] = [asdict(t) for t in journal.targets]
+    write_durably(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+
+
+def record_step(state_dir: Path, journal: Journal, step: str) -> Journal:
+    """Journal the step about to be done, then (in tests) die right there."""
+    journal = replace(journal, step=step)
+    save(state_dir, journal)
+    die_if_asked(step)
+    return journal
+
+
+def die_if_asked(step: str) -> None:
+    """The test hook: a real SIGKILL, so nothing (no finally, no atexit) tidies up."""
+    if os.environ.get(KILL_HOOK) == step:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def remove(state_dir: Path) -> None:
+    journal_path(state_dir).unlink(missing_ok=True)
+    sync_folder(state_dir)
+
+
+def write_durably(path: Path, content: bytes, mode: int = 0o600) -> None:
+    """Write aside, fsync, rename over: readers see the old file or the whole new one."""
+    spooled = path.with_name(f".{path.name}.tmp")
+    spooled.unlink(missing_ok=True)
+    fd = os.open(spooled, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(spooled, path)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

@@ -1,0 +1,88 @@
+"""opsctl keys status: each target's keys, which one is opsctl's, its age, and what needs attention."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.actions.keys import journal as jr
+from opsctl.actions.keys.journal import Journal
+from opsctl.errors import ExitCode, OpsctlError
+from opsctl.policy.durations import format_duration
+from opsctl.reports import keys as report
+from opsctl.restic.models import Key
+from opsctl.secrets import read_secret
+
+
+@dataclass(frozen=True)
+class KeyInfo:
+    id: str
+    created: datetime
+    user: str
+    host: str
+    role: str  # opsctl, old (rotation), new (rotation), extra
+    age_s: int
+
+
+@dataclass(frozen=True)
+class KeyRow:
+    target: str
+    location: str
+    keys: tuple[KeyInfo, ...] = ()
+    warnings: tuple[str, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+
+
+def status(app: App) -> ExitCode:
+    session = Session(app)
+    _ = session.restic.version
+    password = read_secret(session.policy.repository_password, "repository password")
+    journal = jr.load(session.state_dir)
+    rows = [_row(session, session.target(c), password, journal) for c in session.policy.targets]
+    report.show_status(app, rows, journal)
+    return exit_code_for(sum(r.error is None for r in rows), sum(r.error is not None for r in rows))
+
+
+def _row(session: Session, target, password: bytes, journal: Journal | None) -> KeyRow:
+    pending = _pending(target.name, journal)
+    try:
+        keys = session.restic.keys(target.repository(password))
+    except OpsctlError as exc:
+        return KeyRow(target.name, target.display, warnings=pending, error=exc.message, hint=exc.hint)
+    state = next((t for t in journal.targets if t.name == target.name), None) if journal else None
+    infos = tuple(_info(k, state) for k in keys)
+    return KeyRow(target.name, target.display, infos, pending + _warnings(session, infos))
+
+
+def _info(key: Key, state) -> KeyInfo:
+    if key.current:
+        role = "opsctl"
+    elif state is not None and key.id in (state.old_key, state.new_key):
+        role = "old (rotation)" if key.id == state.old_key else "new (rotation)"
+    else:
+        role = "extra"
+    age = int((datetime.now(timezone.utc) - key.created).total_seconds())
+    return KeyInfo(key.id, key.created, key.user, key.host, role, max(0, age))
+
+
+def _warnings(session: Session, infos: tuple[KeyInfo, ...]) -> tuple[str, ...]:
+    limit = session.policy.max_key_age
+    found = [f"opsctl's key {k.id} is {format_duration(timedelta(seconds=k.age_s))} old, older than max_key_age "
+             f"({format_duration(limit)}): run opsctl keys rotate"
+             for k in infos if k.role == "opsctl" and k.age_s > limit.total_seconds()]
+    found += [f"unexpected extra key {k.id} ({k.user}@{k.host}, created {k.created:%Y-%m-%d}): opsctl never removes it; "
+              f"if nobody needs it, remove it with restic key remove {k.id}" for k in infos if k.role == "extra"]
+    return tuple(found)
+
+
+def _pending(name: str, journal: Journal | None) -> tuple[str, ...]:
+    """The interrupted rotation's unfinished work on this target."""
+    if journal is None:
+        return ()
+    state = next((t for t in journal.targets if t.name == name), None)
+    if state is None or state.removed:
+        return ()
+    left = "the old key is still there" if journal.switched else "the new key is not switched to yet"
+    return (f"key rotation {journal.rotation} is unfinished here ({left}): run opsctl keys rotate --resume",)
