@@ -82,8 +82,8 @@ def _values(expected: dict, actual: dict) -> list[str]:
     problems = []
     for label, want in sorted(expected.items()):
         got = actual.get(label)
-        if isinstance(want, int) and isinstance(got, int):
-            if got < want:
+        if isinstance(want, int):
+            if not isinstance(got, int) or got < want:  # None: reset to never used, or missing
                 problems.append(f"{label}: behind the backup (reset or lost)")
         elif want is not None and got != want:
             problems.append(f"{label}: does not match the backup")
