@@ -11,7 +11,7 @@ CANARY = "CANARY-" + uuid.uuid4().hex[:12]
 
 def verify(workspace, *args: str, tamper: str | None = None):
     env = {"OPSCTL_TEST_TAMPER_SQL": tamper} if tamper else None
-    return workspace.opsctl("verify", *args, env=env)
+    return workspace.opsctl("--verbose", "verify", *args, env=env)
 
 
 def reports(workspace) -> list[Path]:
