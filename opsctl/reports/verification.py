@@ -133,7 +133,7 @@ def _summary(results: list, passed: bool, identical: bool | None) -> str:
     first = next((r.error or r.comparison.problems[0] for r in results if not r.ok), None)
     if first is None:
         return "The targets hold different backups: their manifests' SHA-256 differ."
-    return f"Verification failed: {first}"
+    return f"The backup could not be proven: {first}"
 
 
 def _embedded_report(text: str):

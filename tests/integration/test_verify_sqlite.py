@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 from contextlib import closing
 
 import pytest
 
+from tests.support.targets import local_target
 from tests.support.verification import CANARY, assert_detected, assert_no_canary, latest_report, reports, verify
 
 ODD = 'odd "name" ü 表'
@@ -73,3 +75,59 @@ def test_a_changed_report_is_found(awkward):
 def test_tampering_is_detected_naming_the_table(awkward, tamper, names):
     assert_detected(awkward, tamper, names)
     assert_no_canary(awkward)
+
+
+def test_a_damaged_pack_fails_saying_the_repository_is_damaged(awkward):
+    policy = awkward.root / "policy.yaml"
+    policy.write_text(policy.read_text() + "verification:\n  read_data_subset: 100%\n")
+    packs = sorted((p for p in (awkward.root / "repo-local" / "data").rglob("*") if p.is_file()),
+                   key=lambda p: p.stat().st_size)
+    pack = packs[-1]
+    data = bytearray(pack.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    pack.chmod(0o600)
+    pack.write_bytes(bytes(data))
+    result = verify(awkward)
+    assert result.returncode == 1, result.output
+    assert "the repository is damaged" in result.stdout
+    assert latest_report(awkward)["verdict"] == "FAILED"
+
+
+def test_a_snapshot_without_fingerprints_is_a_clear_message(workspace):
+    with closing(sqlite3.connect(workspace.root / "crm.sqlite3")) as conn, conn:
+        conn.execute("CREATE TABLE t (v)")
+    workspace.write_policy({"engine": "sqlite", "path": "crm.sqlite3"})
+    assert workspace.opsctl("init").returncode == 0
+    assert workspace.opsctl("backup", env={"OPSCTL_NO_FINGERPRINTS": "1"}).returncode == 0
+    result = verify(workspace)
+    assert result.returncode == 1
+    assert "was made before opsctl recorded fingerprints" in result.stdout
+    assert "run opsctl backup, then verify the new snapshot" in result.stdout
+
+
+def test_all_targets_prove_identical_backups_and_name_an_unreachable_one(workspace):
+    with closing(sqlite3.connect(workspace.root / "crm.sqlite3")) as conn, conn:
+        conn.execute("CREATE TABLE t (v)")
+        conn.execute("INSERT INTO t VALUES (1), (1)")
+    workspace.write_policy({"engine": "sqlite", "path": "crm.sqlite3"}, [local_target(), local_target("usb")])
+    assert workspace.opsctl("init").returncode == 0
+    assert workspace.opsctl("backup").returncode == 0
+    result = verify(workspace, "--all-targets")
+    assert result.returncode == 0, result.output
+    assert "targets hold byte-identical backups" in result.stdout
+    report = latest_report(workspace)
+    assert report["targets_identical"] is True
+    assert len({t["manifest_sha256"] for t in report["targets"]}) == 1
+    shutil.rmtree(workspace.root / "repo-usb")
+    result = verify(workspace, "--all-targets")
+    assert result.returncode == 1
+    assert "usb: FAILED" in result.stdout and "local: PASSED" in result.stdout
+    assert "Traceback" not in result.output
+
+
+def test_bad_options_exit_2(workspace):
+    workspace.write_policy({"engine": "sqlite", "path": "crm.sqlite3"})
+    assert workspace.opsctl("verify", "--all-targets", "--target", "local").returncode == 2
+    assert workspace.opsctl("verify", "--target", "nowhere").returncode == 2
+    missing = workspace.opsctl("report", "verify", "no-such-report.json")
+    assert missing.returncode == 2 and "Traceback" not in missing.output
