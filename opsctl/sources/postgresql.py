@@ -114,9 +114,13 @@ class PostgresSource:
 
     def census(self, staging: str, salt: str) -> Census:
         """Fingerprints and inventory of a restored database, computed as at backup time."""
-        with self.server.connect(staging) as conn:
-            conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-            return take_census(conn, salt, sequence_values(conn))
+        try:
+            with self.server.connect(staging) as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                return take_census(conn, salt, sequence_values(conn))
+        except psycopg.Error as exc:  # the server's text may quote a value: only its class is shown
+            raise RestoreFailed(f"computing the fingerprints of {staging} failed ({exc.__class__.__name__})",
+                                f"{self.server.user} needs to read every table and large object it restored") from None
 
     def execute_for_test(self, staging: str, statement: str) -> None:
         """Run one statement in the staging database (the verification tests' tamper hook)."""

@@ -14,14 +14,12 @@ import argparse
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.bench_postgres_backup import DB, ROLE, ROLE_PASSWORD, Bench  # noqa: E402
-from tests.support.servers import PostgresServer, postgres_bindir  # noqa: E402
+from tests.bench.bench_postgres_backup import DB, Bench, pgbench_bench  # noqa: E402
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -70,31 +68,24 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
 
-    server = PostgresServer(postgres_bindir()).start()
-    try:
-        server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
-        with tempfile.TemporaryDirectory(prefix="opsctl-bench-", dir=os.environ.get("BENCH_DIR")) as folder:
-            bench = Bench(Path(folder), server)
-            bench.pgbench_init(args.scale, realistic=True)
-            size = subprocess.run(["psql", "-Atc", f"SELECT pg_database_size('{DB}')"], env=bench.pg_env,
-                                  capture_output=True, text=True, check=True).stdout.strip()
-            print(f"database: pgbench scale {args.scale} (random filler), {int(size) / 2**20:.0f} MiB")
-            plain, printed, policy = [], [], None
-            for i in range(args.rounds):
-                plain.append(backup_time(bench, f"plain-{i}", fingerprints=False)[0])
-                elapsed, policy = backup_time(bench, f"fingerprinted-{i}", fingerprints=True)
-                printed.append(elapsed)
-            print(f"(1) backup without fingerprints {min(plain):.2f} s, with {min(printed):.2f} s: "
-                  f"ratio {min(printed) / min(plain):.3f} (goal <= 1.20)")
-            repo = Path(folder) / f"fingerprinted-{args.rounds - 1}"
-            raw, ours = [], []
-            for i in range(args.rounds):
-                raw.append(raw_restore_time(bench, repo, i))
-                ours.append(verify_time(bench, policy))
-            print(f"(2) raw restic dump | pg_restore {min(raw):.2f} s, opsctl verify {min(ours):.2f} s: "
-                  f"ratio {min(ours) / min(raw):.3f} (goal <= 1.5)")
-    finally:
-        server.cleanup()
+    with pgbench_bench(args.scale, realistic=True) as bench:
+        size = subprocess.run(["psql", "-Atc", f"SELECT pg_database_size('{DB}')"], env=bench.pg_env,
+                              capture_output=True, text=True, check=True).stdout.strip()
+        print(f"database: pgbench scale {args.scale} (random filler), {int(size) / 2**20:.0f} MiB")
+        plain, printed, policy = [], [], None
+        for i in range(args.rounds):
+            plain.append(backup_time(bench, f"plain-{i}", fingerprints=False)[0])
+            elapsed, policy = backup_time(bench, f"fingerprinted-{i}", fingerprints=True)
+            printed.append(elapsed)
+        print(f"(1) backup without fingerprints {min(plain):.2f} s, with {min(printed):.2f} s: "
+              f"ratio {min(printed) / min(plain):.3f} (goal <= 1.20)")
+        repo = bench.root / f"fingerprinted-{args.rounds - 1}"
+        raw, ours = [], []
+        for i in range(args.rounds):
+            raw.append(raw_restore_time(bench, repo, i))
+            ours.append(verify_time(bench, policy))
+        print(f"(2) raw restic dump | pg_restore {min(raw):.2f} s, opsctl verify {min(ours):.2f} s: "
+              f"ratio {min(ours) / min(raw):.3f} (goal <= 1.5)")
 
 
 if __name__ == "__main__":
