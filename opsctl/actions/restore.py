@@ -100,7 +100,7 @@ def first_reachable_target(session: Session, name: str | None):
         except OpsctlError as exc:
             problems.append(exc.message)
     raise OpsctlError("no target of the policy can be reached: " + "; ".join(problems),
-                      "bring one back (or fix its mount, network or credentials), then run the restore again")
+                      "bring one back (or fix its mount, network or credentials), then run the command again")
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

@@ -7,10 +7,11 @@ import secrets
 import shutil
 import tempfile
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator
 
 from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
@@ -96,9 +97,14 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
         repo = session.repository(target)
         snapshot = pick_snapshot(session.restic.snapshots(repo, session.snapshot_tags(source)), wanted)
         found.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time.isoformat())
-        checked = session.restic.check(repo, session.policy.verification.read_data_subset)
-        found["repository"] = _describe(checked, session.policy.verification.read_data_subset)
-        manifest, comparison = _restore_and_compare(session, source, repo, snapshot, checked)
+        subset = session.policy.verification.read_data_subset
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            check = _Check(pool, lambda: session.restic.check(repo, subset), subset)
+            try:
+                manifest, comparison = _restore_and_compare(session, source, repo, snapshot, check)
+            finally:
+                found["repository"] = check.describe()
+            checked = check.result()
         found.update(manifest_sha256=manifest.sha256, dump_bytes=manifest.dump_bytes, comparison=comparison,
                      server_version=manifest.facts.server_version)
         if not checked.ok:
@@ -114,14 +120,16 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
 
 
 def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snapshot,
-                         checked: CheckResult) -> tuple[Manifest, Comparison]:
+                         check: "_Check") -> tuple[Manifest, Comparison]:
+    """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
     with _scratch(session, source, snapshot) as staging:
         try:
             manifest = load_snapshot(session, source, repo, snapshot, staging, verb="verifying")
         except ResticError as exc:
-            if checked.ok:
+            if check.start().result().ok:
                 raise
             raise OpsctlError(f"the repository is damaged: {exc.message}", DAMAGED_HINT) from None
+        check.start()
         if not manifest.facts.fingerprint_salt:
             raise OpsctlError(f"snapshot {snapshot.short_id} was made before opsctl recorded fingerprints, so its "
                               "contents cannot be proven (its dump and row counts restored fine)",
@@ -129,6 +137,36 @@ def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snaps
         if os.environ.get(TAMPER_ENV):
             source.execute_for_test(staging, os.environ[TAMPER_ENV])
         return manifest, compare(manifest.facts.census, source.census(staging, manifest.facts.fingerprint_salt))
+
+
+class _Check:
+    """restic check of the target, started once (after the restore: it takes restic's exclusive lock)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, run: Callable[[], CheckResult], subset: str) -> None:
+        self._pool, self._run, self._subset = pool, run, subset
+        self._future: Future[CheckResult] | None = None
+
+    def start(self) -> Future[CheckResult]:
+        if self._future is None:
+            self._future = self._pool.submit(self._run)
+        return self._future
+
+    def result(self) -> CheckResult:
+        return self.start().result()
+
+    def describe(self) -> str:
+        """The result in a few words; "not checked" when the verification stopped before the check began."""
+        if self._future is None:
+            return "not checked"
+        try:
+            checked = self._future.result()
+        except OpsctlError as exc:
+            return f"could not be checked: {exc.message}"
+        except BaseException:  # interrupted: the run is ending anyway
+            return "not checked"
+        if checked.ok:
+            return f"no errors (structure and {self._subset} of the data read back)"
+        return f"DAMAGED: {first_error(checked.report)}"
 
 
 @contextmanager
@@ -149,9 +187,3 @@ def _scratch(session: Session, source: Source, snapshot: Snapshot) -> Iterator[s
     finally:
         if folder is not None:
             shutil.rmtree(folder, ignore_errors=True)
-
-
-def _describe(checked: CheckResult, subset: str) -> str:
-    if checked.ok:
-        return f"no errors (structure and {subset} of the data read back)"
-    return f"DAMAGED: {first_error(checked.report)}"

@@ -46,7 +46,7 @@ FROM pg_sequences WHERE schemaname NOT IN ('pg_catalog', 'information_schema')
 """
 _LARGE_OBJECTS = """
 SELECT count(*), coalesce(sum(('x' || substr(md5(%(salt)s || l.oid::text || ':' || md5(lo_get(l.oid))), 1, 16))
-                              ::bit(64)::bigint::numeric), 0)::text
+                              ::bit(64)::bigint), 0)::text
 FROM pg_largeobject_metadata l
 """
 # The text form of a value depends on these settings: fix them, so both ends hash the same text.
@@ -85,10 +85,28 @@ def _scan(conn: psycopg.Connection, salt: str) -> Iterator[TableStats]:
         started = time.monotonic()
         relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         if salt:
-            query = sql.SQL("SELECT count(*), coalesce(sum(('x' || substr(md5({} || (opsctl_r.*)::text), 1, 16))"
-                            "::bit(64)::bigint::numeric), 0)::text FROM ONLY {} AS opsctl_r"
-                            ).format(sql.Literal(salt), relation)
-            rows, hash_sum = conn.execute(query).fetchone()
+            rows, hash_sum = _hash_sum(conn, relation, salt)
         else:
             rows, hash_sum = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(relation)).fetchone()[0], None
         yield census.table(f"{schema}.{table}", salt, rows, hash_sum, started)
+
+
+def _hash_sum(conn: psycopg.Connection, relation: sql.Composable, salt: str) -> tuple[int, str]:
+    """Row count and the sum of each row's 64-bit hash (sum over bigint is exact: numeric).
+
+    hash_record_extended (PostgreSQL 14+) hashes each value with its type's own hash function, ~6x
+    faster than md5 of the row's text; a table with a column type that has no hash function (json,
+    point, xml, ...) falls back to md5 of the row's text form.
+    """
+    seed = int(salt[:15], 16)
+    fast = sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended(opsctl_r.*, {})), 0)::text FROM ONLY {} "
+                   "AS opsctl_r").format(sql.Literal(seed), relation)
+    if conn.info.server_version >= 140000:
+        try:
+            with conn.transaction():  # a savepoint: the snapshot's transaction survives the fallback
+                return conn.execute(fast).fetchone()
+        except psycopg.errors.UndefinedFunction:
+            pass
+    slow = sql.SQL("SELECT count(*), coalesce(sum(('x' || substr(md5({} || (opsctl_r.*)::text), 1, 16))"
+                   "::bit(64)::bigint), 0)::text FROM ONLY {} AS opsctl_r").format(sql.Literal(salt), relation)
+    return conn.execute(slow).fetchone()

@@ -127,3 +127,14 @@ def test_sigterm_during_verify_drops_the_scratch_database(awkward, pg_server):
 def _sleeping(pg_server) -> bool:
     with pg_server.connect() as conn:
         return conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'").fetchone() is not None
+
+
+def test_a_table_whose_type_has_no_hash_function_is_fingerprinted_too(pg_policy, pg_server, pg_database):
+    """json and point have no hash function: such a table falls back to hashing its rows' text."""
+    with pg_server.connect(pg_database, PG_ROLE, PG_ROLE_PASSWORD) as conn:
+        conn.execute("CREATE TABLE shapes (doc json, at point)")
+        conn.execute("""INSERT INTO shapes VALUES ('{"a": 1}', '(1,2)'), ('{"a": 1}', '(1,2)'), (NULL, NULL)""")
+    assert pg_policy.opsctl("backup").returncode == 0
+    assert verify(pg_policy).returncode == 0
+    assert_detected(pg_policy, "UPDATE shapes SET doc = '{\"a\": 2}' WHERE doc IS NULL",
+                    "table public.shapes: same row count")
