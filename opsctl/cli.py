@@ -21,6 +21,8 @@ from opsctl.actions import keys as keys_actions
 from opsctl.actions.restore import RestoreRequest, restore as restore_action
 from opsctl.actions.snapshots import snapshots as snapshots_action
 from opsctl.actions.validate import validate as validate_action
+from opsctl.actions.verify import VerifyRequest, verify as verify_action
+from opsctl.actions import reports as reports_action
 from opsctl.errors import ExitCode, OpsctlError, PolicyInvalid
 from opsctl.reports.console import show_error
 
@@ -190,3 +192,41 @@ def keys_rotate(ctx: click.Context, app: App, dry_run: bool, new_password_file: 
 def keys_status(ctx: click.Context, app: App, json_output: bool) -> None:
     """Each target's keys, opsctl's current one and its age; warns about old or unexpected keys."""
     _finish(ctx, keys_actions.status(dataclasses.replace(app, json_output=app.json_output or json_output)))
+
+
+@main.command()
+@click.option("--snapshot", default="latest", show_default=True, metavar="ID|latest", help="Snapshot to verify.")
+@target_option
+@click.option("--all-targets", is_flag=True, help="Verify on every target and prove they hold the same backup.")
+@click.option("--database", metavar="NAME", help="Which database of the policy (when it has several).")
+@pass_app
+@click.pass_context
+def verify(ctx: click.Context, app: App, snapshot: str, target_name: str | None, all_targets: bool,
+           database: str | None) -> None:
+    """Restore into a scratch database, prove it equals the backup table by table, write a report. Exit 1: not proven."""
+    if all_targets and target_name:
+        raise click.UsageError("--target and --all-targets cannot be used together")
+    request = VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database)
+    _finish(ctx, verify_action(app, request))
+
+
+@main.group()
+def report() -> None:
+    """Verification reports: list them, check one was not altered."""
+
+
+@report.command("verify")
+@click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@pass_app
+@click.pass_context
+def report_verify(ctx: click.Context, app: App, file: Path) -> None:
+    """Say whether a report (JSON or HTML) is as opsctl wrote it. Exit 0: intact, 1: altered."""
+    _finish(ctx, reports_action.check_report(app, file))
+
+
+@report.command("list")
+@pass_app
+@click.pass_context
+def report_list(ctx: click.Context, app: App) -> None:
+    """Past verifications of this policy: date, target, snapshot, verdict."""
+    _finish(ctx, reports_action.list_reports(app))

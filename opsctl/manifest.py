@@ -36,6 +36,23 @@ class TableStats:
     name: str
     rows: int | None
     """None: the table could not be counted at the dump's moment (e.g. MyISAM dumped without a lock)."""
+    fingerprint: str | None = None
+    """Order-independent hash of the table's rows as a multiset (salted); None: not taken."""
+    seconds: float | None = None
+    """How long counting and fingerprinting the table took."""
+
+
+@dataclass(frozen=True)
+class Census:
+    """What a database holds, read in one snapshot: tables with counts and fingerprints, schema objects, values."""
+
+    tables: tuple[TableStats, ...]
+    schema: dict = field(default_factory=dict)
+    """Kind (e.g. "index") -> sorted names of the schema objects of that kind."""
+    values: dict = field(default_factory=dict)
+    """Label (e.g. "sequence public.invoice") -> a value that must come back equal (never row contents)."""
+    salt: str = ""
+    """The salt of the row hashes; empty: no fingerprints were taken."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +66,20 @@ class DumpFacts:
     tables: tuple[TableStats, ...]
     properties: dict = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    schema: dict = field(default_factory=dict)
+    values: dict = field(default_factory=dict)
+    fingerprint_salt: str = ""
+
+    @classmethod
+    def of(cls, found: Census, **describe) -> "DumpFacts":
+        """Facts from a census plus the dump's description (engine, database, format, ...)."""
+        return cls(tables=found.tables, schema=found.schema, values=found.values, fingerprint_salt=found.salt,
+                   **describe)
+
+    @property
+    def census(self) -> Census:
+        """The fingerprints and inventory taken with the dump (salt empty: an older backup had none)."""
+        return Census(tables=self.tables, schema=self.schema, values=self.values, salt=self.fingerprint_salt)
 
     @property
     def total_rows(self) -> int:

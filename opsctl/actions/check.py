@@ -47,12 +47,16 @@ def _check_one(session: Session, config, read_data_subset: str | None) -> CheckR
     if result.ok:
         scope = f"structure and {read_data_subset} of the data read back" if read_data_subset else "structure"
         return CheckRow(config.name, location, True, f"no errors ({scope})", read_data_subset=read_data_subset)
-    return CheckRow(config.name, location, False, f"the repository is damaged: {_first_error(result.report)}",
-                    "restore from another target meanwhile and do not prune this one; if it is a replica, remove "
-                    "the damaged pack file named above from it and the next backup copies a good one", read_data_subset)
+    return CheckRow(config.name, location, False, f"the repository is damaged: {first_error(result.report)}",
+                    DAMAGED_HINT, read_data_subset)
 
 
-def _first_error(report: str) -> str:
+DAMAGED_HINT = ("restore from another target meanwhile and do not prune this one; if it is a replica, remove "
+                "the damaged pack file named above from it and the next backup copies a good one")
+
+
+def first_error(report: str) -> str:
+    """The first line of a restic check report that says what is wrong."""
     lines = [line.strip() for line in report.splitlines() if line.strip()]
     errors = [line for line in lines if "error" in line.lower() or "does not match" in line.lower()
               or "not found" in line.lower()]

@@ -12,6 +12,7 @@ from opsctl.manifest import Manifest, TableStats, TrailerSplitter
 from opsctl.reports import console
 from opsctl.reports.progress import byte_progress
 from opsctl.restic.errors import SnapshotNotFound
+from opsctl.restic import Repository
 from opsctl.restic.models import Snapshot
 from opsctl.sources import Destination, Source
 
@@ -46,7 +47,7 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
     with session.audited("restore") as record:
         _ = session.restic.version
         source = session.source(request.database)
-        target = _restore_target(session, request.target)
+        target = first_reachable_target(session, request.target)
         record.targets = [target.display]
         destination = source.destination(request.to)
         refuse_unsafe(destination, source, request)
@@ -56,14 +57,7 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         started = time.monotonic()
         staging = source.create_staging(destination, snapshot.tag_map())
         try:
-            with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
-                    byte_progress(app, f"restoring {source.database}") as tracked:
-                stream = TrailerSplitter(tracked(chunks))
-                source.load(staging, stream)
-            manifest = stream.manifest
-            if manifest is None:  # the loader stopped reading before the end: nothing was proven
-                raise IntegrityError("the restore stopped before the whole dump was read and checked",
-                                     "nothing was put in place; run the restore again")
+            manifest = load_snapshot(session, source, repo, snapshot, staging)
             check_row_counts(manifest, source.table_stats(staging))
             refuse_if_changed(destination, source.destination(request.to))
             aside = source.publish(staging, destination)
@@ -80,7 +74,20 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
     return ExitCode.OK
 
 
-def _restore_target(session: Session, name: str | None):
+def load_snapshot(session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str,
+                  verb: str = "restoring") -> Manifest:
+    """Stream the snapshot's dump into staging, checked against its manifest on the way; return the manifest."""
+    with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
+            byte_progress(session.app, f"{verb} {source.database}") as tracked:
+        stream = TrailerSplitter(tracked(chunks))
+        source.load(staging, stream)
+    if stream.manifest is None:  # the loader stopped reading before the end: nothing was proven
+        raise IntegrityError("the restore stopped before the whole dump was read and checked",
+                             "nothing was put in place; run the restore again")
+    return stream.manifest
+
+
+def first_reachable_target(session: Session, name: str | None):
     """The named target, or the first one in the policy that answers (the others may be down)."""
     if name is not None:
         return session.target(session.target_configs(name)[0])
@@ -93,7 +100,7 @@ def _restore_target(session: Session, name: str | None):
         except OpsctlError as exc:
             problems.append(exc.message)
     raise OpsctlError("no target of the policy can be reached: " + "; ".join(problems),
-                      "bring one back (or fix its mount, network or credentials), then run the restore again")
+                      "bring one back (or fix its mount, network or credentials), then run the command again")
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

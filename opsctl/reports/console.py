@@ -204,3 +204,47 @@ def show_doctor(app, sections: list) -> None:
     problems = sum(not f.ok for _, facts in sections for f in facts)
     app.out.print("Everything opsctl needs is in place." if problems == 0
                   else f"{problems} problem(s) found; fix them, then run: opsctl doctor")
+
+
+def show_verify(app, report: dict, paths) -> None:
+    """The verdict first, then each target's problems, then where the reports are."""
+    if app.json_output:
+        show_json(app, {**report, "files": [str(p) for p in paths]})
+        return
+    colour = "green" if report["verdict"] == "PASSED" else "red"
+    app.out.print(f"[bold {colour}]Verification {report['verdict']}[/]: {escape(report['summary'])}")
+    for target in report["targets"]:
+        rows = sum(t["rows_actual"] or 0 for t in target["tables"])
+        app.out.print(f"  {escape(target['target'])}: {target['verdict']} — snapshot {target['snapshot_id'] or '-'}, "
+                      f"{len(target['tables'])} tables, {rows:,} rows, repository {escape(target['repository'])}, "
+                      f"{target['duration_s']:.1f}s")
+        for problem in ([target["error"]] if target["error"] else []) + target["problems"][:20]:
+            app.out.print(f"    - {escape(problem)}")
+        if target["hint"]:
+            app.out.print(f"    what to do: {escape(target['hint'])}")
+    if report["targets_identical"] is not None:
+        app.out.print("  targets hold byte-identical backups (same manifest SHA-256)" if report["targets_identical"]
+                      else "  [red]targets hold DIFFERENT backups (manifest SHA-256 differ)[/]")
+    for path in paths:
+        app.out.print(f"  report: {escape(str(path))}")
+
+
+def show_report_check(app, check) -> None:
+    if app.json_output:
+        show_json(app, {"file": str(check.path), "intact": check.intact, "message": check.message})
+        return
+    app.out.print(escape(check.message))
+
+
+def show_report_list(app, rows: list[dict]) -> None:
+    if app.json_output:
+        show_json(app, rows)
+        return
+    if not rows:
+        app.out.print("No verifications yet. Run: opsctl verify")
+        return
+    table = Table("date", "database", "target", "snapshot", "verdict", "report")
+    for row in rows:
+        table.add_row(escape(row["date"]), escape(row["database"]), escape(", ".join(map(str, row["targets"]))),
+                      escape(", ".join(row["snapshots"])), row["verdict"], escape(row["file"]))
+    app.out.print(table)

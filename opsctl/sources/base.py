@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ContextManager, Iterable, Iterator, Protocol
 
-from opsctl.manifest import DumpFacts, TableStats
+from opsctl.manifest import Census, DumpFacts, TableStats
 
 
 class Dump(Protocol):
@@ -52,6 +52,12 @@ class Source(Protocol):
 
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         """Row counts of every table in the staging place."""
+
+    def census(self, staging: str, salt: str) -> Census:
+        """Fingerprints (salted with the backup's salt) and schema inventory of the staging place."""
+
+    def execute_for_test(self, staging: str, statement: str) -> None:
+        """Run one statement in the staging place (only the verification tests' tamper hook calls it)."""
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Put staging at the destination; an existing non-empty one is renamed aside (returned)."""

@@ -1,4 +1,4 @@
-"""A dump tool's output streamed while the row counts are read beside it, in the snapshot it shares."""
+"""A dump tool's output streamed while the row counts and fingerprints are read beside it, in the snapshot it shares."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import subprocess
 import threading
 from typing import Callable, Iterator
 
-from opsctl.manifest import DumpFacts, TableStats
+from opsctl.manifest import Census, DumpFacts
 from opsctl.process import StreamTail, read_chunks, widen_pipe
 from opsctl.sources.errors import DumpFailed
 from opsctl.sources.redact import redact_tool_output
@@ -18,19 +18,19 @@ class CountedDump:
     tool_name = "the dump tool"
     count_hint = "the backup user needs SELECT on every table"
 
-    def __init__(self, database: str, proc: subprocess.Popen, count: Callable[[], tuple[TableStats, ...]],
+    def __init__(self, database: str, proc: subprocess.Popen, count: Callable[[], Census],
                  properties: dict[str, str]) -> None:
         self.database = database
         self.properties = properties
         self.facts: DumpFacts | None = None
         self._proc = proc
-        self._stats: tuple[TableStats, ...] | Exception = ()
+        self._stats: Census | Exception = Census(tables=())
         self._counter = threading.Thread(target=self._count, args=(count,), daemon=True)
         self._counter.start()
         self._stderr = StreamTail(proc.stderr)
         widen_pipe(proc.stdout)
 
-    def _count(self, count: Callable[[], tuple[TableStats, ...]]) -> None:
+    def _count(self, count: Callable[[], Census]) -> None:
         try:
             self._stats = count()
         except Exception as exc:  # reported when the dump ends
@@ -63,5 +63,5 @@ class CountedDump:
     def _cancel_count(self) -> None:
         raise NotImplementedError
 
-    def _facts(self, tables: tuple[TableStats, ...]) -> DumpFacts:
+    def _facts(self, found: Census) -> DumpFacts:
         raise NotImplementedError

@@ -17,9 +17,11 @@ from typing import Iterable, Iterator
 
 import pymysql
 
-from opsctl.manifest import TableStats
+from opsctl.manifest import Census, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources.base import Destination
+from opsctl.sources.census import new_salt
+from opsctl.sources.mysql_census import sequence_values
 from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed
 from opsctl.sources.mysql_client import (NO_PRIVILEGE, TRANSACTIONAL_ENGINES, MySQLServer, base_tables, count_rows,
                                          create_database_sql, database_exists, database_properties, has_objects,
@@ -79,7 +81,9 @@ class MySQLSource:
         version = cur.fetchone()[0]
         unsafe = [name for name, engine in tables if engine.lower() not in TRANSACTIONAL_ENGINES]
         token = f"opsctl-{secrets.token_hex(8)}"
-        plan = CountPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe))
+        salt = new_salt()
+        plan = CountPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe),
+                         salt, sequence_values(cur, self.database) if salt else {})
         with self.server.defaults_file() as fd:
             argv = self._dump_argv(fd, token)
             log.debug("running %s", " ".join(argv))
@@ -147,6 +151,22 @@ class MySQLSource:
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
             return count_rows(cur, staging, [name for name, _ in base_tables(cur, staging)])
+
+    def census(self, staging: str, salt: str) -> Census:
+        """Fingerprints and inventory of a restored database, computed as at backup time."""
+        try:
+            with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
+                cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
+                tables = [name for name, _ in base_tables(cur, staging)]
+                return CountPlan(staging, tuple(tables), (), salt, sequence_values(cur, staging)).count(cur)
+        except pymysql.err.MySQLError as exc:  # the server's text may quote a value: only its code is shown
+            raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
+                                f"{self.server.user} needs SELECT on every table it restored") from None
+
+    def execute_for_test(self, staging: str, statement: str) -> None:
+        """Run one statement in the staging database (the verification tests' tamper hook)."""
+        with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
+            cur.execute(statement)
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging's objects into the destination; an existing one is moved aside first, and back on failure."""

@@ -23,14 +23,15 @@ import subprocess
 import threading
 import time
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pymysql
 
-from opsctl.manifest import DumpFacts, TableStats
+from opsctl.manifest import Census, DumpFacts
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DumpFailed
-from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer, count_rows
+from opsctl.sources.mysql_census import take_census
+from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer
 
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "mariadb-dump SQL text (--single-transaction --hex-blob, utf8mb4)"
@@ -115,16 +116,16 @@ class CommitLock:
 
 @dataclass(frozen=True)
 class CountPlan:
-    """Which tables to count in the snapshot; tables dumped without a lock are listed uncounted."""
+    """Which tables to count and fingerprint in the snapshot; tables dumped without a lock are listed uncounted."""
 
     database: str
     tables: tuple[str, ...]
     uncounted: tuple[str, ...]
+    salt: str = ""
+    sequences: dict = field(default_factory=dict)
 
-    def count(self, cur) -> tuple[TableStats, ...]:
-        counted = {t.name: t for t in count_rows(cur, self.database, [t for t in self.tables
-                                                                      if t not in self.uncounted])}
-        return tuple(counted.get(name, TableStats(name=name, rows=None)) for name in self.tables)
+    def count(self, cur) -> Census:
+        return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt, self.sequences)
 
 
 class MySQLDump(CountedDump):
@@ -157,12 +158,11 @@ class MySQLDump(CountedDump):
                              "no snapshot was kept from this run; run the backup again")
         super()._check(code)
 
-    def _facts(self, tables: tuple[TableStats, ...]) -> DumpFacts:
-        return DumpFacts(engine="mysql", database=self.database, dump_format=DUMP_FORMAT,
-                         server_version=self._version, tables=tables, properties=self.properties,
-                         warnings=self.warnings)
+    def _facts(self, found: Census) -> DumpFacts:
+        return DumpFacts.of(found, engine="mysql", database=self.database, dump_format=DUMP_FORMAT,
+                            server_version=self._version, properties=self.properties, warnings=self.warnings)
 
 
-def _count_in(conn, plan: CountPlan) -> tuple[TableStats, ...]:
+def _count_in(conn, plan: CountPlan) -> Census:
     with conn.cursor() as cur:
         return plan.count(cur)

@@ -18,7 +18,7 @@ from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseU
 
 # Leaf tables that hold rows (partitions included, partitioned parents excluded: their rows live
 # in the partitions), leaving out system schemas and tables owned by extensions.
-_TABLES = """
+TABLES = """
 SELECT n.nspname, c.relname
 FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind = 'r'
@@ -108,7 +108,7 @@ def tool(name: str) -> str:
 def table_stats(conn: psycopg.Connection) -> tuple[TableStats, ...]:
     """Exact row counts of every user table, read in the connection's current transaction."""
     stats = []
-    for schema, table in conn.execute(_TABLES).fetchall():
+    for schema, table in conn.execute(TABLES).fetchall():
         query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
         stats.append(TableStats(name=f"{schema}.{table}", rows=conn.execute(query).fetchone()[0]))
     return tuple(stats)

@@ -12,12 +12,14 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from opsctl.manifest import DumpFacts, TableStats
+from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
+from opsctl.sources.census import new_salt
 from opsctl.sources.base import Destination
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused,
                                    RestoreFailed)
+from opsctl.sources.pg_census import sequence_values, take_census
 from opsctl.sources.pg_client import (PgServer, create_database_sql, database_properties, has_user_relations,
                                       table_stats, tool)
 from opsctl.sources.restore_tool import run_restore_tool
@@ -57,6 +59,8 @@ class PostgresSource:
             conn.execute("SET LOCAL jit = off")
             conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            salt = new_salt()
+            sequences = sequence_values(conn) if salt else {}
             version = conn.execute("SHOW server_version").fetchone()[0]
             properties = database_properties(conn)
             argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
@@ -65,7 +69,7 @@ class PostgresSource:
                 log.debug("running %s (database %s)", " ".join(argv), self.database)
                 proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-                dump = PgDump(self, proc, conn, version, properties)
+                dump = PgDump(self, proc, conn, version, properties, salt, sequences)
                 try:
                     yield dump
                 finally:
@@ -107,6 +111,21 @@ class PostgresSource:
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         with self.server.connect(staging) as conn:
             return table_stats(conn)
+
+    def census(self, staging: str, salt: str) -> Census:
+        """Fingerprints and inventory of a restored database, computed as at backup time."""
+        try:
+            with self.server.connect(staging) as conn:
+                conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+                return take_census(conn, salt, sequence_values(conn))
+        except psycopg.Error as exc:  # the server's text may quote a value: only its class is shown
+            raise RestoreFailed(f"computing the fingerprints of {staging} failed ({exc.__class__.__name__})",
+                                f"{self.server.user} needs to read every table and large object it restored") from None
+
+    def execute_for_test(self, staging: str, statement: str) -> None:
+        """Run one statement in the staging database (the verification tests' tamper hook)."""
+        with self.server.connect(staging, autocommit=True) as conn:
+            conn.execute(statement)
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Rename staging into place; an existing database is renamed aside first, and back on failure."""
@@ -178,16 +197,16 @@ class PgDump(CountedDump):
     tool_name = "pg_dump"
 
     def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str,
-                 properties: dict[str, str]):
+                 properties: dict[str, str], salt: str, sequences: dict):
         self._conn = conn
         self._version = version
         self.count_hint = (f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
                            f"{source.server.user})")
-        super().__init__(source.database, proc, lambda: table_stats(conn), properties)
+        super().__init__(source.database, proc, lambda: take_census(conn, salt, sequences), properties)
 
     def _cancel_count(self) -> None:
         self._conn.cancel()
 
-    def _facts(self, tables: tuple[TableStats, ...]) -> DumpFacts:
-        return DumpFacts(engine="postgresql", database=self.database, dump_format=DUMP_FORMAT,
-                         server_version=self._version, tables=tables, properties=self.properties)
+    def _facts(self, found: Census) -> DumpFacts:
+        return DumpFacts.of(found, engine="postgresql", database=self.database, dump_format=DUMP_FORMAT,
+                            server_version=self._version, properties=self.properties)

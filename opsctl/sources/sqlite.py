@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import secrets
 import sqlite3
 import tempfile
+import time
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
-from opsctl.manifest import DumpFacts, TableStats
+from opsctl.manifest import Census, DumpFacts, TableStats
+from opsctl.sources import census
+from opsctl.sources.census import new_salt
 from opsctl.process import read_chunks
 from opsctl.sources.base import Destination
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
@@ -31,10 +35,49 @@ def _open(path: Path, private: bool = False) -> sqlite3.Connection:
 
 
 def table_stats(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
-    names = [row[0] for row in conn.execute(
-        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
     return tuple(TableStats(name=name, rows=conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0])
-                 for name in names)
+                 for name in _table_names(conn))
+
+
+def take_census(conn: sqlite3.Connection, salt: str) -> Census:
+    """Counts and fingerprints of every table (hashed here, row by row), the schema inventory and sequences."""
+    if not salt:
+        return census.counts_only(table_stats(conn))
+    tables = tuple(_fingerprint(conn, name, salt) for name in _table_names(conn))
+    found: dict[str, list[str]] = {}
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
+                                   "ORDER BY type, name"):
+        found.setdefault(kind, []).append(name)
+    has_sequences = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence'").fetchone()
+    values = {f"sequence {name}": seq for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence")} \
+        if has_sequences else {}
+    return Census(tables=tables, schema=found, values=values, salt=salt)
+
+
+def _table_names(conn: sqlite3.Connection) -> list[str]:
+    return [row[0] for row in conn.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY name")]
+
+
+def _fingerprint(conn: sqlite3.Connection, name: str, salt: str) -> TableStats:
+    rows, hash_sum, prefix, started = 0, 0, salt.encode(), time.monotonic()
+    for row in conn.execute(f"SELECT * FROM {_quote(name)}"):
+        digest = hashlib.md5(prefix + b"".join(_encode(value) for value in row), usedforsecurity=False).digest()
+        hash_sum += int.from_bytes(digest[:8], "big")
+        rows += 1
+    return census.table(name, salt, rows, hash_sum, started)
+
+
+def _encode(value) -> bytes:
+    """A value with its type and length, so NULL, '' and 0 (and any split between columns) differ."""
+    if value is None:
+        return b"N;"
+    if isinstance(value, bytes):
+        body, kind = value, b"b"
+    else:
+        body, kind = (repr(value) if isinstance(value, float) else str(value)).encode("utf-8", "surrogatepass"), \
+            {int: b"i", float: b"f"}.get(type(value), b"s")
+    return kind + str(len(body)).encode() + b":" + body
 
 
 def _quote(identifier: str) -> str:
@@ -77,12 +120,12 @@ class SQLiteSource:
                 with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
                     src.backup(dst)  # all pages in one step: one consistent read transaction
                 with closing(_open(copy, private=True)) as conn:
-                    tables = table_stats(conn)
+                    found = take_census(conn, new_salt())
             except sqlite3.Error as exc:
                 raise DumpFailed(f"copying the SQLite database {self.path} failed: {exc}",
                                  "no snapshot was kept from this run") from None
-            facts = DumpFacts(engine="sqlite", database=self.database, dump_format=DUMP_FORMAT,
-                              server_version=sqlite3.sqlite_version, tables=tables)
+            facts = DumpFacts.of(found, engine="sqlite", database=self.database, dump_format=DUMP_FORMAT,
+                                 server_version=sqlite3.sqlite_version)
             yield SQLiteDump(copy, facts)
 
     def destination(self, name: str) -> Destination:
@@ -118,6 +161,17 @@ class SQLiteSource:
                 return table_stats(conn)
         except sqlite3.DatabaseError as exc:
             raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
+
+    def census(self, staging: str, salt: str) -> Census:
+        """Fingerprints and inventory of a restored file (after SQLite's own integrity check)."""
+        self.table_stats(staging)
+        with closing(_open(Path(staging), private=True)) as conn:
+            return take_census(conn, salt)
+
+    def execute_for_test(self, staging: str, statement: str) -> None:
+        """Run one statement in the staging file (the verification tests' tamper hook)."""
+        with closing(sqlite3.connect(staging)) as conn, conn:
+            conn.executescript(statement)
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""

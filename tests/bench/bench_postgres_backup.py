@@ -16,7 +16,9 @@ import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
@@ -81,6 +83,20 @@ class Bench(ResticBench):
         self.psql("VACUUM ANALYZE")
 
 
+@contextmanager
+def pgbench_bench(scale: int, realistic: bool) -> Iterator[Bench]:
+    """A throwaway server holding a pgbench database of that scale, and a Bench in a scratch folder."""
+    server = PostgresServer(postgres_bindir()).start()
+    try:
+        server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
+        with tempfile.TemporaryDirectory(prefix="opsctl-bench-", dir=os.environ.get("BENCH_DIR")) as folder:
+            bench = Bench(Path(folder), server)
+            bench.pgbench_init(scale, realistic)
+            yield bench
+    finally:
+        server.cleanup()
+
+
 def measure_dedup(bench: Bench, policy: Path, dump_bytes: int) -> dict:
     figures = {}
     figures["no change"] = bench.opsctl_backup(policy)[1]["bytes_added"]
@@ -102,31 +118,24 @@ def main() -> None:
     parser.add_argument("--realistic", action="store_true", help="random filler instead of pgbench's blank padding")
     args = parser.parse_args()
 
-    server = PostgresServer(postgres_bindir()).start()
-    try:
-        server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
-        with tempfile.TemporaryDirectory(prefix="opsctl-bench-", dir=os.environ.get("BENCH_DIR")) as folder:
-            bench = Bench(Path(folder), server)
-            bench.pgbench_init(args.scale, args.realistic)
-            raw, ours, results = measure_speed(bench, args.rounds)
-            dump_bytes = results[0]["dump_bytes"]
-            filler = "random filler" if args.realistic else "pgbench's blank filler"
-            print(f"database: pgbench scale {args.scale} ({filler}), dump {dump_bytes / 2**20:.0f} MiB")
-            print(f"(1) raw pg_dump | restic backup: {raw:.2f} s   opsctl backup: {ours:.2f} s   "
-                  f"ratio {ours / raw:.3f} (goal <= 1.10)")
-            policy = bench.write_policy(Path(folder) / "opsctl-0")
-            _, _, rss_1x = bench.opsctl_backup(policy)
-            for label, (added, share) in measure_dedup(bench, policy, dump_bytes).items():
-                print(f"(2) bytes added, {label}: {added / 2**20:.2f} MiB = {share:.2%} of the dump")
-            print(f"(3) peak RSS of the opsctl process at 1x: {rss_1x / 1024:.1f} MiB")
-            if args.rss_scale_factor > 1:
-                bench.pgbench_init(args.scale * args.rss_scale_factor, args.realistic)
-                big = bench.write_policy(bench.fresh_repository("opsctl-big"))
-                _, result, rss_nx = bench.opsctl_backup(big)
-                print(f"(3) peak RSS at {args.rss_scale_factor}x (dump {result['dump_bytes'] / 2**20:.0f} MiB): "
-                      f"{rss_nx / 1024:.1f} MiB   ratio {rss_nx / rss_1x:.2f} (goal: flat, ~1.0)")
-    finally:
-        server.cleanup()
+    with pgbench_bench(args.scale, args.realistic) as bench:
+        raw, ours, results = measure_speed(bench, args.rounds)
+        dump_bytes = results[0]["dump_bytes"]
+        filler = "random filler" if args.realistic else "pgbench's blank filler"
+        print(f"database: pgbench scale {args.scale} ({filler}), dump {dump_bytes / 2**20:.0f} MiB")
+        print(f"(1) raw pg_dump | restic backup: {raw:.2f} s   opsctl backup: {ours:.2f} s   "
+              f"ratio {ours / raw:.3f} (goal <= 1.10)")
+        policy = bench.write_policy(bench.root / "opsctl-0")
+        _, _, rss_1x = bench.opsctl_backup(policy)
+        for label, (added, share) in measure_dedup(bench, policy, dump_bytes).items():
+            print(f"(2) bytes added, {label}: {added / 2**20:.2f} MiB = {share:.2%} of the dump")
+        print(f"(3) peak RSS of the opsctl process at 1x: {rss_1x / 1024:.1f} MiB")
+        if args.rss_scale_factor > 1:
+            bench.pgbench_init(args.scale * args.rss_scale_factor, args.realistic)
+            big = bench.write_policy(bench.fresh_repository("opsctl-big"))
+            _, result, rss_nx = bench.opsctl_backup(big)
+            print(f"(3) peak RSS at {args.rss_scale_factor}x (dump {result['dump_bytes'] / 2**20:.0f} MiB): "
+                  f"{rss_nx / 1024:.1f} MiB   ratio {rss_nx / rss_1x:.2f} (goal: flat, ~1.0)")
 
 
 if __name__ == "__main__":

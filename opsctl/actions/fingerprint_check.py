@@ -1,0 +1,90 @@
+"""Comparing a restored database's census with the one taken at backup time. Names objects, never values."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsctl.manifest import Census
+
+
+@dataclass(frozen=True)
+class TableCheck:
+    """One table: rows expected and found, whether the fingerprints agree, how long the check took."""
+
+    name: str
+    rows_expected: int | None
+    rows_actual: int | None
+    fingerprint_match: bool | None
+    seconds: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.rows_expected == self.rows_actual and self.fingerprint_match is not False
+
+    @property
+    def problem(self) -> str | None:
+        """Why the table fails, in words that name it and never its contents."""
+        if self.rows_actual is None and self.rows_expected is not None:
+            return f"table {self.name}: missing from the restored database"
+        if self.rows_expected is None and self.rows_actual is not None and self.fingerprint_match is None:
+            return f"table {self.name}: not in the backup"
+        if self.rows_expected != self.rows_actual:
+            return f"table {self.name}: expected {self.rows_expected} rows, found {self.rows_actual}"
+        if self.fingerprint_match is False:
+            return f"table {self.name}: same row count, different content (fingerprint mismatch)"
+        return None
+
+
+@dataclass(frozen=True)
+class Comparison:
+    tables: tuple[TableCheck, ...]
+    problems: tuple[str, ...]
+    """Every mismatch: tables first, then schema objects and values."""
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def compare(expected: Census, actual: Census) -> Comparison:
+    """Per table, per schema object and per recorded value: what differs between backup and restore."""
+    tables = _tables(expected, actual)
+    problems = [t.problem for t in tables if t.problem]
+    problems += _schema(expected.schema, actual.schema) + _values(expected.values, actual.values)
+    return Comparison(tables=tables, problems=tuple(problems))
+
+
+def _tables(expected: Census, actual: Census) -> tuple[TableCheck, ...]:
+    found = {t.name: t for t in actual.tables}
+    checks = []
+    for want in expected.tables:
+        got = found.pop(want.name, None)
+        counted = want.rows is not None  # a table dumped without a lock was not counted: nothing to prove
+        match = None if got is None or not (counted and want.fingerprint) else want.fingerprint == got.fingerprint
+        checks.append(TableCheck(want.name, want.rows if counted else None,
+                                 None if got is None else (got.rows if counted else None), match,
+                                 None if got is None else got.seconds))
+    checks += [TableCheck(got.name, None, got.rows, None, got.seconds) for got in found.values()]
+    return tuple(checks)
+
+
+def _schema(expected: dict, actual: dict) -> list[str]:
+    problems = []
+    for kind in sorted(expected.keys() | actual.keys()):
+        want, got = set(expected.get(kind, ())), set(actual.get(kind, ()))
+        problems += [f"{kind} {name}: missing from the restored database" for name in sorted(want - got)]
+        problems += [f"{kind} {name}: not in the backup" for name in sorted(got - want)]
+    return problems
+
+
+def _values(expected: dict, actual: dict) -> list[str]:
+    """Counters (ints, e.g. sequences) must be at least what was recorded; anything else must be equal."""
+    problems = []
+    for label, want in sorted(expected.items()):
+        got = actual.get(label)
+        if isinstance(want, int):
+            if not isinstance(got, int) or got < want:  # None: reset to never used, or missing
+                problems.append(f"{label}: behind the backup (reset or lost)")
+        elif want is not None and got != want:
+            problems.append(f"{label}: does not match the backup")
+    return problems

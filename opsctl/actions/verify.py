@@ -1,0 +1,189 @@
+"""opsctl verify: restore a snapshot into a scratch database, prove it equals the backup, write a report."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Iterator
+
+from opsctl.actions.check import DAMAGED_HINT, first_error
+from opsctl.actions.context import App, Session
+from opsctl.actions.fingerprint_check import Comparison, compare
+from opsctl.actions.restore import first_reachable_target, load_snapshot, pick_snapshot
+from opsctl.errors import ExitCode, OpsctlError
+from opsctl.manifest import Manifest
+from opsctl.reports import console, verification
+from opsctl.restic.errors import ResticError
+from opsctl.restic.models import CheckResult, Snapshot
+from opsctl.sources import Source
+from opsctl.targets import Target
+
+TAMPER_ENV = "OPSCTL_TEST_TAMPER_SQL"
+"""Tests only: a statement run in the scratch database between the restore and the comparison."""
+
+
+@dataclass(frozen=True)
+class VerifyRequest:
+    snapshot: str = "latest"
+    target: str | None = None
+    all_targets: bool = False
+    database: str | None = None
+
+
+@dataclass(frozen=True)
+class TargetVerification:
+    """What verifying one snapshot on one target found."""
+
+    target: str
+    location: str
+    snapshot_id: str | None
+    snapshot_time: str | None
+    manifest_sha256: str | None
+    dump_bytes: int | None
+    repository: str
+    comparison: Comparison | None
+    error: str | None
+    hint: str | None
+    started_at: str
+    duration_s: float
+    server_version: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.comparison is not None and self.comparison.ok
+
+
+def verify(app: App, request: VerifyRequest) -> ExitCode:
+    session = Session(app)
+    with session.exclusive("verify"), session.audited("verify") as record:
+        _ = session.restic.version
+        source = session.source(request.database)
+        targets = _targets(session, request)
+        record.targets = [t.display for t in targets]
+        started = verification.now()
+        results = [_verify_on(session, source, target, request.snapshot) for target in targets]
+        about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
+                 "started_at": started, "restic_version": f"restic {session.restic.version}"}
+        report = verification.build(about, results, request.all_targets)
+        paths = verification.write(report, session.state_dir / "reports")
+        record.snapshot_ids = sorted({r.snapshot_id for r in results if r.snapshot_id})
+        record.details = {"verdict": report["verdict"], "report": str(paths[0]), "report_sha256": report["sha256"]}
+        record.outcome = "ok" if report["verdict"] == verification.PASSED else "failed"
+    console.show_verify(app, report, paths)
+    return ExitCode.OK if report["verdict"] == verification.PASSED else ExitCode.FAILURE
+
+
+def _targets(session: Session, request: VerifyRequest) -> list[Target]:
+    if request.all_targets:
+        return [session.target(config) for config in session.target_configs()]
+    if request.target is None:
+        return [first_reachable_target(session, None)]
+    return [session.target(session.target_configs(request.target)[0])]
+
+
+def _verify_on(session: Session, source: Source, target: Target, wanted: str) -> TargetVerification:
+    """Every failure becomes part of the result, so each target gets its verdict and the report is written."""
+    started, clock = verification.now(), time.monotonic()
+    found: dict = {}
+    try:
+        target.probe()
+        repo = session.repository(target)
+        snapshot = pick_snapshot(session.restic.snapshots(repo, session.snapshot_tags(source)), wanted)
+        found.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time.isoformat())
+        subset = session.policy.verification.read_data_subset
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            check = _Check(pool, lambda: session.restic.check(repo, subset), subset)
+            try:
+                manifest, comparison = _restore_and_compare(session, source, repo, snapshot, check)
+            finally:
+                found["repository"] = check.describe()
+            checked = check.result()
+        found.update(manifest_sha256=manifest.sha256, dump_bytes=manifest.dump_bytes, comparison=comparison,
+                     server_version=manifest.facts.server_version)
+        if not checked.ok:
+            raise OpsctlError(f"the repository is damaged: {first_error(checked.report)}", DAMAGED_HINT)
+    except OpsctlError as exc:
+        found.update(error=exc.message, hint=exc.hint)
+    return TargetVerification(target=target.name, location=target.display, snapshot_id=found.get("snapshot_id"),
+                              snapshot_time=found.get("snapshot_time"), manifest_sha256=found.get("manifest_sha256"),
+                              dump_bytes=found.get("dump_bytes"), repository=found.get("repository", "not checked"),
+                              comparison=found.get("comparison"), error=found.get("error"), hint=found.get("hint"),
+                              started_at=started, duration_s=round(time.monotonic() - clock, 3),
+                              server_version=found.get("server_version"))
+
+
+def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snapshot,
+                         check: "_Check") -> tuple[Manifest, Comparison]:
+    """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
+    with _scratch(session, source, snapshot) as staging:
+        try:
+            manifest = load_snapshot(session, source, repo, snapshot, staging, verb="verifying")
+        except ResticError as exc:
+            if check.start().result().ok:
+                raise
+            raise OpsctlError(f"the repository is damaged: {exc.message}", DAMAGED_HINT) from None
+        check.start()
+        if not manifest.facts.fingerprint_salt:
+            raise OpsctlError(f"snapshot {snapshot.short_id} was made before opsctl recorded fingerprints, so its "
+                              "contents cannot be proven (its dump and row counts restored fine)",
+                              "run opsctl backup, then verify the new snapshot")
+        if os.environ.get(TAMPER_ENV):
+            source.execute_for_test(staging, os.environ[TAMPER_ENV])
+        return manifest, compare(manifest.facts.census, source.census(staging, manifest.facts.fingerprint_salt))
+
+
+class _Check:
+    """restic check of the target, started once (after the restore: it takes restic's exclusive lock)."""
+
+    def __init__(self, pool: ThreadPoolExecutor, run: Callable[[], CheckResult], subset: str) -> None:
+        self._pool, self._run, self._subset = pool, run, subset
+        self._future: Future[CheckResult] | None = None
+
+    def start(self) -> Future[CheckResult]:
+        if self._future is None:
+            self._future = self._pool.submit(self._run)
+        return self._future
+
+    def result(self) -> CheckResult:
+        return self.start().result()
+
+    def describe(self) -> str:
+        """The result in a few words; "not checked" when the verification stopped before the check began."""
+        if self._future is None:
+            return "not checked"
+        try:
+            checked = self._future.result()
+        except OpsctlError as exc:
+            return f"could not be checked: {exc.message}"
+        except BaseException:  # interrupted: the run is ending anyway
+            return "not checked"
+        if checked.ok:
+            return f"no errors (structure and {self._subset} of the data read back)"
+        return f"DAMAGED: {first_error(checked.report)}"
+
+
+@contextmanager
+def _scratch(session: Session, source: Source, snapshot: Snapshot) -> Iterator[str]:
+    """A scratch database (SQLite: a private file) that is always removed, on failure, Ctrl-C and SIGTERM too."""
+    folder = None
+    name = f"opsctl_verify_{source.database[:20]}_{secrets.token_hex(3)}"
+    if source.engine == "sqlite":
+        (session.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder = tempfile.mkdtemp(prefix="opsctl-verify-", dir=session.state_dir / "tmp")
+        name = str(Path(folder) / f"{name}.sqlite3")
+    try:
+        staging = source.create_staging(source.destination(name), snapshot.tag_map())
+        try:
+            yield staging
+        finally:
+            source.discard(staging)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

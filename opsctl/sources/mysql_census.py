@@ -1,0 +1,72 @@
+"""MySQL/MariaDB fingerprints and schema inventory, read in the session's current transaction (snapshot)."""
+
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+
+from opsctl.manifest import Census, TableStats
+from opsctl.sources import census
+from opsctl.sources.mysql_client import quote
+
+_COLUMNS = ("SELECT COLUMN_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s "
+            "ORDER BY ORDINAL_POSITION")
+_INVENTORY = """
+SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END, TABLE_NAME
+FROM information_schema.TABLES WHERE TABLE_SCHEMA = %(db)s
+UNION ALL SELECT LOWER(ROUTINE_TYPE), ROUTINE_NAME FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA = %(db)s
+UNION ALL SELECT 'trigger', CONCAT(EVENT_OBJECT_TABLE, '.', TRIGGER_NAME) FROM information_schema.TRIGGERS
+  WHERE TRIGGER_SCHEMA = %(db)s
+UNION ALL SELECT 'event', EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = %(db)s
+UNION ALL SELECT DISTINCT 'index', CONCAT(TABLE_NAME, '.', INDEX_NAME) FROM information_schema.STATISTICS
+  WHERE TABLE_SCHEMA = %(db)s
+UNION ALL SELECT 'constraint', CONCAT(TABLE_NAME, '.', CONSTRAINT_NAME, ' (', CONSTRAINT_TYPE, ')')
+  FROM information_schema.TABLE_CONSTRAINTS WHERE CONSTRAINT_SCHEMA = %(db)s
+"""
+_SEQUENCES = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'SEQUENCE'"
+
+
+def sequence_values(cur, database: str) -> dict[str, int]:
+    """The next value each sequence hands out (read before the dump starts: sequences are not transactional)."""
+    cur.execute(_SEQUENCES, (database,))
+    values = {}
+    for (name,) in cur.fetchall():
+        cur.execute(f"SELECT next_not_cached_value FROM {quote(database)}.{quote(name)}")
+        values[f"sequence {name}"] = int(cur.fetchone()[0])
+    return values
+
+
+def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...], salt: str,
+                sequences: dict[str, int]) -> Census:
+    """Counts and fingerprints of the tables (uncounted ones listed without either), plus the inventory."""
+    if salt:
+        cur.execute("SET SESSION time_zone = '+00:00'")  # the text form of TIMESTAMP values depends on it
+    found = [TableStats(name=name, rows=None) if name in uncounted else _table(cur, database, name, salt)
+             for name in tables]
+    if not salt:
+        return census.counts_only(tuple(found))
+    return Census(tables=tuple(found), schema=inventory(cur, database), values=dict(sequences), salt=salt)
+
+
+def inventory(cur, database: str) -> dict[str, list[str]]:
+    """Kind -> sorted names of the schema objects a restore must bring back."""
+    found: dict[str, list[str]] = defaultdict(list)
+    cur.execute(_INVENTORY, {"db": database})
+    for kind, name in cur.fetchall():
+        found[kind].append(name)
+    return {kind: sorted(names) for kind, names in sorted(found.items())}
+
+
+def _table(cur, database: str, name: str, salt: str) -> TableStats:
+    relation, started = f"{quote(database)}.{quote(name)}", time.monotonic()
+    if not salt:
+        cur.execute(f"SELECT count(*) FROM {relation}")
+        return census.table(name, salt, cur.fetchone()[0], None, started)
+    cur.execute(_COLUMNS, (database, name))
+    # NULL-safe and charset-free: each value as its bytes with a 'v' before it, NULL as a bare 'N'.
+    values = ", ".join(f"IF({quote(c)} IS NULL, 'N', CONCAT('v', CAST({quote(c)} AS BINARY)))"
+                       for (c,) in cur.fetchall())
+    cur.execute(f"SELECT count(*), COALESCE(SUM(CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, %s, {values})), 1, 15), 16, 10)"
+                f" AS UNSIGNED)), 0) FROM {relation}", (salt,))
+    rows, hash_sum = cur.fetchone()
+    return census.table(name, salt, rows, str(hash_sum), started)
