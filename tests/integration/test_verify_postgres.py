@@ -8,7 +8,6 @@ import subprocess
 import sys
 import time
 
-import psycopg
 import pytest
 
 from tests.conftest import PG_ROLE, PG_ROLE_PASSWORD
