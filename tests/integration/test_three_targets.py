@@ -170,3 +170,15 @@ def test_a_replica_never_gets_back_a_snapshot_its_own_retention_removed(three):
     assert len(snapshot_ids(three, "local")) == 3
     doctor = three.opsctl("doctor")
     assert "retention of nas" in doctor.stdout and "keeps less than local" in doctor.stdout
+
+
+def test_verify_on_every_target_proves_the_same_backup(three):
+    assert three.opsctl("backup").returncode == 0
+    result = three.opsctl("verify", "--all-targets")
+    assert result.returncode == 0, result.output
+    assert "Verification PASSED" in result.stdout and "3 targets" in result.stdout
+    reports = list((three.root / "state" / "reports").glob("*.json"))
+    assert len(reports) == 1 and three.opsctl("report", "verify", str(reports[0])).returncode == 0
+    text = reports[0].read_text()
+    for target in ("local (local", "nas (sftp", "offsite (s3"):
+        assert target in text, target
