@@ -13,6 +13,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from opsctl.durable import sync_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.sources import census
 from opsctl.sources.census import new_salt
@@ -181,7 +182,7 @@ class SQLiteSource:
             aside = _free_aside_name(target)
             _move_with_sidecars(target, aside)
         os.replace(staging, target)
-        _sync_folder(target.parent)
+        sync_folder(target.parent)
         return None if aside is None else str(aside)
 
     def discard(self, staging: str) -> None:
@@ -236,11 +237,3 @@ def _remove_with_sidecars(path: Path) -> None:
     for sidecar in _sidecars(path):
         sidecar.unlink()
     path.unlink(missing_ok=True)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from opsctl.durable import create_synced, sync_folder
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
@@ -102,7 +103,7 @@ class LocalFiles:
         self._spool.mkdir(exist_ok=True, mode=0o700)
         spooled = self._spool / f"{final.name}.{uuid.uuid4().hex[:8]}"
         try:
-            _write_synced(spooled, content)
+            create_synced(spooled, content, 0o400)  # restic keeps its files read-only too
             _link_new(spooled, final)
         except FileExistsError:
             return False
@@ -112,7 +113,7 @@ class LocalFiles:
             raise
         finally:
             spooled.unlink(missing_ok=True)
-        _sync_folder(final.parent)
+        sync_folder(final.parent)
         return True
 
 
@@ -132,22 +133,3 @@ def _link_new(spooled: Path, final: Path) -> None:
         if final.exists():
             raise FileExistsError(final) from None
         os.rename(spooled, final)
-
-
-def _write_synced(path: Path, content: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o400)  # restic keeps its files read-only too
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -13,6 +13,7 @@ import signal
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
+from opsctl.durable import replace_synced, sync_folder
 from opsctl.errors import OpsctlError
 
 JOURNAL_NAME = "keys-rotation.json"
@@ -72,7 +73,7 @@ def save(state_dir: Path, journal: Journal) -> None:
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     data = asdict(journal)
     data["targets"] = [asdict(t) for t in journal.targets]
-    write_durably(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
+    replace_synced(path, (json.dumps(data, indent=1, sort_keys=True) + "\n").encode())
 
 
 def record_step(state_dir: Path, journal: Journal, step: str) -> Journal:
@@ -94,25 +95,3 @@ def remove(state_dir: Path) -> None:
     sync_folder(state_dir)
 
 
-def write_durably(path: Path, content: bytes, mode: int = 0o600) -> None:
-    """Write aside, fsync, rename over: readers see the old file or the whole new one."""
-    spooled = path.with_name(f".{path.name}.tmp")
-    spooled.unlink(missing_ok=True)
-    fd = os.open(spooled, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.rename(spooled, path)
-    sync_folder(path.parent)
-
-
-def sync_folder(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from opsctl.actions.keys.journal import sync_folder, write_durably
+from opsctl.durable import replace_synced, sync_folder
 from opsctl.errors import BadInput, OpsctlError
 from opsctl.policy.model import SecretSource, check_private_file
 from opsctl.secrets import read_secret
@@ -40,8 +40,25 @@ def read_new_password_file(path: Path) -> bytes:
     return data
 
 
+class _StagedSecret:
+    """Reads shared by every password store: the current secret, and the staged and old copies if present."""
+
+    source: SecretSource
+    staged_path: Path
+    old_path: Path
+
+    def current(self) -> bytes:
+        return read_secret(self.source, PURPOSE)
+
+    def staged(self) -> bytes | None:
+        return _read_if_there(self.staged_path)
+
+    def old(self) -> bytes | None:
+        return _read_if_there(self.old_path)
+
+
 @dataclass(frozen=True)
-class FileStore:
+class FileStore(_StagedSecret):
     """The policy's password file; the staged and old copies sit next to it with its mode."""
 
     source: SecretSource
@@ -59,17 +76,8 @@ class FileStore:
     def old_path(self) -> Path:
         return self.path.with_name(f"{self.path.name}.{self.stamp}.old")
 
-    def current(self) -> bytes:
-        return read_secret(self.source, PURPOSE)
-
-    def staged(self) -> bytes | None:
-        return _read_if_there(self.staged_path)
-
-    def old(self) -> bytes | None:
-        return _read_if_there(self.old_path)
-
     def stage(self, password: bytes) -> None:
-        write_durably(self.staged_path, password, mode=stat.S_IMODE(self.path.stat().st_mode))
+        replace_synced(self.staged_path, password, mode=stat.S_IMODE(self.path.stat().st_mode))
 
     def switch(self) -> None:
         """Keep the current file as the dated old copy (a second link), then rename the staged one over it."""
@@ -88,7 +96,7 @@ class FileStore:
 
 
 @dataclass(frozen=True)
-class CommandStore:
+class CommandStore(_StagedSecret):
     """A secret manager reached through command (reads) and store_command (writes); copies in the state folder."""
 
     source: SecretSource
@@ -103,18 +111,9 @@ class CommandStore:
     def old_path(self) -> Path:
         return self.state_dir / f"repository-password.{self.stamp}.old"
 
-    def current(self) -> bytes:
-        return read_secret(self.source, PURPOSE)
-
-    def staged(self) -> bytes | None:
-        return _read_if_there(self.staged_path)
-
-    def old(self) -> bytes | None:
-        return _read_if_there(self.old_path)
-
     def stage(self, password: bytes) -> None:
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        write_durably(self.staged_path, password)
+        replace_synced(self.staged_path, password)
 
     def switch(self) -> None:
         """Save the new password with store_command unless the secret manager already returns it."""
@@ -122,7 +121,7 @@ class CommandStore:
         if new is None or current.strip() == new.strip():
             return
         if not self.old_path.exists():
-            write_durably(self.old_path, current)
+            replace_synced(self.old_path, current)
         _store(self.source.store_command, new)
         if self.current().strip() != new.strip():
             raise OpsctlError(f"after store_command {self.source.store_command[0]} exited 0, command "
@@ -160,7 +159,7 @@ def _keep_copy(path: Path, copy: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
             raise
-        write_durably(copy, path.read_bytes(), mode=stat.S_IMODE(path.stat().st_mode))
+        replace_synced(copy, path.read_bytes(), mode=stat.S_IMODE(path.stat().st_mode))
 
 
 def _read_if_there(path: Path) -> bytes | None:

@@ -1,0 +1,36 @@
+"""Files that survive a crash: written whole and fsynced, with their folder entry synced too."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def create_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
+    """Create a new file (never an existing one) with all of content, flushed to disk."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
+    """Write aside, fsync, rename over: readers see the old file or the whole new one."""
+    spooled = path.with_name(f".{path.name}.tmp")
+    spooled.unlink(missing_ok=True)
+    create_synced(spooled, content, mode)
+    os.rename(spooled, path)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """Make a rename or a new file in this folder durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
