@@ -99,7 +99,7 @@ def bring_up_to_date(session: Session, primary: Target, replicas: list[Target], 
         time.sleep(0.2)
         for job in jobs:
             if job.thread.is_alive() and time.monotonic() - job.last_progress > stall_s:
-                job.abandon(stall_s)
+                job.abandon()
     return [job.outcome for job in jobs]
 
 
@@ -110,20 +110,24 @@ class _Job:
                  transfer: Transfer) -> None:
         self.session, self.primary, self.replica, self.made = session, primary, replica, made
         self.transfer = transfer
+        self.stall_s = session.policy.stall_timeout.total_seconds()
         self.cancelled = threading.Event()
         self.abandoned = False
         self.started = self.last_progress = time.monotonic()
         self.outcome: TargetOutcome | None = None
         self.thread = threading.Thread(target=self._run, name=f"replicate-{replica.name}", daemon=True)
 
-    def abandon(self, stall_s: float) -> None:
+    def abandon(self) -> None:
         self.cancelled.set()
         self.abandoned = True
-        self.outcome = TargetOutcome(
-            self.replica.name, self.replica.display, "replica", duration_s=time.monotonic() - self.started,
-            error=f"{self.replica.display} made no progress for {stall_s:.0f} s and was cut off",
-            hint="check that target's network and storage; the next backup completes the copy")
+        self.outcome = self._stalled()
         self.transfer.finish("stalled")
+
+    def _stalled(self) -> TargetOutcome:
+        return TargetOutcome(
+            self.replica.name, self.replica.display, "replica", duration_s=time.monotonic() - self.started,
+            error=f"{self.replica.display} made no progress for {self.stall_s:.0f} s and was cut off",
+            hint="check that target's network and storage; the next backup completes the copy")
 
     def progress(self, count: int) -> None:
         self.last_progress = time.monotonic()
@@ -134,6 +138,8 @@ class _Job:
             outcome = self._copy()
         except Cancelled:
             return
+        except TimeoutError:  # a socket read that waited stall_timeout: the same verdict as the watch's
+            outcome = self._stalled()
         except BaseException as exc:  # noqa: BLE001 - any failure belongs to this target only
             outcome = failed(self.replica, "replica", exc, self.started)
         if not self.abandoned:
