@@ -143,6 +143,11 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
+def run_store_command(argv: list[str], secret: bytes, timeout: float = 60) -> int:
+    """Run a command that saves a secret read from its stdin (never argv); return its exit status."""
+    return subprocess.run(argv, input=secret, stdout=subprocess.DEVNULL, timeout=timeout, check=False).returncode
+
+
 def run_secret_command(argv: list[str], timeout: float = 60) -> bytes:
     """Run a password command and return its standard output; its stderr goes to the terminal."""
     result = subprocess.run(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout, check=False)

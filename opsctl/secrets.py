@@ -5,9 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from opsctl.errors import SecretUnavailable
+from opsctl.errors import OpsctlError, SecretUnavailable
 from opsctl.policy.model import SecretSource, check_private_file
-from opsctl.process import run_secret_command
+from opsctl.process import run_secret_command, run_store_command
 
 
 def read_secret(source: SecretSource, purpose: str) -> bytes:
@@ -52,6 +52,19 @@ def _from_command(source: SecretSource, purpose: str) -> bytes:
     if not data.strip():
         raise SecretUnavailable(f"the {purpose} command {source.command[0]} printed nothing")
     return data
+
+
+def store_secret(argv: tuple[str, ...], secret: bytes, purpose: str) -> None:
+    """Hand a new secret to a store_command on its stdin; exit 0 means it was stored."""
+    try:
+        returncode = run_store_command(list(argv), secret)
+    except FileNotFoundError:
+        raise OpsctlError(f"the store_command {argv[0]} was not found", "fix repository_password.store_command") from None
+    except subprocess.TimeoutExpired:
+        raise OpsctlError(f"the store_command {argv[0]} did not finish within 60 s") from None
+    if returncode != 0:
+        raise OpsctlError(f"the store_command {argv[0]} failed (exit {returncode}); the new {purpose} was not stored",
+                          "run it by hand to see why, then: opsctl keys rotate --resume (the staged password is kept)")
 
 
 def as_text(secret: bytes) -> str:

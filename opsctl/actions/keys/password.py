@@ -10,14 +10,13 @@ import errno
 import os
 import secrets
 import stat
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from opsctl.durable import replace_synced, sync_folder
 from opsctl.errors import BadInput, OpsctlError
 from opsctl.policy.model import SecretSource, check_private_file
-from opsctl.secrets import read_secret
+from opsctl.secrets import read_secret, store_secret
 
 PURPOSE = "repository password"
 
@@ -122,7 +121,7 @@ class CommandStore(_StagedSecret):
             return
         if not self.old_path.exists():
             replace_synced(self.old_path, current)
-        _store(self.source.store_command, new)
+        store_secret(self.source.store_command, new, PURPOSE)
         if self.current().strip() != new.strip():
             raise OpsctlError(f"after store_command {self.source.store_command[0]} exited 0, command "
                               f"{self.source.command[0]} still prints another password",
@@ -167,15 +166,3 @@ def _read_if_there(path: Path) -> bytes | None:
         return path.read_bytes()
     except FileNotFoundError:
         return None
-
-
-def _store(argv: tuple[str, ...], password: bytes) -> None:
-    try:
-        result = subprocess.run(list(argv), input=password, stdout=subprocess.DEVNULL, timeout=60, check=False)
-    except FileNotFoundError:
-        raise OpsctlError(f"the store_command {argv[0]} was not found", "fix repository_password.store_command") from None
-    except subprocess.TimeoutExpired:
-        raise OpsctlError(f"the store_command {argv[0]} did not finish within 60 s") from None
-    if result.returncode != 0:
-        raise OpsctlError(f"the store_command {argv[0]} failed (exit {result.returncode}); the new password was not stored",
-                          "run it by hand to see why, then: opsctl keys rotate --resume (the staged password is kept)")
