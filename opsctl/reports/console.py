@@ -67,10 +67,14 @@ def show_init(app, rows: list) -> None:
         show_json(app, {"targets": rows})
         return
     for row in rows:
-        mark = "[red]FAILED[/]" if row.error else "ok"
-        app.out.print(f"{mark}  {escape(row.target)}: {escape(row.error or row.status)}")
-        if row.hint:
-            app.out.print(f"      what to do: {escape(row.hint)}")
+        _verdict(app, row.error is None, row.target, row.error or row.status, row.hint)
+
+
+def _verdict(app, ok: bool, where: str, text: str, hint: str | None) -> None:
+    """One target's line: ok or FAILED, what happened, and on failure what to do."""
+    app.out.print(f"{'ok' if ok else '[red]FAILED[/]'}  {escape(where)}: {escape(text)}")
+    if hint and not ok:
+        app.out.print(f"      what to do: {escape(hint)}")
 
 
 def show_backup(app, policy_name: str, outcomes: list, lost_databases: list = ()) -> None:
@@ -164,9 +168,7 @@ def show_prune(app, rows: list) -> None:
     for r in rows:
         rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.rules.items()))
         if r.error:
-            app.out.print(f"[red]FAILED[/]  {escape(r.location)}: {escape(r.error)}")
-            if r.hint:
-                app.out.print(f"      what to do: {escape(r.hint)}")
+            _verdict(app, False, r.location, r.error, r.hint)
             continue
         verb = "would remove" if r.dry_run else "removed"
         app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.kept)}, {verb} {len(r.removed)}")
@@ -181,10 +183,7 @@ def show_check(app, rows: list) -> None:
         show_json(app, {"targets": rows})
         return
     for r in rows:
-        mark = "ok" if r.ok else "[red]FAILED[/]"
-        app.out.print(f"{mark}  {escape(r.location)}: {escape(r.summary)}")
-        if r.hint and not r.ok:
-            app.out.print(f"      what to do: {escape(r.hint)}")
+        _verdict(app, r.ok, r.location, r.summary, r.hint)
 
 
 def show_doctor(app, sections: list) -> None:

@@ -42,10 +42,6 @@ def forget_args(snapshot_ids: Iterable[str]) -> list[str]:
     return ["forget", *snapshot_ids]
 
 
-def cat_args(kind: str, object_id: str) -> list[str]:
-    return ["cat", kind, object_id]
-
-
 def cat_config_args() -> list[str]:
     return ["cat", "config"]
 
