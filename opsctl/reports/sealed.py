@@ -1,0 +1,125 @@
+"""Tamper-evident reports: each run writes one JSON and one self-contained HTML file carrying the SHA-256 of its content.
+
+The content is canonical JSON (sorted keys, no spaces, UTF-8). The JSON file is the content plus
+`sha256`; the HTML file embeds the same JSON and is exactly what its renderer makes of it, so
+`opsctl report verify` finds any change to either file. The hash shows a report was not altered
+after it was written; the audit trail records the same hash, which a forger would also have to change.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import importlib
+import json
+import re
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import jinja2
+
+PASSED, FAILED = "PASSED", "FAILED"
+_EMBEDDED = re.compile(r'<script type="application/json" id="opsctl-report">(.*?)</script>', re.DOTALL)
+# Format -> (module with render_html, what the report is called). Modules are imported on use because
+# they import this one.
+_KINDS = {"opsctl-verification/1": ("opsctl.reports.verification", "verification"),
+          "opsctl-drill/1": ("opsctl.reports.drill", "drill")}
+
+
+@dataclass(frozen=True)
+class ReportCheck:
+    """What `opsctl report verify` found about one file."""
+
+    path: Path
+    intact: bool
+    message: str
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def host() -> str:
+    return socket.gethostname()
+
+
+def user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+def content_sha256(content: dict) -> str:
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    return hashlib.sha256(canonical).hexdigest()
+
+
+def seal(content: dict) -> dict:
+    """The report: the content plus the SHA-256 of its canonical form."""
+    return {**content, "sha256": content_sha256(content)}
+
+
+def write_pair(report: dict, folder: Path, kind: str, label: str,
+               render_html: Callable[[dict], str]) -> tuple[Path, Path]:
+    """`{kind}-{stamp}-{label}-{sha8}.json` and `.html` in a private folder; returns (json, html)."""
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    stamp = report["finished_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
+    base = folder / f"{kind}-{stamp}-{_safe(label)}-{report['sha256'][:8]}"
+    json_path, html_path = base.with_suffix(".json"), base.with_suffix(".html")
+    json_path.write_text(json.dumps(report, sort_keys=True, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    html_path.write_text(render_html(report), encoding="utf-8")
+    return json_path, html_path
+
+
+def embed(report: dict) -> str:
+    """The report as JSON that is safe inside the page's `<script>` element."""
+    return json.dumps(report, sort_keys=True, ensure_ascii=False).replace("</", "<\\/")
+
+
+def template(name: str) -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                             autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    return env.get_template(name)
+
+
+def check_file(path: Path) -> ReportCheck:
+    """Whether a report file (JSON or HTML, verification or drill) is as opsctl wrote it."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        return ReportCheck(path, False, f"cannot read {path}: {exc.__class__.__name__}")
+    page = path.suffix.lower() in (".html", ".htm")
+    report = embedded_report(text) if page else loads(text)
+    kind = _KINDS.get(report.get("format")) if isinstance(report, dict) and "sha256" in report else None
+    if kind is None:
+        return ReportCheck(path, False, f"{path} is not an opsctl report (or it was damaged)")
+    content = {k: v for k, v in report.items() if k != "sha256"}
+    if content_sha256(content) != report["sha256"]:
+        return ReportCheck(path, False, f"ALTERED: the content of {path} does not match its SHA-256")
+    module, noun = kind
+    if page and importlib.import_module(module).render_html(report) != text:
+        return ReportCheck(path, False, f"ALTERED: the page {path} differs from what its embedded report renders")
+    # Verification keeps its original wording: scripts may already match on it.
+    verdict = "verdict" if noun == "verification" else f"{noun} verdict"
+    return ReportCheck(path, True, f"intact: {path} is as opsctl wrote it ({verdict} {report.get('verdict')}, "
+                                   f"SHA-256 {report['sha256']})")
+
+
+def embedded_report(text: str):
+    match = _EMBEDDED.search(text)
+    return loads(match.group(1)) if match else None
+
+
+def loads(text: str):
+    try:
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", name)[:40]
