@@ -1,0 +1,113 @@
+"""Disaster-recovery drill reports: how long a full restore took (RTO) and how much data it would lose (RPO).
+
+Sealed, written and checked like verification reports (see `sealed`). The page charts past drills
+as inline SVG, so it stays one self-contained file that renders the same bytes on every machine.
+"""
+
+from __future__ import annotations
+
+from itertools import pairwise
+from pathlib import Path
+
+from markupsafe import escape
+
+from opsctl import __version__
+from opsctl.reports import sealed
+from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
+
+FORMAT = "opsctl-drill/1"
+# The template renders every one of these; checking them in build() fails at the action, not at write().
+_KEYS = ("verdict", "summary", "policy", "target", "location", "offsite", "started_at", "restic_version",
+         "objectives", "measured", "met", "phases", "databases", "advice", "trend")
+_ADDED = ("format", "finished_at", "host", "user", "opsctl_version", "sha256")
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
+               172800, 604800)
+_W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 420, 150, 48, 80, 10, 22
+_GREEN, _RED = "#1e7b34", "#b3261e"
+
+
+def build(content: dict) -> dict:
+    """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made."""
+    missing, clash = [k for k in _KEYS if k not in content], [k for k in _ADDED if k in content]
+    if missing or clash:
+        raise ValueError(f"drill report content: missing keys {missing}, keys opsctl sets itself {clash}")
+    return sealed.seal({**content, "format": FORMAT, "finished_at": sealed.now(), "host": sealed.host(),
+                        "user": sealed.user(), "opsctl_version": __version__})
+
+
+def write(report: dict, folder: Path) -> tuple[Path, Path]:
+    """`drill-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`; returns (json, html)."""
+    return sealed.write_pair(report, folder, "drill", report["policy"], render_html)
+
+
+def render_html(report: dict) -> str:
+    """The HTML page for a drill report; the same report always gives the same bytes."""
+    objectives = report["objectives"]
+    charts = {name: trend_svg(report["trend"], f"{name}_s", objectives[f"{name}_s"]) for name in ("rto", "rpo")}
+    return sealed.template("drill.html.j2").render(r=report, charts=charts, duration=human_duration,
+                                                   embedded=sealed.embed(report))
+
+
+def human_duration(seconds: float) -> str:
+    """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    for (big, size), (small, step) in pairwise(_UNITS):
+        if whole >= size:
+            high, low = whole // size, whole % size // step
+            return f"{high}{big}{low}{small}" if low else f"{high}{big}"
+    return f"{whole}s"
+
+
+def trend_svg(points: list[dict], key: str, objective_s: float) -> str:
+    """A small line chart of `key` over past drills against the dashed objective; null values are skipped."""
+    measured = [(i, p[key]) for i, p in enumerate(points) if p.get(key) is not None]
+    top = max([objective_s] + [v for _, v in measured]) * 1.15
+    right, bottom = _W - _RIGHT, _H - _BOTTOM
+
+    def x(i: int) -> str:  # one slot per drill, so a failed drill leaves a gap in time, not a kink
+        return _f(_LEFT + (right - _LEFT) * (i / (len(points) - 1) if len(points) > 1 else 0.5))
+
+    def y(value: float) -> str:
+        return _f(bottom - (bottom - _TOP) * value / top)
+
+    label = {"rto_s": "RTO", "rpo_s": "RPO"}.get(key, key)
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
+             f'font-family="sans-serif" font-size="10" role="img" aria-label="{escape(label)} of past drills">',
+             f'<line x1="{_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#888"/>']
+    for tick in _ticks(top):
+        parts.append(f'<text x="{_LEFT - 4}" y="{y(tick)}" dy="3" text-anchor="end">'
+                     f'{human_duration(tick) if tick else "0"}</text>')
+    parts.append(f'<line class="objective" x1="{_LEFT}" y1="{y(objective_s)}" x2="{right}" y2="{y(objective_s)}" '
+                 f'stroke="#555" stroke-dasharray="5 3"/>'
+                 f'<text x="{right + 4}" y="{y(objective_s)}" dy="3">objective {human_duration(objective_s)}</text>')
+    if not measured:
+        parts.append(f'<text x="{x(0)}" y="{y(objective_s / 2)}" text-anchor="middle">not measured yet</text>')
+    if len(measured) > 1:
+        line = " ".join(f"{x(i)},{y(v)}" for i, v in measured)
+        parts.append(f'<polyline points="{line}" fill="none" stroke="#336" stroke-width="1.5"/>')
+    for i, value in measured:
+        last = i == len(points) - 1  # this drill: larger and ringed
+        ring = ' r="5" stroke="#000" stroke-width="1.5"' if last else ' r="3"'
+        parts.append(f'<circle class="point" cx="{x(i)}" cy="{y(value)}"{ring} '
+                     f'fill="{_GREEN if value <= objective_s else _RED}">'
+                     f'<title>{escape(str(points[i].get("date", ""))[:10])}: {human_duration(value)}</title></circle>')
+    for i in sorted({0, len(points) - 1}) if points else ():
+        anchor = "middle" if len(points) == 1 else ("start" if i == 0 else "end")
+        parts.append(f'<text x="{x(i)}" y="{bottom + 14}" text-anchor="{anchor}">'
+                     f'{escape(str(points[i].get("date", ""))[:10])}</text>')
+    return "".join(parts) + "</svg>"
+
+
+def _ticks(top: float) -> list[float]:
+    """Two or three round durations from 0 up to `top` for the y axis."""
+    step = next((s for s in _NICE_STEPS if s >= top / 3), top / 3)
+    return [step * k for k in range(3) if step * k <= top]
+
+
+def _f(number: float) -> str:
+    return f"{number:.1f}"
