@@ -6,10 +6,9 @@ as inline SVG, so it stays one self-contained file that renders the same bytes o
 
 from __future__ import annotations
 
+from html import escape
 from itertools import pairwise
 from pathlib import Path
-
-from markupsafe import escape
 
 from opsctl import __version__
 from opsctl.reports import sealed
