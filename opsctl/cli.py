@@ -6,6 +6,7 @@ import logging
 import dataclasses
 import signal
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import click
@@ -14,6 +15,7 @@ from opsctl import __version__
 from opsctl.actions.backup import backup as backup_action
 from opsctl.actions.check import check as check_action
 from opsctl.actions.doctor import doctor as doctor_action
+from opsctl.actions import drill as drill_actions
 from opsctl.actions.prune import prune as prune_action
 from opsctl.actions.context import App
 from opsctl.actions.init import init as init_action
@@ -121,22 +123,43 @@ def snapshots(ctx: click.Context, app: App, target_name: str | None) -> None:
     _finish(ctx, snapshots_action(app, target_name))
 
 
+class Moment(click.ParamType):
+    """A point in time: '2026-11-20 03:00' (this machine's time zone) or ISO 8601 with a zone."""
+
+    name = "TIME"
+
+    def convert(self, value, param, ctx) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"'{value}' is not a time; write it like \"2026-11-20 03:00\" (local time) "
+                      "or 2026-11-20T03:00:00+00:00", param, ctx)
+        return moment if moment.tzinfo else moment.astimezone()
+
+
 @main.command()
 @click.option("--snapshot", default="latest", show_default=True, metavar="ID|latest", help="Snapshot to restore.")
-@click.option("--to", "to", required=True, metavar="NAME",
-              help="New database name (PostgreSQL) or new file path (SQLite).")
-@target_option
+@click.option("--at", "at", type=Moment(), help='The newest snapshot taken at or before this time, e.g. "2026-11-20 03:00".')
+@click.option("--to", "to", metavar="NAME",
+              help="Database name (file path for SQLite) to restore into; default: a new <name>_restored_<time>.")
+@click.option("--target", "target_name", metavar="NAME", help="Restore from this target; default: the nearest healthy one.")
 @click.option("--database", metavar="NAME", help="Which database of the policy (when it has several).")
 @click.option("--replace", is_flag=True, help="Restore over an existing database; the old one is kept, renamed aside.")
 @click.option("--confirm-source", metavar="NAME",
               help="With --replace: type the source database's name to restore over the live database.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts); the plan is still printed.")
+@click.option("--no-verify", is_flag=True, help="Skip the table-by-table verification (row counts are still checked).")
 @pass_app
 @click.pass_context
-def restore(ctx: click.Context, app: App, snapshot: str, to: str, target_name: str | None, database: str | None,
-            replace: bool, confirm_source: str | None) -> None:
-    """Restore a snapshot into a new database and prove its row counts match the backup."""
-    request = RestoreRequest(snapshot=snapshot, to=to, target=target_name, database=database, replace=replace,
-                             confirm_source=confirm_source)
+def restore(ctx: click.Context, app: App, snapshot: str, at: datetime | None, to: str | None, target_name: str | None,
+            database: str | None, replace: bool, confirm_source: str | None, yes: bool, no_verify: bool) -> None:
+    """Restore a snapshot into a new database, verify it, and print the next steps. Asks first on a terminal."""
+    if at is not None and snapshot != "latest":
+        raise click.UsageError("give either --snapshot or --at, not both")
+    request = RestoreRequest(snapshot=snapshot, at=at, to=to, target=target_name, database=database, replace=replace,
+                             confirm_source=confirm_source, yes=yes, verify=not no_verify)
     _finish(ctx, restore_action(app, request))
 
 
@@ -208,6 +231,22 @@ def verify(ctx: click.Context, app: App, snapshot: str, target_name: str | None,
         raise click.UsageError("--target and --all-targets cannot be used together")
     request = VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database)
     _finish(ctx, verify_action(app, request))
+
+
+@main.command()
+@click.option("--target", "target_name", metavar="NAME", help="Drill from this target; default: the off-site one.")
+@click.option("--snapshot", default="latest", show_default=True, metavar="ID|latest", help="Snapshot to drill with.")
+@click.option("--database", metavar="NAME", help="Only this database of the policy (default: all of them).")
+@click.option("--history", is_flag=True, help="List past drills instead of running one.")
+@pass_app
+@click.pass_context
+def drill(ctx: click.Context, app: App, target_name: str | None, snapshot: str, database: str | None,
+          history: bool) -> None:
+    """Rehearse losing the site: restore from off-site, verify, measure RTO/RPO. Exit 1: objectives missed."""
+    if history:
+        _finish(ctx, drill_actions.drill_history(app))
+    request = drill_actions.DrillRequest(target=target_name, snapshot=snapshot, database=database)
+    _finish(ctx, drill_actions.drill(app, request))
 
 
 @main.group()

@@ -1,106 +1,168 @@
-"""opsctl restore: bring a snapshot back into a new database, proven against its manifest."""
+"""opsctl restore: the on-call path. Plan, confirm, restore into a new database, verify, then say what to do next."""
 
 from __future__ import annotations
 
+import sys
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 
+from opsctl.actions import history
 from opsctl.actions.context import App, Session
+from opsctl.actions.locate import Located, locate, locate_on
+from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
 from opsctl.errors import BadInput, ExitCode, IntegrityError, OpsctlError
-from opsctl.manifest import Manifest, TableStats, TrailerSplitter
-from opsctl.reports import console
-from opsctl.reports.progress import byte_progress
-from opsctl.restic.errors import SnapshotNotFound
-from opsctl.restic import Repository
-from opsctl.restic.models import Snapshot
+from opsctl.manifest import Manifest
+from opsctl.reports import recovery_view as view, runbook
 from opsctl.sources import Destination, Source
 
 
 @dataclass(frozen=True)
 class RestoreRequest:
-    snapshot: str
-    to: str
+    snapshot: str = "latest"
+    at: datetime | None = None
+    to: str | None = None
     target: str | None = None
     database: str | None = None
     replace: bool = False
     confirm_source: str | None = None
+    yes: bool = False
+    verify: bool = True
+
+
+@dataclass(frozen=True)
+class RestorePlan:
+    """What the restore will do, shown before it does anything."""
+
+    database: str
+    engine: str
+    snapshot_id: str
+    snapshot_time: datetime
+    age_s: float
+    size_bytes: int | None
+    target: str
+    location: str
+    reason: str
+    others: tuple[str, ...]
+    destination: str
+    replaces: bool
+    verify: bool
+    estimate_s: float | None
+    estimate_basis: str
 
 
 @dataclass(frozen=True)
 class RestoreResult:
-    database: str
-    target: str
-    snapshot_id: str
-    snapshot_time: datetime
+    plan: RestorePlan
     destination: str
-    dump_bytes: int
     dump_sha256: str
     tables: int
     rows: int
+    verification: str
     duration_s: float
     moved_aside: str | None
+    next_steps: tuple[str, ...]
 
 
 def restore(app: App, request: RestoreRequest) -> ExitCode:
+    if not request.yes and not _can_ask(app):
+        raise BadInput("a restore asks for confirmation first, and there is no terminal to ask on",
+                       "check the plan on a terminal, or pass --yes to restore without asking (scripts)")
     session = Session(app)
     with session.audited("restore") as record:
         _ = session.restic.version
         source = session.source(request.database)
-        target = first_reachable_target(session, request.target)
-        record.targets = [target.display]
-        destination = source.destination(request.to)
+        clock = PhaseClock()
+        with clock.phase("locate"):
+            located = _locate(session, source, request)
+        record.targets, record.snapshot_ids = [located.target.display], [located.snapshot.short_id]
+        destination = source.destination(request.to or _free_name(source, located))
         refuse_unsafe(destination, source, request)
-        repo = session.repository(target)
-        snapshot = pick_snapshot(session.restic.snapshots(repo, session.snapshot_tags(source)), request.snapshot)
-        record.snapshot_ids = [snapshot.short_id]
-        started = time.monotonic()
-        staging = source.create_staging(destination, snapshot.tag_map())
-        try:
-            manifest = load_snapshot(session, source, repo, snapshot, staging)
-            check_row_counts(manifest, source.table_stats(staging))
-            refuse_if_changed(destination, source.destination(request.to))
-            aside = source.publish(staging, destination)
-        except BaseException:
-            source.discard(staging)
-            raise
-        record.details = {"destination": destination.display, "moved_aside": aside}
-    result = RestoreResult(
-        database=source.database, target=target.display, snapshot_id=snapshot.short_id, snapshot_time=snapshot.time,
-        destination=destination.display, dump_bytes=manifest.dump_bytes, dump_sha256=manifest.dump_sha256,
-        tables=len(manifest.facts.tables), rows=manifest.facts.total_rows,
-        duration_s=time.monotonic() - started, moved_aside=aside)
-    console.show_restore(app, result)
+        plan = _plan(session, source, located, destination, request)
+        view.show_restore_plan(app, plan)
+        if not request.yes and not view.confirm(app, "Restore now?"):
+            raise OpsctlError("not restored: you answered no, and nothing was changed", None)
+        result = _restore(session, source, located, destination, plan, request.verify, clock)
+        record.details = {"destination": destination.display, "moved_aside": result.moved_aside,
+                          "verification": result.verification, "engine": source.engine,
+                          "dump_bytes": plan.size_bytes, "phases": clock.seconds,
+                          "recovery_s": round(clock.seconds["fetch"] + clock.seconds["restore"]
+                                              + clock.seconds["verify"], 3)}
+    view.show_restore(app, result)
     return ExitCode.OK
 
 
-def load_snapshot(session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str,
-                  verb: str = "restoring") -> Manifest:
-    """Stream the snapshot's dump into staging, checked against its manifest on the way; return the manifest."""
-    with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
-            byte_progress(session.app, f"{verb} {source.database}") as tracked:
-        stream = TrailerSplitter(tracked(chunks))
-        source.load(staging, stream)
-    if stream.manifest is None:  # the loader stopped reading before the end: nothing was proven
-        raise IntegrityError("the restore stopped before the whole dump was read and checked",
-                             "nothing was put in place; run the restore again")
-    return stream.manifest
+def _can_ask(app: App) -> bool:
+    return sys.stdin.isatty() and app.err.is_terminal
 
 
-def first_reachable_target(session: Session, name: str | None):
-    """The named target, or the first one in the policy that answers (the others may be down)."""
-    if name is not None:
-        return session.target(session.target_configs(name)[0])
-    problems = []
-    for config in session.policy.targets:
-        target = session.target(config)
-        try:
-            target.probe()
-            return target
-        except OpsctlError as exc:
-            problems.append(exc.message)
-    raise OpsctlError("no target of the policy can be reached: " + "; ".join(problems),
-                      "bring one back (or fix its mount, network or credentials), then run the command again")
+def _locate(session: Session, source: Source, request: RestoreRequest) -> Located:
+    if request.target is None:
+        return locate(session, source, request.snapshot, request.at)
+    target = session.target(session.target_configs(request.target)[0])
+    return locate_on(session, source, target, request.snapshot, request.at)
+
+
+def _free_name(source: Source, located: Located) -> str:
+    """restored_<snapshot time>, with a counter when an earlier restore of the same snapshot took that name."""
+    stamp = f"restored_{located.snapshot.time.astimezone(timezone.utc):%Y%m%d_%H%M%S}"
+    for counter in range(1, 100):
+        name = source.restore_name(stamp if counter == 1 else f"{stamp}_{counter}")
+        if not source.destination(name).exists:
+            return name
+    raise BadInput(f"{source.restore_name(stamp)} and 98 more restored copies of this snapshot exist already",
+                   "choose a name with --to, or remove old restored copies")
+
+
+def _plan(session: Session, source: Source, located: Located, destination: Destination,
+          request: RestoreRequest) -> RestorePlan:
+    snapshot = located.snapshot
+    size = session.restic.file_size(located.repository, snapshot.id, "/" + source.file_name)
+    guess = history.estimate(session.state_dir, source.engine, size)
+    return RestorePlan(
+        database=source.database, engine=source.engine, snapshot_id=snapshot.short_id, snapshot_time=snapshot.time,
+        age_s=(datetime.now(timezone.utc) - snapshot.time).total_seconds(), size_bytes=size,
+        target=located.target.name, location=located.target.display, reason=located.reason, others=located.others,
+        destination=destination.display, replaces=destination.exists and not destination.empty,
+        verify=request.verify, estimate_s=guess.seconds, estimate_basis=guess.basis)
+
+
+def _restore(session: Session, source: Source, located: Located, destination: Destination, plan: RestorePlan,
+             verify: bool, clock: PhaseClock) -> RestoreResult:
+    """Into a staging database first: only a restore that verified is put in place."""
+    started = time.monotonic()
+    staging = source.create_staging(destination, located.snapshot.tag_map())
+    try:
+        manifest = load_snapshot(session, source, located.repository, located.snapshot, staging,
+                                 clock=clock, total=plan.size_bytes)
+        with clock.phase("verify"):
+            verification = _verify(source, staging, manifest, located, verify)
+        refuse_if_changed(destination, source.destination(destination.name))
+        aside = source.publish(staging, destination)
+    except BaseException:
+        source.discard(staging)
+        raise
+    return RestoreResult(
+        plan=plan, destination=destination.display, dump_sha256=manifest.dump_sha256,
+        tables=len(manifest.facts.tables), rows=manifest.facts.total_rows, verification=verification,
+        duration_s=round(time.monotonic() - started, 3), moved_aside=aside,
+        next_steps=runbook.next_steps(source.engine, destination, aside))
+
+
+def _verify(source: Source, staging: str, manifest: Manifest, located: Located, verify: bool) -> str:
+    """Prove the restored data equals the backup; without fingerprints (or --no-verify) check the row counts."""
+    if verify and manifest.facts.fingerprint_salt:
+        comparison = prove(source, staging, manifest, located.snapshot)
+        if not comparison.ok:
+            raise IntegrityError("the restored database does not equal the backup: "
+                                 + "; ".join(comparison.problems[:5]),
+                                 "nothing was put in place; restore an earlier snapshot, or from another target "
+                                 "with --target")
+        return f"verified: all {len(comparison.tables)} tables equal the backup, value by value"
+    check_row_counts(manifest, source.table_stats(staging))
+    if not verify:
+        return "not verified (--no-verify); the dump's SHA-256 and every table's row count match the backup"
+    return "row counts only: this snapshot predates opsctl's fingerprints; the dump's SHA-256 matches"
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:
@@ -108,7 +170,7 @@ def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequ
     if destination.is_source and not (request.replace and request.confirm_source == source.database):
         raise BadInput(
             f"{destination.display} is the database this policy backs up; refusing to restore over it",
-            "restore into a new name with --to; if you really mean to replace the live database, stop the "
+            "restore into a new name (leave out --to); if you really mean to replace the live database, stop the "
             f"application and pass --replace --confirm-source {source.database}",
         )
     if destination.exists and not destination.empty and not request.replace:
@@ -123,29 +185,3 @@ def refuse_if_changed(before: Destination, now: Destination) -> None:
     if (now.exists, now.empty) != (before.exists, before.empty):
         raise BadInput(f"{before.display} changed while the restore ran; nothing was replaced",
                        "look at it, then run the restore again")
-
-
-def pick_snapshot(snapshots: list[Snapshot], wanted: str) -> Snapshot:
-    """'latest' or an id or id prefix among this policy's snapshots of this database."""
-    if not snapshots:
-        raise OpsctlError("there are no snapshots of this database on that target yet", "run: opsctl backup")
-    if wanted == "latest":
-        return snapshots[-1]
-    matches = [s for s in snapshots if s.id.startswith(wanted.lower())]
-    if len(matches) != 1:
-        what = "matches several snapshots; give more characters" if matches else "is not a snapshot of this database"
-        raise SnapshotNotFound(f"snapshot '{wanted}' {what}", "list them with: opsctl snapshots")
-    return matches[0]
-
-
-def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> None:
-    """Every table the manifest lists is back with exactly its row count (if counted), and no table is extra."""
-    expected = {t.name: t.rows for t in manifest.facts.tables}
-    actual = {t.name: t.rows for t in restored}
-    problems = [f"table {name}: expected {rows} rows, found {actual.get(name, 'no table')}"
-                for name, rows in expected.items() if name not in actual or rows not in (None, actual[name])]
-    problems += [f"table {name}: not in the backup" for name in actual.keys() - expected.keys()]
-    if problems:
-        raise IntegrityError("the restored database does not match the backup: " + "; ".join(problems[:10]),
-                             "nothing was put in place; restore an earlier snapshot and check this target with restic check")
-

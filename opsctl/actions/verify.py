@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import os
-import secrets
-import shutil
-import tempfile
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
-from opsctl.actions.fingerprint_check import Comparison, compare
-from opsctl.actions.restore import first_reachable_target, load_snapshot, pick_snapshot
+from opsctl.actions.fingerprint_check import Comparison
+from opsctl.actions.locate import first_reachable_target
+from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import console, verification
@@ -24,10 +19,6 @@ from opsctl.restic.errors import ResticError
 from opsctl.restic.models import CheckResult, Snapshot
 from opsctl.sources import Source
 from opsctl.targets import Target
-
-TAMPER_ENV = "OPSCTL_TEST_TAMPER_SQL"
-"""Tests only: a statement run in the scratch database between the restore and the comparison."""
-
 
 @dataclass(frozen=True)
 class VerifyRequest:
@@ -122,7 +113,7 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
 def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snapshot,
                          check: "_Check") -> tuple[Manifest, Comparison]:
     """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
-    with _scratch(session, source, snapshot) as staging:
+    with scratch(session, source, snapshot, "verify") as staging:
         try:
             manifest = load_snapshot(session, source, repo, snapshot, staging, verb="verifying")
         except ResticError as exc:
@@ -130,13 +121,7 @@ def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snaps
                 raise
             raise OpsctlError(f"the repository is damaged: {exc.message}", DAMAGED_HINT) from None
         check.start()
-        if not manifest.facts.fingerprint_salt:
-            raise OpsctlError(f"snapshot {snapshot.short_id} was made before opsctl recorded fingerprints, so its "
-                              "contents cannot be proven (its dump and row counts restored fine)",
-                              "run opsctl backup, then verify the new snapshot")
-        if os.environ.get(TAMPER_ENV):
-            source.execute_for_test(staging, os.environ[TAMPER_ENV])
-        return manifest, compare(manifest.facts.census, source.census(staging, manifest.facts.fingerprint_salt))
+        return manifest, prove(source, staging, manifest, snapshot)
 
 
 class _Check:
@@ -167,23 +152,3 @@ class _Check:
         if checked.ok:
             return f"no errors (structure and {self._subset} of the data read back)"
         return f"DAMAGED: {first_error(checked.report)}"
-
-
-@contextmanager
-def _scratch(session: Session, source: Source, snapshot: Snapshot) -> Iterator[str]:
-    """A scratch database (SQLite: a private file) that is always removed, on failure, Ctrl-C and SIGTERM too."""
-    folder = None
-    name = f"opsctl_verify_{source.database[:20]}_{secrets.token_hex(3)}"
-    if source.engine == "sqlite":
-        (session.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder = tempfile.mkdtemp(prefix="opsctl-verify-", dir=session.state_dir / "tmp")
-        name = str(Path(folder) / f"{name}.sqlite3")
-    try:
-        staging = source.create_staging(source.destination(name), snapshot.tag_map())
-        try:
-            yield staging
-        finally:
-            source.discard(staging)
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)

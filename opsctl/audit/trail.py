@@ -49,6 +49,23 @@ def append(log_path: Path, record: AuditRecord, duration_s: float) -> None:
         os.close(fd)
 
 
+def read(log_path: Path, command: str | None = None) -> list[dict]:
+    """The trail's entries, oldest first (only one command's when given); damaged lines are skipped."""
+    try:
+        lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except FileNotFoundError:
+        return []
+    entries = []
+    for line in lines:
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(entry, dict) and (command is None or entry.get("command") == command):
+            entries.append(entry)
+    return entries
+
+
 def _user() -> str:
     try:
         return getpass.getuser()

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import json
 from datetime import datetime, timezone
+from itertools import pairwise
 from typing import Any, Iterable
 
 from rich.markup import escape
 from rich.table import Table
+
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 
 def human_bytes(count: int) -> str:
@@ -18,6 +21,20 @@ def human_bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= 1024
     return f"{count} B"
+
+
+def human_duration(seconds: float) -> str:
+    """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if round(seconds, 1) < 10:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    for (big, size), (small, step) in pairwise(_UNITS):
+        if whole >= size:
+            high, low = whole // size, whole % size // step
+            return f"{high}{big}{low}{small}" if low else f"{high}{big}"
+    return f"{whole}s"
 
 
 def human_age(moment: datetime) -> str:
@@ -143,20 +160,6 @@ def show_snapshots(app, rows: list) -> None:
     app.out.print(table)
     if not rows:
         app.out.print("No snapshots yet. Run: opsctl backup")
-
-
-def show_restore(app, result) -> None:
-    if app.json_output:
-        show_json(app, result)
-        return
-    out = app.out
-    out.print(f"Restored database {escape(result.database)} from snapshot {result.snapshot_id} "
-              f"({result.snapshot_time:%Y-%m-%d %H:%M:%S} UTC) on {escape(result.target)}")
-    out.print(f"  into {escape(result.destination)}, {human_bytes(result.dump_bytes)} in {result.duration_s:.1f}s")
-    out.print(f"  dump SHA-256 matches the manifest: {result.dump_sha256[:16]}…")
-    out.print(f"  row counts match the backup: {result.tables} tables, {result.rows:,} rows")
-    if result.moved_aside:
-        out.print(f"  the previous database was kept, renamed to {escape(result.moved_aside)}")
 
 
 def show_prune(app, rows: list) -> None:

@@ -7,11 +7,11 @@ as inline SVG, so it stays one self-contained file that renders the same bytes o
 from __future__ import annotations
 
 from html import escape
-from itertools import pairwise
 from pathlib import Path
 
 from opsctl import __version__
 from opsctl.reports import sealed
+from opsctl.reports.console import human_duration
 from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
 
 FORMAT = "opsctl-drill/1"
@@ -19,7 +19,6 @@ FORMAT = "opsctl-drill/1"
 _KEYS = ("verdict", "summary", "policy", "target", "location", "offsite", "started_at", "restic_version",
          "objectives", "measured", "met", "phases", "databases", "advice", "trend")
 _ADDED = ("format", "finished_at", "host", "user", "opsctl_version", "sha256")
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
                172800, 604800)
 _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 420, 150, 48, 80, 10, 22
@@ -46,20 +45,6 @@ def render_html(report: dict) -> str:
     charts = {name: trend_svg(report["trend"], f"{name}_s", objectives[f"{name}_s"]) for name in ("rto", "rpo")}
     return sealed.template("drill.html.j2").render(r=report, charts=charts, duration=human_duration,
                                                    embedded=sealed.embed(report))
-
-
-def human_duration(seconds: float) -> str:
-    """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
-    if seconds < 0:
-        return "-" + human_duration(-seconds)
-    if round(seconds, 1) < 10:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    for (big, size), (small, step) in pairwise(_UNITS):
-        if whole >= size:
-            high, low = whole // size, whole % size // step
-            return f"{high}{big}{low}{small}" if low else f"{high}{big}"
-    return f"{whole}s"
 
 
 def trend_svg(points: list[dict], key: str, objective_s: float) -> str:

@@ -6,7 +6,7 @@ import threading
 from contextlib import contextmanager
 from typing import Callable, Iterable, Iterator
 
-from rich.progress import DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
 
 from opsctl.reports.console import human_bytes
 
@@ -14,11 +14,11 @@ from opsctl.reports.console import human_bytes
 class Transfer:
     """One transfer's counter; thread-safe, so replication workers can report from their threads."""
 
-    def __init__(self, board: "Board", label: str) -> None:
+    def __init__(self, board: "Board", label: str, total: int | None = None) -> None:
         self._board = board
         self.label = label
         self.bytes = 0
-        self._task = board.start(label)
+        self._task = board.start(label, total)
 
     def advance(self, count: int) -> None:
         self.bytes += count
@@ -41,20 +41,20 @@ class Board:
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         if not app.json_output and app.err.is_terminal:
-            columns = (SpinnerColumn(), TextColumn("{task.description}"), DownloadColumn(), TransferSpeedColumn(),
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
                        TimeElapsedColumn())
             self._progress = Progress(*columns, console=app.err, transient=True)
 
-    def transfer(self, label: str) -> Transfer:
-        return Transfer(self, label)
+    def transfer(self, label: str, total: int | None = None) -> Transfer:
+        return Transfer(self, label, total)
 
-    def start(self, label: str):
+    def start(self, label: str, total: int | None = None):
         if self._progress is None:
             if not self._app.json_output:
                 self._app.err.print(f"… {label}", highlight=False)
             return None
         with self._lock:
-            return self._progress.add_task(label, total=None)
+            return self._progress.add_task(label, total=total)
 
     def advance(self, task, count: int) -> None:
         if self._progress is not None:
@@ -82,9 +82,9 @@ def board(app) -> Iterator[Board]:
 
 
 @contextmanager
-def byte_progress(app, label: str) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
-    """Yield a wrapper for a byte stream that counts what flows through it."""
+def byte_progress(app, label: str, total: int | None = None) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
+    """Yield a wrapper for a byte stream that counts what flows through it (a bar to `total` when known)."""
     with board(app) as shown:
-        transfer = shown.transfer(label)
+        transfer = shown.transfer(label, total)
         yield transfer.track
         transfer.finish("ok")

@@ -38,6 +38,10 @@ def dump_args(snapshot_id: str, path: str) -> list[str]:
     return ["dump", snapshot_id, path]
 
 
+def ls_args(snapshot_id: str) -> list[str]:
+    return ["ls", "--json", snapshot_id]
+
+
 def forget_args(snapshot_ids: Iterable[str]) -> list[str]:
     return ["forget", *snapshot_ids]
 

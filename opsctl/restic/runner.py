@@ -96,6 +96,15 @@ class Restic:
         out = self._run(repo, commands.snapshots_args(tags), "snapshots")
         return sorted((snapshot_from_json(item) for item in json.loads(out or "[]")), key=lambda s: s.time)
 
+    def file_size(self, repo: Repository, snapshot_id: str, path: str) -> int | None:
+        """The size of one file in a snapshot (None when the snapshot has no such file)."""
+        out = self._run(repo, commands.ls_args(snapshot_id), "ls")
+        for line in out.splitlines():
+            node = json.loads(line) if line.startswith("{") else {}
+            if node.get("struct_type") == "node" and node.get("path") == path:
+                return int(node.get("size", 0))
+        return None
+
     def forget(self, repo: Repository, snapshot_ids: Iterable[str]) -> None:
         self._run(repo, commands.forget_args(snapshot_ids), "forget")
 

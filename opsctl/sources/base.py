@@ -44,6 +44,9 @@ class Source(Protocol):
     def destination(self, name: str) -> Destination:
         """Look at a restore destination without changing it."""
 
+    def restore_name(self, suffix: str) -> str:
+        """A new destination name beside the source, e.g. crm_restored_20261120_0300 (SQLite: a file beside it)."""
+
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         """Make an empty scratch place next to the destination, with the dump's properties; return its name."""
 

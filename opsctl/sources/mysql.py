@@ -127,6 +127,9 @@ class MySQLSource:
         return Destination(name=name, display=f"database {name} on {self.server.display}", exists=exists,
                            empty=empty, is_source=name in self._protected)
 
+    def restore_name(self, suffix: str) -> str:
+        return f"{self.database[:40]}_{suffix}"
+
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         """A new database with the original's default character set and collation."""
         staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"

@@ -84,6 +84,9 @@ class PostgresSource:
         return Destination(name=name, display=f"database {name} on {self.server.display}",
                            exists=exists, empty=empty, is_source=is_source)
 
+    def restore_name(self, suffix: str) -> str:
+        return f"{self.database[:40]}_{suffix}"
+
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         """A new database with the original's encoding and locale (the server's defaults if it lacks them)."""
         staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"

@@ -138,6 +138,9 @@ class SQLiteSource:
         return Destination(name=str(path), display=f"file {path}", exists=exists,
                            empty=not exists or _is_empty(path), is_source=is_source)
 
+    def restore_name(self, suffix: str) -> str:
+        return str(self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix or '.sqlite3'}"))
+
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         target = Path(destination.name)
         target.parent.mkdir(parents=True, exist_ok=True)

@@ -106,7 +106,7 @@ def test_full_rotation_on_local_sftp_and_s3(workspace, sftp_endpoint, s3_endpoin
     assert {t["removed"] for t in record["details"]["targets"].values()} == {True}
     again = ws.opsctl("backup")
     assert again.returncode == 0, again.output
-    restored = ws.opsctl("restore", "--target", "offsite", "--to", "restored/offsite.sqlite3")
+    restored = ws.opsctl("restore", "--yes", "--target", "offsite", "--to", "restored/offsite.sqlite3")
     assert restored.returncode == 0, restored.output
     with closing(sqlite3.connect(ws.root / "restored" / "offsite.sqlite3")) as conn:
         assert conn.execute("SELECT count(*), sum(balance) FROM accounts").fetchone() == (ACCOUNTS, TOTAL)

@@ -77,7 +77,7 @@ def test_awkward_types_and_objects_come_back_equal(my_policy, mariadb_server, my
     assert backup.returncode == 0, backup.output
     assert "warning" not in backup.stdout
     restored = my_database + "_restored"
-    restore = my_policy.opsctl("restore", "--snapshot", "latest", "--to", restored)
+    restore = my_policy.opsctl("restore", "--yes", "--snapshot", "latest", "--to", restored)
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup: 3 tables, 12 rows" in restore.stdout
 
@@ -115,14 +115,14 @@ def test_replace_moves_the_old_database_aside_with_its_objects(my_policy, mariad
         cur.execute(f"INSERT INTO {other}.precious VALUES (7)")
         cur.execute(f"CREATE TRIGGER {other}.guard BEFORE INSERT ON {other}.precious FOR EACH ROW SET NEW.v = NEW.v")
 
-    refused = my_policy.opsctl("restore", "--to", other)
+    refused = my_policy.opsctl("restore", "--yes", "--to", other)
     assert refused.returncode == 2
     assert "already exists and is not empty" in refused.stderr
-    source = my_policy.opsctl("restore", "--to", my_database, "--replace")
+    source = my_policy.opsctl("restore", "--yes", "--to", my_database, "--replace")
     assert source.returncode == 2
     assert f"--confirm-source {my_database}" in source.stderr
 
-    replaced = my_policy.opsctl("restore", "--to", other, "--replace")
+    replaced = my_policy.opsctl("restore", "--yes", "--to", other, "--replace")
     assert replaced.returncode == 0, replaced.output
     aside = replaced.stdout.split("renamed to ")[1].split()[0]
     assert _tables(mariadb_server, aside) == ["precious"]
@@ -133,7 +133,7 @@ def test_replace_moves_the_old_database_aside_with_its_objects(my_policy, mariad
         assert [r[0] for r in cur.fetchall()] == ["guard"]
     assert sorted(_tables(mariadb_server, other)) == ["Customer List", "audit_log", "odd`name", "rich customers"]
 
-    confirmed = my_policy.opsctl("restore", "--to", my_database, "--replace", "--confirm-source", my_database)
+    confirmed = my_policy.opsctl("restore", "--yes", "--to", my_database, "--replace", "--confirm-source", my_database)
     assert confirmed.returncode == 0, confirmed.output
     assert "previous database was kept" in confirmed.stdout
 
@@ -154,8 +154,8 @@ def test_two_databases_of_one_server_each_get_their_own_snapshot(workspace, mari
     assert [(r["database"], r["rows"]) for r in results] == [(my_database, 3), (reporting, 5)]
     assert results[0]["snapshot_id"] != results[1]["snapshot_id"]
 
-    assert workspace.opsctl("restore", "--to", "x_any").returncode == 2  # which one? the operator must say
-    restore = workspace.opsctl("restore", "--database", reporting, "--to", reporting + "_back")
+    assert workspace.opsctl("restore", "--yes", "--to", "x_any").returncode == 2  # which one? the operator must say
+    restore = workspace.opsctl("restore", "--yes", "--database", reporting, "--to", reporting + "_back")
     assert restore.returncode == 0, restore.output
     with mariadb_server.connect(reporting + "_back") as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM t")
@@ -269,8 +269,8 @@ def test_no_password_in_argv_or_environment_of_the_mysql_tools(my_policy, mariad
     scanner.start()
     try:
         backup = my_policy.opsctl("-v", "backup")
-        restore = my_policy.opsctl("-v", "restore", "--to", my_database + "_copy", "--replace")
-        replace = my_policy.opsctl("-v", "restore", "--to", my_database + "_copy", "--replace")
+        restore = my_policy.opsctl("-v", "restore", "--yes", "--to", my_database + "_copy", "--replace")
+        replace = my_policy.opsctl("-v", "restore", "--yes", "--to", my_database + "_copy", "--replace")
     finally:
         scanner.stop.set()
         scanner.join()

@@ -108,7 +108,7 @@ def test_money_moving_during_backup_restores_one_moment(my_policy, mariadb_serve
     assert result["warnings"] == []
     assert after - before > 20, "commits must go on during the backup: the lock is held only for a moment"
 
-    restore = my_policy.opsctl("restore", "--to", my_database + "_back")
+    restore = my_policy.opsctl("restore", "--yes", "--to", my_database + "_back")
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup: 3 tables" in restore.stdout
     counts = check_restored_bank(mariadb_server, my_database + "_back")
@@ -124,7 +124,7 @@ def test_myisam_table_is_reported_and_left_uncounted(my_policy, mariadb_server, 
     text = my_policy.opsctl("backup")
     assert "warning:" in text.stdout and "zz_log" in text.stdout
 
-    restore = my_policy.opsctl("restore", "--to", my_database + "_back")  # zz_log grew meanwhile: not checked
+    restore = my_policy.opsctl("restore", "--yes", "--to", my_database + "_back")  # zz_log grew meanwhile: not checked
     assert restore.returncode == 0, restore.output
     check_restored_bank(mariadb_server, my_database + "_back")
 
@@ -136,7 +136,7 @@ def test_lock_non_transactional_counts_myisam_rows_exactly(workspace, mariadb_se
     result, _, _ = backup_under_load(workspace, mariadb_server, my_database, log_table=True)
     assert result["warnings"] == []
 
-    restore = workspace.opsctl("restore", "--to", my_database + "_back")  # checks zz_log's count as well
+    restore = workspace.opsctl("restore", "--yes", "--to", my_database + "_back")  # checks zz_log's count as well
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup: 4 tables" in restore.stdout
     counts = check_restored_bank(mariadb_server, my_database + "_back")

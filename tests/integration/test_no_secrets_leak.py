@@ -60,7 +60,7 @@ def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server):
     scanner.start()
     outputs = []
     try:
-        for args in (["init"], ["-v", "backup"], ["-v", "snapshots"], ["-v", "restore", "--to", pg_database + "_copy"]):
+        for args in (["init"], ["-v", "backup"], ["-v", "snapshots"], ["-v", "restore", "--yes", "--to", pg_database + "_copy"]):
             result = subprocess.run([sys.executable, "-m", "opsctl", "--policy", str(workspace.root / "policy.yaml"),
                                      *args], cwd=workspace.root, capture_output=True, text=True,
                                     env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
@@ -96,7 +96,7 @@ def test_s3_keys_and_repository_password_never_leak_with_three_targets(workspace
     scanner.start()
     outputs = []
     try:
-        for args in (["init"], ["-v", "backup"], ["-v", "restore", "--target", "offsite", "--to", "out.sqlite3"],
+        for args in (["init"], ["-v", "backup"], ["-v", "restore", "--yes", "--target", "offsite", "--to", "out.sqlite3"],
                      ["-v", "doctor"]):
             result = workspace.opsctl(*args)
             assert result.returncode == 0, result.output

@@ -61,7 +61,7 @@ def test_awkward_types_come_back_equal(pg_policy, pg_server, pg_database):
     backup = pg_policy.opsctl("backup")
     assert backup.returncode == 0, backup.output
     restored_name = pg_database + "_restored"
-    restore = pg_policy.opsctl("restore", "--snapshot", "latest", "--to", restored_name)
+    restore = pg_policy.opsctl("restore", "--yes", "--snapshot", "latest", "--to", restored_name)
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup: 2 tables, 7 rows" in restore.stdout
 
@@ -79,16 +79,16 @@ def test_restore_refuses_to_overwrite_and_keeps_the_old_database_aside(pg_policy
     with pg_server.connect(other) as conn:
         conn.execute("CREATE TABLE precious (v int)")
 
-    refused = pg_policy.opsctl("restore", "--to", other)
+    refused = pg_policy.opsctl("restore", "--yes", "--to", other)
     assert refused.returncode == 2
     assert "already exists and is not empty" in refused.stderr
 
-    source = pg_policy.opsctl("restore", "--to", pg_database, "--replace")
+    source = pg_policy.opsctl("restore", "--yes", "--to", pg_database, "--replace")
     assert source.returncode == 2
     assert "is the database this policy backs up" in source.stderr
     assert f"--confirm-source {pg_database}" in source.stderr
 
-    replaced = pg_policy.opsctl("restore", "--to", other, "--replace")
+    replaced = pg_policy.opsctl("restore", "--yes", "--to", other, "--replace")
     assert replaced.returncode == 0, replaced.output
     with pg_server.connect() as conn:
         names = [r[0] for r in conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (other + "%",))]
@@ -149,7 +149,7 @@ def test_dump_cut_mid_stream_leaves_no_snapshot(pg_policy, pg_server, pg_databas
     assert running.returncode == 1, stdout + stderr
     assert "pg_dump of database" in stdout and "failed" in stdout
     assert _snapshot_ids(pg_policy) == good
-    restored = pg_policy.opsctl("restore", "--to", pg_database + "_r")
+    restored = pg_policy.opsctl("restore", "--yes", "--to", pg_database + "_r")
     assert restored.returncode == 0, restored.output
     assert good[0][:8] in restored.stdout
     with pg_server.connect(pg_database + "_r") as conn:
@@ -205,7 +205,7 @@ def test_sigterm_during_restore_leaves_nothing_behind(pg_policy, pg_server, pg_d
     destination = pg_database + "_never"
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     running = subprocess.Popen([sys.executable, "-m", "opsctl", "--policy", str(pg_policy.root / "policy.yaml"),
-                                "restore", "--to", destination], cwd=pg_policy.root, env=env,
+                                "restore", "--yes", "--to", destination], cwd=pg_policy.root, env=env,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     _wait_for_copy(pg_server, destination[:40] + "_opsctl_restore_%", like=True)
     running.send_signal(signal.SIGTERM)
@@ -232,7 +232,7 @@ def test_restore_keeps_the_original_encoding_and_locale(workspace, pg_server):
                             "user": PG_ROLE, "password": {"file": "db.pass"}, "name": name})
     assert workspace.opsctl("init").returncode == 0
     assert workspace.opsctl("backup").returncode == 0
-    restored = workspace.opsctl("restore", "--to", name + "_back")
+    restored = workspace.opsctl("restore", "--yes", "--to", name + "_back")
     assert restored.returncode == 0, restored.output
 
     with pg_server.connect() as conn:
@@ -263,7 +263,7 @@ def test_pgbench_writing_during_backup_still_restores_with_matching_counts(pg_po
     assert backup.returncode == 0, backup.output
     counted = made(backup.stdout)["rows"]
 
-    restore = pg_policy.opsctl("restore", "--to", pg_database + "_under_load")
+    restore = pg_policy.opsctl("restore", "--yes", "--to", pg_database + "_under_load")
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup" in restore.stdout
     with pg_server.connect(pg_database + "_under_load", PG_ROLE, PG_ROLE_PASSWORD) as conn:

@@ -74,6 +74,6 @@ def test_missing_restic_is_explained(crm):
 def test_unknown_snapshot_is_bad_input(crm):
     assert crm.opsctl("init").returncode == 0
     assert crm.opsctl("backup").returncode == 0
-    result = crm.opsctl("restore", "--snapshot", "deadbeef", "--to", "x.sqlite3")
+    result = crm.opsctl("restore", "--yes", "--snapshot", "deadbeef", "--to", "x.sqlite3")
     assert result.returncode == 2
     assert "is not a snapshot of this database" in result.stderr

@@ -34,7 +34,7 @@ def test_backup_during_writes_restores_a_consistent_copy(bank):
     assert backup.returncode == 0, backup.output
     assert commits_during > 50
 
-    restore = bank.opsctl("restore", "--to", "restored/bank.sqlite3")
+    restore = bank.opsctl("restore", "--yes", "--to", "restored/bank.sqlite3")
     assert restore.returncode == 0, restore.output
     assert "row counts match the backup: 2 tables" in restore.stdout
     with closing(sqlite3.connect(bank.root / "restored" / "bank.sqlite3")) as conn:
@@ -65,8 +65,8 @@ def test_replace_keeps_the_previous_file_aside(bank):
         conn.execute("CREATE TABLE notes (text TEXT)")
         conn.execute("INSERT INTO notes VALUES ('keep me')")
 
-    assert bank.opsctl("restore", "--to", "copy.sqlite3").returncode == 2
-    replaced = bank.opsctl("restore", "--to", "copy.sqlite3", "--replace")
+    assert bank.opsctl("restore", "--yes", "--to", "copy.sqlite3").returncode == 2
+    replaced = bank.opsctl("restore", "--yes", "--to", "copy.sqlite3", "--replace")
     assert replaced.returncode == 0, replaced.output
     aside = [p for p in bank.root.iterdir() if p.name.startswith("copy.sqlite3.before-restore-")]
     assert len(aside) == 1
@@ -75,7 +75,7 @@ def test_replace_keeps_the_previous_file_aside(bank):
     with closing(sqlite3.connect(target)) as conn:
         assert conn.execute("SELECT count(*) FROM accounts").fetchone()[0] == ACCOUNTS
 
-    again = bank.opsctl("restore", "--to", "copy.sqlite3", "--replace")  # within the same second, often
+    again = bank.opsctl("restore", "--yes", "--to", "copy.sqlite3", "--replace")  # within the same second, often
     assert again.returncode == 0, again.output
     asides = [p for p in bank.root.iterdir()
               if p.name.startswith("copy.sqlite3.before-restore-") and not p.name.endswith(("-wal", "-shm"))]
@@ -85,10 +85,10 @@ def test_replace_keeps_the_previous_file_aside(bank):
 
 def test_restoring_over_the_source_needs_its_name(bank):
     assert bank.opsctl("backup").returncode == 0
-    refused = bank.opsctl("restore", "--to", "bank.sqlite3", "--replace", "--confirm-source", "wrong")
+    refused = bank.opsctl("restore", "--yes", "--to", "bank.sqlite3", "--replace", "--confirm-source", "wrong")
     assert refused.returncode == 2
     assert "--confirm-source bank" in refused.stderr
-    accepted = bank.opsctl("restore", "--to", "bank.sqlite3", "--replace", "--confirm-source", "bank")
+    accepted = bank.opsctl("restore", "--yes", "--to", "bank.sqlite3", "--replace", "--confirm-source", "bank")
     assert accepted.returncode == 0, accepted.output
     assert "previous database was kept" in accepted.stdout
 
@@ -103,8 +103,8 @@ def test_missing_source_file_is_a_clear_failure(bank):
 
 def test_audit_trail_records_each_command_that_touches_backups(bank):
     backup = made(bank.opsctl("--json", "backup").stdout)
-    assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 0
-    assert bank.opsctl("restore", "--to", "out.sqlite3").returncode == 2  # refused: exists
+    assert bank.opsctl("restore", "--yes", "--to", "out.sqlite3").returncode == 0
+    assert bank.opsctl("restore", "--yes", "--to", "out.sqlite3").returncode == 2  # refused: exists
 
     entries = [json.loads(line) for line in bank.audit_lines()]
     assert [(e["command"], e["outcome"]) for e in entries] == [

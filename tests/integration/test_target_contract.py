@@ -63,7 +63,7 @@ def test_backup_restore_prune_check(kind):
     listed = json.loads(ws.opsctl("--json", "snapshots").stdout)["snapshots"]
     assert len(listed) == 2
 
-    restored = ws.opsctl("restore", "--to", "out.sqlite3")
+    restored = ws.opsctl("restore", "--yes", "--to", "out.sqlite3")
     assert restored.returncode == 0, restored.output
     with closing(sqlite3.connect(ws.root / "out.sqlite3")) as conn:
         assert conn.execute("SELECT count(*), sum(balance) FROM accounts").fetchone() == (ACCOUNTS, TOTAL)

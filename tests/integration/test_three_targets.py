@@ -43,7 +43,7 @@ def snapshot_ids(ws, target: str) -> list[str]:
 
 
 def assert_restores(ws, target: str, name: str) -> None:
-    result = ws.opsctl("restore", "--target", target, "--to", f"restored/{name}.sqlite3")
+    result = ws.opsctl("restore", "--yes", "--target", target, "--to", f"restored/{name}.sqlite3")
     assert result.returncode == 0, result.output
     with closing(sqlite3.connect(ws.root / "restored" / f"{name}.sqlite3")) as conn:
         assert conn.execute("SELECT count(*), sum(balance) FROM accounts").fetchone() == (ACCOUNTS, TOTAL)

@@ -1,0 +1,207 @@
+"""opsctl drill: rehearse losing the site. Restore from the off-site copy, verify, measure RTO and RPO, report."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from opsctl.actions import history
+from opsctl.actions.context import App, Session
+from opsctl.actions.locate import locate_on
+from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
+from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.reports import drill as drill_report
+from opsctl.reports import recovery_view as view
+from opsctl.reports.console import human_duration
+from opsctl.sources import Source
+from opsctl.targets import Target
+
+PASSED, FAILED = drill_report.PASSED, drill_report.FAILED
+
+
+@dataclass(frozen=True)
+class DrillRequest:
+    target: str | None = None
+    snapshot: str = "latest"
+    database: str | None = None
+
+
+@dataclass
+class DatabaseDrill:
+    """One database's part of the drill: its snapshot, phase times, and whether it verified."""
+
+    source: Source
+    clock: PhaseClock = field(default_factory=PhaseClock)
+    facts: dict = field(default_factory=dict)
+    problems: tuple[str, ...] = ()
+    error: str | None = None
+    hint: str | None = None
+    ready_at: float | None = None
+    cleanup_s: float = 0.0
+
+    @property
+    def verified(self) -> bool:
+        return self.error is None and self.ready_at is not None and not self.problems
+
+
+def drill(app: App, request: DrillRequest) -> ExitCode:
+    session = Session(app)
+    config = drill_target(session, request.target)
+    with session.audited("drill") as record:
+        started, clock = datetime.now(timezone.utc), time.monotonic()
+        _ = session.restic.version
+        target = session.target(config)
+        record.targets = [target.display]
+        sources = [session.source(request.database)] if request.database else session.sources
+        runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
+        content = _content(session, config, target, started, clock, runs)
+        report = drill_report.build(content)
+        paths = drill_report.write(report, session.state_dir / "reports")
+        record.snapshot_ids = [run.facts["snapshot_id"] for run in runs if run.facts.get("snapshot_id")]
+        record.outcome = "ok" if report["verdict"] == PASSED else "failed"
+        record.details = _audit_details(report, runs, paths)
+    view.show_drill(app, report, paths)
+    return ExitCode.OK if report["verdict"] == PASSED else ExitCode.FAILURE
+
+
+def drill_history(app: App) -> ExitCode:
+    session = Session(app)
+    view.show_drill_history(app, history.past_drills(session.state_dir))
+    return ExitCode.OK
+
+
+def drill_target(session: Session, name: str | None):
+    """The named target, or the policy's off-site one: the copy that is left when the site is gone."""
+    if name is not None:
+        return session.target_configs(name)[0]
+    offsite = [config for config in session.policy.targets if config.offsite]
+    if not offsite:
+        raise BadInput("a drill restores from the off-site copy, and no target of the policy is marked off-site",
+                       "add offsite: true to the target that survives losing the site (targets[].offsite), "
+                       "or choose one with --target NAME")
+    return offsite[0]
+
+
+def _drill_one(session: Session, source: Source, target: Target, wanted: str) -> DatabaseDrill:
+    """Locate, fetch and restore into a scratch database, verify, drop it; failures become part of the result."""
+    run = DatabaseDrill(source)
+    try:
+        with run.clock.phase("locate"):
+            located = locate_on(session, source, target, wanted, None)
+        snapshot = located.snapshot
+        run.facts.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time)
+        with scratch(session, source, snapshot, "drill") as staging:
+            manifest = load_snapshot(session, source, located.repository, snapshot, staging,
+                                     verb="drill: restoring", clock=run.clock)
+            run.facts.update(dump_bytes=manifest.dump_bytes, manifest_sha256=manifest.sha256,
+                             tables=len(manifest.facts.tables), rows=manifest.facts.total_rows)
+            with run.clock.phase("verify"):
+                run.problems = prove(source, staging, manifest, snapshot).problems
+            run.ready_at = time.monotonic()
+        run.cleanup_s = time.monotonic() - run.ready_at
+    except OpsctlError as exc:
+        run.error, run.hint = exc.message, exc.hint
+    return run
+
+
+def _content(session: Session, config, target: Target, started: datetime, clock: float,
+             runs: list[DatabaseDrill]) -> dict:
+    objectives = session.policy.objectives
+    rto = rpo = None
+    if all(run.verified for run in runs):
+        # The scratch databases dropped after each verification are not part of the recovery.
+        rto = runs[-1].ready_at - clock - sum(run.cleanup_s for run in runs[:-1])
+        rpo = max((started - run.facts["snapshot_time"]).total_seconds() for run in runs)
+    measured = {"rto_s": _round(rto), "rpo_s": _round(rpo)}
+    met = {"rto": None if rto is None else rto <= objectives.rto.total_seconds(),
+           "rpo": None if rpo is None else rpo <= objectives.rpo.total_seconds()}
+    phases = _total_phases(runs)
+    verdict = PASSED if met["rto"] and met["rpo"] else FAILED
+    advice = _advice(session, config, runs, measured, met, phases)
+    now_point = {"date": started.isoformat(timespec="seconds"), **measured, "verdict": verdict}
+    return {
+        "verdict": verdict, "summary": _summary(config.name, runs, measured, met, objectives),
+        "policy": session.policy.name, "target": config.name, "location": target.display, "offsite": config.offsite,
+        "started_at": started.isoformat(timespec="seconds"), "restic_version": f"restic {session.restic.version}",
+        "objectives": {"rto_s": objectives.rto.total_seconds(), "rpo_s": objectives.rpo.total_seconds()},
+        "measured": measured, "met": met, "phases": phases, "databases": [_database_row(run) for run in runs],
+        "advice": advice, "trend": [*history.trend(session.state_dir), now_point],
+    }
+
+
+def _round(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)
+
+
+def _total_phases(runs: list[DatabaseDrill]) -> list[dict]:
+    total = PhaseClock()
+    for run in runs:
+        for name, seconds in run.clock.seconds.items():
+            total.seconds[name] += seconds
+    return total.rows()
+
+
+def _database_row(run: DatabaseDrill) -> dict:
+    facts = run.facts
+    time_taken = facts.get("snapshot_time")
+    return {"database": run.source.database, "engine": run.source.engine, "snapshot_id": facts.get("snapshot_id"),
+            "snapshot_time": time_taken.isoformat(timespec="seconds") if time_taken else None,
+            "dump_bytes": facts.get("dump_bytes"), "manifest_sha256": facts.get("manifest_sha256"),
+            "tables": facts.get("tables", 0), "rows": facts.get("rows", 0),
+            "verdict": PASSED if run.verified else FAILED, "error": run.error, "hint": run.hint,
+            "problems": list(run.problems), "phases": run.clock.rows()}
+
+
+def _summary(target: str, runs: list[DatabaseDrill], measured: dict, met: dict, objectives) -> str:
+    failed = next((run for run in runs if not run.verified), None)
+    if failed is not None:
+        why = failed.error or (failed.problems[0] if failed.problems else "it did not verify")
+        return f"The restore of {failed.source.database} from {target} could not be proven, so nothing was measured: {why}"
+    rto, rpo = measured["rto_s"], measured["rpo_s"]
+    words = (f"RTO {human_duration(rto)} {'within' if met['rto'] else 'EXCEEDS'} {human_duration(objectives.rto.total_seconds())}, "
+             f"RPO {human_duration(rpo)} {'within' if met['rpo'] else 'EXCEEDS'} {human_duration(objectives.rpo.total_seconds())}")
+    if met["rto"] and met["rpo"]:
+        return f"Restored from {target} and verified in {human_duration(rto)}; {words}."
+    return f"Restored from {target} and verified, but the objectives were missed: {words}."
+
+
+_PHASE_ADVICE = {
+    "locate": "finding the snapshot is {share} of it: the target answered slowly; check its network and endpoint",
+    "fetch": "waiting for data from {target} is {share} of it: consider a closer off-site target, more bandwidth "
+             "to it, or restoring from a nearer copy when one survives (opsctl restore picks the nearest healthy one)",
+    "restore": "the database's own restore is {share} of it: consider a faster restore server (CPU, disk) or one "
+               "tuned for bulk loads, or a smaller database (archive old rows)",
+    "verify": "verification is {share} of it: in a real outage, opsctl restore --no-verify brings the service back "
+              "sooner (run opsctl verify afterwards)",
+}
+
+
+def _advice(session: Session, config, runs: list[DatabaseDrill], measured: dict, met: dict, phases: list[dict]) -> list[str]:
+    objectives, advice = session.policy.objectives, []
+    for run in runs:
+        if not run.verified:
+            what = run.error or "; ".join(run.problems[:3])
+            advice.append(f"{run.source.database}: {what}. What to do: {run.hint or 'restore an earlier snapshot, or check this target with opsctl check'}")
+    if met["rto"] is False:
+        slowest = max(phases, key=lambda phase: phase["seconds"])
+        share = f"{slowest['share']:.0%}"
+        advice.append(f"RTO {human_duration(measured['rto_s'])} exceeds {human_duration(objectives.rto.total_seconds())}: "
+                      + _PHASE_ADVICE[slowest["name"]].format(share=share, target=config.name) + ".")
+    if met["rpo"] is False:
+        advice.append(f"RPO {human_duration(measured['rpo_s'])} exceeds {human_duration(objectives.rpo.total_seconds())}: "
+                      f"the newest snapshot on {config.name} was that old when the drill started. Back up at least "
+                      f"every {human_duration(objectives.rpo.total_seconds())}, and check that backups reach "
+                      f"{config.name}: opsctl snapshots --target {config.name}.")
+    return advice
+
+
+def _audit_details(report: dict, runs: list[DatabaseDrill], paths) -> dict:
+    phases = {phase["name"]: phase["seconds"] for phase in report["phases"]}
+    return {"verdict": report["verdict"], "target": report["target"], "rto_s": report["measured"]["rto_s"],
+            "rpo_s": report["measured"]["rpo_s"], "rto_objective_s": report["objectives"]["rto_s"],
+            "rpo_objective_s": report["objectives"]["rpo_s"], "phases": phases,
+            "engine": runs[0].source.engine if len(runs) == 1 else None,
+            "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
+            "recovery_s": round(phases["fetch"] + phases["restore"] + phases["verify"], 3),
+            "report": str(paths[0]), "report_sha256": report["sha256"]}

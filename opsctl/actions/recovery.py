@@ -1,0 +1,153 @@
+"""What restore, verify and drill share: finding a snapshot, streaming it into a database, proving it."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Iterable, Iterator
+
+from opsctl.actions.context import Session
+from opsctl.actions.fingerprint_check import Comparison, compare
+from opsctl.errors import IntegrityError, OpsctlError
+from opsctl.manifest import Manifest, TableStats, TrailerSplitter
+from opsctl.reports.progress import byte_progress
+from opsctl.restic import Repository
+from opsctl.restic.errors import SnapshotNotFound
+from opsctl.restic.models import Snapshot
+from opsctl.sources import Source
+
+PHASES = ("locate", "fetch", "restore", "verify")
+TAMPER_ENV = "OPSCTL_TEST_TAMPER_SQL"
+"""Tests only: a statement run in the scratch database between the restore and the comparison."""
+
+
+@dataclass
+class PhaseClock:
+    """Wall time per recovery phase: locate, fetch (waiting on the target), restore (waiting on the database), verify."""
+
+    seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        started = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] += time.monotonic() - started
+
+    def rows(self) -> list[dict]:
+        total = sum(self.seconds.values()) or 1.0
+        return [{"name": name, "seconds": round(s, 3), "share": round(s / total, 3)} for name, s in self.seconds.items()]
+
+
+class _WaitTimer:
+    """Counts the time spent waiting for the next chunk: in a streamed restore, that is time the target kept us."""
+
+    def __init__(self, chunks: Iterable[bytes]) -> None:
+        self._chunks = iter(chunks)
+        self.waited = 0.0
+
+    def __iter__(self) -> Iterator[bytes]:
+        while True:
+            started = time.monotonic()
+            try:
+                chunk = next(self._chunks)
+            except StopIteration:
+                return
+            finally:
+                self.waited += time.monotonic() - started
+            yield chunk
+
+
+def load_snapshot(session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str,
+                  verb: str = "restoring", clock: PhaseClock | None = None, total: int | None = None) -> Manifest:
+    """Stream the snapshot's dump into staging, checked against its manifest on the way; return the manifest.
+
+    The dump streams from restic straight into the database's loader, so fetching and restoring
+    overlap; the clock splits their time by which side the stream was waiting on.
+    """
+    started = time.monotonic()
+    with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
+            byte_progress(session.app, f"{verb} {source.database}", total) as tracked:
+        timer = _WaitTimer(chunks)
+        stream = TrailerSplitter(tracked(timer))
+        try:
+            source.load(staging, stream)
+        finally:
+            if clock is not None:
+                clock.seconds["fetch"] += timer.waited
+                clock.seconds["restore"] += time.monotonic() - started - timer.waited
+    if stream.manifest is None:  # the loader stopped reading before the end: nothing was proven
+        raise IntegrityError("the restore stopped before the whole dump was read and checked",
+                             "nothing was put in place; run the restore again")
+    return stream.manifest
+
+
+def prove(source: Source, staging: str, manifest: Manifest, snapshot: Snapshot) -> Comparison:
+    """Fingerprint the restored database as at backup time and compare it with the manifest, table by table."""
+    if not manifest.facts.fingerprint_salt:
+        raise OpsctlError(f"snapshot {snapshot.short_id} was made before opsctl recorded fingerprints, so its "
+                          "contents cannot be proven (its dump and row counts restored fine)",
+                          "run opsctl backup, then verify the new snapshot")
+    if os.environ.get(TAMPER_ENV):
+        source.execute_for_test(staging, os.environ[TAMPER_ENV])
+    return compare(manifest.facts.census, source.census(staging, manifest.facts.fingerprint_salt))
+
+
+def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> None:
+    """Every table the manifest lists is back with exactly its row count (if counted), and no table is extra."""
+    expected = {t.name: t.rows for t in manifest.facts.tables}
+    actual = {t.name: t.rows for t in restored}
+    problems = [f"table {name}: expected {rows} rows, found {actual.get(name, 'no table')}"
+                for name, rows in expected.items() if name not in actual or rows not in (None, actual[name])]
+    problems += [f"table {name}: not in the backup" for name in actual.keys() - expected.keys()]
+    if problems:
+        raise IntegrityError("the restored database does not match the backup: " + "; ".join(problems[:10]),
+                             "nothing was put in place; restore an earlier snapshot and check this target with restic check")
+
+
+def pick_snapshot(snapshots: list[Snapshot], wanted: str, at: datetime | None = None) -> Snapshot:
+    """'latest' (or the newest at or before `at`), or an id or id prefix, among this policy's snapshots."""
+    if not snapshots:
+        raise SnapshotNotFound("there are no snapshots of this database on that target yet", "run: opsctl backup")
+    if at is not None:
+        before = [s for s in snapshots if s.time <= at]
+        if not before:
+            raise SnapshotNotFound(f"no snapshot was taken at or before {at:%Y-%m-%d %H:%M:%S %Z}; the oldest is "
+                                   f"from {snapshots[0].time:%Y-%m-%d %H:%M:%S %Z}",
+                                   "give a later --at, or list them with: opsctl snapshots")
+        return max(before, key=lambda s: s.time)
+    if wanted == "latest":
+        return max(snapshots, key=lambda s: s.time)
+    matches = [s for s in snapshots if s.id.startswith(wanted.lower())]
+    if len(matches) != 1:
+        what = "matches several snapshots; give more characters" if matches else "is not a snapshot of this database"
+        raise SnapshotNotFound(f"snapshot '{wanted}' {what}", "list them with: opsctl snapshots")
+    return matches[0]
+
+
+@contextmanager
+def scratch(session: Session, source: Source, snapshot: Snapshot, purpose: str) -> Iterator[str]:
+    """A scratch database (SQLite: a private file) that is always removed, on failure, Ctrl-C and SIGTERM too."""
+    folder = None
+    name = f"opsctl_{purpose}_{source.database[:20]}_{secrets.token_hex(3)}"
+    if source.engine == "sqlite":
+        (session.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
+        folder = tempfile.mkdtemp(prefix=f"opsctl-{purpose}-", dir=session.state_dir / "tmp")
+        name = str(Path(folder) / f"{name}.sqlite3")
+    try:
+        staging = source.create_staging(source.destination(name), snapshot.tag_map())
+        try:
+            yield staging
+        finally:
+            source.discard(staging)
+    finally:
+        if folder is not None:
+            shutil.rmtree(folder, ignore_errors=True)

@@ -1,0 +1,95 @@
+"""What the on-call engineer reads during a restore or a drill: the plan, the question, the runbook, the verdict."""
+
+from __future__ import annotations
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from opsctl.reports.console import human_bytes, human_duration, show_json
+
+
+def show_restore_plan(app, plan) -> None:
+    """Everything the restore will do, before it does anything (on stderr: stdout stays the result)."""
+    out = app.err
+    size = human_bytes(plan.size_bytes) if plan.size_bytes is not None else "size unknown"
+    out.print("[bold]Restore plan[/]")
+    out.print(f"  snapshot   {plan.snapshot_id} of {escape(plan.database)}, taken "
+              f"{plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z} ({human_duration(plan.age_s)} ago), {size}")
+    out.print(f"  from       {escape(plan.location)} — {escape(plan.reason)}")
+    for other in plan.others:
+        out.print(f"             not used: {escape(other)}")
+    action = "REPLACES it (the current one is kept, renamed aside)" if plan.replaces else "a new database"
+    out.print(f"  into       {escape(plan.destination)} — {action}")
+    out.print(f"  then       {'verify it equals the backup, table by table' if plan.verify else 'no verification (--no-verify)'}; "
+              "only then is it put in place")
+    estimate = f"about {human_duration(plan.estimate_s)}" if plan.estimate_s is not None else "unknown"
+    out.print(f"  time       {estimate} ({escape(plan.estimate_basis)})")
+
+
+def confirm(app, question: str) -> bool:
+    return click.confirm(question, default=False, err=True)
+
+
+def show_restore(app, result) -> None:
+    """The runbook: what was restored, whether it verified, and the exact next steps."""
+    if app.json_output:
+        show_json(app, result)
+        return
+    plan, out = result.plan, app.out
+    out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
+              f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} in {human_duration(result.duration_s)}")
+    out.print(f"  into        {escape(result.destination)}")
+    out.print(f"  contents    {result.tables} tables, {result.rows:,} rows; dump SHA-256 {result.dump_sha256[:16]}…")
+    out.print(f"  check       {escape(result.verification)}")
+    if result.moved_aside:
+        out.print(f"  previous    kept, renamed to {escape(result.moved_aside)} (opsctl never drops it)")
+    out.print("[bold]Next steps[/]")
+    for number, step in enumerate(result.next_steps, 1):
+        out.print(f"  {number}. {escape(step)}")
+
+
+def show_drill(app, report: dict, paths) -> None:
+    """Verdict first, then objectives against what was measured, the phases, what to do, and the report files."""
+    if app.json_output:
+        show_json(app, {**report, "files": [str(p) for p in paths]})
+        return
+    out = app.out
+    colour = "green" if report["verdict"] == "PASSED" else "red"
+    out.print(f"[bold {colour}]Drill {report['verdict']}[/]: {escape(report['summary'])}")
+    for key, label in (("rto", "RTO"), ("rpo", "RPO")):
+        measured, objective = report["measured"][f"{key}_s"], report["objectives"][f"{key}_s"]
+        shown = "not measured" if measured is None else human_duration(measured)
+        verdict = {True: "met", False: "[red]MISSED[/]", None: "-"}[report["met"][key]]
+        out.print(f"  {label}  {shown:>12}  objective {human_duration(objective):>8}  {verdict}")
+    out.print("  phases  " + ", ".join(f"{p['name']} {human_duration(p['seconds'])} ({p['share']:.0%})"
+                                       for p in report["phases"]))
+    for row in report["databases"]:
+        out.print(f"  {escape(row['database'])}: {row['verdict']} — snapshot {row['snapshot_id'] or '-'} "
+                  f"from {escape(report['target'])}, {row['tables']} tables, {row['rows']:,} rows")
+    for advice in report["advice"]:
+        out.print(f"  what to do: {escape(advice)}")
+    for path in paths:
+        out.print(f"  report: {escape(str(path))}")
+
+
+def show_drill_history(app, rows: list[dict]) -> None:
+    if app.json_output:
+        show_json(app, {"drills": rows})
+        return
+    if not rows:
+        app.out.print("No drills recorded yet. Run: opsctl drill")
+        return
+    table = Table("date", "target", "snapshot", "RTO", "RPO", "verdict", "report")
+    for row in rows:
+        table.add_row(escape(str(row["time"])), escape(str(row["target"])), escape(", ".join(row["snapshots"]) or "-"),
+                      _against(row["rto_s"], row["rto_objective_s"]), _against(row["rpo_s"], row["rpo_objective_s"]),
+                      row["verdict"], escape(str(row["report"] or "-")))
+    app.out.print(table)
+
+
+def _against(measured: float | None, objective: float | None) -> str:
+    if measured is None:
+        return "-"
+    text = human_duration(measured)
+    return text if objective is None else f"{text} / {human_duration(objective)}"
