@@ -158,11 +158,11 @@ def _verify(source: Source, staging: str, manifest: Manifest, located: Located, 
                                  + "; ".join(comparison.problems[:5]),
                                  "nothing was put in place; restore an earlier snapshot, or from another target "
                                  "with --target")
-        return f"verified: all {len(comparison.tables)} tables equal the backup, value by value"
+        return f"yes: all {len(comparison.tables)} tables equal the backup, value by value"
     check_row_counts(manifest, source.table_stats(staging))
     if not verify:
-        return "not verified (--no-verify); the dump's SHA-256 and every table's row count match the backup"
-    return "row counts only: this snapshot predates opsctl's fingerprints; the dump's SHA-256 matches"
+        return "no (--no-verify); run opsctl verify to prove the backup"
+    return "row counts only: this snapshot predates opsctl's fingerprints"
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

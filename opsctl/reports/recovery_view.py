@@ -40,10 +40,11 @@ def show_restore(app, result) -> None:
     out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
               f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} in {human_duration(result.duration_s)}")
     out.print(f"  into        {escape(result.destination)}")
-    out.print(f"  contents    {result.tables} tables, {result.rows:,} rows; dump SHA-256 {result.dump_sha256[:16]}…")
-    out.print(f"  check       {escape(result.verification)}")
+    out.print(f"  checked     dump SHA-256 matches the manifest ({result.dump_sha256[:16]}…); "
+              f"row counts match the backup: {result.tables} tables, {result.rows:,} rows")
+    out.print(f"  verified    {escape(result.verification)}")
     if result.moved_aside:
-        out.print(f"  previous    kept, renamed to {escape(result.moved_aside)} (opsctl never drops it)")
+        out.print(f"  the previous database was kept, renamed to {escape(result.moved_aside)} (opsctl never drops it)")
     out.print("[bold]Next steps[/]")
     for number, step in enumerate(result.next_steps, 1):
         out.print(f"  {number}. {escape(step)}")
