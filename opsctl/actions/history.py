@@ -52,7 +52,7 @@ def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
             rates.append(details["dump_bytes"] / details["recovery_s"])
     rates = rates[-5:]
     if not rates:
-        return Estimate(None, "no drill or restore has been recorded on this machine yet (opsctl drill measures it)")
+        return Estimate(None, "no drill or restore has been recorded on this machine yet; opsctl drill measures it")
     if not size_bytes:
         return Estimate(None, "the snapshot's size is unknown")
     plural = "s" if len(rates) > 1 else ""

@@ -19,12 +19,15 @@ def show_restore_plan(app, plan) -> None:
     out.print(f"  from       {escape(plan.location)} — {escape(plan.reason)}")
     for other in plan.others:
         out.print(f"             not used: {escape(other)}")
-    action = "REPLACES it (the current one is kept, renamed aside)" if plan.replaces else "a new database"
+    new = "a new file" if plan.engine == "sqlite" else "a new database"
+    action = "REPLACES it (the current one is kept, renamed aside)" if plan.replaces else new
     out.print(f"  into       {escape(plan.destination)} — {action}")
     out.print(f"  then       {'verify it equals the backup, table by table' if plan.verify else 'no verification (--no-verify)'}; "
               "only then is it put in place")
-    estimate = f"about {human_duration(plan.estimate_s)}" if plan.estimate_s is not None else "unknown"
-    out.print(f"  time       {estimate} ({escape(plan.estimate_basis)})")
+    if plan.estimate_s is None:
+        out.print(f"  time       unknown: {escape(plan.estimate_basis)}")
+    else:
+        out.print(f"  time       about {human_duration(plan.estimate_s)} ({escape(plan.estimate_basis)})")
 
 
 def confirm(app, question: str) -> bool:
