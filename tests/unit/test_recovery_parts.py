@@ -1,0 +1,89 @@
+"""The restore path's pure parts: choosing a snapshot and a target, estimating, and the runbook's words."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
+
+import pytest
+from click.testing import CliRunner
+
+from opsctl.actions.history import estimate
+from opsctl.actions.locate import nearness
+from opsctl.actions.recovery import pick_snapshot
+from opsctl.cli import main
+from opsctl.restic.errors import SnapshotNotFound
+from opsctl.restic.models import Snapshot
+from opsctl.reports.runbook import next_steps
+from opsctl.sources import Destination
+
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+
+
+def snap(minutes: int) -> Snapshot:
+    return Snapshot(id=f"{minutes:02d}" * 32, short_id=f"{minutes:02d}" * 4, time=T0 + timedelta(minutes=minutes),
+                    hostname="h", username="u", paths=(), tags=())
+
+
+def test_at_picks_the_newest_snapshot_taken_at_or_before_it():
+    snapshots = [snap(30), snap(0), snap(60)]
+    assert pick_snapshot(snapshots, "latest", T0 + timedelta(minutes=45)).time == T0 + timedelta(minutes=30)
+    assert pick_snapshot(snapshots, "latest", T0 + timedelta(minutes=30)).time == T0 + timedelta(minutes=30)
+    assert pick_snapshot(snapshots, "latest").time == T0 + timedelta(minutes=60)
+
+
+def test_at_before_the_first_snapshot_names_the_oldest():
+    with pytest.raises(SnapshotNotFound, match="the oldest is from 2026-11-20 03:00:00"):
+        pick_snapshot([snap(0)], "latest", T0 - timedelta(seconds=1))
+
+
+def test_nearest_means_on_site_first_then_disk_share_sftp_s3():
+    configs = [SimpleNamespace(name=n, kind=k, offsite=o) for n, k, o in
+               (("cloud", "s3", True), ("usb", "local", True), ("nas", "sftp", False), ("disk", "local", False),
+                ("share", "mount", False))]
+    assert [c.name for c in sorted(configs, key=nearness)] == ["disk", "share", "nas", "usb", "cloud"]
+
+
+def _trail(tmp_path, entries: list[dict]):
+    (tmp_path / "audit.jsonl").write_text("".join(json.dumps(e) + "\n" for e in entries) + "not json\n")
+    return tmp_path
+
+
+def test_estimate_comes_from_past_drills_of_the_same_engine(tmp_path):
+    fast = {"command": "drill", "outcome": "failed",  # missed an objective, but measured the speed
+            "details": {"engine": "postgresql", "dump_bytes": 100_000_000, "recovery_s": 10.0, "rto_s": 11.0}}
+    other = {"command": "restore", "outcome": "ok", "details": {"engine": "sqlite", "dump_bytes": 1, "recovery_s": 100.0}}
+    state = _trail(tmp_path, [fast, other])
+    found = estimate(state, "postgresql", 500_000_000)
+    assert found.seconds == pytest.approx(50.0) and "1 postgresql drill" in found.basis
+    assert estimate(state, "mysql", 1).seconds is None
+
+
+def test_without_history_the_estimate_says_how_to_get_one(tmp_path):
+    assert "opsctl drill" in estimate(tmp_path, "postgresql", 10).basis
+
+
+def test_runbook_says_how_to_undo_a_replace_with_the_aside_name():
+    destination = Destination(name="crm", display="database crm on 127.0.0.1:5432", exists=True, empty=False,
+                              is_source=True)
+    steps = next_steps("postgresql", destination, "crm_before_restore_abc123")
+    assert any('ALTER DATABASE "crm_before_restore_abc123" RENAME TO "crm"' in step for step in steps)
+    assert steps[-1].endswith("opsctl backup")
+
+
+def test_runbook_for_a_new_copy_says_nothing_was_replaced():
+    destination = Destination(name="/srv/crm.restored.sqlite3", display="file /srv/crm.restored.sqlite3",
+                              exists=False, empty=True, is_source=False)
+    steps = next_steps("sqlite", destination, None)
+    assert any(step.startswith("Nothing was replaced") and "rm '/srv/crm.restored.sqlite3'" in step for step in steps)
+
+
+def test_a_script_must_say_yes(tmp_path):
+    result = CliRunner().invoke(main, ["--policy", str(tmp_path / "missing.yaml"), "restore"])
+    assert result.exit_code == 2 and "--yes" in result.output
+
+
+def test_at_that_is_not_a_time_is_refused_by_name():
+    result = CliRunner().invoke(main, ["restore", "--yes", "--at", "yesterday-ish"])
+    assert result.exit_code == 2 and "--at" in result.output and "2026-11-20 03:00" in result.output
