@@ -7,10 +7,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from opsctl.actions import history
-from opsctl.actions.context import App, Session
+from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
-from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.errors import BadInput, ExitCode
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
 from opsctl.reports.console import human_duration
@@ -100,8 +100,9 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
                 run.problems = prove(source, staging, manifest, snapshot).problems
             run.ready_at = time.monotonic()
         run.cleanup_s = time.monotonic() - run.ready_at
-    except OpsctlError as exc:
-        run.error, run.hint = exc.message, exc.hint
+    except Exception as exc:  # a server that vanishes mid-drill is a finding, reported like any other
+        failure = as_operator_error(exc, f"drill of {source.database}")
+        run.error, run.hint = failure.message, failure.hint
     return run
 
 
