@@ -42,8 +42,9 @@ class PhaseClock:
         finally:
             self.seconds[name] += time.monotonic() - started
 
-    def rows(self) -> list[dict]:
-        total = sum(self.seconds.values()) or 1.0
+    def rows(self, total: float | None = None) -> list[dict]:
+        """Each phase's seconds and its share of `total` (default: of all phases)."""
+        total = total or sum(self.seconds.values()) or 1.0
         return [{"name": name, "seconds": round(s, 3), "share": round(s / total, 3)} for name, s in self.seconds.items()]
 
 

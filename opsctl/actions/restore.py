@@ -108,7 +108,7 @@ def _free_name(source: Source, located: Located) -> str:
     stamp = f"restored_{located.snapshot.time.astimezone(timezone.utc):%Y%m%d_%H%M%S}"
     for counter in range(1, 100):
         name = source.restore_name(stamp if counter == 1 else f"{stamp}_{counter}")
-        if not source.destination(name).exists:
+        if not source.exists(name):
             return name
     raise BadInput(f"{source.restore_name(stamp)} and 98 more restored copies of this snapshot exist already",
                    "choose a name with --to, or remove old restored copies")

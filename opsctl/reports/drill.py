@@ -50,7 +50,10 @@ def render_html(report: dict) -> str:
 def trend_svg(points: list[dict], key: str, objective_s: float) -> str:
     """A small line chart of `key` over past drills against the dashed objective; null values are skipped."""
     measured = [(i, p[key]) for i, p in enumerate(points) if p.get(key) is not None]
-    top = max([objective_s] + [v for _, v in measured]) * 1.15
+    peak = max((v for _, v in measured), default=0.0)
+    # Seconds against an objective of hours would all sit on the axis: then the chart shows the
+    # values, and the objective is named above it instead of drawn.
+    top = (peak * 1.3) if 0 < peak * 3 < objective_s else max(objective_s, peak) * 1.15
     right, bottom = _W - _RIGHT, _H - _BOTTOM
 
     def x(i: int) -> str:  # one slot per drill, so a failed drill leaves a gap in time, not a kink
@@ -66,9 +69,13 @@ def trend_svg(points: list[dict], key: str, objective_s: float) -> str:
     for tick in _ticks(top):
         parts.append(f'<text x="{_LEFT - 4}" y="{y(tick)}" dy="3" text-anchor="end">'
                      f'{human_duration(tick) if tick else "0"}</text>')
-    parts.append(f'<line class="objective" x1="{_LEFT}" y1="{y(objective_s)}" x2="{right}" y2="{y(objective_s)}" '
-                 f'stroke="#555" stroke-dasharray="5 3"/>'
-                 f'<text x="{right + 4}" y="{y(objective_s)}" dy="3">objective {human_duration(objective_s)}</text>')
+    if objective_s <= top:
+        parts.append(f'<line class="objective" x1="{_LEFT}" y1="{y(objective_s)}" x2="{right}" y2="{y(objective_s)}" '
+                     f'stroke="#555" stroke-dasharray="5 3"/>'
+                     f'<text x="{right + 4}" y="{y(objective_s)}" dy="3">objective {human_duration(objective_s)}</text>')
+    else:
+        parts.append(f'<text class="objective" x="{right + 4}" y="{_TOP}" dy="3">objective {human_duration(objective_s)}'
+                     '</text><text x="{0}" y="{1}" dy="3">(far above)</text>'.format(right + 4, _TOP + 12))
     if not measured:
         parts.append(f'<text x="{x(0)}" y="{y(objective_s / 2)}" text-anchor="middle">not measured yet</text>')
     if len(measured) > 1:

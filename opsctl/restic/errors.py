@@ -19,6 +19,10 @@ class ResticTooOld(ResticError):
     pass
 
 
+MISSING_REPOSITORY_HINT = ("if this target is new, run: opsctl init. If it held backups, they are gone or its disk "
+                           "is not mounted: restore from another target, and find out why before running init")
+
+
 class RepositoryNotFound(ResticError):
     pass
 
@@ -81,7 +85,7 @@ def classify(stderr: str, display: str, action: str) -> ResticError:
     if locked := _LOCKED.search(text):
         return _locked_error(locked, text, display)
     if "is there a repository at the following location" in lowered:
-        return RepositoryNotFound(f"there is no restic repository at {display} yet", "run: opsctl init")
+        return RepositoryNotFound(f"there is no restic repository at {display}", MISSING_REPOSITORY_HINT)
     if "config file already exists" in lowered:
         return RepositoryExists(f"{display} already holds a restic repository; it was left untouched")
     if "no matching id found" in lowered or "no snapshot found" in lowered or "invalid id" in lowered:

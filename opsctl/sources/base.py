@@ -41,6 +41,9 @@ class Source(Protocol):
     def dump(self) -> ContextManager[Dump]:
         """Start a dump from one consistent point in time."""
 
+    def exists(self, name: str) -> bool:
+        """Whether a database (SQLite: a file) of that name exists; looks without opening it."""
+
     def destination(self, name: str) -> Destination:
         """Look at a restore destination without changing it."""
 

@@ -120,6 +120,10 @@ class MySQLSource:
                 "and their row counts are not checked on restore. Convert them to InnoDB, or set "
                 "database.lock_non_transactional: true (commits on the server then wait for the whole dump).",)
 
+    def exists(self, name: str) -> bool:
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            return database_exists(cur, name)
+
     def destination(self, name: str) -> Destination:
         with closing(self.server.connect()) as conn, conn.cursor() as cur:
             exists = database_exists(cur, name)

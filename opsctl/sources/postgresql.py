@@ -76,9 +76,12 @@ class PostgresSource:
                     stop(proc)
                     dump.abort()
 
-    def destination(self, name: str) -> Destination:
+    def exists(self, name: str) -> bool:
         with self._maintenance() as conn:
-            exists = conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+            return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone() is not None
+
+    def destination(self, name: str) -> Destination:
+        exists = self.exists(name)
         empty = not exists or self._is_empty(name)
         is_source = name in self._protected
         return Destination(name=name, display=f"database {name} on {self.server.display}",

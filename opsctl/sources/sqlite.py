@@ -129,6 +129,9 @@ class SQLiteSource:
                                  server_version=sqlite3.sqlite_version)
             yield SQLiteDump(copy, facts)
 
+    def exists(self, name: str) -> bool:
+        return Path(name).expanduser().exists()
+
     def destination(self, name: str) -> Destination:
         path = Path(name).expanduser().resolve()
         exists = path.exists()

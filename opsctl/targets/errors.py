@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from opsctl.errors import OpsctlError
-from opsctl.restic.errors import TargetUnreachable
+from opsctl.restic.errors import MISSING_REPOSITORY_HINT, TargetUnreachable
 
-__all__ = ["TargetError", "TargetUnreachable", "TargetFull", "NotAReplica", "DamagedFile", "ReplicaChanged"]
+__all__ = ["MISSING_REPOSITORY_HINT", "TargetError", "TargetUnreachable", "TargetFull", "NotAReplica", "DamagedFile", "ReplicaChanged"]
 
 
 class TargetError(OpsctlError):

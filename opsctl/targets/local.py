@@ -15,7 +15,7 @@ from opsctl.durable import create_synced, sync_folder
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
-from opsctl.targets.errors import TargetFull, TargetUnreachable
+from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable
 
 LOW_SPACE = 1 << 30
 
@@ -36,8 +36,8 @@ class LocalTarget(ConfiguredTarget):
 
     def probe(self) -> None:
         if not self.path.is_dir():
-            raise TargetUnreachable(f"there is no restic repository at {self.display} yet (the folder does not exist)",
-                                    "run: opsctl init; if a repository was there before, check the disk that held it")
+            raise TargetUnreachable(f"there is no restic repository at {self.display} (the folder does not exist)",
+                                    MISSING_REPOSITORY_HINT)
 
     def prepare_init(self) -> None:
         """A new repository goes into a missing or empty folder, never among someone else's files."""

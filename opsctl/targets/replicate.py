@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from opsctl.targets.base import REPLICATION_ORDER, RepositoryFiles
-from opsctl.targets.errors import DamagedFile, NotAReplica, ReplicaChanged, TargetUnreachable
+from opsctl.targets.errors import MISSING_REPOSITORY_HINT, DamagedFile, NotAReplica, ReplicaChanged, TargetUnreachable
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ def seed(source: RepositoryFiles, dest: RepositoryFiles, dest_display: str) -> N
 def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display: str) -> None:
     """A replica has the very same config file as the source; anything else is refused, never overwritten."""
     if not dest.exists("config"):
-        raise TargetUnreachable(f"there is no restic repository at {dest_display} yet", "run: opsctl init")
+        raise TargetUnreachable(f"there is no restic repository at {dest_display}", MISSING_REPOSITORY_HINT)
     if dest.read("config") != source.read("config"):
         raise NotAReplica(
             f"{dest_display} holds a repository of its own (not a replica of the primary)",

@@ -19,7 +19,7 @@ from botocore.config import Config
 from opsctl.policy.model import check_private_file
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact
-from opsctl.targets.errors import TargetUnreachable
+from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 15
 _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -145,7 +145,7 @@ class S3Target(ConfiguredTarget):
                 if missing_ok:
                     return False
                 raise TargetUnreachable(f"{self.display}: the bucket {c.bucket} does not exist",
-                                        "check the bucket name, or create the repository with: opsctl init") from None
+                                        f"check the bucket name; {MISSING_REPOSITORY_HINT}") from None
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise TargetUnreachable(f"{self.display}: the S3 service refused these credentials ({code})",
                                         "check the access key, its secret, and the key's rights on the bucket") from None

@@ -37,7 +37,8 @@ def test_classify_real_restic_messages():
     assert isinstance(classify("Fatal: wrong password or no key found\n", "t", "x"), WrongPassword)
     missing = classify("Fatal: unable to open config file: stat /r/config: no such file or directory\n"
                        "Is there a repository at the following location?\n/r\n", "local", "backup")
-    assert isinstance(missing, RepositoryNotFound) and missing.hint == "run: opsctl init"
+    assert isinstance(missing, RepositoryNotFound) and "run: opsctl init" in missing.hint
+    assert "restore from another target" in missing.hint  # after a loss, init would make an empty one
     locked = classify(LOCKED, "local", "backup")
     assert isinstance(locked, RepositoryLocked)
     assert "exclusively locked by restic PID 3495 on vm (user root) since 2026-11-22 19:40:16" in locked.message
