@@ -49,6 +49,7 @@ def locate_on(session: Session, source: Source, target: Target, wanted: str, at:
 def locate(session: Session, source: Source, wanted: str, at: datetime | None) -> Located:
     """Ask every target at once; take the newest matching snapshot, from the nearest target that holds it."""
     configs = sorted(session.target_configs(), key=nearness)
+    session.read_secrets(database=False)  # once, here: a password command must not run once per thread
     answers: queue.Queue = queue.Queue()
     for config in configs:  # daemon threads: a hung NAS must not hold a 3 a.m. restore
         threading.Thread(target=_ask, args=(session, source, config, wanted, at, answers), daemon=True).start()
