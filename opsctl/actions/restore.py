@@ -117,7 +117,9 @@ def _free_name(source: Source, located: Located) -> str:
 def _plan(session: Session, source: Source, located: Located, destination: Destination,
           request: RestoreRequest) -> RestorePlan:
     snapshot = located.snapshot
-    size = session.restic.file_size(located.repository, snapshot.id, "/" + source.file_name)
+    size = located.size_bytes
+    if size is None:
+        size = session.restic.file_size(located.repository, snapshot.id, "/" + source.file_name)
     guess = history.estimate(session.state_dir, source.engine, size)
     return RestorePlan(
         database=source.database, engine=source.engine, snapshot_id=snapshot.short_id, snapshot_time=snapshot.time,

@@ -98,12 +98,11 @@ class Restic:
 
     def file_size(self, repo: Repository, snapshot_id: str, path: str) -> int | None:
         """The size of one file in a snapshot (None when the snapshot has no such file)."""
-        out = self._run(repo, commands.ls_args(snapshot_id), "ls")
-        for line in out.splitlines():
-            node = json.loads(line) if line.startswith("{") else {}
-            if node.get("struct_type") == "node" and node.get("path") == path:
-                return int(node.get("size", 0))
-        return None
+        return _listing(self._run(repo, commands.ls_args(snapshot_id), "ls"), path)[1]
+
+    def latest_with_size(self, repo: Repository, tags: Iterable[str], path: str) -> tuple[Snapshot | None, int | None]:
+        """The newest snapshot carrying all tags and the size of one of its files, in one restic call."""
+        return _listing(self._run(repo, commands.ls_args("latest", tags), "ls"), path)
 
     def forget(self, repo: Repository, snapshot_ids: Iterable[str]) -> None:
         self._run(repo, commands.forget_args(snapshot_ids), "forget")
@@ -266,6 +265,18 @@ def _secret_files(contents: tuple[tuple[str, bytes], ...]) -> Iterator[dict[str,
                 handle.write(content)
             paths[variable] = path
         yield paths
+
+
+def _listing(out: str, path: str) -> tuple[Snapshot | None, int | None]:
+    """restic ls --json: the snapshot line, then one line per node; the snapshot and the size of `path`."""
+    snapshot, size = None, None
+    for line in out.splitlines():
+        item = json.loads(line) if line.startswith("{") else {}
+        if item.get("struct_type") == "snapshot":
+            snapshot = snapshot_from_json(item)
+        elif item.get("struct_type") == "node" and item.get("path") == path:
+            size = int(item.get("size", 0))
+    return snapshot, size
 
 
 def _json_part(out: str) -> str:
