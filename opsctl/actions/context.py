@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import tempfile
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -63,6 +64,17 @@ class Session:
         self.policy: Policy = load_policy(self.policy_path)
         self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"),
                              lock_wait_s=self.policy.lock_wait.total_seconds())
+
+    @contextmanager
+    def cold_restic_cache(self) -> Iterator[None]:
+        """restic starts from an empty cache, as on a new machine, for the rest of this command."""
+        (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.TemporaryDirectory(prefix="opsctl-restic-cache-", dir=self.state_dir / "tmp") as folder:
+            warm, self.restic = self.restic, Restic(self.restic.binary, self.restic.lock_wait_s, cache_dir=folder)
+            try:
+                yield
+            finally:
+                self.restic = warm
 
     @cached_property
     def state_dir(self) -> Path:

@@ -49,7 +49,7 @@ class DatabaseDrill:
 def drill(app: App, request: DrillRequest) -> ExitCode:
     session = Session(app)
     config = drill_target(session, request.target)
-    with session.audited("drill") as record:
+    with session.audited("drill") as record, session.cold_restic_cache():
         started, clock, setup = datetime.now(timezone.utc), time.monotonic(), PhaseClock()
         with setup.phase("locate"):  # part of the recovery too: a real restore starts the same way
             _ = session.restic.version

@@ -7,8 +7,10 @@ from typing import Iterable
 MINIMUM_VERSION = (0, 14, 0)
 
 
-def global_args(location: str, password_fd: int, options: Iterable[str]) -> list[str]:
+def global_args(location: str, password_fd: int, options: Iterable[str], cache_dir: str | None = None) -> list[str]:
     args = ["--repo", location, "--password-file", f"/dev/fd/{password_fd}"]
+    if cache_dir is not None:
+        args += ["--cache-dir", cache_dir]
     for option in options:
         args += ["--option", option]
     return args

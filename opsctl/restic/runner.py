@@ -35,9 +35,10 @@ _MAX_PASSWORD = 32 * 1024  # must fit a pipe buffer: it is written before restic
 class Restic:
     """Runs restic for one operator command. Password by pipe, never argv or environment."""
 
-    def __init__(self, binary: str = "restic", lock_wait_s: float = 0.0) -> None:
+    def __init__(self, binary: str = "restic", lock_wait_s: float = 0.0, cache_dir: str | None = None) -> None:
         self.binary = binary
         self.lock_wait_s = lock_wait_s
+        self.cache_dir = cache_dir
 
     @cached_property
     def version(self) -> str:
@@ -210,7 +211,7 @@ class Restic:
                **streams) -> Iterator[subprocess.Popen]:
         _ = self.version
         read_end = _pipe_with(repo.password, repo.display)
-        argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options), *args]
+        argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options, self.cache_dir), *args]
         log.debug("running %s", " ".join(argv))
         with _secret_files(repo.secret_files) as files:
             try:
