@@ -150,7 +150,7 @@ class Moment(click.ParamType):
 @click.option("--confirm-source", metavar="NAME",
               help="With --replace: type the source database's name to restore over the live database.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts); the plan is still printed.")
-@click.option("--no-verify", is_flag=True, help="Skip the table-by-table verification (row counts are still checked).")
+@click.option("--no-verify", is_flag=True, help="Skip verifying the restored tables (the dump's SHA-256 is still checked): back in service sooner.")
 @pass_app
 @click.pass_context
 def restore(ctx: click.Context, app: App, snapshot: str, at: datetime | None, to: str | None, target_name: str | None,

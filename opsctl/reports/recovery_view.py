@@ -43,8 +43,9 @@ def show_restore(app, result) -> None:
     out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
               f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} in {human_duration(result.duration_s)}")
     out.print(f"  into        {escape(result.destination)}")
-    out.print(f"  checked     dump SHA-256 matches the manifest ({result.dump_sha256[:16]}…); "
-              f"row counts match the backup: {result.tables} tables, {result.rows:,} rows")
+    counts = (f"row counts match the backup: {result.tables} tables, {result.rows:,} rows" if result.rows_checked
+              else "row counts not checked")
+    out.print(f"  checked     dump SHA-256 matches the manifest ({result.dump_sha256[:16]}…); {counts}")
     out.print(f"  verified    {escape(result.verification)}")
     if result.moved_aside:
         out.print(f"  the previous database was kept, renamed to {escape(result.moved_aside)} (opsctl never drops it)")

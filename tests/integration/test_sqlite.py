@@ -116,3 +116,13 @@ def test_audit_trail_records_each_command_that_touches_backups(bank):
     assert entries[2]["snapshot_ids"] == [backup["snapshot_id"]]
     assert "already exists and is not empty" in entries[3]["error"]
     assert (bank.root / "state" / "audit.jsonl").stat().st_mode & 0o777 == 0o600
+
+
+def test_no_verify_restores_with_the_dump_checked_and_says_what_was_skipped(bank):
+    assert bank.opsctl("backup").returncode == 0
+    quick = bank.opsctl("restore", "--yes", "--no-verify", "--to", "quick.sqlite3")
+    assert quick.returncode == 0, quick.output
+    assert "dump SHA-256 matches the manifest" in quick.stdout
+    assert "row counts not checked" in quick.stdout and "opsctl verify" in quick.stdout
+    with closing(sqlite3.connect(bank.root / "quick.sqlite3")) as conn:
+        assert conn.execute("SELECT sum(balance) FROM accounts").fetchone()[0] == TOTAL
