@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 
+from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
+from opsctl.reports.console import human_duration
 from opsctl.targets import Fact, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
 
@@ -19,6 +21,7 @@ def doctor(app: App) -> ExitCode:
         per_target = list(pool.map(lambda t: _target(session, t), targets))
     sections += [(t.display, facts) for t, facts in zip(targets, per_target)]
     sections.append(("replicas", _replicas(targets, per_target) + _retention_order(session)))
+    sections.append(("recovery", _recovery(session)))
     console.show_doctor(app, sections)
     return ExitCode.OK if all(f.ok for _, facts in sections for f in facts) else ExitCode.FAILURE
 
@@ -79,6 +82,24 @@ def _retention_order(session: Session) -> list[Fact]:
                               f"list {config.name} before {configs[0].name}, or give it at least the same keep-rules: "
                               "otherwise each backup copies back data its prune removed"))
     return facts
+
+
+def _recovery(session: Session) -> list[Fact]:
+    """Notes, not blockers: where a drill would restore from, and how the last one went."""
+    offsite = [config.name for config in session.policy.targets if config.offsite]
+    facts = [Fact("off-site copy", True, ", ".join(offsite), None) if offsite else
+             Fact("off-site copy", True, "no target is marked offsite: true",
+                  "mark the copy that survives losing the site with offsite: true; opsctl drill restores from it")]
+    drills = history.past_drills(session.state_dir)
+    if not drills:
+        return facts + [Fact("last drill", True, "none recorded on this machine",
+                             "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
+    last = drills[-1]
+    measured = (f"RTO {human_duration(last['rto_s'])}, RPO {human_duration(last['rpo_s'])}"
+                if last["rto_s"] is not None and last["rpo_s"] is not None else "restore not proven")
+    hint = None if last["verdict"] == "PASSED" else f"read its report ({last['report']}) and act on what it says"
+    return facts + [Fact("last drill", True, f"{last['verdict']} on {last['time']} from {last['target']}: {measured}",
+                         hint)]
 
 
 def _identity(source, target: Target, origin: str) -> str:

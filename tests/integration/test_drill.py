@@ -229,6 +229,10 @@ def test_history_lists_a_passed_and_a_failed_drill_and_the_report_charts_both(sq
     assert text.returncode == 0, text.output
     assert text.stdout.index("PASSED") < text.stdout.index("FAILED")
 
+    doctor = ws.opsctl("doctor")  # the last drill at a glance, with where its report is
+    assert "off-site copy: offsite" in doctor.stdout
+    assert "last drill: FAILED" in doctor.stdout and failed["files"][0] in doctor.stdout
+
 
 def test_a_restore_that_cannot_be_proven_fails_and_measures_nothing(request, workspace, s3_endpoint):
     protected = _postgres(request, workspace, [local_target(), s3_target(s3_endpoint, workspace)], rows=500)
