@@ -12,9 +12,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import Iterator
 
-import boto3
 import botocore.exceptions
-from botocore.config import Config
 
 from opsctl.policy.model import check_private_file
 from opsctl.restic.repository import Repository
@@ -118,6 +116,10 @@ class S3Target(ConfiguredTarget):
 
     @cached_property
     def _client(self):
+        # boto3 takes a quarter of a second to import, and a restore that restic serves never needs it.
+        import boto3
+        from botocore.config import Config
+
         c = self.config
         credentials = self._credentials
         config = Config(
