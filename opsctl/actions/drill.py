@@ -208,5 +208,5 @@ def _audit_details(report: dict, runs: list[DatabaseDrill], paths) -> dict:
             "rpo_objective_s": report["objectives"]["rpo_s"], "phases": phases,
             "engine": runs[0].source.engine if len(runs) == 1 else None,
             "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
-            "recovery_s": round(phases["fetch"] + phases["restore"] + phases["verify"], 3),
+            "recovery_s": round(sum(run.clock.recovery_s() for run in runs), 3),
             "report": str(paths[0]), "report_sha256": report["sha256"]}

@@ -42,6 +42,10 @@ class PhaseClock:
         finally:
             self.seconds[name] += time.monotonic() - started
 
+    def recovery_s(self) -> float:
+        """Seconds spent moving and proving data: what scales with the dump's size (restore estimates use it)."""
+        return round(self.seconds["fetch"] + self.seconds["restore"] + self.seconds["verify"], 3)
+
     def rows(self, total: float | None = None) -> list[dict]:
         """Each phase's seconds and its share of `total` (default: of all phases)."""
         total = total or sum(self.seconds.values()) or 1.0

@@ -86,9 +86,7 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         result = _restore(session, source, located, destination, plan, request.verify, clock)
         record.details = {"destination": destination.display, "moved_aside": result.moved_aside,
                           "verification": result.verification, "engine": source.engine,
-                          "dump_bytes": plan.size_bytes, "phases": clock.seconds,
-                          "recovery_s": round(clock.seconds["fetch"] + clock.seconds["restore"]
-                                              + clock.seconds["verify"], 3)}
+                          "dump_bytes": plan.size_bytes, "phases": clock.seconds, "recovery_s": clock.recovery_s()}
     view.show_restore(app, result)
     return ExitCode.OK
 
