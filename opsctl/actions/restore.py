@@ -86,7 +86,8 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
         result = _restore(session, source, located, destination, plan, request.verify, clock)
         record.details = {"destination": destination.display, "moved_aside": result.moved_aside,
                           "verification": result.verification, "engine": source.engine,
-                          "dump_bytes": plan.size_bytes, "phases": clock.seconds, "recovery_s": clock.recovery_s()}
+                          "dump_bytes": plan.size_bytes, "recovery_s": clock.recovery_s(),
+                          "phases": {name: round(s, 3) for name, s in clock.seconds.items()}}
     view.show_restore(app, result)
     return ExitCode.OK
 
