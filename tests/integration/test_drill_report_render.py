@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
-from tests.conftest import require
-from tests.integration.test_verify_report_render import CHROMIUM_FLAGS
 from tests.support.bank import make_bank
+from tests.support.browser import render
 from tests.support.recovery import drill, drill_reports
 from tests.support.targets import local_target
 
 
 def test_html_drill_report_renders_with_its_verdict_and_trend(workspace, tmp_path):
-    require(shutil.which("chromium") is not None, "chromium (Debian package chromium)")
-    from PIL import Image
-
     make_bank(workspace.root / "bank.sqlite3")
     # A second local repository stands in for the off-site copy (a USB disk taken home).
     workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"},
@@ -31,15 +24,8 @@ def test_html_drill_report_renders_with_its_verdict_and_trend(workspace, tmp_pat
     text = page.read_text()
     assert "Drill PASSED" in text and "<script src" not in text and "<link" not in text
 
-    shot = tmp_path / "report.png"
-    base = ["chromium", *CHROMIUM_FLAGS, f"--user-data-dir={tmp_path / 'profile'}"]
-    subprocess.run([*base, f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri()],
-                   capture_output=True, timeout=120, check=True)
-    with Image.open(shot) as image:
-        colours = image.convert("RGB").getcolors(maxcolors=1 << 20)
-    assert image.size == (1200, 1600)
-    assert colours is None or len(colours) > 10, "the screenshot is blank"
-    dom = subprocess.run([*base, "--dump-dom", page.as_uri()], capture_output=True, text=True, timeout=120, check=True)
-    assert "Drill PASSED" in dom.stdout
-    assert dom.stdout.count("<svg") >= 2 and "<polyline" in dom.stdout, "both trend charts, with past drills"
+    shown = render(page, tmp_path)
+    assert shown.size == (1200, 1600) and not shown.blank, "the screenshot is blank"
+    assert "Drill PASSED" in shown.dom
+    assert shown.dom.count("<svg") >= 2 and "<polyline" in shown.dom, "both trend charts, with past drills"
     assert workspace.opsctl("report", "verify", str(page)).returncode == 0
