@@ -9,7 +9,6 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
-from opsctl import __version__
 from opsctl.reports import sealed
 from opsctl.reports.console import human_duration
 from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
@@ -30,8 +29,7 @@ def build(content: dict) -> dict:
     missing, clash = [k for k in _KEYS if k not in content], [k for k in _ADDED if k in content]
     if missing or clash:
         raise ValueError(f"drill report content: missing keys {missing}, keys opsctl sets itself {clash}")
-    return sealed.seal({**content, "format": FORMAT, "finished_at": sealed.now(), "host": sealed.host(),
-                        "user": sealed.user(), "opsctl_version": __version__})
+    return sealed.seal(sealed.stamp({**content, "format": FORMAT}))
 
 
 def write(report: dict, folder: Path) -> tuple[Path, Path]:

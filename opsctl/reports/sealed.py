@@ -21,6 +21,8 @@ from pathlib import Path
 
 import jinja2
 
+from opsctl import __version__
+
 PASSED, FAILED = "PASSED", "FAILED"
 _EMBEDDED = re.compile(r'<script type="application/json" id="opsctl-report">(.*?)</script>', re.DOTALL)
 # Format -> (module with render_html, what the report is called). Modules are imported on use because
@@ -56,6 +58,11 @@ def user() -> str:
 def content_sha256(content: dict) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(canonical).hexdigest()
+
+
+def stamp(content: dict) -> dict:
+    """The content plus when, where, by whom and with which opsctl the report was made."""
+    return {**content, "finished_at": now(), "host": host(), "user": user(), "opsctl_version": __version__}
 
 
 def seal(content: dict) -> dict:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from opsctl import __version__
 from opsctl.reports import sealed
 from opsctl.reports.sealed import FAILED, PASSED, ReportCheck, check_file, content_sha256, now  # noqa: F401
 
@@ -22,10 +21,9 @@ def build(about: dict, results: list, all_targets: bool) -> dict:
     passed = all(r.ok for r in results) and identical is not False
     content = {
         "format": FORMAT, "verdict": PASSED if passed else FAILED, "summary": _summary(results, passed, identical),
-        **about, "finished_at": now(), "host": sealed.host(), "user": sealed.user(),
-        "opsctl_version": __version__, "all_targets": all_targets, "targets_identical": identical, "targets": targets,
+        **about, "all_targets": all_targets, "targets_identical": identical, "targets": targets,
     }
-    return sealed.seal(content)
+    return sealed.seal(sealed.stamp(content))
 
 
 def write(report: dict, folder: Path) -> tuple[Path, Path]:
