@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -66,7 +65,7 @@ class RestoreResult:
 
 
 def restore(app: App, request: RestoreRequest) -> ExitCode:
-    if not request.yes and not _can_ask(app):
+    if not request.yes and not view.can_ask(app):
         raise BadInput("a restore asks for confirmation first, and there is no terminal to ask on",
                        "check the plan on a terminal, or pass --yes to restore without asking (scripts)")
     session = Session(app)
@@ -90,10 +89,6 @@ def restore(app: App, request: RestoreRequest) -> ExitCode:
                           "phases": {name: round(s, 3) for name, s in clock.seconds.items()}}
     view.show_restore(app, result)
     return ExitCode.OK
-
-
-def _can_ask(app: App) -> bool:
-    return sys.stdin.isatty() and app.err.is_terminal
 
 
 def _locate(session: Session, source: Source, request: RestoreRequest) -> Located:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 from rich.markup import escape
 from rich.table import Table
@@ -28,6 +30,11 @@ def show_restore_plan(app, plan) -> None:
         out.print(f"  time       unknown: {escape(plan.estimate_basis)}")
     else:
         out.print(f"  time       about {human_duration(plan.estimate_s)} ({escape(plan.estimate_basis)})")
+
+
+def can_ask(app) -> bool:
+    """A question needs someone at a terminal to answer it."""
+    return sys.stdin.isatty() and app.err.is_terminal
 
 
 def confirm(app, question: str) -> bool:
