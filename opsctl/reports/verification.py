@@ -57,11 +57,18 @@ def _target(result) -> dict:
         "dump_bytes": result.dump_bytes, "server_version": result.server_version, "repository": result.repository,
         "verdict": PASSED if result.ok else FAILED, "error": result.error, "hint": result.hint,
         "problems": list(result.comparison.problems) if result.comparison else [],
+        "notes": list(result.comparison.notes) if result.comparison else [],
         "started_at": result.started_at, "duration_s": result.duration_s,
         "tables": [{"name": t.name, "rows_expected": t.rows_expected, "rows_actual": t.rows_actual,
-                    "fingerprint": {True: "match", False: "MISMATCH", None: "not compared"}[t.fingerprint_match],
+                    "fingerprint": _fingerprint_word(t),
                     "seconds": t.seconds, "ok": t.ok} for t in tables],
     }
+
+
+def _fingerprint_word(table) -> str:
+    if not table.comparable:
+        return "row count only (older backup)"
+    return {True: "match", False: "MISMATCH", None: "not compared"}[table.fingerprint_match]
 
 
 def _identical(results: list) -> bool:

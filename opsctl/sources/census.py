@@ -28,11 +28,12 @@ def fingerprint(salt: str, rows: int, hash_sum: int | str) -> str:
     return hashlib.sha256(f"{salt}:{rows}:{hash_sum}".encode()).hexdigest()[:32]
 
 
-def table(name: str, salt: str, rows: int, hash_sum: int | str | None, started: float) -> TableStats:
+def table(name: str, salt: str, rows: int, hash_sum: int | str | None, started: float,
+          method: str | None = None) -> TableStats:
     """A table's stats (timed from `started`, a time.monotonic()); no fingerprint when none was taken."""
     taken = salt and hash_sum is not None
     return TableStats(name=name, rows=rows, fingerprint=fingerprint(salt, rows, hash_sum) if taken else None,
-                      seconds=round(time.monotonic() - started, 3))
+                      seconds=round(time.monotonic() - started, 3), method=method if salt else None)
 
 
 def counts_only(tables: tuple[TableStats, ...]) -> Census:

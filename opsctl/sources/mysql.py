@@ -159,13 +159,14 @@ class MySQLSource:
         with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
             return count_rows(cur, staging, [name for name, _ in base_tables(cur, staging)])
 
-    def census(self, staging: str, salt: str) -> Census:
-        """Fingerprints and inventory of a restored database, computed as at backup time."""
+    def census(self, staging: str, expected: Census) -> Census:
+        """Fingerprints and inventory of a restored database, each table hashed as its backup was."""
         try:
             with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 tables = [name for name, _ in base_tables(cur, staging)]
-                return CountPlan(staging, tuple(tables), (), salt, sequence_values(cur, staging)).count(cur)
+                return CountPlan(staging, tuple(tables), (), expected.salt, sequence_values(cur, staging),
+                                 expected.methods()).count(cur)
         except pymysql.err.MySQLError as exc:  # the server's text may quote a value: only its code is shown
             raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
                                 f"{self.server.user} needs SELECT on every table it restored") from None

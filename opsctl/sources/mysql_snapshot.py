@@ -123,9 +123,12 @@ class CountPlan:
     uncounted: tuple[str, ...]
     salt: str = ""
     sequences: dict = field(default_factory=dict)
+    methods: dict[str, str | None] | None = None
+    """Table -> how its backup fingerprint was taken (a restore's census); None: the current way."""
 
     def count(self, cur) -> Census:
-        return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt, self.sequences)
+        return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt, self.sequences,
+                           self.methods)
 
 
 class MySQLDump(CountedDump):

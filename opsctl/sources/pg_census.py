@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Iterator
+from typing import Iterator, Mapping
 
 import psycopg
-from psycopg import sql
 
 from opsctl.manifest import Census, TableStats
-from opsctl.sources import census
-from opsctl.sources.pg_client import TABLES
+from opsctl.sources import census, pg_fingerprint
+from opsctl.sources.pg_client import TABLES, table_stats
 
 _USER_SCHEMA = """n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"""
@@ -36,8 +35,10 @@ WHERE NOT t.tgisinternal AND {_USER_SCHEMA}
 UNION ALL
 SELECT 'constraint', n.nspname || '.' || c.relname || '.' || co.conname
 FROM pg_constraint co JOIN pg_class c ON c.oid = co.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE {_USER_SCHEMA}
+WHERE {_USER_SCHEMA} AND co.contype <> 'n'
 """
+# NOT NULL constraints ('n') are catalogued only from PostgreSQL 18 on: left out, so a restore onto
+# another major version lists the same objects.
 # Sequences live outside transactions: their values are read before pg_dump starts, and a restore
 # must bring back at least that much (pg_dump reads them a moment later, maybe after more calls).
 _SEQUENCES = """
@@ -59,13 +60,18 @@ def sequence_values(conn: psycopg.Connection) -> dict[str, int | None]:
     return {f"sequence {name}": value for name, value in conn.execute(_SEQUENCES).fetchall()}
 
 
-def take_census(conn: psycopg.Connection, salt: str, sequences: dict[str, int | None]) -> Census:
-    """Counts and fingerprints of every table, the schema inventory and the large objects, in one transaction."""
+def take_census(conn: psycopg.Connection, salt: str, sequences: dict[str, int | None],
+                methods: Mapping[str, str | None] | None = None) -> Census:
+    """Counts and fingerprints of every table, the schema inventory and the large objects, in one transaction.
+
+    `methods` (table -> how its backup fingerprint was taken) makes a restore hash each table as its
+    backup did; without it, every table is hashed this server's current way.
+    """
     if not salt:
-        return census.counts_only(tuple(_scan(conn, "")))
+        return census.counts_only(table_stats(conn))
     for statement in _SETTINGS:
         conn.execute(statement)
-    tables = tuple(_scan(conn, salt))
+    tables = tuple(_scan(conn, salt, methods))
     count, hash_sum = conn.execute(_LARGE_OBJECTS, {"salt": salt}).fetchone()
     values = {**sequences, "large objects": f"{count}:{census.fingerprint(salt, count, hash_sum)}"}
     return Census(tables=tables, schema=inventory(conn), values=values, salt=salt)
@@ -79,34 +85,11 @@ def inventory(conn: psycopg.Connection) -> dict[str, list[str]]:
     return {kind: sorted(names) for kind, names in sorted(found.items())}
 
 
-def _scan(conn: psycopg.Connection, salt: str) -> Iterator[TableStats]:
-    """Counts (and fingerprints, with a salt) of every table holding rows."""
+def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None] | None) -> Iterator[TableStats]:
+    """Counts and fingerprints of every table holding rows."""
+    current = pg_fingerprint.default_method(conn)
     for schema, table in conn.execute(TABLES).fetchall():
-        started = time.monotonic()
-        relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        if salt:
-            rows, hash_sum = _hash_sum(conn, relation, salt)
-        else:
-            rows, hash_sum = conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(relation)).fetchone()[0], None
-        yield census.table(f"{schema}.{table}", salt, rows, hash_sum, started)
-
-
-def _hash_sum(conn: psycopg.Connection, relation: sql.Composable, salt: str) -> tuple[int, str]:
-    """Row count and the sum of each row's 64-bit hash (sum over bigint is exact: numeric).
-
-    hash_record_extended (PostgreSQL 14+) hashes each value with its type's own hash function, ~6x
-    faster than md5 of the row's text; a table with a column type that has no hash function (json,
-    point, xml, ...) falls back to md5 of the row's text form.
-    """
-    seed = int(salt[:15], 16)
-    fast = sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended(opsctl_r.*, {})), 0)::text FROM ONLY {} "
-                   "AS opsctl_r").format(sql.Literal(seed), relation)
-    if conn.info.server_version >= 140000:
-        try:
-            with conn.transaction():  # a savepoint: the snapshot's transaction survives the fallback
-                return conn.execute(fast).fetchone()
-        except psycopg.errors.UndefinedFunction:
-            pass
-    slow = sql.SQL("SELECT count(*), coalesce(sum(('x' || substr(md5({} || (opsctl_r.*)::text), 1, 16))"
-                   "::bit(64)::bigint), 0)::text FROM ONLY {} AS opsctl_r").format(sql.Literal(salt), relation)
-    return conn.execute(slow).fetchone()
+        started, name = time.monotonic(), f"{schema}.{table}"
+        method = methods.get(name, current) if methods is not None else current
+        found = pg_fingerprint.hash_table(conn, schema, table, salt, method)
+        yield census.table(name, salt, found.rows, found.hash_sum, started, found.method)

@@ -1,0 +1,162 @@
+"""How a PostgreSQL table's rows are hashed for its fingerprint: by their values, never by catalog OIDs or layout.
+
+A restore renumbers catalog OIDs, may put an inheriting table's columns in another order and drops
+the dropped columns for good, so a row hash must depend on none of them. Each column is hashed by
+its type's own hash function where that is exact and independent of the catalog (integers, text
+under the "C" collation, timestamps, uuid, bytea, ...), and by its text form otherwise: enums,
+reg* types, arrays, composites, ranges and domains over them, floats, numeric, intervals, json
+and every type without a hash. Columns are taken in the order of their names.
+
+The way a table was hashed is recorded per table in the manifest (`TableStats.method`), so a
+restore recomputes each fingerprint the way it was taken. Backups made before methods were
+recorded (method None) hashed the whole row with `hash_record_extended`, which for enum and reg*
+values hashes catalog OIDs and follows the column order: such a table cannot be compared after a
+restore, and says so.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator
+
+import psycopg
+from psycopg import sql
+
+VALUES = "pg-values-1"
+"""hash_record_extended over the columns' values (PostgreSQL 14 and later)."""
+VALUES_MD5 = "pg-values-md5-1"
+"""md5 of the same values' text, for servers without hash_record_extended."""
+UNREPRODUCIBLE = "pg-legacy-unreproducible"
+"""Not a way to hash: an old fingerprint hashed catalog OIDs or a column order that a restore changes."""
+
+# Types whose hash function is exact (equal hash input only for identical values) and reads no
+# catalog OID. Everything else is hashed by its text form.
+_EXACT = ("bool", "int2", "int4", "int8", "oid", "date", "time", "timetz", "timestamp", "timestamptz", "uuid",
+          "bytea", "char", "inet", "cidr", "macaddr", "macaddr8", "pg_lsn")
+_COLLATABLE = ("text", "varchar", "bpchar", "name")  # exact too, once the "C" collation compares bytes
+_COLUMNS = """
+WITH RECURSIVE col AS (
+  SELECT a.attname, a.atttypid AS base
+  FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
+UNION ALL
+  SELECT col.attname, ty.typbasetype FROM col JOIN pg_type ty ON ty.oid = col.base WHERE ty.typtype = 'd'
+)
+SELECT col.attname, col.base = ANY(%(exact)s::regtype[]), col.base = ANY(%(collatable)s::regtype[])
+FROM col JOIN pg_type ty ON ty.oid = col.base WHERE ty.typtype <> 'd'
+ORDER BY convert_to(col.attname, 'UTF8')
+"""
+# Does any column's type reach an enum or a reg* type, through domains, arrays, composites and ranges?
+# Or does the table inherit a column it also declares itself, whose position a restore may change?
+_UNREPRODUCIBLE = """
+WITH RECURSIVE part(t) AS (
+  SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
+UNION
+  SELECT inner_t FROM part JOIN pg_type ty ON ty.oid = part.t, LATERAL (
+    SELECT ty.typbasetype WHERE ty.typtype = 'd'
+    UNION ALL SELECT ty.typelem WHERE ty.typcategory = 'A' AND ty.typelem <> 0
+    UNION ALL SELECT a.atttypid FROM pg_attribute a
+      WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
+    UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = ty.oid OR r.rngmultitypid = ty.oid
+  ) AS inside(inner_t)
+)
+SELECT EXISTS (SELECT 1 FROM part JOIN pg_type ty ON ty.oid = part.t
+               WHERE ty.typtype = 'e' OR part.t = ANY(%(reg)s::regtype[])),
+       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attislocal AND a.attinhcount > 0)
+"""
+_REG_TYPES = ("regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regconfig",
+              "regdictionary", "regnamespace", "regrole", "regcollation")
+
+
+@dataclass(frozen=True)
+class TableHash:
+    """A table's row count, the sum of its row hashes (None: not comparable) and how they were taken."""
+
+    rows: int
+    hash_sum: str | None
+    method: str | None
+
+
+def default_method(conn: psycopg.Connection) -> str:
+    """How this server hashes a table at backup time."""
+    return VALUES if conn.info.server_version >= 140000 else VALUES_MD5
+
+
+def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, method: str | None) -> TableHash:
+    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded)."""
+    relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    rel = conn.execute("SELECT %s::regclass::oid", (relation.as_string(conn),)).fetchone()[0]
+    if method is None:
+        return _legacy(conn, relation, rel, salt)
+    if method == VALUES and conn.info.server_version < 140000:
+        return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)  # this server cannot reproduce it
+    values = sql.SQL("ROW({})").format(sql.SQL(", ").join(_column_values(conn, rel)))
+    if method == VALUES:
+        row_hash = sql.SQL("hash_record_extended({}, {})").format(values, sql.Literal(_seed(salt)))
+    else:
+        row_hash = _md5_hash(sql.SQL("{}::text").format(values), salt)
+    with _qualified_names(conn):
+        rows, hash_sum = conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {} AS opsctl_r")
+                                      .format(row_hash, relation)).fetchone()
+    return TableHash(rows, hash_sum, method)
+
+
+@contextmanager
+def _qualified_names(conn: psycopg.Connection) -> Iterator[None]:
+    """reg* values print schema-qualified whatever the role's search_path: an empty one, for one query."""
+    previous = conn.execute("SHOW search_path").fetchone()[0]
+    conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
+    yield  # no finally: after a failed query the transaction is over, and so is the setting
+    conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
+
+
+def _column_values(conn: psycopg.Connection, rel: int) -> list[sql.Composable]:
+    found = conn.execute(_COLUMNS, {"rel": rel, "exact": list(_EXACT), "collatable": list(_COLLATABLE)}).fetchall()
+    values = []
+    for name, exact, collatable in found:
+        column = sql.SQL("opsctl_r.{}").format(sql.Identifier(name))
+        if collatable:
+            values.append(sql.SQL('{} COLLATE "C"').format(column))
+        elif exact:
+            values.append(column)
+        else:
+            values.append(sql.SQL('{}::text COLLATE "C"').format(column))
+    return values
+
+
+def _legacy(conn: psycopg.Connection, relation: sql.Composable, rel: int, salt: str) -> TableHash:
+    """The whole-row hash of older backups; refused where it depended on catalog OIDs or the column order."""
+    rows, hash_sum, by_type_hash = _legacy_hash(conn, relation, salt)
+    catalog_bound, reordered = conn.execute(_UNREPRODUCIBLE, {"rel": rel, "reg": list(_REG_TYPES)}).fetchone()
+    if reordered or (catalog_bound and by_type_hash):
+        return TableHash(rows, None, UNREPRODUCIBLE)
+    return TableHash(rows, hash_sum, None)
+
+
+def _legacy_hash(conn: psycopg.Connection, relation: sql.Composable, salt: str) -> tuple[int, str, bool]:
+    """Rows, hash sum, and whether the types' own hash functions were used (else md5 of the row's text)."""
+    fast = sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended(opsctl_r.*, {})), 0)::text FROM ONLY {} "
+                   "AS opsctl_r").format(sql.Literal(_seed(salt)), relation)
+    if conn.info.server_version >= 140000:
+        try:
+            with conn.transaction():  # a savepoint: the snapshot's transaction survives the fallback
+                rows, hash_sum = conn.execute(fast).fetchone()
+                return rows, hash_sum, True
+        except psycopg.errors.UndefinedFunction:
+            pass
+    slow = sql.SQL("SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {} AS opsctl_r").format(
+        _md5_hash(sql.SQL("(opsctl_r.*)::text"), salt), relation)
+    rows, hash_sum = conn.execute(slow).fetchone()
+    return rows, hash_sum, False
+
+
+def _md5_hash(text: sql.Composable, salt: str) -> sql.Composable:
+    return sql.SQL("('x' || substr(md5({} || {}), 1, 16))::bit(64)::bigint").format(sql.Literal(salt), text)
+
+
+def _count(conn: psycopg.Connection, relation: sql.Composable) -> int:
+    return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(relation)).fetchone()[0]
+
+
+def _seed(salt: str) -> int:
+    return int(salt[:15], 16)
