@@ -42,6 +42,8 @@ class TableStats:
     """How long counting and fingerprinting the table took."""
     method: str | None = None
     """How the rows were hashed (engine-specific name); None: as opsctl did before it recorded methods."""
+    rounded: int = 0
+    """Rows holding a value the dump tool writes with fewer digits than stored (MariaDB FLOAT): no restore is exact."""
 
 
 @dataclass(frozen=True)

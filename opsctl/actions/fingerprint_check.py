@@ -18,6 +18,8 @@ class TableCheck:
     seconds: float | None
     comparable: bool = True
     """False: the backup's fingerprint was taken in a way a restore cannot reproduce; row counts decide."""
+    rounded: int = 0
+    """Rows the backup warned the dump tool writes rounded (MariaDB FLOAT): the likely reason for a mismatch."""
 
     @property
     def ok(self) -> bool:
@@ -32,6 +34,10 @@ class TableCheck:
             return f"table {self.name}: not in the backup"
         if self.rows_expected != self.rows_actual:
             return f"table {self.name}: expected {self.rows_expected} rows, found {self.rows_actual}"
+        if self.fingerprint_match is False and self.rounded:
+            return (f"table {self.name}: same row count, different content (fingerprint mismatch); the backup warned "
+                    f"that {self.rounded} of its rows hold FLOAT values the dump rounds, which no restore brings "
+                    "back exactly: store them as DOUBLE or DECIMAL")
         if self.fingerprint_match is False:
             return f"table {self.name}: same row count, different content (fingerprint mismatch)"
         return None
@@ -81,7 +87,7 @@ def _tables(expected: Census, actual: Census) -> tuple[TableCheck, ...]:
             else want.fingerprint == got.fingerprint
         checks.append(TableCheck(want.name, want.rows if counted else None,
                                  None if got is None else (got.rows if counted else None), match,
-                                 None if got is None else got.seconds, comparable))
+                                 None if got is None else got.seconds, comparable, want.rounded))
     checks += [TableCheck(got.name, None, got.rows, None, got.seconds) for got in found.values()]
     return tuple(checks)
 

@@ -11,6 +11,7 @@ import hashlib
 import os
 import secrets
 import time
+from dataclasses import dataclass
 
 from opsctl.manifest import Census, TableStats
 
@@ -28,12 +29,23 @@ def fingerprint(salt: str, rows: int, hash_sum: int | str) -> str:
     return hashlib.sha256(f"{salt}:{rows}:{hash_sum}".encode()).hexdigest()[:32]
 
 
-def table(name: str, salt: str, rows: int, hash_sum: int | str | None, started: float,
-          method: str | None = None) -> TableStats:
+@dataclass(frozen=True)
+class TableHash:
+    """What hashing one table found: rows, the sum of their hashes (None: not comparable) and how it was taken."""
+
+    rows: int
+    hash_sum: int | str | None
+    method: str | None
+    rounded: int = 0
+
+
+def table(name: str, salt: str, found: TableHash, started: float) -> TableStats:
     """A table's stats (timed from `started`, a time.monotonic()); no fingerprint when none was taken."""
-    taken = salt and hash_sum is not None
-    return TableStats(name=name, rows=rows, fingerprint=fingerprint(salt, rows, hash_sum) if taken else None,
-                      seconds=round(time.monotonic() - started, 3), method=method if salt else None)
+    taken = salt and found.hash_sum is not None
+    return TableStats(name=name, rows=found.rows,
+                      fingerprint=fingerprint(salt, found.rows, found.hash_sum) if taken else None,
+                      seconds=round(time.monotonic() - started, 3), method=found.method if salt else None,
+                      rounded=found.rounded)
 
 
 def counts_only(tables: tuple[TableStats, ...]) -> Census:

@@ -7,15 +7,10 @@ from collections import defaultdict
 from typing import Mapping
 
 from opsctl.manifest import Census, TableStats
-from opsctl.sources import census
+from opsctl.sources import census, mysql_fingerprint
+from opsctl.sources.census import TableHash
 from opsctl.sources.mysql_client import quote
 
-VALUES = "mysql-values-1"
-"""Every column but a system-versioned table's row start and end (a restore stamps those anew)."""
-UNREPRODUCIBLE = "mysql-legacy-unreproducible"
-"""Not a way to hash: an old fingerprint included row start/end columns, which a restore changes."""
-_COLUMNS = ("SELECT COLUMN_NAME, IFNULL(GENERATION_EXPRESSION IN ('ROW START', 'ROW END'), 0) "
-            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION")
 _INVENTORY = """
 SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END, TABLE_NAME
 FROM information_schema.TABLES WHERE TABLE_SCHEMA = %(db)s
@@ -52,7 +47,7 @@ def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...
         cur.execute("SET SESSION time_zone = '+00:00'")  # the text form of TIMESTAMP values depends on it
     methods = methods or {}
     found = [TableStats(name=name, rows=None) if name in uncounted
-             else _table(cur, database, name, salt, methods.get(name, VALUES)) for name in tables]
+             else _table(cur, database, name, salt, methods.get(name, mysql_fingerprint.VALUES)) for name in tables]
     if not salt:
         return census.counts_only(tuple(found))
     return Census(tables=tuple(found), schema=inventory(cur, database), values=dict(sequences), salt=salt)
@@ -68,20 +63,8 @@ def inventory(cur, database: str) -> dict[str, list[str]]:
 
 
 def _table(cur, database: str, name: str, salt: str, method: str | None) -> TableStats:
-    relation, started = f"{quote(database)}.{quote(name)}", time.monotonic()
+    started = time.monotonic()
     if not salt:
-        cur.execute(f"SELECT count(*) FROM {relation}")
-        return census.table(name, salt, cur.fetchone()[0], None, started)
-    cur.execute(_COLUMNS, (database, name))
-    columns = cur.fetchall()
-    restamped = any(period for _, period in columns)
-    if method is None and restamped:  # an older backup hashed the row start/end a restore changes
-        cur.execute(f"SELECT count(*) FROM {relation}")
-        return census.table(name, salt, cur.fetchone()[0], None, started, UNREPRODUCIBLE)
-    # NULL-safe and charset-free: each value as its bytes with a 'v' before it, NULL as a bare 'N'.
-    values = ", ".join(f"IF({quote(c)} IS NULL, 'N', CONCAT('v', CAST({quote(c)} AS BINARY)))"
-                       for c, period in columns if not period)
-    cur.execute(f"SELECT count(*), COALESCE(SUM(CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, %s, {values})), 1, 15), 16, 10)"
-                f" AS UNSIGNED)), 0) FROM {relation}", (salt,))
-    rows, hash_sum = cur.fetchone()
-    return census.table(name, salt, rows, str(hash_sum), started, method)
+        cur.execute(f"SELECT count(*) FROM {quote(database)}.{quote(name)}")
+        return census.table(name, salt, TableHash(cur.fetchone()[0], None, None), started)
+    return census.table(name, salt, mysql_fingerprint.hash_table(cur, database, name, salt, method), started)

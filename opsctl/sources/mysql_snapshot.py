@@ -31,6 +31,7 @@ from opsctl.manifest import Census, DumpFacts
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DumpFailed
 from opsctl.sources.mysql_census import take_census
+from opsctl.sources.mysql_fingerprint import rounding_warnings
 from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer
 
 log = logging.getLogger(__name__)
@@ -162,8 +163,9 @@ class MySQLDump(CountedDump):
         super()._check(code)
 
     def _facts(self, found: Census) -> DumpFacts:
+        warnings = self.warnings + rounding_warnings(self.database, found.tables)
         return DumpFacts.of(found, engine="mysql", database=self.database, dump_format=DUMP_FORMAT,
-                            server_version=self._version, properties=self.properties, warnings=self.warnings)
+                            server_version=self._version, properties=self.properties, warnings=warnings)
 
 
 def _count_in(conn, plan: CountPlan) -> Census:

@@ -91,5 +91,4 @@ def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None]
     for schema, table in conn.execute(TABLES).fetchall():
         started, name = time.monotonic(), f"{schema}.{table}"
         method = methods.get(name, current) if methods is not None else current
-        found = pg_fingerprint.hash_table(conn, schema, table, salt, method)
-        yield census.table(name, salt, found.rows, found.hash_sum, started, found.method)
+        yield census.table(name, salt, pg_fingerprint.hash_table(conn, schema, table, salt, method), started)

@@ -17,11 +17,12 @@ restore, and says so.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from dataclasses import dataclass
 from typing import Iterator
 
 import psycopg
 from psycopg import sql
+
+from opsctl.sources.census import TableHash
 
 VALUES = "pg-values-1"
 """hash_record_extended over the columns' values (PostgreSQL 14 and later)."""
@@ -66,15 +67,6 @@ SELECT EXISTS (SELECT 1 FROM part JOIN pg_type ty ON ty.oid = part.t
 """
 _REG_TYPES = ("regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regconfig",
               "regdictionary", "regnamespace", "regrole", "regcollation")
-
-
-@dataclass(frozen=True)
-class TableHash:
-    """A table's row count, the sum of its row hashes (None: not comparable) and how they were taken."""
-
-    rows: int
-    hash_sum: str | None
-    method: str | None
 
 
 def default_method(conn: psycopg.Connection) -> str:

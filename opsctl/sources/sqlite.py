@@ -82,7 +82,7 @@ def _fingerprint(conn: sqlite3.Connection, name: str, salt: str) -> TableStats:
         if "no such module" not in str(exc):
             raise
         return TableStats(name=name, rows=None)  # a virtual table of an extension this Python lacks: its rows live in shadow tables
-    return census.table(name, salt, rows, hash_sum, started)
+    return census.table(name, salt, census.TableHash(rows, hash_sum, None), started)
 
 
 def _encode(value) -> bytes:

@@ -22,6 +22,7 @@ from opsctl.sources import census, pg_fingerprint
 from opsctl.sources.pg_census import take_census
 from tests.conftest import PG_ROLE, PG_ROLE_PASSWORD
 from tests.support import corpus
+from tests.support.corpus import pg as pg_corpus
 from tests.support.verification import assert_detected, latest_report, verify
 
 SALT = "0123456789abcdef"
@@ -95,13 +96,13 @@ def test_every_column_catches_one_changed_value(pg_server, pg_database):
         load_corpus(conn)
     copy = copy_database(pg_server, pg_database, pg_server)
     with pg_server.connect(copy, autocommit=False) as conn:
-        columns = list(corpus.pg_columns(conn))
+        columns = list(pg_corpus.columns(conn))
         assert len(columns) > 100
 
         def fingerprint(schema: str, table: str) -> str | None:
             return pg_fingerprint.hash_table(conn, schema, table, SALT, pg_fingerprint.VALUES).hash_sum
 
-        assert corpus.each_change_caught(conn, columns, fingerprint) == []
+        assert pg_corpus.each_change_caught(conn, columns, fingerprint) == []
 
 
 def test_fingerprints_match_on_another_major_version(pg_server, pg_other_major_server, pg_database):

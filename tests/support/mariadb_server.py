@@ -39,6 +39,7 @@ class MariaDBServer:
         self.root = Path(tempfile.mkdtemp(prefix="opsctl-test-mariadb-"))
         self.data = self.root / "data"
         self.socket = self.root / "mysqld.sock"
+        self.tmp = self.root / "tmp"
         self._user = "mysql" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         self._proc: subprocess.Popen | None = None
 
@@ -47,12 +48,19 @@ class MariaDBServer:
             pw = pwd.getpwnam("mysql")
             self.root.chmod(0o750)
             os.chown(self.root, pw.pw_uid, pw.pw_gid)
-        subprocess.run([mariadb_binaries()["mariadb-install-db"], "--no-defaults", f"--datadir={self.data}",
-                        f"--user={self._user}", "--auth-root-authentication-method=normal", "--skip-test-db"],
-                       check=True, capture_output=True, text=True)
+        # A private tmpdir: bootstraps running side by side (one per xdist worker) otherwise collide on
+        # their temporary tables in /tmp ("Unknown table 'mysql.tmp_user_sys'").
+        self.tmp.mkdir()
+        if os.geteuid() == 0:
+            os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
+        installed = subprocess.run([mariadb_binaries()["mariadb-install-db"], "--no-defaults", f"--datadir={self.data}",
+                                    f"--user={self._user}", "--auth-root-authentication-method=normal",
+                                    "--skip-test-db", f"--tmpdir={self.tmp}"], capture_output=True, text=True)
+        if installed.returncode != 0:
+            raise RuntimeError(f"mariadb-install-db failed: {installed.stdout[-2000:]} {installed.stderr[-2000:]}")
         self._proc = subprocess.Popen(
             [mariadb_binaries()["mariadbd"], "--no-defaults", f"--user={self._user}", f"--datadir={self.data}",
-             f"--socket={self.socket}", f"--port={self.port}", f"--bind-address={LOOPBACK}",
+             f"--socket={self.socket}", f"--port={self.port}", f"--tmpdir={self.tmp}", f"--bind-address={LOOPBACK}",
              f"--pid-file={self.root / 'mariadbd.pid'}", f"--log-error={self.root / 'error.log'}",
              "--skip-name-resolve", "--log-bin=binlog", "--server-id=1", "--log-bin-trust-function-creators=1", "--innodb-buffer-pool-size=256M",
              "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",

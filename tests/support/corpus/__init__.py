@@ -1,4 +1,4 @@
-"""Awkward schemas for all three engines (the SQL files beside this one) and a way to change one value per column.
+"""Awkward schemas for all three engines (the SQL files beside this one) and ways to change one value per column.
 
 Every table of a corpus holds at least two rows that differ in every column, so a column is
 changed by copying another row's value into it: the subtlest change that is sure to be a change.
@@ -7,55 +7,9 @@ changed by copying another row's value into it: the subtlest change that is sure
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterator
-
-import psycopg
-from psycopg import sql
 
 HERE = Path(__file__).parent
 
 
 def text(name: str) -> str:
     return (HERE / name).read_text(encoding="utf-8")
-
-
-def pg_columns(conn: psycopg.Connection) -> Iterator[tuple[str, str, str]]:
-    """(schema, table, column) of every stored, writable column of every user table."""
-    yield from conn.execute("""
-        SELECT n.nspname, c.relname, a.attname FROM pg_attribute a
-        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-          AND n.nspname NOT LIKE 'pg\\_%%' AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
-        ORDER BY 1, 2, 3""").fetchall()
-
-
-def pg_change_one_value(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
-    """In the open transaction, give one row another row's value in `column` (a key gets +1000); False: all equal."""
-    relation = sql.SQL("ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-    col = sql.Identifier(column)
-    pair = conn.execute(sql.SQL("SELECT a.ctid, b.ctid FROM {r} a, {r} b WHERE a.{c}::text IS DISTINCT FROM "
-                                "b.{c}::text LIMIT 1").format(r=relation, c=col)).fetchone()
-    if pair is None:
-        return False
-    try:
-        with conn.transaction():
-            conn.execute(sql.SQL("UPDATE {r} SET {c} = (SELECT {c} FROM {r} WHERE ctid = %s) WHERE ctid = %s")
-                         .format(r=relation, c=col), (pair[1], pair[0]))
-    except psycopg.errors.UniqueViolation:
-        conn.execute(sql.SQL("UPDATE {r} SET {c} = {c} + 1000 WHERE ctid = %s").format(r=relation, c=col), (pair[0],))
-    return True
-
-
-def each_change_caught(conn: psycopg.Connection, columns: list[tuple[str, str, str]],
-                       fingerprint: Callable[[str, str], str | None]) -> list[str]:
-    """Change one value per column, each in its own savepoint; return the columns whose change went unseen."""
-    missed = []
-    for schema, table, column in columns:
-        before = fingerprint(schema, table)
-        with conn.transaction():  # a savepoint, rolled back: each change is seen alone
-            changed = pg_change_one_value(conn, schema, table, column)
-            after = fingerprint(schema, table)
-            raise psycopg.Rollback()
-        if not changed or after == before:
-            missed.append(f"{schema}.{table}.{column}" + ("" if changed else " (no two rows differ)"))
-    return missed

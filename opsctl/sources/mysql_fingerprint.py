@@ -1,0 +1,61 @@
+"""How a MySQL/MariaDB table's rows are hashed for its fingerprint: by their exact values.
+
+Each value is hashed as its bytes (NULL-safe, charset-free), except two kinds:
+- a system-versioned table's ROW START and ROW END columns are left out: a restore stamps them anew;
+- FLOAT is hashed by its exact value. mariadb-dump writes FLOAT with 6 significant digits, so a
+  FLOAT holding more precision comes back rounded from any restore: the fingerprint must see that,
+  and the backup counts such rows so the admin hears of it the night it happens, not at a restore.
+
+The way a table was hashed is recorded per table in the manifest. Backups made before methods were
+recorded (method None) hashed every column by its text form; they are reproduced that way, except
+for a system-versioned table's row start/end, which no restore brings back.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from opsctl.manifest import TableStats
+from opsctl.sources.census import TableHash
+from opsctl.sources.mysql_client import quote
+
+VALUES = "mysql-values-1"
+"""Every column but row start/end, FLOAT by its exact value."""
+UNREPRODUCIBLE = "mysql-legacy-unreproducible"
+"""Not a way to hash: an old fingerprint included row start/end columns, which a restore changes."""
+_COLUMNS = ("SELECT COLUMN_NAME, DATA_TYPE, IFNULL(GENERATION_EXPRESSION IN ('ROW START', 'ROW END'), 0) "
+            "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION")
+
+
+def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> TableHash:
+    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded)."""
+    relation = f"{quote(database)}.{quote(name)}"
+    cur.execute(_COLUMNS, (database, name))
+    columns = [(column, kind.lower(), bool(period)) for column, kind, period in cur.fetchall()]
+    if method is None and any(period for _, _, period in columns):
+        cur.execute(f"SELECT count(*) FROM {relation}")
+        return TableHash(cur.fetchone()[0], None, UNREPRODUCIBLE)
+    values = ", ".join(_value(column, kind, method) for column, kind, period in columns if not period)
+    floats = [quote(column) for column, kind, _ in columns if kind == "float"]
+    # A FLOAT is rounded by the dump when its 6-digit text does not read back as the same value.
+    rounded = " OR ".join(f"{c} <> CAST(CAST({c} AS CHAR) AS FLOAT)" for c in floats) or "FALSE"
+    cur.execute(f"SELECT count(*), COALESCE(SUM(CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, %s, {values})), 1, 15), 16, 10)"
+                f" AS UNSIGNED)), 0), COALESCE(SUM({rounded}), 0) FROM {relation}", (salt,))
+    rows, hash_sum, rounded_rows = cur.fetchone()
+    return TableHash(rows, str(hash_sum), method, int(rounded_rows))
+
+
+def rounding_warnings(database: str, tables: Iterable[TableStats]) -> tuple[str, ...]:
+    """One warning per table holding FLOAT values that mariadb-dump writes rounded."""
+    return tuple(f"database {database}, table {t.name}: {t.rounded} row(s) hold FLOAT values with more precision "
+                 "than mariadb-dump writes (6 significant digits), so any restore of this backup brings them back "
+                 "rounded and verification reports the table. Store such values as DOUBLE or DECIMAL."
+                 for t in tables if t.rounded)
+
+
+def _value(column: str, kind: str, method: str | None) -> str:
+    """A value as bytes with a 'v' before it, NULL as a bare 'N'."""
+    value = quote(column)
+    if kind == "float" and method is not None:
+        value = f"CAST({value} AS DOUBLE)"
+    return f"IF({quote(column)} IS NULL, 'N', CONCAT('v', CAST({value} AS BINARY)))"

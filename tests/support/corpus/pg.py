@@ -1,0 +1,50 @@
+"""The PostgreSQL corpus: its columns, and one value changed per column inside a savepoint."""
+
+from __future__ import annotations
+
+from typing import Callable, Iterator
+
+import psycopg
+from psycopg import sql
+
+
+def columns(conn: psycopg.Connection) -> Iterator[tuple[str, str, str]]:
+    """(schema, table, column) of every stored, writable column of every user table."""
+    yield from conn.execute("""
+        SELECT n.nspname, c.relname, a.attname FROM pg_attribute a
+        JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+        WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+          AND n.nspname NOT LIKE 'pg\\_%%' AND a.attnum > 0 AND NOT a.attisdropped AND a.attgenerated = ''
+        ORDER BY 1, 2, 3""").fetchall()
+
+
+def change_one_value(conn: psycopg.Connection, schema: str, table: str, column: str) -> bool:
+    """In the open transaction, give one row another row's value in `column` (a key gets +1000); False: all equal."""
+    relation = sql.SQL("ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
+    col = sql.Identifier(column)
+    pair = conn.execute(sql.SQL("SELECT a.ctid, b.ctid FROM {r} a, {r} b WHERE a.{c}::text IS DISTINCT FROM "
+                                "b.{c}::text LIMIT 1").format(r=relation, c=col)).fetchone()
+    if pair is None:
+        return False
+    try:
+        with conn.transaction():
+            conn.execute(sql.SQL("UPDATE {r} SET {c} = (SELECT {c} FROM {r} WHERE ctid = %s) WHERE ctid = %s")
+                         .format(r=relation, c=col), (pair[1], pair[0]))
+    except psycopg.errors.UniqueViolation:
+        conn.execute(sql.SQL("UPDATE {r} SET {c} = {c} + 1000 WHERE ctid = %s").format(r=relation, c=col), (pair[0],))
+    return True
+
+
+def each_change_caught(conn: psycopg.Connection, columns: list[tuple[str, str, str]],
+                       fingerprint: Callable[[str, str], str | None]) -> list[str]:
+    """Change one value per column, each in its own savepoint; return the columns whose change went unseen."""
+    missed = []
+    for schema, table, column in columns:
+        before = fingerprint(schema, table)
+        with conn.transaction():  # a savepoint, rolled back: each change is seen alone
+            changed = change_one_value(conn, schema, table, column)
+            after = fingerprint(schema, table)
+            raise psycopg.Rollback()
+        if not changed or after == before:
+            missed.append(f"{schema}.{table}.{column}" + ("" if changed else " (no two rows differ)"))
+    return missed
