@@ -259,7 +259,7 @@ def report() -> None:
 @pass_app
 @click.pass_context
 def report_verify(ctx: click.Context, app: App, file: Path) -> None:
-    """Say whether a report (JSON or HTML) is as opsctl wrote it. Exit 0: intact, 1: altered."""
+    """Say whether a report (JSON or HTML) is as opsctl wrote it and its audit trail recorded it. Exit 1: altered."""
     _finish(ctx, reports_action.check_report(app, file))
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 from opsctl import audit
 
 TREND_LENGTH = 20
+ESTIMATE_RUNS = 10
 
 
 @dataclass(frozen=True)
@@ -41,20 +42,58 @@ def trend(state_dir: Path) -> list[dict]:
 
 
 def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
-    """How long restoring this many bytes should take, from the speed of past drills and restores here."""
-    rates = []
+    """How long restoring this many bytes should take, from past drills and restores of this engine here.
+
+    A restore costs a fixed part (starting tools, creating the database) plus a part per byte. With
+    past runs of sizes far enough apart, both are fitted; otherwise only a run of a similar size
+    (0.5x to 2x) is scaled. A tiny run says nothing about a large one, so then the answer is unknown.
+    """
+    runs = _recovery_runs(state_dir, engine)[-ESTIMATE_RUNS:]
+    if not runs:
+        return Estimate(None, "no drill or restore has been recorded on this machine yet; opsctl drill measures it")
+    if not size_bytes:
+        return Estimate(None, "the snapshot's size is unknown")
+    fitted = _fit(runs)
+    if fitted is not None:
+        fixed, per_byte = fitted
+        return Estimate(fixed + per_byte * size_bytes,
+                        f"fitted to the last {len(runs)} {engine} drills/restores on this machine")
+    similar = [(size, seconds) for size, seconds in runs if 0.5 <= size_bytes / size <= 2]
+    if similar:
+        rate = statistics.median(size / seconds for size, seconds in similar)
+        plural = "s" if len(similar) > 1 else ""
+        return Estimate(size_bytes / rate, f"from {len(similar)} {engine} drill{plural}/restore{plural} of a similar "
+                                           "size on this machine")
+    largest = max(size for size, _ in runs)
+    return Estimate(None, f"past {engine} drills/restores here were of {_mib(min(s for s, _ in runs))}-{_mib(largest)}, "
+                          f"too far from {_mib(size_bytes)} to scale; opsctl drill measures this size")
+
+
+def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
+    """(dump bytes, seconds moving and proving them) of every finished drill and restore of the engine."""
+    runs = []
     for entry in audit.read(audit_log(state_dir)):
         details = entry.get("details") or {}
         # A drill that missed an objective still measured how fast this machine restores.
         finished = entry.get("outcome") == "ok" or details.get("rto_s") is not None
         if entry.get("command") in ("drill", "restore") and finished \
                 and details.get("engine") == engine and details.get("dump_bytes") and details.get("recovery_s"):
-            rates.append(details["dump_bytes"] / details["recovery_s"])
-    rates = rates[-5:]
-    if not rates:
-        return Estimate(None, "no drill or restore has been recorded on this machine yet; opsctl drill measures it")
-    if not size_bytes:
-        return Estimate(None, "the snapshot's size is unknown")
-    plural = "s" if len(rates) > 1 else ""
-    return Estimate(size_bytes / statistics.median(rates),
-                    f"from the speed of the last {len(rates)} {engine} drill{plural}/restore{plural} on this machine")
+            runs.append((int(details["dump_bytes"]), float(details["recovery_s"])))
+    return runs
+
+
+def _fit(runs: list[tuple[int, float]]) -> tuple[float, float] | None:
+    """Least-squares fixed seconds and seconds per byte, when the sizes are at least 4x apart and the fit is sane."""
+    sizes = [size for size, _ in runs]
+    if len(runs) < 2 or max(sizes) < 4 * min(sizes):
+        return None
+    mean_size, mean_seconds = statistics.fmean(sizes), statistics.fmean(seconds for _, seconds in runs)
+    spread = sum((size - mean_size) ** 2 for size in sizes)
+    per_byte = sum((size - mean_size) * (seconds - mean_seconds) for size, seconds in runs) / spread
+    if per_byte <= 0:
+        return None  # noise swamps the size: no trustworthy rate
+    return max(0.0, mean_seconds - per_byte * mean_size), per_byte
+
+
+def _mib(size: float) -> str:
+    return f"{size / 2**20:,.1f} MiB"

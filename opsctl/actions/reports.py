@@ -2,21 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
-from opsctl.actions.context import App, Session
+from opsctl import audit
+from opsctl.actions.context import DEFAULT_POLICY_PATHS, App, Session
+from opsctl.actions.history import audit_log
 from opsctl.errors import BadInput, ExitCode
 from opsctl.reports import console, sealed, verification
+from opsctl.reports.sealed import ReportCheck
 
 
 def check_report(app: App, path: Path) -> ExitCode:
-    """Exit 0 when the file is as opsctl wrote it, 1 when it was altered."""
+    """Exit 0 when the file is as opsctl wrote it and (with a policy) its audit trail records it; 1 otherwise."""
     if not path.is_file():
         raise BadInput(f"there is no file {path}", "give the path of a report: opsctl report list shows "
                                                    "verifications, opsctl drill --history shows drills")
     result = sealed.check_file(path)
+    if result.intact:
+        result = _against_audit_trail(app, result)
     console.show_report_check(app, result)
     return ExitCode.OK if result.intact else ExitCode.FAILURE
+
+
+def _against_audit_trail(app: App, result: ReportCheck) -> ReportCheck:
+    """The report's hash must be one the policy's own runs recorded: a recomputed hash is not."""
+    if app.policy_path is None and not any(p.exists() for p in DEFAULT_POLICY_PATHS):
+        return replace(result, message=f"{result.message}; NOT checked against an audit trail (no policy given: "
+                                       "pass --policy FILE of the policy that wrote it to check that too)")
+    trail = audit_log(Session(app).state_dir)
+    entry = next((e for e in reversed(audit.read(trail)) if isinstance(e.get("details"), dict)
+                  and e["details"].get("report_sha256") == result.sha256), None)
+    if entry is None or entry["details"].get("verdict") != result.verdict:
+        return replace(result, intact=False, audit="not recorded", message=(
+            f"ALTERED or foreign: {result.path} matches its own SHA-256, but no {result.verdict} run in the audit "
+            f"trail {trail} recorded that SHA-256. It was edited and re-hashed, or another policy or host wrote it "
+            "(check it with that policy's --policy)"))
+    return replace(result, audit="recorded", message=f"{result.message}; the audit trail recorded it "
+                                                     f"({entry.get('command')} on {entry.get('time')} by "
+                                                     f"{entry.get('user')}@{entry.get('host')})")
 
 
 def list_reports(app: App) -> ExitCode:

@@ -235,7 +235,8 @@ def show_verify(app, report: dict, paths) -> None:
 
 def show_report_check(app, check) -> None:
     if app.json_output:
-        show_json(app, {"file": str(check.path), "intact": check.intact, "message": check.message})
+        show_json(app, {"file": str(check.path), "intact": check.intact, "audit_trail": check.audit,
+                        "message": check.message})
         return
     app.out.print(escape(check.message))
 

@@ -2,8 +2,9 @@
 
 The content is canonical JSON (sorted keys, no spaces, UTF-8). The JSON file is the content plus
 `sha256`; the HTML file embeds the same JSON and is exactly what its renderer makes of it, so
-`opsctl report verify` finds any change to either file. The hash shows a report was not altered
-after it was written; the audit trail records the same hash, which a forger would also have to change.
+`opsctl report verify` finds any change to either file that leaves the hash as it was. Anyone can
+recompute that hash, so `report verify` also looks the hash up in the policy's audit trail, where
+the run that wrote the report recorded it: a forger would have to change that trail too.
 """
 
 from __future__ import annotations
@@ -38,6 +39,11 @@ class ReportCheck:
     path: Path
     intact: bool
     message: str
+    sha256: str | None = None
+    """The report's own SHA-256, once its content was found to match it."""
+    verdict: str | None = None
+    audit: str = "not checked"
+    """Against the policy's audit trail: "recorded", "not recorded" or "not checked"."""
 
 
 def now() -> str:
@@ -113,7 +119,7 @@ def check_file(path: Path) -> ReportCheck:
     # Verification keeps its original wording: scripts may already match on it.
     verdict = "verdict" if noun == "verification" else f"{noun} verdict"
     return ReportCheck(path, True, f"intact: {path} is as opsctl wrote it ({verdict} {report.get('verdict')}, "
-                                   f"SHA-256 {report['sha256']})")
+                                   f"SHA-256 {report['sha256']})", report["sha256"], report.get("verdict"))
 
 
 def embedded_report(text: str):

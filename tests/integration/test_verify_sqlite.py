@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 
 import pytest
 
+from opsctl.reports import sealed
 from tests.support.targets import local_target
 from tests.support.verification import CANARY, assert_detected, assert_no_canary, latest_report, reports, verify
+from tests.support.workspace import REPO_ROOT
 
 ODD = 'odd "name" ü 表'
 SCHEMA = f"""
@@ -62,6 +67,22 @@ def test_a_changed_report_is_found(awkward):
         path.write_text(path.read_text().replace("PASSED", "FAILED", 1))
         check = awkward.opsctl("report", "verify", str(path))
         assert check.returncode == 1 and "ALTERED" in check.stdout, check.output
+
+
+def test_a_failed_report_edited_to_passed_and_rehashed_disagrees_with_the_audit_trail(awkward):
+    assert verify(awkward, tamper="DROP TABLE empty_one").returncode == 1
+    path = next(p for p in reports(awkward) if p.suffix == ".json")
+    forged = {k: v for k, v in json.loads(path.read_text()).items() if k != "sha256"}
+    forged.update(verdict="PASSED", summary="The restored database equals the backup.")
+    path.write_text(json.dumps({**forged, "sha256": sealed.content_sha256(forged)}))
+    check = awkward.opsctl("report", "verify", str(path))
+    assert check.returncode == 1, check.output
+    assert "ALTERED or foreign" in check.stdout and "no PASSED run in the audit trail" in check.stdout
+    assert json.loads(awkward.opsctl("--json", "report", "verify", str(path)).stdout)["audit_trail"] == "not recorded"
+    # Without the policy there is no trail to ask: the check says so instead of vouching for the report.
+    alone = subprocess.run([sys.executable, "-m", "opsctl", "report", "verify", str(path)], cwd=path.parent,
+                           env={**os.environ, "PYTHONPATH": str(REPO_ROOT)}, capture_output=True, text=True)
+    assert alone.returncode == 0 and "NOT checked against an audit trail" in alone.stdout, alone.stdout + alone.stderr
 
 
 @pytest.mark.parametrize("tamper, names", [

@@ -50,14 +50,32 @@ def _trail(tmp_path, entries: list[dict]):
     return tmp_path
 
 
-def test_estimate_comes_from_past_drills_of_the_same_engine(tmp_path):
-    fast = {"command": "drill", "outcome": "failed",  # missed an objective, but measured the speed
-            "details": {"engine": "postgresql", "dump_bytes": 100_000_000, "recovery_s": 10.0, "rto_s": 11.0}}
-    other = {"command": "restore", "outcome": "ok", "details": {"engine": "sqlite", "dump_bytes": 1, "recovery_s": 100.0}}
-    state = _trail(tmp_path, [fast, other])
-    found = estimate(state, "postgresql", 500_000_000)
-    assert found.seconds == pytest.approx(50.0) and "1 postgresql drill" in found.basis
+def _run(command: str, size: int, seconds: float, engine: str = "postgresql", outcome: str = "ok") -> dict:
+    return {"command": command, "outcome": outcome,
+            "details": {"engine": engine, "dump_bytes": size, "recovery_s": seconds, "rto_s": seconds + 1}}
+
+
+def test_estimate_scales_a_past_drill_of_a_similar_size_of_the_same_engine(tmp_path):
+    state = _trail(tmp_path, [_run("drill", 100_000_000, 10.0, outcome="failed"),  # missed an objective, still measured
+                              _run("restore", 1, 100.0, engine="sqlite")])
+    found = estimate(state, "postgresql", 150_000_000)
+    assert found.seconds == pytest.approx(15.0) and "1 postgresql drill" in found.basis
     assert estimate(state, "mysql", 1).seconds is None
+
+
+def test_a_tiny_restore_does_not_scale_to_a_large_one(tmp_path):
+    state = _trail(tmp_path, [_run("restore", 2_900, 1.2)])  # 2.9 KiB in 1.2 s is start-up, not speed
+    found = estimate(state, "postgresql", int(6.4 * 2**20))
+    assert found.seconds is None and "too far from 6.4 MiB" in found.basis
+
+
+def test_runs_of_different_sizes_give_a_fixed_and_a_per_byte_part(tmp_path):
+    # 1 s to start, then 10 s per 100 MB
+    state = _trail(tmp_path, [_run("restore", 3_000, 1.0), _run("drill", 100_000_000, 11.0),
+                              _run("drill", 400_000_000, 41.0)])
+    found = estimate(state, "postgresql", 200_000_000)
+    assert found.seconds == pytest.approx(21.0, rel=0.02) and "fitted to the last 3" in found.basis
+    assert estimate(state, "postgresql", 6_000_000).seconds == pytest.approx(1.6, rel=0.1)
 
 
 def test_without_history_the_estimate_says_how_to_get_one(tmp_path):
