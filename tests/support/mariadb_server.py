@@ -8,7 +8,9 @@ import shutil
 import subprocess
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import pymysql
 
@@ -100,6 +102,17 @@ class MariaDBServer:
             cur.execute(f"GRANT {BACKUP_AND_RESTORE_PRIVILEGES} ON *.* TO %s@'127.0.0.1'", (user,))
             cur.execute(f"CREATE DATABASE `{database}`")
             cur.execute(f"GRANT ALL PRIVILEGES ON `{database}`.* TO %s@'127.0.0.1'", (user,))
+
+    @contextmanager
+    def granted(self, user: str, privileges: str) -> Iterator[None]:
+        """Privileges on *.* that `user` holds only inside the block (e.g. for a test to tamper as it)."""
+        with self.connect() as conn, conn.cursor() as cur:
+            cur.execute(f"GRANT {privileges} ON *.* TO %s@'127.0.0.1'", (user,))
+        try:
+            yield
+        finally:
+            with self.connect() as conn, conn.cursor() as cur:
+                cur.execute(f"REVOKE {privileges} ON *.* FROM %s@'127.0.0.1'", (user,))
 
     def stop(self) -> None:
         if self._proc is not None and self._proc.poll() is None:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
 from opsctl.sources.mysql_client import quote
 from tests.support import corpus
@@ -48,19 +49,18 @@ def columns(cur, database: str) -> list[tuple[str, str]]:
     return list(cur.fetchall())
 
 
-def each_change_caught(conn, database: str, fingerprint: Callable[[str], str | None]) -> list[str]:
+def unseen_changes(conn, database: str, fingerprint: Callable[[str], str | None]) -> list[str]:
     """Change one value per column, each rolled back after; return the columns whose change went unseen."""
-    missed = []
-    with conn.cursor() as cur:
-        for table, column in columns(cur, database):
-            before = fingerprint(table)
-            cur.execute("START TRANSACTION")
-            changed = _change_one_value(cur, table, column)
-            after = fingerprint(table)
-            cur.execute("ROLLBACK")
-            if not changed or after == before:
-                missed.append(f"{table}.{column}" + ("" if changed else " (no two rows differ)"))
-    return missed
+    cur = conn.cursor()
+
+    @contextmanager
+    def rolled_back() -> Iterator[None]:
+        cur.execute("START TRANSACTION")
+        yield
+        cur.execute("ROLLBACK")
+
+    return corpus.unseen_changes(columns(cur, database), lambda column: fingerprint(column[0]),
+                                 lambda column: _change_one_value(cur, *column), rolled_back)
 
 
 def _change_one_value(cur, table: str, column: str) -> bool:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
+
+from tests.support import corpus
 
 
 def columns(conn: psycopg.Connection) -> Iterator[tuple[str, str, str]]:
@@ -35,16 +38,15 @@ def change_one_value(conn: psycopg.Connection, schema: str, table: str, column: 
     return True
 
 
-def each_change_caught(conn: psycopg.Connection, columns: list[tuple[str, str, str]],
-                       fingerprint: Callable[[str, str], str | None]) -> list[str]:
-    """Change one value per column, each in its own savepoint; return the columns whose change went unseen."""
-    missed = []
-    for schema, table, column in columns:
-        before = fingerprint(schema, table)
-        with conn.transaction():  # a savepoint, rolled back: each change is seen alone
-            changed = change_one_value(conn, schema, table, column)
-            after = fingerprint(schema, table)
+def unseen_changes(conn: psycopg.Connection, columns: list[tuple[str, str, str]],
+                   fingerprint: Callable[[str, str], str | None]) -> list[str]:
+    """Change one value per column, each in its own rolled-back savepoint; return the columns whose change went unseen."""
+
+    @contextmanager
+    def rolled_back() -> Iterator[None]:
+        with conn.transaction():
+            yield
             raise psycopg.Rollback()
-        if not changed or after == before:
-            missed.append(f"{schema}.{table}.{column}" + ("" if changed else " (no two rows differ)"))
-    return missed
+
+    return corpus.unseen_changes(columns, lambda column: fingerprint(*column[:2]),
+                                 lambda column: change_one_value(conn, *column), rolled_back)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from tests.support import corpus
 
@@ -24,18 +24,17 @@ def columns(conn: sqlite3.Connection) -> list[tuple[str, str]]:
             for _, column, _, _, _, _, hidden in conn.execute(f"PRAGMA table_xinfo({_quote(table)})") if hidden == 0]
 
 
-def each_change_caught(conn: sqlite3.Connection, fingerprint: Callable[[str], str | None]) -> list[str]:
+def unseen_changes(conn: sqlite3.Connection, fingerprint: Callable[[str], str | None]) -> list[str]:
     """Change one value per column, each rolled back after; return the columns whose change went unseen."""
-    missed = []
-    for table, column in columns(conn):
-        before = fingerprint(table)
+
+    @contextmanager
+    def rolled_back() -> Iterator[None]:
         conn.execute("BEGIN")
-        changed = _change_one_value(conn, table, column)
-        after = fingerprint(table)
+        yield
         conn.execute("ROLLBACK")
-        if not changed or after == before:
-            missed.append(f"{table}.{column}" + ("" if changed else " (no two rows differ)"))
-    return missed
+
+    return corpus.unseen_changes(columns(conn), lambda column: fingerprint(column[0]),
+                                 lambda column: _change_one_value(conn, *column), rolled_back)
 
 
 def _change_one_value(conn: sqlite3.Connection, table: str, column: str) -> bool:
