@@ -12,8 +12,10 @@ no row contents, no sample values.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+import re
 import queue
 import threading
 import struct
@@ -117,11 +119,20 @@ class Manifest:
 
     @classmethod
     def from_json(cls, data: bytes) -> "Manifest":
+        """Read a manifest; fields a newer opsctl added are left out, so its backups still restore here."""
         raw = json.loads(data)
         facts = raw.pop("facts")
-        tables = tuple(TableStats(**t) for t in facts.pop("tables"))
+        tables = tuple(TableStats(**_known(TableStats, t)) for t in facts.pop("tables"))
         warnings = tuple(facts.pop("warnings", ()))
-        return cls(facts=DumpFacts(tables=tables, warnings=warnings, **facts), **raw)
+        if not re.fullmatch(r"[0-9a-f]{0,64}", facts.get("fingerprint_salt", "")):
+            raise ValueError("the fingerprint salt is not hex")  # it is written into SQL
+        return cls(facts=DumpFacts(tables=tables, warnings=warnings, **_known(DumpFacts, facts)), **_known(cls, raw))
+
+
+def _known(kind: type, fields: dict) -> dict:
+    """The entries of `fields` that the dataclass `kind` has."""
+    names = {f.name for f in dataclasses.fields(kind)}
+    return {key: value for key, value in fields.items() if key in names}
 
 
 def encode_trailer(manifest: Manifest) -> bytes:
@@ -241,6 +252,6 @@ def _parse_tail(tail: bytes) -> tuple[Manifest, int]:
         raise IntegrityError("this snapshot's opsctl manifest is damaged", "restore an earlier snapshot")
     try:
         manifest = Manifest.from_json(tail[start + len(MARKER):len(tail) - FOOTER_SIZE])
-    except (ValueError, TypeError, KeyError):
+    except (ValueError, TypeError, KeyError, AttributeError):
         raise IntegrityError("this snapshot's opsctl manifest cannot be read", "restore an earlier snapshot") from None
     return manifest, start

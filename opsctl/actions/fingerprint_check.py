@@ -20,6 +20,8 @@ class TableCheck:
     """False: the backup's fingerprint was taken in a way a restore cannot reproduce; row counts decide."""
     rounded: int = 0
     """Rows the backup warned the dump tool writes rounded (MariaDB FLOAT): the likely reason for a mismatch."""
+    present: bool = True
+    """Whether the restored database has the table at all."""
 
     @property
     def ok(self) -> bool:
@@ -45,11 +47,16 @@ class TableCheck:
     @property
     def note(self) -> str | None:
         """What was not proven about a table that passed, in words that name it."""
-        if self.comparable or not self.ok:
+        if not self.ok:
             return None
-        return (f"table {self.name}: row count checked, content not compared: an older opsctl took this backup's "
-                "fingerprint over internal ids, column order or row timestamps that a restore changes; "
-                "backups made from now on are compared in full")
+        if self.rows_expected is None and self.present:
+            return (f"table {self.name}: only its presence was checked: the backup could not count it at the dump's "
+                    "moment (a non-transactional table dumped without a lock, or a virtual table)")
+        if self.comparable:
+            return None
+        return (f"table {self.name}: row count checked, content not compared: its fingerprint was taken in a way "
+                "this restore cannot reproduce (older opsctl versions hashed internal ids, column order or row "
+                "timestamps that a restore changes); backups made from now on are compared in full")
 
 
 @dataclass(frozen=True)
@@ -66,6 +73,11 @@ class Comparison:
     def notes(self) -> tuple[str, ...]:
         """What passed with less than full proof (e.g. tables compared by row count only)."""
         return tuple(t.note for t in self.tables if t.note)
+
+    @property
+    def proven(self) -> int:
+        """Tables whose content was compared value by value and matched."""
+        return sum(t.fingerprint_match is True for t in self.tables)
 
 
 def compare(expected: Census, actual: Census) -> Comparison:
@@ -87,7 +99,7 @@ def _tables(expected: Census, actual: Census) -> tuple[TableCheck, ...]:
             else want.fingerprint == got.fingerprint
         checks.append(TableCheck(want.name, want.rows if counted else None,
                                  None if got is None else (got.rows if counted else None), match,
-                                 None if got is None else got.seconds, comparable, want.rounded))
+                                 None if got is None else got.seconds, comparable, want.rounded, got is not None))
     checks += [TableCheck(got.name, None, got.rows, None, got.seconds) for got in found.values()]
     return tuple(checks)
 

@@ -10,6 +10,7 @@ from opsctl import audit
 
 TREND_LENGTH = 20
 ESTIMATE_RUNS = 10
+_MIN_FIT_BYTES = 4 << 20  # below this, a run measures start-up, not speed
 
 
 @dataclass(frozen=True)
@@ -45,8 +46,9 @@ def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
     """How long restoring this many bytes should take, from past drills and restores of this engine here.
 
     A restore costs a fixed part (starting tools, creating the database) plus a part per byte. With
-    past runs of sizes far enough apart, both are fitted; otherwise only a run of a similar size
-    (0.5x to 2x) is scaled. A tiny run says nothing about a large one, so then the answer is unknown.
+    past runs of sizes far enough apart (the largest of some megabytes), both are fitted, and used up
+    to 4x the largest run; otherwise only a run of a similar size (0.5x to 2x) is scaled. A tiny run
+    says nothing about a large one, so then the answer is unknown.
     """
     runs = _recovery_runs(state_dir, engine)[-ESTIMATE_RUNS:]
     if not runs:
@@ -54,7 +56,7 @@ def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
     if not size_bytes:
         return Estimate(None, "the snapshot's size is unknown")
     fitted = _fit(runs)
-    if fitted is not None:
+    if fitted is not None and size_bytes <= 4 * max(size for size, _ in runs):
         fixed, per_byte = fitted
         return Estimate(fixed + per_byte * size_bytes,
                         f"fitted to the last {len(runs)} {engine} drills/restores on this machine")
@@ -73,19 +75,26 @@ def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
     """(dump bytes, seconds moving and proving them) of every finished drill and restore of the engine."""
     runs = []
     for entry in audit.read(audit_log(state_dir)):
-        details = entry.get("details") or {}
+        details = entry.get("details")
+        if not isinstance(details, dict) or entry.get("command") not in ("drill", "restore"):
+            continue
         # A drill that missed an objective still measured how fast this machine restores.
         finished = entry.get("outcome") == "ok" or details.get("rto_s") is not None
-        if entry.get("command") in ("drill", "restore") and finished \
-                and details.get("engine") == engine and details.get("dump_bytes") and details.get("recovery_s"):
-            runs.append((int(details["dump_bytes"]), float(details["recovery_s"])))
+        size, seconds = details.get("dump_bytes"), details.get("recovery_s")
+        if finished and details.get("engine") == engine and _positive(size) and _positive(seconds) and size >= 1:
+            runs.append((int(size), float(seconds)))
     return runs
+
+
+def _positive(value: object) -> bool:
+    """A finite number above zero (the trail is a file: anything else is skipped, never trusted)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
 
 def _fit(runs: list[tuple[int, float]]) -> tuple[float, float] | None:
     """Least-squares fixed seconds and seconds per byte, when the sizes are at least 4x apart and the fit is sane."""
     sizes = [size for size, _ in runs]
-    if len(runs) < 2 or max(sizes) < 4 * min(sizes):
+    if len(runs) < 2 or max(sizes) < 4 * min(sizes) or max(sizes) < _MIN_FIT_BYTES:
         return None
     mean_size, mean_seconds = statistics.fmean(sizes), statistics.fmean(seconds for _, seconds in runs)
     spread = sum((size - mean_size) ** 2 for size in sizes)

@@ -103,7 +103,7 @@ def prove(source: Source, staging: str, manifest: Manifest, snapshot: Snapshot) 
                           "run opsctl backup, then verify the new snapshot")
     if os.environ.get(TAMPER_ENV):
         source.execute_for_test(staging, os.environ[TAMPER_ENV])
-    return compare(manifest.facts.census, source.census(staging, manifest.facts.census))
+    return compare(manifest.facts.census, source.census(staging, manifest.facts))
 
 
 def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> None:

@@ -14,7 +14,7 @@ from opsctl.reports.sealed import ReportCheck
 
 
 def check_report(app: App, path: Path) -> ExitCode:
-    """Exit 0 when the file is as opsctl wrote it and (with a policy) its audit trail records it; 1 otherwise."""
+    """Exit 0 when the file is as opsctl wrote it and the policy's audit trail records it; 1 when not; 2 without a policy."""
     if not path.is_file():
         raise BadInput(f"there is no file {path}", "give the path of a report: opsctl report list shows "
                                                    "verifications, opsctl drill --history shows drills")
@@ -28,8 +28,9 @@ def check_report(app: App, path: Path) -> ExitCode:
 def _against_audit_trail(app: App, result: ReportCheck) -> ReportCheck:
     """The report's hash must be one the policy's own runs recorded: a recomputed hash is not."""
     if app.policy_path is None and not any(p.exists() for p in DEFAULT_POLICY_PATHS):
-        return replace(result, message=f"{result.message}; NOT checked against an audit trail (no policy given: "
-                                       "pass --policy FILE of the policy that wrote it to check that too)")
+        raise BadInput(f"{result.path} matches its own SHA-256, but whoever edits a report can recompute that: "
+                       "only the audit trail of the policy that wrote it can tell whether it was altered",
+                       "run: opsctl --policy FILE report verify REPORT (FILE: the policy that wrote the report)")
     trail = audit_log(Session(app).state_dir)
     entry = next((e for e in reversed(audit.read(trail)) if isinstance(e.get("details"), dict)
                   and e["details"].get("report_sha256") == result.sha256), None)

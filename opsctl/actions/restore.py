@@ -156,10 +156,10 @@ def _verify(source: Source, staging: str, manifest: Manifest, located: Located, 
                                  + "; ".join(comparison.problems[:5]),
                                  "nothing was put in place; restore an earlier snapshot, or from another target "
                                  "with --target")
-        partly = len(comparison.notes)
-        if partly:
-            return (f"yes: {len(comparison.tables) - partly} tables equal the backup value by value; "
-                    f"{partly} by row count only ({'; '.join(comparison.notes)})")
+        rest = len(comparison.tables) - comparison.proven
+        if rest:
+            return (f"yes: {comparison.proven} tables equal the backup value by value; {rest} by row count or "
+                    f"presence only{' (' + '; '.join(comparison.notes) + ')' if comparison.notes else ''}")
         return f"yes: all {len(comparison.tables)} tables equal the backup, value by value"
     if not verify:  # the dump's SHA-256 was checked on the way in; counting every table would add minutes
         return "no (--no-verify): only the dump's SHA-256 and size were checked; run opsctl verify later"

@@ -107,19 +107,28 @@ def check_file(path: Path) -> ReportCheck:
         return ReportCheck(path, False, f"cannot read {path}: {exc.__class__.__name__}")
     page = path.suffix.lower() in (".html", ".htm")
     report = embedded_report(text) if page else loads(text)
-    kind = _KINDS.get(report.get("format")) if isinstance(report, dict) and "sha256" in report else None
+    kind = _KINDS.get(report["format"]) if isinstance(report, dict) and isinstance(report.get("format"), str) \
+        and isinstance(report.get("sha256"), str) else None
     if kind is None:
         return ReportCheck(path, False, f"{path} is not an opsctl report (or it was damaged)")
     content = {k: v for k, v in report.items() if k != "sha256"}
     if content_sha256(content) != report["sha256"]:
         return ReportCheck(path, False, f"ALTERED: the content of {path} does not match its SHA-256")
     module, noun = kind
-    if page and importlib.import_module(module).render_html(report) != text:
+    if page and _rendered(module, report) != text:
         return ReportCheck(path, False, f"ALTERED: the page {path} differs from what its embedded report renders")
     # Verification keeps its original wording: scripts may already match on it.
     verdict = "verdict" if noun == "verification" else f"{noun} verdict"
     return ReportCheck(path, True, f"intact: {path} is as opsctl wrote it ({verdict} {report.get('verdict')}, "
                                    f"SHA-256 {report['sha256']})", report["sha256"], report.get("verdict"))
+
+
+def _rendered(module: str, report: dict) -> str | None:
+    """The page opsctl makes of a report; None when the report lacks what a page needs (it was not opsctl's)."""
+    try:
+        return importlib.import_module(module).render_html(report)
+    except Exception:  # noqa: BLE001 - a hand-made report can break the template in any way
+        return None
 
 
 def embedded_report(text: str):

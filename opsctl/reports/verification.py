@@ -80,6 +80,10 @@ def _summary(results: list, passed: bool, identical: bool | None) -> str:
     if passed:
         tables = sum(len(r.comparison.tables) for r in results)
         where = f"{len(results)} targets, byte-identical backups" if identical else "1 target"
+        partly = sum(len(r.comparison.tables) - r.comparison.proven for r in results)
+        if partly:
+            return (f"The restored database matches the backup: {tables} table checks, {partly} of them by row count "
+                    f"or presence only (see the notes), schema and values match ({where}).")
         return f"The restored database equals the backup: {tables} table checks, schema and values match ({where})."
     first = next((r.error or r.comparison.problems[0] for r in results if not r.ok), None)
     if first is None:

@@ -59,8 +59,8 @@ class Source(Protocol):
     def table_stats(self, staging: str) -> tuple[TableStats, ...]:
         """Row counts of every table in the staging place."""
 
-    def census(self, staging: str, expected: Census) -> Census:
-        """Fingerprints and schema inventory of the staging place, each table hashed as in `expected` (the backup's)."""
+    def census(self, staging: str, expected: DumpFacts) -> Census:
+        """Fingerprints and schema inventory of the staging place, each table hashed as the backup (`expected`) did."""
 
     def execute_for_test(self, staging: str, statement: str) -> None:
         """Run one statement in the staging place (only the verification tests' tamper hook calls it)."""

@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 import pymysql
 
-from opsctl.manifest import Census, TableStats
+from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources.base import Destination
 from opsctl.sources.census import new_salt
@@ -159,14 +159,14 @@ class MySQLSource:
         with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
             return count_rows(cur, staging, [name for name, _ in base_tables(cur, staging)])
 
-    def census(self, staging: str, expected: Census) -> Census:
+    def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored database, each table hashed as its backup was."""
         try:
             with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 tables = [name for name, _ in base_tables(cur, staging)]
-                return CountPlan(staging, tuple(tables), (), expected.salt, sequence_values(cur, staging),
-                                 expected.methods()).count(cur)
+                return CountPlan(staging, tuple(tables), (), expected.fingerprint_salt, sequence_values(cur, staging),
+                                 expected.census.methods()).count(cur)
         except pymysql.err.MySQLError as exc:  # the server's text may quote a value: only its code is shown
             raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
                                 f"{self.server.user} needs SELECT on every table it restored") from None

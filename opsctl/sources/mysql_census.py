@@ -43,8 +43,10 @@ def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...
     `methods` (table -> how its backup fingerprint was taken) makes a restore hash each table as its
     backup did; without it, every table is hashed the current way.
     """
-    if salt:
-        cur.execute("SET SESSION time_zone = '+00:00'")  # the text form of TIMESTAMP values depends on it
+    if salt:  # the text form of TIMESTAMP and CHAR values depends on these
+        cur.execute("SET SESSION time_zone = '+00:00'")
+        cur.execute("SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), "
+                    "',PAD_CHAR_TO_FULL_LENGTH,', ','))")
     methods = methods or {}
     found = [TableStats(name=name, rows=None) if name in uncounted
              else _table(cur, database, name, salt, methods.get(name, mysql_fingerprint.VALUES)) for name in tables]

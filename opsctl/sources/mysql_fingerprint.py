@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import pymysql
+
 from opsctl.manifest import TableStats
 from opsctl.sources.census import TableHash
 from opsctl.sources.mysql_client import quote
@@ -32,17 +34,28 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
     relation = f"{quote(database)}.{quote(name)}"
     cur.execute(_COLUMNS, (database, name))
     columns = [(column, kind.lower(), bool(period)) for column, kind, period in cur.fetchall()]
-    if method is None and any(period for _, _, period in columns):
+    restamped = any(period for _, _, period in columns)
+    if method not in (None, VALUES) or (method is None and restamped):
         cur.execute(f"SELECT count(*) FROM {relation}")
         return TableHash(cur.fetchone()[0], None, UNREPRODUCIBLE)
     values = ", ".join(_value(column, kind, method) for column, kind, period in columns if not period)
+    # The salt is hex (checked when the manifest is read): inlined, so a '%' in a name is never a placeholder.
+    row_hash = f"CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, '{salt}', {values})), 1, 15), 16, 10) AS UNSIGNED)"
     floats = [quote(column) for column, kind, _ in columns if kind == "float"]
-    # A FLOAT is rounded by the dump when its 6-digit text does not read back as the same value.
-    rounded = " OR ".join(f"{c} <> CAST(CAST({c} AS CHAR) AS FLOAT)" for c in floats) or "FALSE"
-    cur.execute(f"SELECT count(*), COALESCE(SUM(CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, %s, {values})), 1, 15), 16, 10)"
-                f" AS UNSIGNED)), 0), COALESCE(SUM({rounded}), 0) FROM {relation}", (salt,))
+    try:
+        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), COALESCE(SUM({_rounded(floats)}), 0) "
+                    f"FROM {relation}")
+    except pymysql.err.ProgrammingError:  # CAST(... AS FLOAT) is MariaDB 10.4.5+ / MySQL 8.0.17+
+        if not floats:
+            raise
+        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), 0 FROM {relation}")
     rows, hash_sum, rounded_rows = cur.fetchone()
     return TableHash(rows, str(hash_sum), method, int(rounded_rows))
+
+
+def _rounded(floats: list[str]) -> str:
+    """True for a row with a FLOAT whose 6-digit text (what the dump writes) does not read back as the same value."""
+    return " OR ".join(f"{c} <> CAST(CAST({c} AS CHAR) AS FLOAT)" for c in floats) or "FALSE"
 
 
 def rounding_warnings(database: str, tables: Iterable[TableStats]) -> tuple[str, ...]:
@@ -57,5 +70,5 @@ def _value(column: str, kind: str, method: str | None) -> str:
     """A value as bytes with a 'v' before it, NULL as a bare 'N'."""
     value = quote(column)
     if kind == "float" and method is not None:
-        value = f"CAST({value} AS DOUBLE)"
+        value = f"({value} + 0e0)"  # as a DOUBLE: every digit the FLOAT holds
     return f"IF({quote(column)} IS NULL, 'N', CONCAT('v', CAST({value} AS BINARY)))"

@@ -52,7 +52,8 @@ FROM pg_largeobject_metadata l
 """
 # The text form of a value depends on these settings: fix them, so both ends hash the same text.
 _SETTINGS = ("SET LOCAL timezone = 'UTC'", "SET LOCAL datestyle = 'ISO, YMD'", "SET LOCAL intervalstyle = 'postgres'",
-             "SET LOCAL extra_float_digits = 3", "SET LOCAL bytea_output = 'hex'", "SET LOCAL lc_monetary = 'C'")
+             "SET LOCAL extra_float_digits = 3", "SET LOCAL bytea_output = 'hex'", "SET LOCAL lc_monetary = 'C'",
+             "SET LOCAL quote_all_identifiers = off")
 
 
 def sequence_values(conn: psycopg.Connection) -> dict[str, int | None]:
@@ -61,34 +62,47 @@ def sequence_values(conn: psycopg.Connection) -> dict[str, int | None]:
 
 
 def take_census(conn: psycopg.Connection, salt: str, sequences: dict[str, int | None],
-                methods: Mapping[str, str | None] | None = None) -> Census:
+                methods: Mapping[str, str | None] | None = None, backup_version: str | None = None) -> Census:
     """Counts and fingerprints of every table, the schema inventory and the large objects, in one transaction.
 
-    `methods` (table -> how its backup fingerprint was taken) makes a restore hash each table as its
-    backup did; without it, every table is hashed this server's current way.
+    `methods` (table -> how its backup fingerprint was taken) and the backup's server version make a
+    restore hash each table as its backup did; without them, every table is hashed the current way.
     """
     if not salt:
         return census.counts_only(table_stats(conn))
     for statement in _SETTINGS:
         conn.execute(statement)
-    tables = tuple(_scan(conn, salt, methods))
+    tables = tuple(_scan(conn, salt, methods, _major(backup_version)))
     count, hash_sum = conn.execute(_LARGE_OBJECTS, {"salt": salt}).fetchone()
     values = {**sequences, "large objects": f"{count}:{census.fingerprint(salt, count, hash_sum)}"}
     return Census(tables=tables, schema=inventory(conn), values=values, salt=salt)
 
 
 def inventory(conn: psycopg.Connection) -> dict[str, list[str]]:
-    """Kind -> sorted names of the schema objects a restore must bring back."""
+    """Kind -> sorted names of the schema objects a restore must bring back.
+
+    A function's argument types print schema-qualified unless on the search_path: the default one
+    ("public") is set, so a role's own search_path changes no name.
+    """
     found: dict[str, list[str]] = defaultdict(list)
+    conn.execute("SELECT set_config('search_path', 'public', true)")
     for kind, name in conn.execute(_INVENTORY).fetchall():
         found[kind].append(name)
     return {kind: sorted(names) for kind, names in sorted(found.items())}
 
 
-def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None] | None) -> Iterator[TableStats]:
+def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None] | None,
+          backup_major: int | None) -> Iterator[TableStats]:
     """Counts and fingerprints of every table holding rows."""
     current = pg_fingerprint.default_method(conn)
     for schema, table in conn.execute(TABLES).fetchall():
         started, name = time.monotonic(), f"{schema}.{table}"
         method = methods.get(name, current) if methods is not None else current
-        yield census.table(name, salt, pg_fingerprint.hash_table(conn, schema, table, salt, method), started)
+        found = pg_fingerprint.hash_table(conn, schema, table, salt, method, backup_major)
+        yield census.table(name, salt, found, started)
+
+
+def _major(version: str | None) -> int | None:
+    """15 of "15.18 (Debian 15.18-0+deb12u1)"; None when unknown."""
+    head = (version or "").split(".")[0].split(" ")[0]
+    return int(head) if head.isdigit() else None

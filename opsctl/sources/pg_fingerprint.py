@@ -32,24 +32,27 @@ UNREPRODUCIBLE = "pg-legacy-unreproducible"
 """Not a way to hash: an old fingerprint hashed catalog OIDs or a column order that a restore changes."""
 
 # Types whose hash function is exact (equal hash input only for identical values) and reads no
-# catalog OID. Everything else is hashed by its text form.
+# catalog OID, by name in pg_catalog (so no type of the role's search_path stands in for them).
+# Everything else is hashed by its text form.
 _EXACT = ("bool", "int2", "int4", "int8", "oid", "date", "time", "timetz", "timestamp", "timestamptz", "uuid",
           "bytea", "char", "inet", "cidr", "macaddr", "macaddr8", "pg_lsn")
 _COLLATABLE = ("text", "varchar", "bpchar", "name")  # exact too, once the "C" collation compares bytes
-_COLUMNS = """
+_BUILTIN = "SELECT to_regtype('pg_catalog.' || quote_ident(n)) FROM unnest({}::text[]) AS n"
+_COLUMNS = f"""
 WITH RECURSIVE col AS (
   SELECT a.attname, a.atttypid AS base
   FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
 UNION ALL
   SELECT col.attname, ty.typbasetype FROM col JOIN pg_type ty ON ty.oid = col.base WHERE ty.typtype = 'd'
 )
-SELECT col.attname, col.base = ANY(%(exact)s::regtype[]), col.base = ANY(%(collatable)s::regtype[])
+SELECT col.attname, col.base IN ({_BUILTIN.format("%(exact)s")}), col.base IN ({_BUILTIN.format("%(collatable)s")})
 FROM col JOIN pg_type ty ON ty.oid = col.base WHERE ty.typtype <> 'd'
 ORDER BY convert_to(col.attname, 'UTF8')
 """
-# Does any column's type reach an enum or a reg* type, through domains, arrays, composites and ranges?
-# Or does the table inherit a column it also declares itself, whose position a restore may change?
-_UNREPRODUCIBLE = """
+# Does any column's type reach an enum or a type whose hash reads catalog OIDs (reg*, aclitem),
+# through domains, arrays, composites and ranges? Does the table inherit columns and have columns
+# of its own, whose relative order a restore may change?
+_UNREPRODUCIBLE = f"""
 WITH RECURSIVE part(t) AS (
   SELECT a.atttypid FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND NOT a.attisdropped
 UNION
@@ -58,15 +61,17 @@ UNION
     UNION ALL SELECT ty.typelem WHERE ty.typcategory = 'A' AND ty.typelem <> 0
     UNION ALL SELECT a.atttypid FROM pg_attribute a
       WHERE ty.typtype = 'c' AND a.attrelid = ty.typrelid AND a.attnum > 0 AND NOT a.attisdropped
-    UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = ty.oid OR r.rngmultitypid = ty.oid
+    UNION ALL SELECT r.rngsubtype FROM pg_range r WHERE r.rngtypid = ty.oid {{multirange}}
   ) AS inside(inner_t)
 )
 SELECT EXISTS (SELECT 1 FROM part JOIN pg_type ty ON ty.oid = part.t
-               WHERE ty.typtype = 'e' OR part.t = ANY(%(reg)s::regtype[])),
-       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attislocal AND a.attinhcount > 0)
+               WHERE ty.typtype = 'e' OR part.t IN ({_BUILTIN.format("%(catalog_bound)s")})),
+       EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND a.attinhcount > 0)
+       AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND a.attislocal
+                   AND NOT a.attisdropped)
 """
-_REG_TYPES = ("regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regconfig",
-              "regdictionary", "regnamespace", "regrole", "regcollation")
+_CATALOG_BOUND = ("regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regconfig",
+                  "regdictionary", "regnamespace", "regrole", "regcollation", "aclitem")
 
 
 def default_method(conn: psycopg.Connection) -> str:
@@ -74,28 +79,29 @@ def default_method(conn: psycopg.Connection) -> str:
     return VALUES if conn.info.server_version >= 140000 else VALUES_MD5
 
 
-def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, method: str | None) -> TableHash:
-    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded)."""
+def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, method: str | None,
+               backup_major: int | None = None) -> TableHash:
+    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded, on a
+    server of major version `backup_major`); a way this server cannot reproduce gives no hash."""
     relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
     rel = conn.execute("SELECT %s::regclass::oid", (relation.as_string(conn),)).fetchone()[0]
     if method is None:
-        return _legacy(conn, relation, rel, salt)
-    if method == VALUES and conn.info.server_version < 140000:
-        return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)  # this server cannot reproduce it
+        return _legacy(conn, relation, rel, salt, backup_major)
+    if method not in (VALUES, VALUES_MD5) or (method == VALUES and conn.info.server_version < 140000):
+        return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)
     values = sql.SQL("ROW({})").format(sql.SQL(", ").join(_column_values(conn, rel)))
     if method == VALUES:
         row_hash = sql.SQL("hash_record_extended({}, {})").format(values, sql.Literal(_seed(salt)))
     else:
         row_hash = _md5_hash(sql.SQL("{}::text").format(values), salt)
     with _qualified_names(conn):
-        rows, hash_sum = conn.execute(sql.SQL("SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {} AS opsctl_r")
-                                      .format(row_hash, relation)).fetchone()
+        rows, hash_sum = conn.execute(_sum_query(row_hash, relation)).fetchone()
     return TableHash(rows, hash_sum, method)
 
 
 @contextmanager
 def _qualified_names(conn: psycopg.Connection) -> Iterator[None]:
-    """reg* values print schema-qualified whatever the role's search_path: an empty one, for one query."""
+    """reg* values print schema-qualified whatever the role's search_path: only pg_catalog on it, for one query."""
     previous = conn.execute("SHOW search_path").fetchone()[0]
     conn.execute("SELECT set_config('search_path', 'pg_catalog', true)")
     yield  # no finally: after a failed query the transaction is over, and so is the setting
@@ -116,30 +122,45 @@ def _column_values(conn: psycopg.Connection, rel: int) -> list[sql.Composable]:
     return values
 
 
-def _legacy(conn: psycopg.Connection, relation: sql.Composable, rel: int, salt: str) -> TableHash:
+def _legacy(conn: psycopg.Connection, relation: sql.Composable, rel: int, salt: str,
+            backup_major: int | None) -> TableHash:
     """The whole-row hash of older backups; refused where it depended on catalog OIDs or the column order."""
-    rows, hash_sum, by_type_hash = _legacy_hash(conn, relation, salt)
-    catalog_bound, reordered = conn.execute(_UNREPRODUCIBLE, {"rel": rel, "reg": list(_REG_TYPES)}).fetchone()
+    found = _legacy_hash(conn, relation, salt, backup_major)
+    if found is None:
+        return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)
+    rows, hash_sum, by_type_hash = found
+    multirange = "OR r.rngmultitypid = ty.oid" if conn.info.server_version >= 140000 else ""
+    catalog_bound, reordered = conn.execute(_UNREPRODUCIBLE.format(multirange=multirange),
+                                            {"rel": rel, "catalog_bound": list(_CATALOG_BOUND)}).fetchone()
     if reordered or (catalog_bound and by_type_hash):
         return TableHash(rows, None, UNREPRODUCIBLE)
     return TableHash(rows, hash_sum, None)
 
 
-def _legacy_hash(conn: psycopg.Connection, relation: sql.Composable, salt: str) -> tuple[int, str, bool]:
-    """Rows, hash sum, and whether the types' own hash functions were used (else md5 of the row's text)."""
-    fast = sql.SQL("SELECT count(*), coalesce(sum(hash_record_extended(opsctl_r.*, {})), 0)::text FROM ONLY {} "
-                   "AS opsctl_r").format(sql.Literal(_seed(salt)), relation)
-    if conn.info.server_version >= 140000:
+def _legacy_hash(conn: psycopg.Connection, relation: sql.Composable, salt: str,
+                 backup_major: int | None) -> tuple[int, str, bool] | None:
+    """Rows, hash sum, and whether the types' own hash functions were used, as the old backup did.
+
+    On PostgreSQL 14+ it used hash_record_extended, or md5 of each row's text when a column type had
+    no hash function. None: it used hash_record_extended, and this older server has none.
+    """
+    if backup_major is None or backup_major >= 14:
+        if conn.info.server_version < 140000:
+            return None
+        fast = sql.SQL("hash_record_extended(opsctl_r.*, {})").format(sql.Literal(_seed(salt)))
         try:
             with conn.transaction():  # a savepoint: the snapshot's transaction survives the fallback
-                rows, hash_sum = conn.execute(fast).fetchone()
+                rows, hash_sum = conn.execute(_sum_query(fast, relation)).fetchone()
                 return rows, hash_sum, True
         except psycopg.errors.UndefinedFunction:
             pass
-    slow = sql.SQL("SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {} AS opsctl_r").format(
-        _md5_hash(sql.SQL("(opsctl_r.*)::text"), salt), relation)
-    rows, hash_sum = conn.execute(slow).fetchone()
+    slow = _md5_hash(sql.SQL("(opsctl_r.*)::text"), salt)
+    rows, hash_sum = conn.execute(_sum_query(slow, relation)).fetchone()
     return rows, hash_sum, False
+
+
+def _sum_query(row_hash: sql.Composable, relation: sql.Composable) -> sql.Composed:
+    return sql.SQL("SELECT count(*), coalesce(sum({}), 0)::text FROM ONLY {} AS opsctl_r").format(row_hash, relation)
 
 
 def _md5_hash(text: sql.Composable, salt: str) -> sql.Composable:

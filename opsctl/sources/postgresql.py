@@ -118,12 +118,13 @@ class PostgresSource:
         with self.server.connect(staging) as conn:
             return table_stats(conn)
 
-    def census(self, staging: str, expected: Census) -> Census:
+    def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored database, each table hashed as its backup was."""
         try:
             with self.server.connect(staging) as conn:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
-                return take_census(conn, expected.salt, sequence_values(conn), expected.methods())
+                return take_census(conn, expected.fingerprint_salt, sequence_values(conn), expected.census.methods(),
+                                   expected.server_version)
         except psycopg.Error as exc:  # the server's text may quote a value: only its class is shown
             raise RestoreFailed(f"computing the fingerprints of {staging} failed ({exc.__class__.__name__})",
                                 f"{self.server.user} needs to read every table and large object it restored") from None

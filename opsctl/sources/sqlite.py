@@ -185,11 +185,11 @@ class SQLiteSource:
         except sqlite3.DatabaseError as exc:
             raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
 
-    def census(self, staging: str, expected: Census) -> Census:
+    def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored file (after SQLite's own integrity check)."""
         self.table_stats(staging)
         with closing(_open(Path(staging), private=True)) as conn:
-            return take_census(conn, expected.salt)
+            return take_census(conn, expected.fingerprint_salt)
 
     def execute_for_test(self, staging: str, statement: str) -> None:
         """Run one statement in the staging file (the verification tests' tamper hook)."""

@@ -78,6 +78,26 @@ def test_runs_of_different_sizes_give_a_fixed_and_a_per_byte_part(tmp_path):
     assert estimate(state, "postgresql", 6_000_000).seconds == pytest.approx(1.6, rel=0.1)
 
 
+def test_a_fit_is_not_stretched_far_beyond_the_runs_it_came_from(tmp_path):
+    state = _trail(tmp_path, [_run("restore", 1 << 20, 1.2), _run("drill", 4 << 20, 1.5)])
+    assert estimate(state, "postgresql", 10 << 20).seconds == pytest.approx(2.1, rel=0.02)  # 1.1 s + 0.1 s/MiB
+    assert estimate(state, "postgresql", 1 << 40).seconds is None
+
+
+def test_damaged_trail_lines_are_skipped_not_trusted(tmp_path):
+    bad = [{"command": "restore", "outcome": "ok", "details": details} for details in (
+        {"engine": "postgresql", "dump_bytes": 100, "recovery_s": "0"},
+        {"engine": "postgresql", "dump_bytes": 0.5, "recovery_s": 1.0},
+        {"engine": "postgresql", "dump_bytes": "abc", "recovery_s": 1.0},
+        {"engine": "postgresql", "dump_bytes": [1], "recovery_s": 1.0},
+        {"engine": "postgresql", "dump_bytes": 100, "recovery_s": float("inf")},
+        {"engine": "postgresql", "dump_bytes": 100, "recovery_s": -3.0},
+        {"engine": "postgresql", "dump_bytes": True, "recovery_s": 1.0},
+        "not a dict")]
+    state = _trail(tmp_path, [*bad, _run("restore", 100_000_000, 10.0)])
+    assert estimate(state, "postgresql", 100_000_000).seconds == pytest.approx(10.0)
+
+
 def test_without_history_the_estimate_says_how_to_get_one(tmp_path):
     assert "opsctl drill" in estimate(tmp_path, "postgresql", 10).basis
 

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from opsctl.actions.fingerprint_check import compare
 from opsctl.actions.verify import TargetVerification
 from opsctl.manifest import Census, Manifest, TableStats
-from opsctl.reports import verification
+from opsctl.reports import sealed, verification
 from opsctl.sources.sqlite import _encode
 
 OLD_MANIFEST = {"policy": "p", "opsctl_version": "0.1.0", "started_at": "s", "finished_at": "f", "dump_bytes": 1,
@@ -37,6 +39,34 @@ def test_each_difference_is_named():
 
 def test_a_sequence_ahead_of_the_backup_passes():
     assert compare(census(), census(values={"sequence s": 12, "large objects": "1:ff"})).ok
+
+
+def test_a_table_hashed_in_a_way_the_restore_cannot_repeat_passes_on_its_row_count_with_a_note():
+    backup = census(tables=(TableStats("t", 2, "aa"), TableStats("u", 0, "bb"), TableStats("m", None)))
+    restored = census(tables=(TableStats("t", 2, None, method="pg-legacy-unreproducible"), TableStats("u", 0, "bb"),
+                              TableStats("m", None)))
+    found = compare(backup, restored)
+    assert found.ok and found.proven == 1
+    assert found.notes[0].startswith("table t: row count checked, content not compared")
+    assert found.notes[1].startswith("table m: only its presence was checked")
+    moved = compare(backup, census(tables=(TableStats("t", 1, None, method="pg-legacy-unreproducible"),
+                                           TableStats("u", 0, "bb"), TableStats("m", None))))
+    assert moved.problems == ("table t: expected 2 rows, found 1",)
+
+
+def test_a_newer_manifest_with_fields_this_opsctl_does_not_know_still_loads():
+    newer = json.loads(json.dumps(OLD_MANIFEST))
+    newer["facts"]["tables"][0].update(method="pg-values-9", shiny=True)
+    newer["facts"]["shiny"] = 1
+    newer["shiny"] = 2
+    assert Manifest.from_json(json.dumps(newer).encode()).facts.tables[0].method == "pg-values-9"
+
+
+def test_a_manifest_whose_salt_is_not_hex_is_refused():
+    bad = json.loads(json.dumps(OLD_MANIFEST))
+    bad["facts"]["fingerprint_salt"] = "x'); DROP TABLE t; --"
+    with pytest.raises(ValueError):
+        Manifest.from_json(json.dumps(bad).encode())
 
 
 def test_an_old_manifest_loads_without_fingerprints():
@@ -73,3 +103,15 @@ def test_a_changed_page_with_its_embedded_report_untouched_is_found(tmp_path):
     page.write_text(page.read_text().replace("<h1 id=\"verdict\">Verification PASSED", "<h1 id=\"verdict\">All good"))
     check = verification.check_file(page)
     assert not check.intact and "differs from what its embedded report renders" in check.message
+
+
+def test_hand_made_reports_are_called_altered_never_a_crash(tmp_path):
+    odd = tmp_path / "odd.json"
+    odd.write_text(json.dumps({"format": [], "sha256": "x"}))
+    assert not sealed.check_file(odd).intact
+    content = {"format": "opsctl-verification/1", "verdict": "PASSED"}  # hashes right, but no page can show it
+    page = tmp_path / "page.html"
+    page.write_text('<script type="application/json" id="opsctl-report">'
+                    + json.dumps({**content, "sha256": sealed.content_sha256(content)}) + "</script>")
+    found = sealed.check_file(page)
+    assert not found.intact and "ALTERED" in found.message

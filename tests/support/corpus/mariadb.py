@@ -65,9 +65,9 @@ def unseen_changes(conn, database: str, fingerprint: Callable[[str], str | None]
 
 def _change_one_value(cur, table: str, column: str) -> bool:
     """Give one row another row's value in `column` (rows told apart by their id; the id itself gets +1000)."""
-    relation, col = quote(table), quote(column)
+    relation, col = quote(table).replace("%", "%%"), quote(column).replace("%", "%%")  # beside %s placeholders
     cur.execute(f"SELECT a.id, b.id FROM {relation} a JOIN {relation} b "
-                f"ON NOT (CAST(a.{col} AS BINARY) <=> CAST(b.{col} AS BINARY)) LIMIT 1")
+                f"ON NOT (CAST(a.{col} AS BINARY) <=> CAST(b.{col} AS BINARY)) LIMIT 1", ())
     pair = cur.fetchone()
     if pair is None:
         return False

@@ -60,3 +60,7 @@ INSERT INTO archive VALUES (1, 'old'), (2, 'older');
 -- A value of megabytes (its hex form in the dump must still fit the server's 16 MiB max_allowed_packet).
 CREATE TABLE attachments (id INT, body LONGBLOB);
 INSERT INTO attachments VALUES (1, REPEAT('a', 4000000)), (2, REPEAT('b', 100));
+
+-- A '%' in names: never a format placeholder in the queries opsctl builds.
+CREATE TABLE `rates 100%` (id INT, `discount%` DECIMAL(5, 2), `%s` VARCHAR(10));
+INSERT INTO `rates 100%` VALUES (1, 5.00, '%d'), (2, 10.50, '%%');

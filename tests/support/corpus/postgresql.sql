@@ -113,6 +113,13 @@ CREATE TABLE person (email text, name text, id int, born date);
 ALTER TABLE person INHERIT party;
 INSERT INTO party VALUES (1, 'Acme'), (2, 'Globex');
 INSERT INTO person VALUES ('a@example.com', 'Ann', 3, '1990-01-01'), ('b@example.com', 'Ben', 4, NULL);
+-- A column added to the parent after the child got its own: the child holds (id, vat, since),
+-- a restore makes it (id, since, vat).
+CREATE TABLE account (id int);
+CREATE TABLE vendor (vat text) INHERITS (account);
+ALTER TABLE account ADD COLUMN since date;
+INSERT INTO account VALUES (10, '2021-01-01'), (11, NULL);
+INSERT INTO vendor VALUES (1, 'DE123', '2020-01-01'), (2, NULL, NULL);
 
 CREATE TABLE ledger (id int, booked date NOT NULL, amount numeric) PARTITION BY RANGE (booked);
 CREATE TABLE ledger_2025 PARTITION OF ledger FOR VALUES FROM ('2025-01-01') TO ('2026-01-01');
