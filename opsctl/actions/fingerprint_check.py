@@ -22,6 +22,8 @@ class TableCheck:
     """Rows the backup warned the dump tool writes rounded (MariaDB FLOAT): the likely reason for a mismatch."""
     present: bool = True
     """Whether the restored database has the table at all."""
+    in_backup: bool = True
+    """Whether the backup listed the table."""
 
     @property
     def ok(self) -> bool:
@@ -30,9 +32,9 @@ class TableCheck:
     @property
     def problem(self) -> str | None:
         """Why the table fails, in words that name it and never its contents."""
-        if self.rows_actual is None and self.rows_expected is not None:
+        if not self.present:
             return f"table {self.name}: missing from the restored database"
-        if self.rows_expected is None and self.rows_actual is not None and self.fingerprint_match is None:
+        if not self.in_backup:
             return f"table {self.name}: not in the backup"
         if self.rows_expected != self.rows_actual:
             return f"table {self.name}: expected {self.rows_expected} rows, found {self.rows_actual}"
@@ -54,9 +56,9 @@ class TableCheck:
                     "moment (a non-transactional table dumped without a lock, or a virtual table)")
         if self.comparable:
             return None
-        return (f"table {self.name}: row count checked, content not compared: its fingerprint was taken in a way "
-                "this restore cannot reproduce (older opsctl versions hashed internal ids, column order or row "
-                "timestamps that a restore changes); backups made from now on are compared in full")
+        return (f"table {self.name}: row count checked, content not compared: this restore cannot recompute the "
+                "backup's fingerprint the way it was taken (opsctl before 0.2 hashed internal ids, column order or "
+                "row timestamps that a restore changes; or the backup's server hashed in a way this one cannot)")
 
 
 @dataclass(frozen=True)
@@ -100,7 +102,7 @@ def _tables(expected: Census, actual: Census) -> tuple[TableCheck, ...]:
         checks.append(TableCheck(want.name, want.rows if counted else None,
                                  None if got is None else (got.rows if counted else None), match,
                                  None if got is None else got.seconds, comparable, want.rounded, got is not None))
-    checks += [TableCheck(got.name, None, got.rows, None, got.seconds) for got in found.values()]
+    checks += [TableCheck(got.name, None, got.rows, None, got.seconds, in_backup=False) for got in found.values()]
     return tuple(checks)
 
 

@@ -32,13 +32,20 @@ def _against_audit_trail(app: App, result: ReportCheck) -> ReportCheck:
                        "only the audit trail of the policy that wrote it can tell whether it was altered",
                        "run: opsctl --policy FILE report verify REPORT (FILE: the policy that wrote the report)")
     trail = audit_log(Session(app).state_dir)
-    entry = next((e for e in reversed(audit.read(trail)) if isinstance(e.get("details"), dict)
-                  and e["details"].get("report_sha256") == result.sha256), None)
-    if entry is None or entry["details"].get("verdict") != result.verdict:
+    try:
+        entries = audit.read(trail)
+    except OSError as exc:
+        raise BadInput(f"cannot read the audit trail {trail} ({exc.strerror or exc.__class__.__name__})",
+                       "run report verify as the user that runs the backups: the trail is private to it") from None
+    entry = next((e for e in reversed(entries) if isinstance(e.get("details"), dict)
+                  and e["details"].get("report_sha256") == result.sha256
+                  and e["details"].get("verdict") == result.verdict), None)
+    if entry is None:
         return replace(result, intact=False, audit="not recorded", message=(
-            f"ALTERED or foreign: {result.path} matches its own SHA-256, but no {result.verdict} run in the audit "
-            f"trail {trail} recorded that SHA-256. It was edited and re-hashed, or another policy or host wrote it "
-            "(check it with that policy's --policy)"))
+            f"ALTERED or foreign: {result.path} matches its own SHA-256, but no run in the audit trail {trail} "
+            f"recorded that SHA-256 with the verdict {result.verdict}. It was edited and re-hashed, or another policy "
+            "or host wrote it (check it with that policy's --policy), or the trail lost that run's line "
+            "(truncated or replaced: the run then warned that it could not write it)"))
     return replace(result, audit="recorded", message=f"{result.message}; the audit trail recorded it "
                                                      f"({entry.get('command')} on {entry.get('time')} by "
                                                      f"{entry.get('user')}@{entry.get('host')})")

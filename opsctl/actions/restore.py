@@ -158,13 +158,19 @@ def _verify(source: Source, staging: str, manifest: Manifest, located: Located, 
                                  "with --target")
         rest = len(comparison.tables) - comparison.proven
         if rest:
-            return (f"yes: {comparison.proven} tables equal the backup value by value; {rest} by row count or "
-                    f"presence only{' (' + '; '.join(comparison.notes) + ')' if comparison.notes else ''}")
-        return f"yes: all {len(comparison.tables)} tables equal the backup, value by value"
+            shown = "; ".join(comparison.notes[:3]) + (f"; and {len(comparison.notes) - 3} more"
+                                                       if len(comparison.notes) > 3 else "")
+            return (f"yes: {_tables(comparison.proven)} equal the backup value by value; {_tables(rest)} by row "
+                    f"count or presence only{f' ({shown})' if shown else ''}")
+        return f"yes: all {_tables(len(comparison.tables))} equal the backup, value by value"
     if not verify:  # the dump's SHA-256 was checked on the way in; counting every table would add minutes
         return "no (--no-verify): only the dump's SHA-256 and size were checked; run opsctl verify later"
     check_row_counts(manifest, source.table_stats(staging))
     return "row counts only: this snapshot predates opsctl's fingerprints"
+
+
+def _tables(count: int) -> str:
+    return f"{count} table" + ("" if count == 1 else "s")
 
 
 def refuse_unsafe(destination: Destination, source: Source, request: RestoreRequest) -> None:

@@ -13,6 +13,7 @@ for a system-versioned table's row start/end, which no restore brings back.
 
 from __future__ import annotations
 
+import logging
 from typing import Iterable
 
 import pymysql
@@ -21,6 +22,7 @@ from opsctl.manifest import TableStats
 from opsctl.sources.census import TableHash
 from opsctl.sources.mysql_client import quote
 
+log = logging.getLogger(__name__)
 VALUES = "mysql-values-1"
 """Every column but row start/end, FLOAT by its exact value."""
 UNREPRODUCIBLE = "mysql-legacy-unreproducible"
@@ -40,6 +42,8 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
         return TableHash(cur.fetchone()[0], None, UNREPRODUCIBLE)
     values = ", ".join(_value(column, kind, method) for column, kind, period in columns if not period)
     # The salt is hex (checked when the manifest is read): inlined, so a '%' in a name is never a placeholder.
+    if not all(c in "0123456789abcdef" for c in salt):
+        raise ValueError("the fingerprint salt must be hex")
     row_hash = f"CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, '{salt}', {values})), 1, 15), 16, 10) AS UNSIGNED)"
     floats = [quote(column) for column, kind, _ in columns if kind == "float"]
     try:
@@ -48,6 +52,9 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
     except pymysql.err.ProgrammingError:  # CAST(... AS FLOAT) is MariaDB 10.4.5+ / MySQL 8.0.17+
         if not floats:
             raise
+        log.warning("table %s: this server cannot tell whether mariadb-dump rounds its FLOAT values (that needs "
+                    "MariaDB 10.4.5+ or MySQL 8.0.17+); if verification later reports the table, store them as "
+                    "DOUBLE or DECIMAL", name)
         cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), 0 FROM {relation}")
     rows, hash_sum, rounded_rows = cur.fetchone()
     return TableHash(rows, str(hash_sum), method, int(rounded_rows))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections import defaultdict
 from typing import Iterator, Mapping
@@ -10,7 +11,7 @@ import psycopg
 
 from opsctl.manifest import Census, TableStats
 from opsctl.sources import census, pg_fingerprint
-from opsctl.sources.pg_client import TABLES, table_stats
+from opsctl.sources.pg_client import TABLES, fixed_search_path, table_stats
 
 _USER_SCHEMA = """n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"""
@@ -85,8 +86,9 @@ def inventory(conn: psycopg.Connection) -> dict[str, list[str]]:
     ("public") is set, so a role's own search_path changes no name.
     """
     found: dict[str, list[str]] = defaultdict(list)
-    conn.execute("SELECT set_config('search_path', 'public', true)")
-    for kind, name in conn.execute(_INVENTORY).fetchall():
+    with fixed_search_path(conn, "public"):
+        rows = conn.execute(_INVENTORY).fetchall()
+    for kind, name in rows:
         found[kind].append(name)
     return {kind: sorted(names) for kind, names in sorted(found.items())}
 
@@ -104,5 +106,5 @@ def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None]
 
 def _major(version: str | None) -> int | None:
     """15 of "15.18 (Debian 15.18-0+deb12u1)"; None when unknown."""
-    head = (version or "").split(".")[0].split(" ")[0]
-    return int(head) if head.isdigit() else None
+    found = re.match(r"\d+", version or "")  # also "13beta1", "16devel"
+    return int(found.group()) if found else None

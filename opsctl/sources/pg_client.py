@@ -93,6 +93,15 @@ class PgServer:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+@contextmanager
+def fixed_search_path(conn: psycopg.Connection, path: str) -> Iterator[None]:
+    """A fixed search_path for the queries in the block: type and reg* names print by it, whatever the role's."""
+    previous = conn.execute("SHOW search_path").fetchone()[0]
+    conn.execute("SELECT set_config('search_path', %s, true)", (path,))
+    yield  # no finally: after a failed query the transaction is over, and so is the setting
+    conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
+
+
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 

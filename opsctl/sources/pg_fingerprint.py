@@ -16,13 +16,11 @@ restore, and says so.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 import psycopg
 from psycopg import sql
 
 from opsctl.sources.census import TableHash
+from opsctl.sources.pg_client import fixed_search_path
 
 VALUES = "pg-values-1"
 """hash_record_extended over the columns' values (PostgreSQL 14 and later)."""
@@ -94,18 +92,9 @@ def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, met
         row_hash = sql.SQL("hash_record_extended({}, {})").format(values, sql.Literal(_seed(salt)))
     else:
         row_hash = _md5_hash(sql.SQL("{}::text").format(values), salt)
-    with _search_path(conn, "pg_catalog"):  # reg* values print schema-qualified, whatever the role's path
+    with fixed_search_path(conn, "pg_catalog"):  # reg* values print schema-qualified, whatever the role's path
         rows, hash_sum = conn.execute(_sum_query(row_hash, relation)).fetchone()
     return TableHash(rows, hash_sum, method)
-
-
-@contextmanager
-def _search_path(conn: psycopg.Connection, path: str) -> Iterator[None]:
-    """The text of reg* values depends on the search_path: a fixed one, for the queries in the block."""
-    previous = conn.execute("SHOW search_path").fetchone()[0]
-    conn.execute("SELECT set_config('search_path', %s, true)", (path,))
-    yield  # no finally: after a failed query the transaction is over, and so is the setting
-    conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
 
 
 def _column_values(conn: psycopg.Connection, rel: int) -> list[sql.Composable]:
@@ -125,7 +114,7 @@ def _column_values(conn: psycopg.Connection, rel: int) -> list[sql.Composable]:
 def _legacy(conn: psycopg.Connection, relation: sql.Composable, rel: int, salt: str,
             backup_major: int | None) -> TableHash:
     """The whole-row hash of older backups; refused where it depended on catalog OIDs or the column order."""
-    with _search_path(conn, "public"):  # the default path, under which old backups hashed reg* text
+    with fixed_search_path(conn, "public"):  # the default path, under which old backups hashed reg* text
         found = _legacy_hash(conn, relation, salt, backup_major)
     if found is None:
         return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)

@@ -49,6 +49,10 @@ def test_a_table_hashed_in_a_way_the_restore_cannot_repeat_passes_on_its_row_cou
     assert found.ok and found.proven == 1
     assert found.notes[0].startswith("table t: row count checked, content not compared")
     assert found.notes[1].startswith("table m: only its presence was checked")
+    extra = compare(backup, census(tables=(*restored.tables, TableStats("v", None))))
+    assert extra.problems == ("table v: not in the backup",)
+    gone = compare(backup, census(tables=restored.tables[:2]))
+    assert gone.problems == ("table m: missing from the restored database",)
     moved = compare(backup, census(tables=(TableStats("t", 1, None, method="pg-legacy-unreproducible"),
                                            TableStats("u", 0, "bb"), TableStats("m", None))))
     assert moved.problems == ("table t: expected 2 rows, found 1",)
