@@ -46,6 +46,8 @@ class TableStats:
     """How the rows were hashed (engine-specific name); None: as opsctl did before it recorded methods."""
     rounded: int = 0
     """Rows holding a value the dump tool writes with fewer digits than stored (MariaDB FLOAT): no restore is exact."""
+    widest_row: int = 0
+    """Bytes of the table's largest row (MariaDB): its INSERT must fit the restore server's max_allowed_packet."""
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ class TableHash:
     hash_sum: int | str | None
     method: str | None
     rounded: int = 0
+    widest_row: int = 0
 
 
 def table(name: str, salt: str, found: TableHash, started: float) -> TableStats:
@@ -45,7 +46,7 @@ def table(name: str, salt: str, found: TableHash, started: float) -> TableStats:
     return TableStats(name=name, rows=found.rows,
                       fingerprint=fingerprint(salt, found.rows, found.hash_sum) if taken else None,
                       seconds=round(time.monotonic() - started, 3), method=found.method if salt else None,
-                      rounded=found.rounded)
+                      rounded=found.rounded, widest_row=found.widest_row)
 
 
 def counts_only(tables: tuple[TableStats, ...]) -> Census:

@@ -77,8 +77,8 @@ class MySQLSource:
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         tables = base_tables(cur, self.database)
-        cur.execute("SELECT VERSION()")
-        version = cur.fetchone()[0]
+        cur.execute("SELECT VERSION(), @@max_allowed_packet")  # before the count thread takes this session
+        version, max_packet = cur.fetchone()
         unsafe = [name for name, engine in tables if engine.lower() not in TRANSACTIONAL_ENGINES]
         token = f"opsctl-{secrets.token_hex(8)}"
         salt = new_salt()
@@ -92,6 +92,7 @@ class MySQLSource:
         dump = MySQLDump(self.server, self.database, proc, counts, plan, version,
                          database_properties(cur, self.database), lock)
         dump.warnings = self._warnings(unsafe, tables)
+        dump.max_packet = max_packet
         if not self._lock_all:
             lock.release_when_seen(token, proc)
         try:

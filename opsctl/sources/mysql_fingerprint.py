@@ -46,8 +46,9 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
         raise ValueError("the fingerprint salt must be hex")
     row_hash = f"CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, '{salt}', {values})), 1, 15), 16, 10) AS UNSIGNED)"
     floats = [quote(column) for column, kind, _ in columns if kind == "float"]
+    widest = "COALESCE(MAX(" + " + ".join(f"COALESCE(LENGTH({quote(c)}), 0)" for c, _, _ in columns) + "), 0)"
     try:
-        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), COALESCE(SUM({_rounded(floats)}), 0) "
+        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), {widest}, COALESCE(SUM({_rounded(floats)}), 0) "
                     f"FROM {relation}")
     except pymysql.err.ProgrammingError:  # CAST(... AS FLOAT) is MariaDB 10.4.5+ / MySQL 8.0.17+
         if not floats:
@@ -55,9 +56,9 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
         log.warning("table %s: this server cannot tell whether mariadb-dump rounds its FLOAT values (that needs "
                     "MariaDB 10.4.5+ or MySQL 8.0.17+); if verification later reports the table, store them as "
                     "DOUBLE or DECIMAL", name)
-        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), 0 FROM {relation}")
-    rows, hash_sum, rounded_rows = cur.fetchone()
-    return TableHash(rows, str(hash_sum), method, int(rounded_rows))
+        cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), {widest}, 0 FROM {relation}")
+    rows, hash_sum, widest_row, rounded_rows = cur.fetchone()
+    return TableHash(rows, str(hash_sum), method, int(rounded_rows), int(widest_row))
 
 
 def _rounded(floats: list[str]) -> str:
@@ -71,6 +72,20 @@ def rounding_warnings(database: str, tables: Iterable[TableStats]) -> tuple[str,
                  "than mariadb-dump writes (6 significant digits), so any restore of this backup brings them back "
                  "rounded and verification reports the table. Store such values as DOUBLE or DECIMAL."
                  for t in tables if t.rounded)
+
+
+def packet_warnings(database: str, tables: Iterable[TableStats], max_packet: int) -> tuple[str, ...]:
+    """One warning per table with a row whose INSERT in the dump (blobs in hex: twice their size) exceeds the packet."""
+    return tuple(f"database {database}, table {t.name}: its largest row is {t.widest_row / 2**20:.1f} MiB, so its "
+                 f"INSERT in the dump is about {_needed(t.widest_row) / 2**20:.0f} MiB, more than this server's "
+                 f"max_allowed_packet ({max_packet / 2**20:.0f} MiB): a restore fails unless the restore server "
+                 f"allows it first: SET GLOBAL max_allowed_packet = {_needed(t.widest_row)};"
+                 for t in tables if max_packet and _needed(t.widest_row) > max_packet)
+
+
+def _needed(widest_row: int) -> int:
+    """Bytes a row's INSERT statement can take: hex doubles it, and the statement adds a little."""
+    return 2 * widest_row + 64 * 1024
 
 
 def _value(column: str, kind: str, method: str | None) -> str:

@@ -31,7 +31,7 @@ from opsctl.manifest import Census, DumpFacts
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DumpFailed
 from opsctl.sources.mysql_census import take_census
-from opsctl.sources.mysql_fingerprint import rounding_warnings
+from opsctl.sources.mysql_fingerprint import packet_warnings, rounding_warnings
 from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer
 
 log = logging.getLogger(__name__)
@@ -140,6 +140,8 @@ class MySQLDump(CountedDump):
     def __init__(self, server: MySQLServer, database: str, proc: subprocess.Popen, conn, plan: CountPlan,
                  version: str, properties: dict[str, str], lock: CommitLock) -> None:
         self.warnings: tuple[str, ...] = ()
+        self.max_packet = 0
+        """The server's max_allowed_packet: a restore onto it refuses larger statements (0: unknown)."""
         self._server = server
         self._conn = conn
         self._version = version
@@ -163,7 +165,8 @@ class MySQLDump(CountedDump):
         super()._check(code)
 
     def _facts(self, found: Census) -> DumpFacts:
-        warnings = self.warnings + rounding_warnings(self.database, found.tables)
+        warnings = self.warnings + rounding_warnings(self.database, found.tables) \
+            + packet_warnings(self.database, found.tables, self.max_packet)
         return DumpFacts.of(found, engine="mysql", database=self.database, dump_format=DUMP_FORMAT,
                             server_version=self._version, properties=self.properties, warnings=warnings)
 

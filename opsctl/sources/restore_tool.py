@@ -13,6 +13,14 @@ from opsctl.sources.redact import redact_tool_output
 log = logging.getLogger(__name__)
 
 
+# Tool errors with a known remedy: a marker in the tool's stderr -> what to do.
+_REMEDIES = {
+    "ERROR 1153": "a statement of the dump (one row, blobs in hex) is larger than this server's max_allowed_packet; "
+                  "raise it (SET GLOBAL max_allowed_packet = 1073741824;) and run the restore again. Nothing was "
+                  "changed at the destination",
+}
+
+
 def run_restore_tool(argv: list[str], env: dict[str, str], chunks: Iterable[bytes], failure: str,
                      pass_fds: tuple[int, ...] = ()) -> None:
     """Stream chunks to the tool's stdin; RestoreFailed (`failure` plus its redacted stderr) if it fails."""
@@ -23,4 +31,7 @@ def run_restore_tool(argv: list[str], env: dict[str, str], chunks: Iterable[byte
         err = StreamTail(proc.stderr)
         feed(proc, chunks)
         if proc.wait() != 0:
-            raise RestoreFailed(f"{failure}:\n{redact_tool_output(err.text())}", "nothing was changed at the destination")
+            said = err.text()
+            hint = next((remedy for marker, remedy in _REMEDIES.items() if marker in said),
+                        "nothing was changed at the destination")
+            raise RestoreFailed(f"{failure}:\n{redact_tool_output(said)}", hint)
