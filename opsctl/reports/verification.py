@@ -67,7 +67,7 @@ def _target(result) -> dict:
 
 def _fingerprint_word(table) -> str:
     if not table.comparable:
-        return "row count only (older backup)"
+        return "row count only (not comparable)"
     return {True: "match", False: "MISMATCH", None: "not compared"}[table.fingerprint_match]
 
 

@@ -47,9 +47,8 @@ def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...
         cur.execute("SET SESSION time_zone = '+00:00'")
         cur.execute("SET SESSION sql_mode = TRIM(BOTH ',' FROM REPLACE(CONCAT(',', @@SESSION.sql_mode, ','), "
                     "',PAD_CHAR_TO_FULL_LENGTH,', ','))")
-    methods = methods or {}
     found = [TableStats(name=name, rows=None) if name in uncounted
-             else _table(cur, database, name, salt, methods.get(name, mysql_fingerprint.VALUES)) for name in tables]
+             else _table(cur, database, name, salt, methods) for name in tables]
     if not salt:
         return census.counts_only(tuple(found))
     return Census(tables=tuple(found), schema=inventory(cur, database), values=dict(sequences), salt=salt)
@@ -64,9 +63,12 @@ def inventory(cur, database: str) -> dict[str, list[str]]:
     return {kind: sorted(names) for kind, names in sorted(found.items())}
 
 
-def _table(cur, database: str, name: str, salt: str, method: str | None) -> TableStats:
+def _table(cur, database: str, name: str, salt: str, methods: Mapping[str, str | None] | None) -> TableStats:
+    """At backup (no methods) hashed the current way and measured; at a restore, as the backup did."""
     started = time.monotonic()
     if not salt:
         cur.execute(f"SELECT count(*) FROM {quote(database)}.{quote(name)}")
         return census.table(name, salt, TableHash(cur.fetchone()[0], None, None), started)
-    return census.table(name, salt, mysql_fingerprint.hash_table(cur, database, name, salt, method), started)
+    method = (methods or {}).get(name, mysql_fingerprint.VALUES)
+    found = mysql_fingerprint.hash_table(cur, database, name, salt, method, measure=methods is None)
+    return census.table(name, salt, found, started)

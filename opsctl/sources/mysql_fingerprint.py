@@ -31,8 +31,11 @@ _COLUMNS = ("SELECT COLUMN_NAME, DATA_TYPE, IFNULL(GENERATION_EXPRESSION IN ('RO
             "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION")
 
 
-def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> TableHash:
-    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded)."""
+def hash_table(cur, database: str, name: str, salt: str, method: str | None, measure: bool = True) -> TableHash:
+    """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded).
+
+    `measure` (at backup) also counts the rows whose FLOAT the dump rounds and finds the widest row.
+    """
     relation = f"{quote(database)}.{quote(name)}"
     cur.execute(_COLUMNS, (database, name))
     columns = [(column, kind.lower(), bool(period)) for column, kind, period in cur.fetchall()]
@@ -45,8 +48,9 @@ def hash_table(cur, database: str, name: str, salt: str, method: str | None) -> 
     if not all(c in "0123456789abcdef" for c in salt):
         raise ValueError("the fingerprint salt must be hex")
     row_hash = f"CAST(CONV(SUBSTR(MD5(CONCAT_WS(0x1f, '{salt}', {values})), 1, 15), 16, 10) AS UNSIGNED)"
-    floats = [quote(column) for column, kind, _ in columns if kind == "float"]
-    widest = "COALESCE(MAX(" + " + ".join(f"COALESCE(LENGTH({quote(c)}), 0)" for c, _, _ in columns) + "), 0)"
+    floats = [quote(column) for column, kind, _ in columns if kind == "float"] if measure else []
+    widest = "COALESCE(MAX(" + " + ".join(f"COALESCE(LENGTH({quote(c)}), 0)" for c, _, _ in columns) + "), 0)" \
+        if measure else "0"
     try:
         cur.execute(f"SELECT count(*), COALESCE(SUM({row_hash}), 0), {widest}, COALESCE(SUM({_rounded(floats)}), 0) "
                     f"FROM {relation}")

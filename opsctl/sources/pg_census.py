@@ -99,7 +99,7 @@ def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None]
     current = pg_fingerprint.default_method(conn)
     for schema, table in conn.execute(TABLES).fetchall():
         started, name = time.monotonic(), f"{schema}.{table}"
-        method = methods.get(name, current) if methods is not None else current
+        method = (methods or {}).get(name, current)
         found = pg_fingerprint.hash_table(conn, schema, table, salt, method, backup_major)
         yield census.table(name, salt, found, started)
 

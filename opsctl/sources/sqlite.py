@@ -44,9 +44,13 @@ def _count(conn: sqlite3.Connection, name: str) -> int | None:
     try:
         return conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0]
     except sqlite3.OperationalError as exc:
-        if "no such module" not in str(exc):
+        if not _module_missing(exc):
             raise
         return None
+
+
+def _module_missing(exc: sqlite3.OperationalError) -> bool:
+    return "no such module" in str(exc)
 
 
 def take_census(conn: sqlite3.Connection, salt: str) -> Census:
@@ -79,9 +83,9 @@ def _fingerprint(conn: sqlite3.Connection, name: str, salt: str) -> TableStats:
             hash_sum += int.from_bytes(digest[:8], "big")
             rows += 1
     except sqlite3.OperationalError as exc:
-        if "no such module" not in str(exc):
+        if not _module_missing(exc):
             raise
-        return TableStats(name=name, rows=None)  # a virtual table of an extension this Python lacks: its rows live in shadow tables
+        return TableStats(name=name, rows=None)  # its rows live in its shadow tables, which are fingerprinted
     return census.table(name, salt, census.TableHash(rows, hash_sum, None), started)
 
 

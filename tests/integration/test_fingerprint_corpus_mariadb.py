@@ -12,7 +12,7 @@ from contextlib import closing
 
 from opsctl.actions.fingerprint_check import compare
 from opsctl.manifest import Census, TableStats
-from opsctl.sources import mysql_census, mysql_fingerprint
+from opsctl.sources import mysql_census
 from opsctl.sources.mysql_client import base_tables
 from tests.conftest import MY_USER, write_mysql_policy
 from tests.support.corpus import mariadb as corpus
@@ -69,7 +69,7 @@ def test_every_column_catches_one_changed_value(mariadb_server, my_database):
 
         def fingerprint(table: str) -> str | None:
             with conn.cursor() as cur:
-                return mysql_census._table(cur, copy, table, SALT, mysql_fingerprint.VALUES).fingerprint
+                return mysql_census._table(cur, copy, table, SALT, None).fingerprint  # hashed as at backup
 
         assert corpus.unseen_changes(conn, copy, fingerprint) == []
 
