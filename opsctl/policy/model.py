@@ -132,7 +132,7 @@ class ServerDatabase(Strict):
         return names
 
 
-class PostgresDatabase(ServerDatabase):
+class PostgresConfig(ServerDatabase):
     engine: Literal["postgresql"]
     port: int = Field(5432, ge=1, le=65535, description="server TCP port")
     lock_wait_timeout: Duration = Field(
@@ -140,7 +140,7 @@ class PostgresDatabase(ServerDatabase):
     )
 
 
-class MySQLDatabase(ServerDatabase):
+class MySQLConfig(ServerDatabase):
     engine: Literal["mysql"]
     port: int = Field(3306, ge=1, le=65535, description="server TCP port")
     lock_wait_timeout: Duration = Field(
@@ -151,13 +151,13 @@ class MySQLDatabase(ServerDatabase):
     )
 
 
-class SQLiteDatabase(Strict):
+class SQLiteConfig(Strict):
     engine: Literal["sqlite"]
     path: PolicyPath = Field(..., description="the SQLite database file")
     name: Name | None = Field(None, description="name used in snapshots; defaults to the file name without suffix")
 
     @model_validator(mode="after")
-    def _usable_name(self) -> "SQLiteDatabase":
+    def _usable_name(self) -> "SQLiteConfig":
         if self.name is None and not is_valid_name(self.path.stem):
             raise ValueError(f"the file name '{self.path.stem}' cannot name snapshots; set name: to {NAME_RULE}")
         return self
@@ -168,7 +168,7 @@ class SQLiteDatabase(Strict):
 
 
 Database = Annotated[
-    Union[PostgresDatabase, MySQLDatabase, SQLiteDatabase], Field(discriminator="engine")
+    Union[PostgresConfig, MySQLConfig, SQLiteConfig], Field(discriminator="engine")
 ]
 
 
@@ -192,18 +192,18 @@ class Retention(Strict):
 DEFAULT_RETENTION = Retention(keep_daily=7, keep_weekly=5, keep_monthly=12)
 
 
-class TargetBase(Strict):
+class TargetConfigBase(Strict):
     name: Name = Field(..., description="a short unique name for this target, e.g. local or offsite")
     offsite: bool = Field(False, description="true for the copy that survives losing the site (S3, a remote NAS)")
     retention: Retention | None = Field(None, description="keep-rules for this target; default: the policy's")
 
 
-class LocalTarget(TargetBase):
+class LocalTargetConfig(TargetConfigBase):
     kind: Literal["local"]
     path: PolicyPath = Field(..., description="the folder that holds the restic repository")
 
 
-class MountTarget(TargetBase):
+class MountTargetConfig(TargetConfigBase):
     kind: Literal["mount"]
     path: PolicyPath = Field(..., description="the repository folder on a mounted NAS share")
     require_mountpoint: bool = Field(True, description="refuse to write when the share is not mounted")
@@ -214,7 +214,7 @@ _SSH_WORD = r"^[^\s'\"\\]+$"
 _SSH_WORD_RULE = "no spaces, quotes or backslashes (restic passes it inside one ssh command line)"
 
 
-class SftpTarget(TargetBase):
+class SftpTargetConfig(TargetConfigBase):
     kind: Literal["sftp"]
     host: str = Field(..., pattern=r"^[A-Za-z0-9._:\[\]-]+$", description="the NAS host name or address")
     port: int = Field(22, ge=1, le=65535)
@@ -244,7 +244,7 @@ class S3Credentials(Strict):
         return self
 
 
-class S3Target(TargetBase):
+class S3TargetConfig(TargetConfigBase):
     kind: Literal["s3"]
     endpoint: str = Field(
         ..., pattern=r"^https?://[^/@\s]+(/[^@\s]*)?$",
@@ -258,7 +258,7 @@ class S3Target(TargetBase):
 
 
 Target = Annotated[
-    Union[LocalTarget, MountTarget, SftpTarget, S3Target], Field(discriminator="kind")
+    Union[LocalTargetConfig, MountTargetConfig, SftpTargetConfig, S3TargetConfig], Field(discriminator="kind")
 ]
 
 

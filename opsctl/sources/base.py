@@ -56,7 +56,7 @@ class Source(Protocol):
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """Restore a dump stream into the staging place."""
 
-    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+    def row_counts(self, staging: str) -> tuple[TableStats, ...]:
         """Row counts of every table in the staging place."""
 
     def census(self, staging: str, expected: DumpFacts) -> Census:

@@ -3,6 +3,12 @@
 A table's fingerprint is a multiset hash: the sum of a 64-bit hash of each row, so row order does not
 matter and a lost duplicate row changes it. The sum is salted per backup and hashed again, so a
 fingerprint never reveals a row, even of a one-row table, to someone without the salt.
+
+Vocabulary: a *census* (`Census`, made by `take_census`) is the whole measurement of a database in one
+snapshot: per table a `TableStats` (rows, fingerprint, how it was hashed), the schema inventory, and
+values such as sequences. *Row counts* (`row_counts`, `counts_only`) are a census without fingerprints.
+A *fingerprint* is one table's salted row-hash sum. `DumpFacts` (the manifest's "facts") is a census
+plus the dump's description; a `CensusPlan` says what a MariaDB census measures.
 """
 
 from __future__ import annotations

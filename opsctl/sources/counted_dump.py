@@ -13,54 +13,54 @@ from opsctl.sources.redact import redact_tool_output
 
 
 class CountedDump:
-    """A running dump tool, with `count` running on a thread; subclasses say how to cancel and describe it."""
+    """A running dump tool, with `take_census` running on a thread; subclasses say how to cancel and describe it."""
 
     tool_name = "the dump tool"
-    count_hint = "the backup user needs SELECT on every table"
+    census_hint = "the backup user needs SELECT on every table"
 
-    def __init__(self, database: str, proc: subprocess.Popen, count: Callable[[], Census],
+    def __init__(self, database: str, proc: subprocess.Popen, take_census: Callable[[], Census],
                  properties: dict[str, str]) -> None:
         self.database = database
         self.properties = properties
         self.facts: DumpFacts | None = None
         self._proc = proc
-        self._stats: Census | Exception = Census(tables=())
-        self._counter = threading.Thread(target=self._count, args=(count,), daemon=True)
-        self._counter.start()
+        self._census: Census | Exception = Census(tables=())
+        self._census_thread = threading.Thread(target=self._take_census, args=(take_census,), daemon=True)
+        self._census_thread.start()
         self._stderr = StreamTail(proc.stderr)
         widen_pipe(proc.stdout)
 
-    def _count(self, count: Callable[[], Census]) -> None:
+    def _take_census(self, take_census: Callable[[], Census]) -> None:
         try:
-            self._stats = count()
+            self._census = take_census()
         except Exception as exc:  # reported when the dump ends
-            self._stats = exc
+            self._census = exc
 
     def chunks(self) -> Iterator[bytes]:
         yield from read_chunks(self._proc.stdout)
         code = self._proc.wait()
-        self._counter.join()
+        self._census_thread.join()
         self._check(code)
-        self.facts = self._facts(self._stats)
+        self.facts = self._facts(self._census)
 
     def abort(self) -> None:
         """Stop counting rows when the dump ended early (its session is about to close)."""
-        if self._counter.is_alive():
-            self._cancel_count()
-            self._counter.join(timeout=10)
+        if self._census_thread.is_alive():
+            self._cancel_census()
+            self._census_thread.join(timeout=10)
 
     def _check(self, code: int) -> None:
         """Counts first: a failed count session can also be why the dump tool lost its snapshot."""
-        if isinstance(self._stats, Exception):
+        if isinstance(self._census, Exception):
             raise DumpFailed(f"reading the row counts of database {self.database} failed: "
-                             f"{redact_tool_output(str(self._stats))}",
-                             f"{self.count_hint}; no snapshot was kept from this run")
+                             f"{redact_tool_output(str(self._census))}",
+                             f"{self.census_hint}; no snapshot was kept from this run")
         if code != 0:
             detail = redact_tool_output(self._stderr.text()) or f"exit status {code}"
             raise DumpFailed(f"{self.tool_name} of database {self.database} failed: {detail}",
                              "no snapshot was kept from this run; fix the cause and run the backup again")
 
-    def _cancel_count(self) -> None:
+    def _cancel_census(self) -> None:
         raise NotImplementedError
 
     def _facts(self, found: Census) -> DumpFacts:

@@ -27,7 +27,7 @@ from opsctl.sources.mysql_client import (NO_PRIVILEGE, TRANSACTIONAL_ENGINES, My
                                          create_database_sql, database_exists, database_properties, has_objects,
                                          is_oracle_mysqldump, names_of, quote, read_triggers, create_triggers,
                                          tool, tool_environment, Trigger)
-from opsctl.sources.mysql_snapshot import CommitLock, CountPlan, MySQLDump
+from opsctl.sources.mysql_snapshot import CensusPlan, CommitLock, MySQLDump
 from opsctl.sources.redact import redact_tool_output
 from opsctl.sources.restore_tool import run_restore_tool
 
@@ -82,8 +82,8 @@ class MySQLSource:
         unsafe = [name for name, engine in tables if engine.lower() not in TRANSACTIONAL_ENGINES]
         token = f"opsctl-{secrets.token_hex(8)}"
         salt = new_salt()
-        plan = CountPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe),
-                         salt, sequence_values(cur, self.database) if salt else {})
+        plan = CensusPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe),
+                          salt, sequence_values(cur, self.database) if salt else {})
         with self.server.defaults_file() as fd:
             argv = self._dump_argv(fd, token)
             log.debug("running %s", " ".join(argv))
@@ -156,7 +156,7 @@ class MySQLSource:
                     f"--database={staging}"]
             run_restore_tool(argv, tool_environment(), chunks, f"loading the dump into {staging} failed", (fd,))
 
-    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+    def row_counts(self, staging: str) -> tuple[TableStats, ...]:
         with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
             return count_rows(cur, staging, [name for name, _ in base_tables(cur, staging)])
 
@@ -166,8 +166,8 @@ class MySQLSource:
             with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
                 tables = [name for name, _ in base_tables(cur, staging)]
-                return CountPlan(staging, tuple(tables), (), expected.fingerprint_salt, sequence_values(cur, staging),
-                                 expected.census.methods()).count(cur)
+                return CensusPlan(staging, tuple(tables), (), expected.fingerprint_salt, sequence_values(cur, staging),
+                                  expected.census.methods()).take(cur)
         except pymysql.err.MySQLError as exc:  # the server's text may quote a value: only its code is shown
             raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
                                 f"{self.server.user} needs SELECT on every table it restored") from None

@@ -116,7 +116,7 @@ class CommitLock:
 
 
 @dataclass(frozen=True)
-class CountPlan:
+class CensusPlan:
     """Which tables to count and fingerprint in the snapshot; tables dumped without a lock are listed uncounted."""
 
     database: str
@@ -127,7 +127,7 @@ class CountPlan:
     methods: dict[str, str | None] | None = None
     """Table -> how its backup fingerprint was taken (a restore's census); None: the current way."""
 
-    def count(self, cur) -> Census:
+    def take(self, cur) -> Census:
         return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt, self.sequences,
                            self.methods)
 
@@ -137,7 +137,7 @@ class MySQLDump(CountedDump):
 
     tool_name = "mariadb-dump"
 
-    def __init__(self, server: MySQLServer, database: str, proc: subprocess.Popen, conn, plan: CountPlan,
+    def __init__(self, server: MySQLServer, database: str, proc: subprocess.Popen, conn, plan: CensusPlan,
                  version: str, properties: dict[str, str], lock: CommitLock) -> None:
         self.warnings: tuple[str, ...] = ()
         self.max_packet = 0
@@ -146,9 +146,9 @@ class MySQLDump(CountedDump):
         self._conn = conn
         self._version = version
         self._lock = lock
-        super().__init__(database, proc, lambda: _count_in(conn, plan), properties)
+        super().__init__(database, proc, lambda: _census_in(conn, plan), properties)
 
-    def _cancel_count(self) -> None:
+    def _cancel_census(self) -> None:
         """pymysql cannot cancel a running query itself: KILL QUERY from a second session."""
         try:
             with closing(self._server.connect()) as conn, conn.cursor() as cur:
@@ -171,6 +171,6 @@ class MySQLDump(CountedDump):
                             server_version=self._version, properties=self.properties, warnings=warnings)
 
 
-def _count_in(conn, plan: CountPlan) -> Census:
+def _census_in(conn, plan: CensusPlan) -> Census:
     with conn.cursor() as cur:
-        return plan.count(cur)
+        return plan.take(cur)

@@ -11,7 +11,7 @@ import psycopg
 
 from opsctl.manifest import Census, TableStats
 from opsctl.sources import census, pg_fingerprint
-from opsctl.sources.pg_client import TABLES, fixed_search_path, table_stats
+from opsctl.sources.pg_client import TABLES, fixed_search_path, row_counts
 
 _USER_SCHEMA = """n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"""
@@ -70,7 +70,7 @@ def take_census(conn: psycopg.Connection, salt: str, sequences: dict[str, int | 
     restore hash each table as its backup did; without them, every table is hashed the current way.
     """
     if not salt:
-        return census.counts_only(table_stats(conn))
+        return census.counts_only(row_counts(conn))
     for statement in _SETTINGS:
         conn.execute(statement)
     tables = tuple(_scan(conn, salt, methods, _major(backup_version)))

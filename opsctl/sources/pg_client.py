@@ -114,7 +114,7 @@ def tool(name: str) -> str:
     return found
 
 
-def table_stats(conn: psycopg.Connection) -> tuple[TableStats, ...]:
+def row_counts(conn: psycopg.Connection) -> tuple[TableStats, ...]:
     """Exact row counts of every user table, read in the connection's current transaction."""
     stats = []
     for schema, table in conn.execute(TABLES).fetchall():

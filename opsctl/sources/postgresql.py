@@ -21,7 +21,7 @@ from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMi
                                    RestoreFailed)
 from opsctl.sources.pg_census import sequence_values, take_census
 from opsctl.sources.pg_client import (PgServer, create_database_sql, database_properties, has_user_relations,
-                                      table_stats, tool)
+                                      row_counts, tool)
 from opsctl.sources.restore_tool import run_restore_tool
 
 log = logging.getLogger(__name__)
@@ -114,9 +114,9 @@ class PostgresSource:
         with self.server.tool_environment(staging) as env:
             run_restore_tool(argv, env, chunks, f"pg_restore into {staging} failed")
 
-    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+    def row_counts(self, staging: str) -> tuple[TableStats, ...]:
         with self.server.connect(staging) as conn:
-            return table_stats(conn)
+            return row_counts(conn)
 
     def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored database, each table hashed as its backup was."""
@@ -207,11 +207,11 @@ class PgDump(CountedDump):
                  properties: dict[str, str], salt: str, sequences: dict):
         self._conn = conn
         self._version = version
-        self.count_hint = (f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
-                           f"{source.server.user})")
+        self.census_hint = (f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "
+                            f"{source.server.user})")
         super().__init__(source.database, proc, lambda: take_census(conn, salt, sequences), properties)
 
-    def _cancel_count(self) -> None:
+    def _cancel_census(self) -> None:
         self._conn.cancel()
 
     def _facts(self, found: Census) -> DumpFacts:

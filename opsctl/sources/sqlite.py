@@ -35,7 +35,7 @@ def _open(path: Path, private: bool = False) -> sqlite3.Connection:
     return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
 
 
-def table_stats(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
+def row_counts(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
     return tuple(TableStats(name=name, rows=_count(conn, name)) for name in _table_names(conn))
 
 
@@ -56,7 +56,7 @@ def _module_missing(exc: sqlite3.OperationalError) -> bool:
 def take_census(conn: sqlite3.Connection, salt: str) -> Census:
     """Counts and fingerprints of every table (hashed here, row by row), the schema inventory and sequences."""
     if not salt:
-        return census.counts_only(table_stats(conn))
+        return census.counts_only(row_counts(conn))
     # SQLite's TEXT may hold bytes that are not UTF-8: keep them, byte for byte, instead of failing.
     conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     tables = tuple(_fingerprint(conn, name, salt) for name in _table_names(conn))
@@ -178,20 +178,20 @@ class SQLiteSource:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def table_stats(self, staging: str) -> tuple[TableStats, ...]:
+    def row_counts(self, staging: str) -> tuple[TableStats, ...]:
         try:
             with closing(_open(Path(staging), private=True)) as conn:
                 problems = conn.execute("PRAGMA quick_check").fetchall()
                 if problems != [("ok",)]:
                     raise RestoreFailed("the restored SQLite file fails SQLite's integrity check",
                                         "restore an earlier snapshot; this one may be damaged")
-                return table_stats(conn)
+                return row_counts(conn)
         except sqlite3.DatabaseError as exc:
             raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
 
     def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored file (after SQLite's own integrity check)."""
-        self.table_stats(staging)
+        self.row_counts(staging)
         with closing(_open(Path(staging), private=True)) as conn:
             return take_census(conn, expected.fingerprint_salt)
 
