@@ -11,7 +11,10 @@ import uuid
 
 import pytest
 
+from tests.support.moto import MotoServer, moto_server_binary
 from tests.support.servers import PostgresServer, other_major_bindir, postgres_bindir
+from tests.support.small_disk import SmallDisk, SmallDiskUnavailable
+from tests.support.sshd import SSHD, SshServer
 from tests.support.workspace import Workspace
 
 PG_ROLE = "crm_app"
@@ -62,7 +65,7 @@ def pg_database(pg_server) -> str:
 
 
 @pytest.fixture
-def workspace(tmp_path, restic_binary) -> Workspace:
+def workspace(tmp_path, restic_binary) -> Workspace:  # noqa: ARG001 (asked for: restic must be installed)
     return Workspace(tmp_path)
 
 
@@ -82,15 +85,12 @@ def pg_policy(workspace, pg_server, pg_database):
 # which hand the same server back running (and, for sshd, with its original host key) even when an
 # earlier test stopped it or rotated its key.
 
-from tests.support.moto import MotoServer, moto_server_binary
-from tests.support.small_disk import SmallDisk, SmallDiskUnavailable
-from tests.support.sshd import SSHD, SshServer
-
 
 @pytest.fixture(scope="session")
 def ssh_server():
     require(os.access(SSHD, os.X_OK), f"OpenSSH server ({SSHD})")
-    require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None, "OpenSSH client (ssh, ssh-keygen)")
+    require(shutil.which("ssh") is not None and shutil.which("ssh-keygen") is not None,
+            "OpenSSH client (ssh, ssh-keygen)")
     server = SshServer().start()
     yield server
     server.cleanup()

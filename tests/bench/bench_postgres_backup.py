@@ -16,15 +16,15 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.bench.common import ResticBench, measure_speed, sh  # noqa: E402
+from tests.bench.common import ResticBench, measure_speed, sh
+from tests.support.servers import PostgresServer, postgres_bindir
 from tests.support.workspace import made
-from tests.support.servers import PostgresServer, postgres_bindir  # noqa: E402
 
 ROLE, ROLE_PASSWORD, DB = "bench", "bench-pw", "bench"
 

@@ -166,7 +166,8 @@ def change_a_day(bench: Bench, kind: str) -> None:
     """The same "next day" change before raw's and opsctl's second backups: ~1% new rows, or 10 s of pgbench."""
     if kind == "inserts":
         bench.psql("INSERT INTO pgbench_accounts (aid, bid, abalance, filler) "
-                   f"SELECT aid, 1, 0, {RANDOM_FILLER} FROM generate_series((SELECT max(aid) + 1 FROM pgbench_accounts), "
+                   f"SELECT aid, 1, 0, {RANDOM_FILLER} "
+                   "FROM generate_series((SELECT max(aid) + 1 FROM pgbench_accounts), "
                    "(SELECT max(aid) * 101 / 100 FROM pgbench_accounts)) aid")
     else:
         sh([str(bench.server.bindir / "pgbench"), "-n", "-T", "10"], env=bench.pg_env,
@@ -229,8 +230,8 @@ def record_phases(figures: Figures, when: str, rows: dict[str, dict]) -> None:
     """Print and keep each target's role, duration and bytes from opsctl's --json."""
     for name, row in rows.items():
         what = "restic backup, data added (before compression)" if row["role"] == "primary" else "copy, files written"
-        print(f"    {name:8} {row['role']:8} {row['duration_s']:6.2f} s   {row['bytes_added'] / MIB:8.1f} MiB  ({what})",
-              flush=True)
+        print(f"    {name:8} {row['role']:8} {row['duration_s']:6.2f} s   "
+              f"{row['bytes_added'] / MIB:8.1f} MiB  ({what})", flush=True)
         figures.add(f"opsctl {when} {name} {row['role']} s", row["duration_s"])
         figures.add(f"opsctl {when} {name} {row['role']} MiB", row["bytes_added"] / MIB)
 
@@ -285,7 +286,7 @@ class Borgmatic:
 
 # --- one round -------------------------------------------------------------------------------------
 
-def run_round(i: int, args, bench: Bench, opsctl: Opsctl, borgmatic: Borgmatic | None, figures: Figures) -> None:
+def run_round(i: int, args, bench: Bench, opsctl: Opsctl, *, borgmatic: Borgmatic | None, figures: Figures) -> None:
     """First backup by raw, borgmatic and opsctl on the same data; the change; next-day backups by raw and opsctl."""
     print(f"round {i + 1}/{args.rounds}", flush=True)
     raw_repo = bench.fresh_repository(f"raw-{i}")
@@ -320,7 +321,8 @@ def summary(args, figures: Figures, dump_bytes: int, dump_s: float) -> None:
     print(f"database: pgbench scale {args.scale}, random filler; pg_dump -Fc -Z0 = {dump_bytes / MB:.0f} MB "
           f"({dump_bytes / MIB:.0f} MiB){'' if dump_bytes >= MIN_DUMP_BYTES else '  BELOW 500 MB: raise --scale'}; "
           f"pg_dump alone {dump_s:.2f} s; next-day change: {args.change}")
-    print(f"raw pg_dump | restic backup --stdin (local):  first {m('raw first'):.2f} s   next day {m('raw next day'):.2f} s")
+    print(f"raw pg_dump | restic backup --stdin (local):  first {m('raw first'):.2f} s   "
+          f"next day {m('raw next day'):.2f} s")
     print(f"opsctl backup, local + sftp + s3:              first {m('opsctl first'):.2f} s   "
           f"next day {m('opsctl next day'):.2f} s")
     for when in ("first", "next day"):
@@ -381,7 +383,7 @@ def main() -> None:
         figures = Figures()
         try:
             for i in range(args.rounds):
-                run_round(i, args, bench, opsctl, borgmatic, figures)
+                run_round(i, args, bench, opsctl, borgmatic=borgmatic, figures=figures)
         finally:
             if figures.rounds_done:
                 summary(args, figures, dump_bytes, dump_s)

@@ -12,7 +12,7 @@ import shutil
 import sqlite3
 import time
 from contextlib import closing
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -101,7 +101,7 @@ def generations(workspace) -> list[dict]:
         with closing(sqlite3.connect(workspace.root / "bank.sqlite3")) as conn, conn:
             conn.execute("INSERT INTO generation VALUES (?)", (n,))
         if n > 1:
-            age = (datetime.now(timezone.utc) - snapshots(workspace)[-1]["time"]).total_seconds()
+            age = (datetime.now(UTC) - snapshots(workspace)[-1]["time"]).total_seconds()
             time.sleep(max(0.0, 1.5 - age))
         _backup(workspace)
     taken = snapshots(workspace)
@@ -121,7 +121,7 @@ def test_at_restores_the_newest_snapshot_taken_before_that_moment(workspace, gen
     assert exact["plan"]["snapshot_id"] == third["short_id"], "a snapshot taken at that very moment counts"
 
     before = generations[0]["time"].replace(microsecond=0).timestamp() - 60
-    too_early = datetime.fromtimestamp(before, timezone.utc).isoformat()
+    too_early = datetime.fromtimestamp(before, UTC).isoformat()
     refused = workspace.opsctl("restore", "--yes", "--at", too_early, "--to", "early/bank.sqlite3")
     assert refused.returncode == 2, refused.output
     assert "no snapshot was taken at or before" in refused.stderr and "the oldest is" in refused.stderr

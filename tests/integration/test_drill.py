@@ -11,15 +11,14 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import yaml
 
 from tests.conftest import MY_PASSWORD, MY_USER, PG_ROLE, PG_ROLE_PASSWORD
 from tests.support.bank import ACCOUNTS, make_bank
-from tests.support.recovery import (drill, drill_reports, mariadb_databases, pg_databases, snapshots,
-                                    sqlite_scratch_left)
+from tests.support.recovery import drill, drill_reports, mariadb_databases, pg_databases, snapshots, sqlite_scratch_left
 from tests.support.targets import local_target, s3_target
 from tests.support.workspace import Workspace
 
@@ -200,7 +199,7 @@ def test_history_lists_a_passed_and_a_failed_drill_and_the_report_charts_both(sq
     assert first.result.returncode == 0, first.result.output
 
     _set_objectives(ws, rto="4h", rpo="1s")
-    time.sleep(max(0.0, 2 - (datetime.now(timezone.utc) - snapshot["time"]).total_seconds()))
+    time.sleep(max(0.0, 2 - (datetime.now(UTC) - snapshot["time"]).total_seconds()))
     second = drill(ws)
     assert second.result.returncode == 1, second.result.output
     failed = second.payload
@@ -216,7 +215,7 @@ def test_history_lists_a_passed_and_a_failed_drill_and_the_report_charts_both(sq
     rows = json.loads(listed.stdout)["drills"]
     assert [row["verdict"] for row in rows] == ["PASSED", "FAILED"]
     assert rows[0]["time"] <= rows[1]["time"], "newest last"
-    for row, report in zip(rows, (first.payload, failed)):
+    for row, report in zip(rows, (first.payload, failed), strict=True):
         assert (row["rto_s"], row["rpo_s"]) == (report["measured"]["rto_s"], report["measured"]["rpo_s"])
         assert row["target"] == "offsite" and row["snapshots"] == [snapshot["short_id"]]
         assert row["report"] == report["files"][0]

@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-import signal
 import os
+import signal
 import subprocess
 import sys
 import time
 
 import pytest
 
-from tests.support.bank import add_documents, make_bank
 from tests.integration.test_three_targets import snapshot_ids
+from tests.support.bank import add_documents, make_bank
 from tests.support.targets import local_target, s3_target, sftp_target
 from tests.support.workspace import REPO_ROOT
 
@@ -152,7 +152,8 @@ def _backup_with_corrupting_primary(ws):
     wrapper.write_text(
         "#!/bin/sh\nrestic \"$@\"; code=$?\n"
         f"if [ \"$1\" != version ]; then for f in $(find {data} -type f); do\n"
-        f"  case \" {' '.join(sorted(existing))} \" in *\" $f \"*) ;; *) chmod 600 $f; printf 'XXXX' | dd of=$f bs=1 seek=100 conv=notrunc 2>/dev/null;; esac\n"
+        f"  case \" {' '.join(sorted(existing))} \" in *\" $f \"*) ;; "
+        "*) chmod 600 $f; printf 'XXXX' | dd of=$f bs=1 seek=100 conv=notrunc 2>/dev/null;; esac\n"
         "done; fi\nexit $code\n")
     wrapper.chmod(0o755)
     return ws.opsctl("backup", env={"OPSCTL_RESTIC": str(wrapper)})

@@ -101,19 +101,20 @@ def test_float_values_the_dump_rounds_are_warned_of_at_backup_and_named_by_verif
         " ".join(backup.output.split())
     checked = verify(my_policy)
     assert checked.returncode == 1, checked.output
-    assert "table readings: same row count, different content (fingerprint mismatch); the backup warned that 2 " \
-        "of its rows hold FLOAT values the dump rounds" in " ".join(checked.stdout.split())
+    assert ("table readings: same row count, different content (fingerprint mismatch); the backup warned that 2 "
+            "of its rows hold FLOAT values the dump rounds") in " ".join(checked.stdout.split())
 
 
-def test_a_row_too_large_for_the_servers_packet_is_warned_of_at_backup_and_its_restore_says_what_to_do(my_policy, mariadb_server, my_database):
+def test_a_row_too_large_for_the_servers_packet_is_warned_of_at_backup_and_its_restore_says_what_to_do(
+        my_policy, mariadb_server, my_database):
     with mariadb_server.connect(my_database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE scans (id INT, page LONGBLOB)")
         cur.execute("INSERT INTO scans VALUES (1, REPEAT('a', 9000000)), (2, 'small')")
     backup = my_policy.opsctl("backup")
     assert backup.returncode == 0, backup.output
     said = " ".join(backup.output.split())
-    assert "table scans: its largest row is 8.6 MiB, so its INSERT in the dump is about 17 MiB, more than this " \
-        "server's max_allowed_packet (16 MiB)" in said
+    assert ("table scans: its largest row is 8.6 MiB, so its INSERT in the dump is about 17 MiB, more than this "
+            "server's max_allowed_packet (16 MiB)") in said
     assert "SET GLOBAL max_allowed_packet = 18065538;" in said  # 2 x (9,000,000 + the id's 1) + 64 KiB
     restore = my_policy.opsctl("restore", "--yes", "--to", f"{my_database}_restored")
     assert restore.returncode == 1, restore.output

@@ -73,7 +73,7 @@ def crm(pg_policy, pg_server, pg_database):
     return pg_policy
 
 
-def test_the_corpus_restores_verified_and_verify_passes(crm, pg_server, pg_database):
+def test_the_corpus_restores_verified_and_verify_passes(crm, pg_database):
     restored = f"{pg_database}_restored"
     result = crm.opsctl("restore", "--yes", "--to", restored)
     assert result.returncode == 0, result.output

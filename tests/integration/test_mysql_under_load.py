@@ -19,7 +19,8 @@ def make_bank(server, database: str, myisam: bool = False) -> None:
     """accounts, then a filler table that takes the dump a while, then transfers (dumped in name order)."""
     with server.connect(database) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE accounts (id INT PRIMARY KEY, owner VARCHAR(100), balance BIGINT NOT NULL)")
-        cur.execute(f"INSERT INTO accounts SELECT seq, CONCAT('Người dùng ', seq, ' 🚀'), 1000 FROM seq_1_to_{ACCOUNTS}")
+        cur.execute("INSERT INTO accounts SELECT seq, CONCAT('Người dùng ', seq, ' 🚀'), 1000 "
+                    f"FROM seq_1_to_{ACCOUNTS}")
         cur.execute("CREATE TABLE documents (id INT PRIMARY KEY, body TEXT)")
         cur.execute("INSERT INTO documents SELECT seq, REPEAT(MD5(seq), 12) FROM seq_1_to_150000")
         cur.execute("CREATE TABLE transfers (id BIGINT AUTO_INCREMENT PRIMARY KEY, src INT NOT NULL, dst INT NOT NULL, "

@@ -23,13 +23,15 @@ CREATE VIEW rich_customers AS SELECT id, "full name" FROM "Customer List" WHERE 
 CREATE SEQUENCE invoice_numbers START 1000;
 """
 AWKWARD_ROWS = [
-    ("Nguyễn Thị Thảo", "Khách hàng thân thiết — gọi sau 17h", b"\x00\x01\x02\xff\x00", '{"tier": "gold", "langs": ["vi", "en"]}',
-     "12345678901234.123456", "2026-11-20 03:00:00+07", ["vip", None, "hà nội"], [1, None, 3], True, "1985-02-28",
+    ("Nguyễn Thị Thảo", "Khách hàng thân thiết — gọi sau 17h", b"\x00\x01\x02\xff\x00",
+     '{"tier": "gold", "langs": ["vi", "en"]}', "12345678901234.123456", "2026-11-20 03:00:00+07",
+     ["vip", None, "hà nội"], [1, None, 3], True, "1985-02-28",
      "6f1c2d3e-0000-4000-8000-000000000001", "10.1.2.3"),
     ("Empty note", "", b"", "{}", "0", "1970-01-01 00:00:00+00", [], [], False, None, None, None),
     ("Null note", None, None, None, None, None, None, None, None, None, None, None),
-    ("O'Brien \"quoted\"; DROP TABLE x;--", "tab\there\nnewline", bytes(range(256)), '{"nested": {"a": [1, 2, {"b": null}]}}',
-     "-0.000001", "2026-03-29 01:30:00+01", ["a,b", "c\"d"], [2147483647], True, "2000-01-01",
+    ("O'Brien \"quoted\"; DROP TABLE x;--", "tab\there\nnewline", bytes(range(256)),
+     '{"nested": {"a": [1, 2, {"b": null}]}}', "-0.000001", "2026-03-29 01:30:00+01",
+     ["a,b", "c\"d"], [2147483647], True, "2000-01-01",
      "6f1c2d3e-0000-4000-8000-000000000002", "::1"),
 ]
 
@@ -138,7 +140,8 @@ def test_dump_cut_mid_stream_leaves_no_snapshot(pg_policy, pg_server, pg_databas
     assert pg_policy.opsctl("backup").returncode == 0
     good = _snapshot_ids(pg_policy)
     with pg_server.connect(pg_database, PG_ROLE, PG_ROLE_PASSWORD) as conn:
-        conn.execute("INSERT INTO big SELECT g, md5(g::text) || repeat(md5(g::text), 6) FROM generate_series(50001, 400000) g")
+        conn.execute("INSERT INTO big SELECT g, md5(g::text) || repeat(md5(g::text), 6) "
+                     "FROM generate_series(50001, 400000) g")
 
     running = _start_backup(pg_policy)
     pid = _wait_for_copy(pg_server, pg_database)
@@ -188,8 +191,9 @@ def test_restic_alone_can_restore_the_dump(pg_policy, pg_server, pg_database, re
            "PGPASSWORD": pg_server.password}
     dump = subprocess.Popen([restic_binary, "-r", str(pg_policy.root / "repo-local"), "dump", "latest",
                              f"/{pg_database}.pgdump"], env=env, stdout=subprocess.PIPE)
-    restore = subprocess.run(["pg_restore", "--exit-on-error", "--no-owner", "-h", "127.0.0.1", "-p", str(pg_server.port),
-                              "-U", "postgres", "-d", target], stdin=dump.stdout, env=env, capture_output=True, text=True)
+    restore = subprocess.run(["pg_restore", "--exit-on-error", "--no-owner", "-h", "127.0.0.1",
+                              "-p", str(pg_server.port), "-U", "postgres", "-d", target],
+                             stdin=dump.stdout, env=env, capture_output=True, text=True, check=False)
     dump.stdout.close()
     assert dump.wait() == 0
     assert restore.returncode == 0, restore.stderr
@@ -214,7 +218,8 @@ def test_sigterm_during_restore_leaves_nothing_behind(pg_policy, pg_server, pg_d
     assert running.returncode == 130
     assert "interrupted" in stderr
     with pg_server.connect() as conn:
-        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (destination[:40] + "%",)).fetchall()
+        left = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s",
+                            (destination[:40] + "%",)).fetchall()
     assert left == []
 
 

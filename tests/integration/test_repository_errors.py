@@ -57,7 +57,7 @@ def _exclusive_lock_readable(restic_binary: str, repo, env: dict) -> bool:
     """The lock file appears before restic has finished writing it; wait until another restic can read it."""
     for lock in (repo / "locks").iterdir():
         shown = subprocess.run([restic_binary, "-r", str(repo), "--no-lock", "cat", "lock", lock.name],
-                               env=env, capture_output=True, text=True)
+                               env=env, capture_output=True, text=True, check=False)
         if shown.returncode == 0 and '"exclusive": true' in shown.stdout:
             return True
     return False

@@ -12,6 +12,7 @@ import pytest
 from tests.support.bank import ACCOUNTS, TOTAL, Writer, make_bank
 from tests.support.workspace import made
 
+
 @pytest.fixture
 def bank(workspace):
     make_bank(workspace.root / "bank.sqlite3")
@@ -110,7 +111,8 @@ def test_audit_trail_records_each_command_that_touches_backups(bank):
     assert [(e["command"], e["outcome"]) for e in entries] == [
         ("init", "ok"), ("backup", "ok"), ("restore", "ok"), ("restore", "refused")]
     for entry in entries:
-        assert {"time", "user", "host", "policy", "policy_file", "targets", "duration_s", "opsctl_version"} <= set(entry)
+        expected = {"time", "user", "host", "policy", "policy_file", "targets", "duration_s", "opsctl_version"}
+        assert expected <= set(entry)
         assert entry["policy"] == "crm-test"
     assert entries[1]["snapshot_ids"] == [backup["snapshot_id"]]
     assert entries[2]["snapshot_ids"] == [backup["snapshot_id"]]

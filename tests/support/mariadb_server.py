@@ -8,25 +8,23 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pymysql
 
 from tests.support.servers import LOOPBACK, free_port
 
-
 # What the README documents for the opsctl user: reading and locking to back up, creating to restore.
-BACKUP_AND_RESTORE_PRIVILEGES = ("SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, LOCK TABLES, INSERT, CREATE, DROP, ALTER, INDEX, "
-                                 "REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE")
+BACKUP_AND_RESTORE_PRIVILEGES = ("SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, LOCK TABLES, INSERT, CREATE, DROP, "
+                                 "ALTER, INDEX, REFERENCES, CREATE VIEW, CREATE ROUTINE, ALTER ROUTINE")
 
 
 def mariadb_binaries() -> dict[str, str | None]:
     """The server-side programs the fixture needs (None when one is not installed)."""
     names = ("mariadb-install-db", "mariadbd")
-    found = {name: shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin") for name in names}
-    return found
+    return {name: shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/bin") for name in names}
 
 
 class MariaDBServer:
@@ -45,7 +43,7 @@ class MariaDBServer:
         self._user = "mysql" if os.geteuid() == 0 else pwd.getpwuid(os.geteuid()).pw_name
         self._proc: subprocess.Popen | None = None
 
-    def start(self) -> "MariaDBServer":
+    def start(self) -> MariaDBServer:
         if os.geteuid() == 0:  # the pid file, socket and data live here: mysql must own the folder
             pw = pwd.getpwnam("mysql")
             self.root.chmod(0o750)
@@ -57,14 +55,16 @@ class MariaDBServer:
             os.chown(self.tmp, pw.pw_uid, pw.pw_gid)
         installed = subprocess.run([mariadb_binaries()["mariadb-install-db"], "--no-defaults", f"--datadir={self.data}",
                                     f"--user={self._user}", "--auth-root-authentication-method=normal",
-                                    "--skip-test-db", f"--tmpdir={self.tmp}"], capture_output=True, text=True)
+                                    "--skip-test-db", f"--tmpdir={self.tmp}"], capture_output=True, text=True,
+                                    check=False)
         if installed.returncode != 0:
             raise RuntimeError(f"mariadb-install-db failed: {installed.stdout[-2000:]} {installed.stderr[-2000:]}")
         self._proc = subprocess.Popen(
             [mariadb_binaries()["mariadbd"], "--no-defaults", f"--user={self._user}", f"--datadir={self.data}",
              f"--socket={self.socket}", f"--port={self.port}", f"--tmpdir={self.tmp}", f"--bind-address={LOOPBACK}",
              f"--pid-file={self.root / 'mariadbd.pid'}", f"--log-error={self.root / 'error.log'}",
-             "--skip-name-resolve", "--log-bin=binlog", "--server-id=1", "--log-bin-trust-function-creators=1", "--innodb-buffer-pool-size=256M",
+             "--skip-name-resolve", "--log-bin=binlog", "--server-id=1", "--log-bin-trust-function-creators=1",
+             "--innodb-buffer-pool-size=256M",
              "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",
              "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,13 +76,14 @@ class MariaDBServer:
         while True:
             try:
                 self.connect().close()
-                return
             except pymysql.err.OperationalError:
                 if self._proc.poll() is not None:
-                    raise RuntimeError(f"mariadbd exited: {self.error_log()[-2000:]}")
+                    raise RuntimeError(f"mariadbd exited: {self.error_log()[-2000:]}") from None
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.1)
+            else:
+                return
 
     def error_log(self) -> str:
         log = self.root / "error.log"

@@ -44,7 +44,7 @@ class MotoServer:
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 30) -> "MotoServer":
+    def start(self, timeout: float = 30) -> MotoServer:
         """Start moto_server and wait until it answers HTTP."""
         if self.running:
             return self
@@ -55,14 +55,15 @@ class MotoServer:
         deadline = time.monotonic() + timeout
         while True:
             try:
-                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).close()
-                return self
+                urllib.request.urlopen(self.endpoint + "/moto-api/", timeout=2).close()  # noqa: S310 (our http:// loopback)
             except OSError as error:
                 if not self.running or time.monotonic() > deadline:
                     self.stop()
                     raise RuntimeError(f"moto_server on {self.endpoint} did not answer ({error}); its log:\n"
                                        f"{self.log.read_text(errors='replace')[-4000:]}") from None
                 time.sleep(0.1)
+            else:
+                return self
 
     def stop(self) -> None:
         """Stop the server: the port refuses connections, and every bucket is lost."""
@@ -76,7 +77,7 @@ class MotoServer:
             self._process.wait()
         self._process = None
 
-    def restart(self) -> "MotoServer":
+    def restart(self) -> MotoServer:
         """Stop and start again on the same port; moto loses all its data (buckets, objects)."""
         self.stop()
         return self.start()

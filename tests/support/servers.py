@@ -61,7 +61,7 @@ class PostgresServer:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
         return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.sockets.mkdir(parents=True)
         pwfile = self.root / "pwfile"
         pwfile.write_text(self.password + "\n")
@@ -74,7 +74,8 @@ class PostgresServer:
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
         options = (f"-c listen_addresses={LOOPBACK} -c port={self.port} -c unix_socket_directories={self.sockets} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
-        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60", "start")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60",
+                  "start")
         return self
 
     def stop(self, mode: str = "fast") -> None:
@@ -104,8 +105,9 @@ class PostgresServer:
         while True:
             try:
                 self.connect().close()
-                return
             except psycopg.OperationalError:
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.2)
+            else:
+                return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import os
 import shlex
@@ -116,7 +117,7 @@ LogLevel VERBOSE
     def running(self) -> bool:
         return self._process is not None and self._process.poll() is None
 
-    def start(self, timeout: float = 15) -> "SshServer":
+    def start(self, timeout: float = 15) -> SshServer:
         """Start sshd and wait until a real `ssh ... true` logs in."""
         if self.running:
             return self
@@ -145,7 +146,7 @@ LogLevel VERBOSE
             return f"port: {error}"
         try:
             result = subprocess.run([*self.ssh_argv(self._live_known_hosts), "true"], stdin=subprocess.DEVNULL,
-                                    capture_output=True, text=True, timeout=10)
+                                    capture_output=True, text=True, timeout=10, check=False)
         except subprocess.TimeoutExpired:
             return "ssh did not finish within 10 s"
         return None if result.returncode == 0 else f"ssh exit {result.returncode}: {result.stderr.strip()}"
@@ -156,14 +157,12 @@ LogLevel VERBOSE
             return
         # each connection's sshd calls setsid(): find them through /proc, not the process group
         for pid in [*_descendants(self._process.pid), self._process.pid]:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
         self._process.wait(timeout=10)
         self._process = None
 
-    def restart(self) -> "SshServer":
+    def restart(self) -> SshServer:
         """Stop and start again on the same port with the same keys."""
         self.stop()
         return self.start()
@@ -173,7 +172,7 @@ LogLevel VERBOSE
         self._keygen(self.host_key)
         self.restart()
 
-    def reset(self) -> "SshServer":
+    def reset(self) -> SshServer:
         """Running, with the original host key: what each test starts from."""
         if self.host_key.read_bytes() != self._original_host_key[0][1]:
             self.stop()
@@ -189,7 +188,5 @@ LogLevel VERBOSE
 def freeze(server: SshServer, sig: int = signal.SIGSTOP) -> None:
     """Stop (or with SIGCONT resume) sshd and every session it serves: a NAS that hangs, not one that is gone."""
     for pid in [server._process.pid, *_descendants(server._process.pid)]:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, sig)
-        except ProcessLookupError:
-            pass

@@ -13,7 +13,8 @@ from opsctl.reports import drill, sealed, verification
 TREND = [{"date": "2026-10-01T03:00:00+00:00", "rto_s": 3000.0, "rpo_s": 7000.0, "verdict": "PASSED"},
          {"date": "2026-11-01T03:00:00+00:00", "rto_s": 9000.0, "rpo_s": 8000.0, "verdict": "PASSED"},
          {"date": "2026-11-22T03:00:00+00:00", "rto_s": 18720.0, "rpo_s": 11400.0, "verdict": "FAILED"}]
-DATABASE = {"database": "crm", "engine": "postgresql", "snapshot_id": "abcd1234", "snapshot_time": "2026-11-22T00:00:00Z",
+DATABASE = {"database": "crm", "engine": "postgresql", "snapshot_id": "abcd1234",
+            "snapshot_time": "2026-11-22T00:00:00Z",
             "dump_bytes": 1234, "manifest_sha256": "ab" * 32, "tables": 12, "rows": 1000, "verdict": "PASSED",
             "error": None, "hint": None, "problems": [], "phases": [{"name": "restore", "seconds": 10.0, "share": 1.0}]}
 
@@ -134,7 +135,7 @@ def test_a_single_drill_charts_one_point_without_a_line():
     assert svg.count('<circle class="point"') == 1 and "<polyline" not in svg and "objective 1d" in svg
 
 
-@pytest.mark.parametrize("seconds, text", [(0.4, "0.4s"), (42, "42s"), (312, "5m12s"), (300, "5m"),
+@pytest.mark.parametrize(("seconds", "text"), [(0.4, "0.4s"), (42, "42s"), (312, "5m12s"), (300, "5m"),
                                            (18720, "5h12m"), (14400, "4h"), (273600, "3d4h"), (59.6, "1m")])
 def test_durations_read_like_people_write_them(seconds, text):
     assert drill.human_duration(seconds) == text

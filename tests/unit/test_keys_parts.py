@@ -24,7 +24,7 @@ def test_key_arguments_carry_no_password():
 
 @pytest.mark.parametrize("bad", ["", "--all", "D4009000", "d400 9000"])
 def test_key_remove_takes_exactly_one_id(bad):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="not a restic key ID"):
         commands.key_remove_args(bad)
 
 

@@ -27,7 +27,7 @@ SIZES_AND_CHUNKS = [(0, 7), (1, 7), (4096, 7), (0, 1 << 20), (4096, 1 << 20), (M
                     (MAX_TRAILER + 12345, 1 << 20), (3 * MAX_TRAILER, 1 << 20), (3 * MAX_TRAILER, 999_983)]
 
 
-@pytest.mark.parametrize("size,chunk", SIZES_AND_CHUNKS)
+@pytest.mark.parametrize(("size", "chunk"), SIZES_AND_CHUNKS)
 def test_dump_and_manifest_come_back_apart(size, chunk):
     dump = os.urandom(size)
     manifest = manifest_for(dump)
@@ -42,9 +42,9 @@ def test_a_changed_byte_is_caught_before_the_last_bytes_are_released():
     stored = bytearray(dump + encode_trailer(manifest_for(dump)))
     stored[100] ^= 1
     received = []
+    pieces = TrailerSplitter([bytes(stored)[i:i + (1 << 20)] for i in range(0, len(stored), 1 << 20)])
     with pytest.raises(IntegrityError, match="does not match its manifest"):
-        for piece in TrailerSplitter([bytes(stored)[i:i + (1 << 20)] for i in range(0, len(stored), 1 << 20)]):
-            received.append(piece)
+        received.extend(pieces)
     assert sum(map(len, received)) < len(dump)
 
 

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 
 import pytest
 
-from opsctl.policy.model import MySQLDatabase
+from opsctl.policy.model import MySQLConfig
 from opsctl.sources.errors import DatabaseAuthFailed
 from opsctl.sources.mysql_client import MySQLServer, Trigger, create_database_sql, quote
 from opsctl.sources.redact import redact_tool_output
@@ -15,7 +16,7 @@ from tests.conftest import require
 
 @pytest.mark.parametrize("password", ['plain', 'a"b\'c\\d #e;f  ', "ends with backslash \\", "  spaces  "])
 def test_defaults_file_carries_the_password_intact(password):
-    require(subprocess.run(["which", "mariadb"], capture_output=True).returncode == 0, "the mariadb client")
+    require(shutil.which("mariadb") is not None, "the mariadb client")
     server = MySQLServer(host="127.0.0.1", port=3306, user="u", password=password)
     with server.defaults_file() as fd:
         shown = subprocess.run(["mariadb", f"--defaults-file=/dev/fd/{fd}", "--print-defaults"], pass_fds=(fd,),
@@ -25,9 +26,8 @@ def test_defaults_file_carries_the_password_intact(password):
 
 def test_a_password_with_a_line_break_is_refused_clearly():
     server = MySQLServer(host="127.0.0.1", port=3306, user="u", password="two\nlines")
-    with pytest.raises(DatabaseAuthFailed, match="line break"):
-        with server.defaults_file():
-            pass
+    with pytest.raises(DatabaseAuthFailed, match="line break"), server.defaults_file():
+        pass
 
 
 def test_client_errors_lose_the_echoed_statement_and_quoted_values():
@@ -49,7 +49,7 @@ def test_names_with_backquotes_are_quoted_and_odd_charsets_are_ignored():
 
 
 def test_policy_defaults_for_mysql():
-    config = MySQLDatabase(engine="mysql", user="crm_backup", names=["crm", "reporting"])
+    config = MySQLConfig(engine="mysql", user="crm_backup", names=["crm", "reporting"])
     assert (config.port, config.lock_non_transactional, config.lock_wait_timeout.total_seconds()) == (3306, False, 300)
     assert MySQLServer(host="/run/mysqld/mysqld.sock", port=3306, user="u").display == \
         "mysql://u@/run/mysqld/mysqld.sock"

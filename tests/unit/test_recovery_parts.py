@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from types import SimpleNamespace
 
 import pytest
@@ -13,12 +13,12 @@ from opsctl.actions.history import estimate
 from opsctl.actions.locate import nearness
 from opsctl.actions.recovery import pick_snapshot
 from opsctl.cli import main
+from opsctl.reports.runbook import next_steps
 from opsctl.restic.errors import SnapshotNotFound
 from opsctl.restic.models import Snapshot
-from opsctl.reports.runbook import next_steps
 from opsctl.sources import Destination
 
-T0 = datetime(2026, 11, 20, 3, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 20, 3, 0, tzinfo=UTC)
 
 
 def snap(minutes: int) -> Snapshot:

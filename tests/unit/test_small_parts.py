@@ -13,7 +13,7 @@ from opsctl.restic.models import parse_time
 from opsctl.sources.redact import redact_tool_output
 
 
-@pytest.mark.parametrize("text,expected", [("24h", timedelta(hours=24)), ("90m", timedelta(minutes=90)),
+@pytest.mark.parametrize(("text", "expected"), [("24h", timedelta(hours=24)), ("90m", timedelta(minutes=90)),
                                            ("7d", timedelta(days=7)), ("1h30m", timedelta(minutes=90)),
                                            ("2w", timedelta(weeks=2)), ("45s", timedelta(seconds=45))])
 def test_durations(text, expected):
@@ -23,14 +23,14 @@ def test_durations(text, expected):
 
 @pytest.mark.parametrize("text", ["", "24", "h", "24x", "1.5h", "-1h", "0s", "24h 30"])
 def test_bad_durations(text):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="duration"):
         parse_duration(text)
 
 
 LOCKED = """unable to create lock in backend: repository is already locked exclusively by PID 3495 on vm by root (UID 0, GID 0)
 lock was created at 2026-11-22 19:40:16 (528.615834ms ago)
 storage ID 7808e169
-the `unlock` command can be used to remove stale locks"""
+the `unlock` command can be used to remove stale locks"""  # noqa: E501 (restic's own words, verbatim)
 
 
 def test_classify_real_restic_messages():
@@ -58,7 +58,8 @@ def test_nanosecond_times():
 
 
 def test_database_tool_errors_lose_row_values():
-    text = ('pg_restore: error: COPY failed for table "customers": ERROR:  invalid input syntax for type integer: "Nguyễn"\n'
+    text = ('pg_restore: error: COPY failed for table "customers": '
+            'ERROR:  invalid input syntax for type integer: "Nguyễn"\n'
             "CONTEXT:  COPY customers, line 1, column id: \"Nguyễn\"\n"
             "DETAIL:  Key (email)=(ada@example.test) already exists.\n"
             "ERROR: value 'secret value' is too long\n")

@@ -19,8 +19,8 @@ OLD_MANIFEST = {"policy": "p", "opsctl_version": "0.1.0", "started_at": "s", "fi
 
 
 def census(**changes) -> Census:
-    base = dict(tables=(TableStats("t", 2, "aa"), TableStats("u", 0, "bb")), schema={"index": ["t_pk"]},
-                values={"sequence s": 10, "large objects": "1:ff"}, salt="salt")
+    base = {"tables": (TableStats("t", 2, "aa"), TableStats("u", 0, "bb")), "schema": {"index": ["t_pk"]},
+            "values": {"sequence s": 10, "large objects": "1:ff"}, "salt": "salt"}
     return Census(**{**base, **changes})
 
 
@@ -69,7 +69,7 @@ def test_a_newer_manifest_with_fields_this_opsctl_does_not_know_still_loads():
 def test_a_manifest_whose_salt_is_not_hex_is_refused():
     bad = json.loads(json.dumps(OLD_MANIFEST))
     bad["facts"]["fingerprint_salt"] = "x'); DROP TABLE t; --"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="salt is not hex"):
         Manifest.from_json(json.dumps(bad).encode())
 
 

@@ -6,9 +6,10 @@ changed by copying another row's value into it: the subtlest change that is sure
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Callable, Sequence, TypeVar
+from typing import TypeVar
 
 Column = TypeVar("Column", bound=tuple)
 HERE = Path(__file__).parent

@@ -5,8 +5,8 @@ from __future__ import annotations
 import shutil
 import subprocess
 import uuid
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 from opsctl.sources.mysql_client import quote
 from tests.support import corpus

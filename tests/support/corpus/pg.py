@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -40,13 +40,14 @@ def change_one_value(conn: psycopg.Connection, schema: str, table: str, column: 
 
 def unseen_changes(conn: psycopg.Connection, columns: list[tuple[str, str, str]],
                    fingerprint: Callable[[str, str], str | None]) -> list[str]:
-    """Change one value per column, each in its own rolled-back savepoint; return the columns whose change went unseen."""
+    """Change one value per column, each in its own rolled-back savepoint; return the columns whose change went
+    unseen."""
 
     @contextmanager
     def rolled_back() -> Iterator[None]:
         with conn.transaction():
             yield
-            raise psycopg.Rollback()
+            raise psycopg.Rollback
 
     return corpus.unseen_changes(columns, lambda column: fingerprint(*column[:2]),
                                  lambda column: change_one_value(conn, *column), rolled_back)

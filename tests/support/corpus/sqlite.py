@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
-from typing import Callable, Iterator
 
 from tests.support import corpus
 
@@ -40,7 +40,7 @@ def unseen_changes(conn: sqlite3.Connection, fingerprint: Callable[[str], str | 
 def _change_one_value(conn: sqlite3.Connection, table: str, column: str) -> bool:
     """Give one row another row's value (told apart by type too: 1, 1.0 and '1' differ); a key gets a new one."""
     relation, col = _quote(table), _quote(column)
-    key = "id" if conn.execute(f"SELECT 1 FROM sqlite_schema WHERE name = ? AND sql LIKE '%WITHOUT ROWID%'",
+    key = "id" if conn.execute("SELECT 1 FROM sqlite_schema WHERE name = ? AND sql LIKE '%WITHOUT ROWID%'",
                                (table,)).fetchone() else "rowid"
     pair = conn.execute(f"SELECT a.{key}, b.{key} FROM {relation} a, {relation} b "
                         f"WHERE quote(a.{col}) IS NOT quote(b.{col}) LIMIT 1").fetchone()
