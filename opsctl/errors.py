@@ -55,3 +55,7 @@ class SecretUnavailable(BadInput):
 
 class IntegrityError(OpsctlError):
     """Restored data does not match what the backup recorded."""
+
+
+class PolicyBusy(OpsctlError):
+    """Another opsctl run of the same policy holds the run lock (exit 1: try again later)."""

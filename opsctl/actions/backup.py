@@ -11,11 +11,14 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
-from typing import Iterator
+from typing import Any, Iterator
 
 from opsctl import __version__
-from opsctl.actions.context import App, Session, as_operator_error, outcome_for
-from opsctl.actions.replication import SnapshotMade, TargetOutcome, bring_up_to_date, failed
+from opsctl.actions.context import App, Session, as_operator_error
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
+from opsctl.actions.replication import (Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered,
+                                        failed)
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.reports import console
@@ -26,47 +29,6 @@ from opsctl.targets import Target, TargetError
 
 log = logging.getLogger(__name__)
 TARGET_FAILURES = (ResticError, TargetError)
-_ROLE_RANK = {"-": 0, "replica": 1, "separate": 1, "primary": 2}
-
-
-def backup(app: App, target_name: str | None = None) -> ExitCode:
-    session = Session(app)
-    with session.exclusive("backup"), session.audited("backup") as record:
-        _ = session.restic.version
-        session.read_secrets()
-        targets, outcomes = _targets(session, session.target_configs(target_name))
-        with board(app) as shown:
-            ran, lost_databases = _run(session, targets, shown)
-        outcomes = sorted(outcomes + ran, key=lambda o: [t.name for t in session.policy.targets].index(o.target))
-        record.targets = [o.location for o in outcomes]
-        record.snapshot_ids = sorted({m.snapshot_id for o in outcomes for m in o.snapshots})
-        code = _exit_code(outcomes, lost_databases)
-        record.outcome = outcome_for(code)
-        record.error = "; ".join(f.error for f in lost_databases) or None
-        record.details = {o.target: {"bytes_added": o.bytes_added, "role": o.role, "error": o.error}
-                          for o in outcomes}
-    console.show_backup(app, session.policy.name, outcomes, lost_databases)
-    return code
-
-
-def _exit_code(outcomes: list[TargetOutcome], lost_databases: list[DatabaseFailure]) -> ExitCode:
-    """0: every database on every target; 1: nothing anywhere; 3: anything in between."""
-    if not any(o.snapshots for o in outcomes):
-        return ExitCode.FAILURE
-    if lost_databases or not all(o.ok for o in outcomes):
-        return ExitCode.PARTIAL
-    return ExitCode.OK
-
-
-def _targets(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
-    """The targets to use; each is probed when first needed, so a replica's check overlaps the backup."""
-    targets, broken = [], []
-    for config in configs:
-        try:
-            targets.append(session.target(config))
-        except Exception as exc:  # noqa: BLE001 - reported as that target's failure
-            broken.append(TargetOutcome(config.name, config.name, "-", error=str(exc)))
-    return targets, broken
 
 
 @dataclass(frozen=True)
@@ -76,6 +38,67 @@ class DatabaseFailure:
     database: str
     error: str
     hint: str | None
+
+
+@dataclass(frozen=True)
+class BackedUp(Outcome):
+    """Each target's part of the backup (role, snapshots, bytes added) and every database that was not backed up."""
+
+    policy: str
+    targets: tuple[TargetOutcome, ...]
+    lost_databases: tuple[DatabaseFailure, ...] = ()
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0: every database on every target; 1: nothing anywhere; 3: anything in between."""
+        if not any(delivery(o).snapshots for o in self.targets):
+            return ExitCode.FAILURE
+        if self.lost_databases or not all(o.ok for o in self.targets):
+            return ExitCode.PARTIAL
+        return ExitCode.OK
+
+    def target_results(self) -> tuple[TargetOutcome, ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"policy": self.policy, "targets": [o.to_json() for o in self.targets],
+                "failed_databases": plain(self.lost_databases)}
+
+    def audit(self) -> AuditFacts:
+        errors = [f.error for f in self.lost_databases]
+        return AuditFacts(targets=tuple(o.location for o in self.targets),
+                          snapshot_ids=tuple(sorted({m.snapshot_id for o in self.targets for m in delivery(o).snapshots})),
+                          error="; ".join(errors) or None,
+                          details={o.target: {"bytes_added": delivery(o).bytes_added, "role": delivery(o).role.label,
+                                              "error": o.error} for o in self.targets})
+
+    def show(self, app: App) -> None:
+        console.show_backup(app, self)
+
+
+def delivery(outcome: TargetOutcome) -> Delivery:
+    return outcome.value or Delivery(Role.NONE)
+
+
+def _backup(session: Session, target_name: str | None) -> BackedUp:
+    targets, outcomes = _targets(session, session.target_configs(target_name))
+    with board(session.app) as shown:
+        ran, lost_databases = _run(session, targets, shown)
+    order = [t.name for t in session.policy.targets]
+    ordered = sorted(outcomes + ran, key=lambda o: order.index(o.target))
+    return BackedUp(session.policy.name, tuple(ordered), tuple(lost_databases))
+
+
+def _targets(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
+    """The targets to use; each is probed when first needed, so a replica's check overlaps the backup."""
+    targets, broken = [], []
+    for config in configs:
+        try:
+            targets.append(session.target(config))
+        except Exception as exc:  # noqa: BLE001 - reported as that target's failure
+            broken.append(TargetResult(config.name, config.name, Delivery(Role.NONE),
+                                       Problem.of(as_operator_error(exc, config.name))))
+    return targets, broken
 
 
 def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[TargetOutcome], list[DatabaseFailure]]:
@@ -94,8 +117,8 @@ def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[Ta
         if primary is not None:
             groups.setdefault(primary.name, (primary, []))[1].append(made)
     for name, (primary, made) in groups.items():
-        outcomes.append(TargetOutcome(primary.name, primary.display, "primary", tuple(made),
-                                      sum(m.bytes_added for m in made), sum(m.duration_s for m in made)))
+        outcomes.append(delivered(primary, Role.PRIMARY, tuple(made), sum(m.bytes_added for m in made),
+                                  sum(m.duration_s for m in made)))
         replicas = [t for t in candidates if t.name != name]
         if replicas:
             outcomes += bring_up_to_date(session, primary, replicas, made, shown)
@@ -110,14 +133,16 @@ def _merged(outcomes: list[TargetOutcome], landed: set[str]) -> list[TargetOutco
         if (seen := rows.get(o.target)) is None:
             rows[o.target] = o
             continue
-        rows[o.target] = replace(
-            seen, role=max(seen.role, o.role, key=_ROLE_RANK.get), snapshots=seen.snapshots + o.snapshots, bytes_added=seen.bytes_added + o.bytes_added,
-            duration_s=max(seen.duration_s, o.duration_s), error=seen.error or o.error, hint=seen.hint or o.hint)
+        before, now = delivery(seen), delivery(o)
+        both = Delivery(max(before.role, now.role), before.snapshots + now.snapshots,
+                        before.bytes_added + now.bytes_added)
+        rows[o.target] = replace(seen, value=both, duration_s=max(seen.duration_s, o.duration_s),
+                                 problem=seen.problem or o.problem)
     for name, row in rows.items():
-        missing = landed - {m.database for m in row.snapshots}
+        missing = landed - {m.database for m in delivery(row).snapshots}
         if row.ok and missing:
-            rows[name] = replace(row, error=f"{row.location} did not receive {', '.join(sorted(missing))} this run",
-                                 hint="the next backup copies it")
+            rows[name] = replace(row, problem=Problem(f"{row.location} did not receive {', '.join(sorted(missing))} "
+                                                      "this run", "the next backup copies it"))
     return list(rows.values())
 
 
@@ -149,7 +174,7 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
             return target, _backup_into(session, source, target, shown)
         except TARGET_FAILURES as exc:
             candidates.remove(target)
-            outcomes.append(failed(target, "primary", exc, started))
+            outcomes.append(failed(target, Role.PRIMARY, exc, started))
             log.info("%s failed; trying the next target with a new dump", target.display)
         except Exception as exc:  # noqa: BLE001 - the database failed, not the target
             error = as_operator_error(exc, f"database {source.database}")
@@ -210,3 +235,6 @@ class _DumpWithManifest:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+BACKUP = Command("backup", _backup, lock=True, restic=True, secrets=Secrets.ALL)

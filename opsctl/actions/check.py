@@ -2,53 +2,72 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
-from opsctl.actions.context import App, Session, as_operator_error, exit_code_for, outcome_for
+from opsctl.actions.context import App, Session, as_operator_error
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
 from opsctl.reports import console
 
 
 @dataclass(frozen=True)
-class CheckRow:
-    target: str
-    location: str
-    ok: bool
-    summary: str
-    hint: str | None = None
+class CheckRequest:
     read_data_subset: str | None = None
+    target: str | None = None
 
 
-def check(app: App, read_data_subset: str | None = None, target_name: str | None = None) -> ExitCode:
-    session = Session(app)
-    with session.exclusive("check"), session.audited("check") as record:
-        _ = session.restic.version
-        session.read_secrets(database=False)
-        rows = session.on_each_target(target_name, lambda c: _check_one(session, c, read_data_subset))
-        failed = sum(not r.ok for r in rows)
-        code = exit_code_for(len(rows) - failed, failed)
-        record.outcome = outcome_for(code)
-        record.targets = [r.location for r in rows]
-        record.details = {r.target: "ok" if r.ok else r.summary for r in rows}
-    console.show_check(app, rows)
-    return code
+@dataclass(frozen=True)
+class Sound:
+    """A repository restic check found no error in."""
+
+    summary: str
+    read_data_subset: str | None
 
 
-def _check_one(session: Session, config, read_data_subset: str | None) -> CheckRow:
-    location = config.name
+@dataclass(frozen=True)
+class Checked(Outcome):
+    targets: tuple[TargetResult[Sound], ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.targets)
+
+    def target_results(self) -> tuple[TargetResult[Sound], ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"targets": [{**r.to_json(), "summary": r.value.summary if r.value else r.error} for r in self.targets]}
+
+    def audit(self) -> AuditFacts:
+        return AuditFacts(targets=tuple(r.location for r in self.targets),
+                          details={r.target: "ok" if r.ok else r.error for r in self.targets})
+
+    def show(self, app: App) -> None:
+        console.show_check(app, self)
+
+
+def _check(session: Session, request: CheckRequest) -> Checked:
+    return Checked(tuple(session.on_each_target(request.target, lambda c: _check_one(session, c, request))))
+
+
+def _check_one(session: Session, config, request: CheckRequest) -> TargetResult[Sound]:
+    started, location, subset = time.monotonic(), config.name, request.read_data_subset
     try:
         target = session.target(config)
         location = target.display
         target.probe()
-        result = session.restic.check(session.repository(target), read_data_subset)
+        result = session.restic.check(session.repository(target), subset)
     except Exception as exc:  # noqa: BLE001 - one target's failure is its row, the others go on
-        error = as_operator_error(exc, location)
-        return CheckRow(config.name, location, False, error.message, error.hint, read_data_subset)
-    if result.ok:
-        scope = f"structure and {read_data_subset} of the data read back" if read_data_subset else "structure"
-        return CheckRow(config.name, location, True, f"no errors ({scope})", read_data_subset=read_data_subset)
-    return CheckRow(config.name, location, False, f"the repository is damaged: {first_error(result.report)}",
-                    DAMAGED_HINT, read_data_subset)
+        return TargetResult(config.name, location, problem=Problem.of(as_operator_error(exc, location)),
+                            duration_s=time.monotonic() - started)
+    if not result.ok:
+        return TargetResult(config.name, location, duration_s=time.monotonic() - started,
+                            problem=Problem(f"the repository is damaged: {first_error(result.report)}", DAMAGED_HINT))
+    scope = f"structure and {subset} of the data read back" if subset else "structure"
+    return TargetResult(config.name, location, Sound(f"no errors ({scope})", subset), duration_s=time.monotonic() - started)
 
 
 DAMAGED_HINT = ("restore from another target meanwhile and do not prune this one; if it is a replica, remove "
@@ -61,3 +80,6 @@ def first_error(report: str) -> str:
     errors = [line for line in lines if "error" in line.lower() or "does not match" in line.lower()
               or "not found" in line.lower()]
     return (errors or lines or ["restic check failed"])[0][:300]
+
+
+CHECK = Command("check", _check, lock=True, restic=True, secrets=Secrets.REPOSITORY)

@@ -8,7 +8,7 @@ import os
 import tempfile
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from concurrent.futures import ThreadPoolExecutor
@@ -16,8 +16,8 @@ from typing import Callable, Iterator, TypeVar
 
 from rich.console import Console
 
-from opsctl import audit
-from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.actions.checkpoints import Checkpoints
+from opsctl.errors import BadInput, OpsctlError, PolicyBusy
 from opsctl.policy import Policy, load_policy
 from opsctl.policy.model import default_state_dir
 from opsctl.restic import Repository, Restic
@@ -27,6 +27,7 @@ from opsctl.targets import Target, target_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+_UNBOUNDED = 10_000
 DEFAULT_POLICY_PATHS = (Path("opsctl.yaml"), Path("/etc/opsctl/policy.yaml"))
 
 
@@ -37,10 +38,13 @@ class App:
     policy_path: Path | None
     json_output: bool = False
     verbose: bool = False
+    checkpoints: Checkpoints = field(default_factory=Checkpoints)
 
     @cached_property
     def out(self) -> Console:
-        return Console(highlight=False, soft_wrap=True)
+        console = Console(highlight=False, soft_wrap=True)
+        # A log or a pipe has no width: tables must stay whole there, never cut to 80 columns.
+        return console if console.is_terminal else Console(highlight=False, soft_wrap=True, width=_UNBOUNDED)
 
     @cached_property
     def err(self) -> Console:
@@ -82,16 +86,16 @@ class Session:
 
     def read_secrets(self, database: bool = True) -> None:
         """Read the passwords now, so a missing one stops the command (exit 2) before anything starts."""
-        _ = self._repository_password
+        _ = self.repository_password
         if database:
             _ = self.sources
 
     @cached_property
-    def _repository_password(self) -> bytes:
+    def repository_password(self) -> bytes:
         return read_secret(self.policy.repository_password, "repository password")
 
     def repository(self, target: Target) -> Repository:
-        return target.repository(self._repository_password)
+        return target.repository(self.repository_password)
 
     def target_configs(self, only: str | None = None) -> list:
         """The policy's targets, or the one named; an unknown name lists the known ones."""
@@ -128,7 +132,7 @@ class Session:
                 if time.monotonic() >= deadline:
                     handle.seek(0)
                     holder = handle.read().strip() or "another opsctl run"
-                    raise OpsctlError(f"policy {self.policy.name} is busy: {holder}",
+                    raise PolicyBusy(f"policy {self.policy.name} is busy: {holder}",
                                    "wait for it to finish, or give it longer with the policy's lock_wait")
                 time.sleep(0.5)
             handle.seek(0)
@@ -159,28 +163,6 @@ class Session:
     def snapshot_tags(self, source: Source) -> list[str]:
         return ["opsctl", f"policy={self.policy.name}", f"db={source.database}"]
 
-    @contextmanager
-    def audited(self, command: str) -> Iterator[audit.AuditRecord]:
-        """Write one audit line when the action ends, whatever the outcome."""
-        record = audit.AuditRecord(command=command, policy=self.policy.name, policy_file=str(self.policy_path))
-        started = time.monotonic()
-        try:
-            yield record
-        except OpsctlError as exc:
-            record.outcome, record.error = outcome_for(exc.exit_code), exc.message
-            raise
-        except KeyboardInterrupt:
-            record.outcome = "interrupted"
-            raise
-        except Exception as exc:
-            record.outcome, record.error = "failed", f"internal error: {exc.__class__.__name__}"
-            raise
-        finally:
-            try:
-                audit.append(self.state_dir / "audit.jsonl", record, time.monotonic() - started)
-            except OSError as exc:
-                log.warning("could not write the audit trail in %s: %s", self.state_dir, exc.strerror)
-
 
 def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
     """Any failure as an OpsctlError; a library's own exception is named by its class, never its data."""
@@ -197,15 +179,3 @@ def _try_lock(handle) -> bool:
     except BlockingIOError:
         return False
     return True
-
-
-def outcome_for(code: ExitCode) -> str:
-    """The audit trail's word for an exit code."""
-    return {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial", ExitCode.BAD_INPUT: "refused"}.get(code, "failed")
-
-
-def exit_code_for(successes: int, failures: int) -> ExitCode:
-    """0 when everything worked, 1 when nothing did, 3 when some targets failed."""
-    if failures == 0:
-        return ExitCode.OK
-    return ExitCode.PARTIAL if successes else ExitCode.FAILURE

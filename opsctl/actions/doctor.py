@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
+from opsctl.actions.runner import Command
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.console import human_duration
@@ -13,17 +17,60 @@ from opsctl.targets import Fact, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
 
 
-def doctor(app: App) -> ExitCode:
-    session = Session(app)
-    sections: list[tuple[str, list[Fact]]] = [("opsctl", _basics(session)), ("database", _database(session))]
+@dataclass(frozen=True)
+class Section:
+    """One heading of the preflight and its checks; `target` names the policy target it is about, if any."""
+
+    name: str
+    checks: tuple[Fact, ...]
+    target: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"name": self.name, "checks": plain(self.checks)}
+
+
+@dataclass(frozen=True)
+class Preflight(Outcome):
+    sections: tuple[Section, ...]
+
+    @property
+    def ok(self) -> bool:
+        return all(f.ok for section in self.sections for f in section.checks)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.ok else ExitCode.FAILURE
+
+    def to_json(self) -> dict[str, Any]:
+        return {"ok": self.ok, "sections": [section.to_json() for section in self.sections]}
+
+    def target_results(self) -> list[TargetResult[None]]:
+        """Each target's preflight: its first problem, if it has one."""
+        results = []
+        for section in self.sections:
+            if section.target is not None:
+                bad = next((f for f in section.checks if not f.ok), None)
+                problem = None if bad is None else Problem(f"{bad.check}: {bad.detail}", bad.hint)
+                results.append(TargetResult(section.target, section.name, problem=problem))
+        return results
+
+    def audit(self) -> AuditFacts:
+        problems = [f"{s.name}: {f.check}: {f.detail}" for s in self.sections for f in s.checks if not f.ok]
+        return AuditFacts(targets=tuple(r.location for r in self.target_results()), error="; ".join(problems) or None)
+
+    def show(self, app: App) -> None:
+        console.show_doctor(app, [(s.name, list(s.checks)) for s in self.sections])
+
+
+def _doctor(session: Session, _: None) -> Preflight:
+    sections = [Section("opsctl", tuple(_basics(session))), Section("database", tuple(_database(session)))]
     targets = [session.target(c) for c in session.policy.targets]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         per_target = list(pool.map(lambda t: _target(session, t), targets))
-    sections += [(t.display, facts) for t, facts in zip(targets, per_target)]
-    sections.append(("replicas", _replicas(targets, per_target) + _retention_order(session)))
-    sections.append(("recovery", _recovery(session)))
-    console.show_doctor(app, sections)
-    return ExitCode.OK if all(f.ok for _, facts in sections for f in facts) else ExitCode.FAILURE
+    sections += [Section(t.display, tuple(facts), t.name) for t, facts in zip(targets, per_target)]
+    sections.append(Section("replicas", tuple(_replicas(targets, per_target) + _retention_order(session))))
+    sections.append(Section("recovery", tuple(_recovery(session))))
+    return Preflight(tuple(sections))
 
 
 def _basics(session: Session) -> list[Fact]:
@@ -95,10 +142,10 @@ def _recovery(session: Session) -> list[Fact]:
         return facts + [Fact("last drill", True, "none recorded on this machine",
                              "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
     last = drills[-1]
-    measured = (f"RTO {human_duration(last['rto_s'])}, RPO {human_duration(last['rpo_s'])}"
-                if last["rto_s"] is not None and last["rpo_s"] is not None else "restore not proven")
-    hint = None if last["verdict"] == "PASSED" else f"read its report ({last['report']}) and act on what it says"
-    return facts + [Fact("last drill", True, f"{last['verdict']} on {last['time']} from {last['target']}: {measured}",
+    measured = (f"RTO {human_duration(last.rto_s)}, RPO {human_duration(last.rpo_s)}"
+                if last.rto_s is not None and last.rpo_s is not None else "restore not proven")
+    hint = None if last.verdict == "PASSED" else f"read its report ({last.report}) and act on what it says"
+    return facts + [Fact("last drill", True, f"{last.verdict} on {last.time} from {last.target}: {measured}",
                          hint)]
 
 
@@ -115,3 +162,6 @@ def _fact(check: str, probe) -> Fact:
         return Fact(check, False, exc.message, exc.hint)
     except Exception as exc:  # noqa: BLE001 - doctor reports every problem, it never stops at one
         return Fact(check, False, f"{exc.__class__.__name__}: {str(exc)[:200]}")
+
+
+DOCTOR = Command("doctor", _doctor)

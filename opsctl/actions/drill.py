@@ -6,9 +6,13 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
 
 from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
+from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.locate import locate_on
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
 from opsctl.errors import BadInput, ExitCode
@@ -47,31 +51,62 @@ class DatabaseDrill:
         return self.error is None and self.ready_at is not None and not self.problems
 
 
-def drill(app: App, request: DrillRequest) -> ExitCode:
-    session = Session(app)
+@dataclass(frozen=True)
+class Drilled(Outcome):
+    """The sealed drill report (verdict, RTO, RPO, phases, advice) and where it was written."""
+
+    report: dict[str, Any]
+    files: tuple[Path, ...]
+    details: dict[str, Any]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.report["verdict"] == PASSED else ExitCode.FAILURE
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report, "files": [str(p) for p in self.files]}
+
+    def target_results(self) -> list[TargetResult[None]]:
+        failed = self.exit_code != ExitCode.OK
+        return [TargetResult(self.report["target"], self.report["location"],
+                             problem=Problem(self.report["summary"], None) if failed else None,
+                             duration_s=self.report["measured"]["rto_s"] or 0.0)]
+
+    def audit(self) -> AuditFacts:
+        snapshots = tuple(row["snapshot_id"] for row in self.report["databases"] if row["snapshot_id"])
+        return AuditFacts(targets=(self.report["location"],), snapshot_ids=snapshots,
+                          error=None if self.exit_code == ExitCode.OK else self.report["summary"],
+                          details=self.details)
+
+    def show(self, app: App) -> None:
+        view.show_drill(app, self.report, self.files)
+
+
+def _drill(session: Session, request: DrillRequest) -> Drilled:
     config = drill_target(session, request.target)
-    with session.audited("drill") as record, session.cold_restic_cache():
+    with session.cold_restic_cache():
         started, clock, setup = datetime.now(timezone.utc), time.monotonic(), PhaseClock()
         with setup.phase("locate"):  # part of the recovery too: a real restore starts the same way
             _ = session.restic.version
             target = session.target(config)
             sources = [session.source(request.database)] if request.database else session.sources
-        record.targets = [target.display]
         runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
         content = _content(session, config, target, started, clock, [setup, *(run.clock for run in runs)], runs)
         report = drill_report.build(content)
         paths = drill_report.write(report, session.state_dir / "reports")
-        record.snapshot_ids = [run.facts["snapshot_id"] for run in runs if run.facts.get("snapshot_id")]
-        record.outcome = "ok" if report["verdict"] == PASSED else "failed"
-        record.details = _audit_details(report, runs, paths)
-    view.show_drill(app, report, paths)
-    return ExitCode.OK if report["verdict"] == PASSED else ExitCode.FAILURE
+    return Drilled(report, paths, _audit_details(report, runs, paths))
 
 
-def drill_history(app: App) -> ExitCode:
-    session = Session(app)
-    view.show_drill_history(app, history.past_drills(session.state_dir))
-    return ExitCode.OK
+@dataclass(frozen=True)
+class DrillHistory(Outcome):
+    drills: tuple[history.PastDrill, ...]
+
+    def show(self, app: App) -> None:
+        view.show_drill_history(app, list(self.drills))
+
+
+def _drill_history(session: Session, _: None) -> DrillHistory:
+    return DrillHistory(tuple(history.past_drills(session.state_dir)))
 
 
 def drill_target(session: Session, name: str | None):
@@ -102,7 +137,7 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
             run.facts.update(dump_bytes=manifest.dump_bytes, manifest_sha256=manifest.sha256,
                              tables=len(manifest.facts.tables), rows=manifest.facts.total_rows)
             with run.clock.phase("verify"):
-                proof = prove(source, staging, manifest, snapshot)
+                proof = prove(session, source, staging, manifest, snapshot)
                 run.problems, run.notes = proof.problems, proof.notes
             run.ready_at = time.monotonic()
         run.cleanup_s = time.monotonic() - run.ready_at
@@ -212,3 +247,8 @@ def _audit_details(report: dict, runs: list[DatabaseDrill], paths) -> dict:
             "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
             "recovery_s": round(sum(run.clock.recovery_s() for run in runs), 3),
             "report": str(paths[0]), "report_sha256": report["sha256"]}
+
+
+# No run lock: a drill only reads the repositories, and a backup running meanwhile is part of real life.
+DRILL = Command("drill", _drill, secrets=Secrets.ALL)
+DRILL_HISTORY = Command("drill history", _drill_history)

@@ -19,26 +19,44 @@ class Estimate:
     basis: str
 
 
+@dataclass(frozen=True)
+class PastDrill:
+    """One drill as its audit line recorded it."""
+
+    time: str
+    target: str | None
+    snapshots: tuple[str, ...]
+    verdict: str
+    rto_s: float | None
+    rpo_s: float | None
+    rto_objective_s: float | None
+    rpo_objective_s: float | None
+    error: str | None
+    report: str | None
+
+    @classmethod
+    def of(cls, entry: audit.AuditEntry) -> PastDrill:
+        details = entry.details
+        return cls(time=entry.time, target=_text(details.get("target")), snapshots=entry.snapshot_ids,
+                   verdict=_text(details.get("verdict")) or ("FAILED" if entry.outcome != "ok" else "?"),
+                   rto_s=_number(details.get("rto_s")), rpo_s=_number(details.get("rpo_s")),
+                   rto_objective_s=_number(details.get("rto_objective_s")),
+                   rpo_objective_s=_number(details.get("rpo_objective_s")),
+                   error=entry.error, report=_text(details.get("report")))
+
+
 def audit_log(state_dir: Path) -> Path:
     return state_dir / "audit.jsonl"
 
 
-def past_drills(state_dir: Path) -> list[dict]:
-    """Every recorded drill, oldest first, as one flat row each."""
-    rows = []
-    for entry in audit.read(audit_log(state_dir), "drill"):
-        details = entry.get("details") or {}
-        rows.append({"time": entry.get("time"), "target": details.get("target"), "snapshots": entry.get("snapshot_ids", []),
-                     "verdict": details.get("verdict", "FAILED" if entry.get("outcome") != "ok" else "?"),
-                     "rto_s": details.get("rto_s"), "rpo_s": details.get("rpo_s"),
-                     "rto_objective_s": details.get("rto_objective_s"), "rpo_objective_s": details.get("rpo_objective_s"),
-                     "error": entry.get("error"), "report": details.get("report")})
-    return rows
+def past_drills(state_dir: Path) -> list[PastDrill]:
+    """Every recorded drill, oldest first."""
+    return [PastDrill.of(entry) for entry in audit.read(audit_log(state_dir), "drill")]
 
 
-def trend(state_dir: Path) -> list[dict]:
+def trend(state_dir: Path) -> list[dict[str, object]]:
     """The last drills' RTO and RPO, oldest first, for the report's chart."""
-    return [{"date": row["time"], "rto_s": row["rto_s"], "rpo_s": row["rpo_s"], "verdict": row["verdict"]}
+    return [{"date": row.time, "rto_s": row.rto_s, "rpo_s": row.rpo_s, "verdict": row.verdict}
             for row in past_drills(state_dir)[-(TREND_LENGTH - 1):]]
 
 
@@ -75,11 +93,11 @@ def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
     """(dump bytes, seconds moving and proving them) of every finished drill and restore of the engine."""
     runs = []
     for entry in audit.read(audit_log(state_dir)):
-        details = entry.get("details")
-        if not isinstance(details, dict) or entry.get("command") not in ("drill", "restore"):
+        details = entry.details
+        if entry.command not in ("drill", "restore"):
             continue
         # A drill that missed an objective still measured how fast this machine restores.
-        finished = entry.get("outcome") == "ok" or details.get("rto_s") is not None
+        finished = entry.outcome == "ok" or details.get("rto_s") is not None
         size, seconds = details.get("dump_bytes"), details.get("recovery_s")
         if finished and details.get("engine") == engine and _positive(size) and _positive(seconds) and size >= 1:
             runs.append((int(size), float(seconds)))
@@ -102,6 +120,14 @@ def _fit(runs: list[tuple[int, float]]) -> tuple[float, float] | None:
     if per_byte <= 0:
         return None  # noise swamps the size: no trustworthy rate
     return max(0.0, mean_seconds - per_byte * mean_size), per_byte
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _number(value: object) -> float | None:
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def _mib(size: float) -> str:

@@ -8,40 +8,52 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any, Callable
 
-from opsctl.actions.context import App, Session, exit_code_for, outcome_for
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.progress import board
 from opsctl.targets import Target
-from opsctl.targets.replicate import check_identity, replicate, seed
 from opsctl.targets.errors import NotAReplica
+from opsctl.targets.replicate import check_identity, replicate, seed
+
+InitRow = TargetResult[str]
 
 
 @dataclass(frozen=True)
-class InitRow:
-    target: str
-    status: str = ""
-    error: str | None = None
-    hint: str | None = None
-    bad_input: bool = False
+class Initialised(Outcome):
+    """Each target's repository: created, made a replica, or found and left unchanged; or why not."""
+
+    targets: tuple[InitRow, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        code = exit_code_for(self.targets)
+        failed = [r.problem for r in self.targets if r.problem is not None]
+        if code == ExitCode.FAILURE and all(p.exit_code == ExitCode.BAD_INPUT for p in failed):
+            return ExitCode.BAD_INPUT  # e.g. a folder that holds other files: nothing was written
+        return code
+
+    def target_results(self) -> tuple[InitRow, ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"targets": [{**r.summary(), "status": r.value or ""} for r in self.targets]}
+
+    def audit(self) -> AuditFacts:
+        return AuditFacts(targets=tuple(r.location for r in self.targets), error=super().audit().error,
+                          details={r.location: r.value or "failed" for r in self.targets})
+
+    def show(self, app: App) -> None:
+        console.show_init(app, self)
 
 
-def init(app: App, target_name: str | None = None) -> ExitCode:
-    session = Session(app)
-    with session.exclusive("init"), session.audited("init") as record:
-        _ = session.restic.version
-        session.read_secrets(database=False)
-        rows = _init_all(app, session, [session.target(c) for c in session.policy.targets], target_name)
-        record.targets = [row.target for row in rows]
-        record.details = {row.target: row.status or "failed" for row in rows}
-        failed = [r for r in rows if r.error is not None]
-        code = exit_code_for(len(rows) - len(failed), len(failed))
-        if failed and code == ExitCode.FAILURE and all(r.bad_input for r in failed):
-            code = ExitCode.BAD_INPUT  # e.g. a folder that holds other files: nothing was written
-        record.outcome = outcome_for(code)
-    console.show_init(app, rows)
-    return code
+def _init(session: Session, target_name: str | None) -> Initialised:
+    return Initialised(tuple(_init_all(session.app, session, [session.target(c) for c in session.policy.targets],
+                                       target_name)))
 
 
 def _init_all(app: App, session: Session, targets: list[Target], only: str | None) -> list[InitRow]:
@@ -49,14 +61,14 @@ def _init_all(app: App, session: Session, targets: list[Target], only: str | Non
     session.target_configs(only)  # an unknown name is bad input before anything happens
     state: dict[str, bool | InitRow] = {t.name: _existing(session, t) for t in targets}
     origin = next((t for t in targets if state[t.name] is True), None)
-    rows: dict[str, InitRow] = {n: s for n, s in state.items() if isinstance(s, InitRow)}
+    rows: dict[str, InitRow] = {n: s for n, s in state.items() if isinstance(s, TargetResult)}
     wanted = [t for t in targets if only in (None, t.name) and t.name not in rows]
     if origin is None:
         origin = next((t for t in targets if t.name not in rows), None)
         if origin is None:
             return [rows[t.name] for t in targets if only in (None, t.name)]
         rows[origin.name] = _guarded(origin, lambda: _create(session, origin))
-        if rows[origin.name].error:
+        if not rows[origin.name].ok:
             return [rows[t.name] for t in targets if t.name in rows and only in (None, t.name)]
     for target in wanted:
         if target.name in rows:
@@ -76,35 +88,36 @@ def _existing(session: Session, target: Target) -> bool | InitRow:
     try:
         return session.restic.exists(session.repository(target))
     except OpsctlError as exc:
-        return InitRow(target.display, error=exc.message, hint=exc.hint, bad_input=exc.exit_code == ExitCode.BAD_INPUT)
+        return TargetResult(target.name, target.display, problem=Problem.of(exc))
 
 
-def _guarded(target: Target, step) -> InitRow:
+def _guarded(target: Target, step: Callable[[], str]) -> InitRow:
+    started = time.monotonic()
     try:
-        return step()
+        return TargetResult(target.name, target.display, step(), duration_s=time.monotonic() - started)
     except OpsctlError as exc:
-        return InitRow(target.display, error=exc.message, hint=exc.hint, bad_input=exc.exit_code == ExitCode.BAD_INPUT)
+        return TargetResult(target.name, target.display, problem=Problem.of(exc), duration_s=time.monotonic() - started)
 
 
-def _create(session: Session, target: Target) -> InitRow:
+def _create(session: Session, target: Target) -> str:
     target.prepare_init()
     session.restic.init(session.repository(target))
-    return InitRow(target.display, "repository created (encrypted, compressed)")
+    return "repository created (encrypted, compressed)"
 
 
-def _describe_existing(origin: Target, target: Target) -> InitRow:
+def _describe_existing(origin: Target, target: Target) -> str:
     if origin.name == target.name:
-        return InitRow(target.display, "already initialised; left unchanged")
+        return "already initialised; left unchanged"
     with origin.files() as source, target.files() as dest:
         try:
             check_identity(source, dest, target.display)
         except NotAReplica:
-            return InitRow(target.display, f"already initialised as a separate repository (not a replica of "
-                                           f"{origin.name}); left unchanged, backups to it are made separately")
-    return InitRow(target.display, f"already initialised; a replica of {origin.name}")
+            return (f"already initialised as a separate repository (not a replica of {origin.name}); "
+                    "left unchanged, backups to it are made separately")
+    return f"already initialised; a replica of {origin.name}"
 
 
-def _make_replica(app: App, origin: Target, target: Target) -> InitRow:
+def _make_replica(app: App, origin: Target, target: Target) -> str:
     """Same identity and keys as the origin, then every file it has: restic alone can open the copy."""
     target.prepare_init()
     started = time.monotonic()
@@ -114,4 +127,7 @@ def _make_replica(app: App, origin: Target, target: Target) -> InitRow:
         copied = replicate(source, dest, on_bytes=transfer.advance)
         transfer.finish("ok")
     extra = f", {copied.files} files copied in {time.monotonic() - started:.1f}s" if copied.files else ""
-    return InitRow(target.display, f"replica of {origin.name} created{extra}")
+    return f"replica of {origin.name} created{extra}"
+
+
+INIT = Command("init", _init, lock=True, restic=True, secrets=Secrets.REPOSITORY)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
+from typing import Any
 
-from opsctl.actions.context import App, Session, as_operator_error, exit_code_for, outcome_for
+from opsctl.actions.context import App, Session, as_operator_error
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
@@ -12,35 +16,54 @@ from opsctl.targets.replicate import mark_forgotten
 
 
 @dataclass(frozen=True)
-class PruneRow:
-    target: str
-    location: str
+class PruneRequest:
+    dry_run: bool = False
+    target: str | None = None
+
+
+@dataclass(frozen=True)
+class Pruned:
+    """One target's keep-rules and what they kept and removed (or would remove, in a dry run)."""
+
     rules: dict[str, int]
     kept: tuple[Snapshot, ...] = ()
     removed: tuple[Snapshot, ...] = ()
-    dry_run: bool = False
-    error: str | None = None
-    hint: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rules": self.rules, "kept": [s.id for s in self.kept], "removed": [s.id for s in self.removed]}
 
 
-def prune(app: App, dry_run: bool = False, target_name: str | None = None) -> ExitCode:
-    session = Session(app)
-    with session.exclusive("prune"), session.audited("prune") as record:
-        _ = session.restic.version
-        session.read_secrets(database=False)
-        rows = session.on_each_target(target_name, lambda c: _prune_one(session, c, dry_run))
-        failed = sum(r.error is not None for r in rows)
-        code = exit_code_for(len(rows) - failed, failed)
-        record.outcome = outcome_for(code)
-        record.targets = [r.location for r in rows]
-        record.details = {"dry_run": dry_run, "removed": {r.target: [s.short_id for s in r.removed] for r in rows}}
-    console.show_prune(app, rows)
-    return code
+@dataclass(frozen=True)
+class PruneOutcome(Outcome):
+    targets: tuple[TargetResult[Pruned], ...]
+    dry_run: bool
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.targets)
+
+    def target_results(self) -> tuple[TargetResult[Pruned], ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"dry_run": self.dry_run, "targets": [{**r.to_json(), "dry_run": self.dry_run} for r in self.targets]}
+
+    def audit(self) -> AuditFacts:
+        removed = {r.target: [s.short_id for s in (r.value.removed if r.value else ())] for r in self.targets}
+        return AuditFacts(targets=tuple(r.location for r in self.targets), error=super().audit().error,
+                          details={"dry_run": self.dry_run, "removed": removed})
+
+    def show(self, app: App) -> None:
+        console.show_prune(app, self)
 
 
-def _prune_one(session: Session, config, dry_run: bool) -> PruneRow:
-    rules = session.retention(config)
-    location = config.name
+def _prune(session: Session, request: PruneRequest) -> PruneOutcome:
+    results = session.on_each_target(request.target, lambda c: _prune_one(session, c, request.dry_run))
+    return PruneOutcome(tuple(results), request.dry_run)
+
+
+def _prune_one(session: Session, config, dry_run: bool) -> TargetResult[Pruned]:
+    started, rules, location = time.monotonic(), session.retention(config), config.name
     try:
         target = session.target(config)
         location = target.display
@@ -58,6 +81,9 @@ def _prune_one(session: Session, config, dry_run: bool) -> PruneRow:
             session.restic.forget(repo, [s.id for s in removed])
             session.restic.prune(repo)
     except Exception as exc:  # noqa: BLE001 - one target's failure is its row, the others go on
-        error = as_operator_error(exc, location)
-        return PruneRow(config.name, location, rules, dry_run=dry_run, error=error.message, hint=error.hint)
-    return PruneRow(config.name, location, rules, kept, removed, dry_run)
+        return TargetResult(config.name, location, Pruned(rules), Problem.of(as_operator_error(exc, location)),
+                            time.monotonic() - started)
+    return TargetResult(config.name, location, Pruned(rules, kept, removed), duration_s=time.monotonic() - started)
+
+
+PRUNE = Command("prune", _prune, lock=True, restic=True, secrets=Secrets.REPOSITORY)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import secrets
 import shutil
 import tempfile
@@ -24,8 +23,6 @@ from opsctl.restic.models import Snapshot
 from opsctl.sources import Source
 
 PHASES = ("locate", "fetch", "restore", "verify")
-TAMPER_ENV = "OPSCTL_TEST_TAMPER_SQL"
-"""Tests only: a statement run in the scratch database between the restore and the comparison."""
 
 
 @dataclass
@@ -95,14 +92,13 @@ def load_snapshot(session: Session, source: Source, repo: Repository, snapshot: 
     return stream.manifest
 
 
-def prove(source: Source, staging: str, manifest: Manifest, snapshot: Snapshot) -> Comparison:
+def prove(session: Session, source: Source, staging: str, manifest: Manifest, snapshot: Snapshot) -> Comparison:
     """Fingerprint the restored database as at backup time and compare it with the manifest, table by table."""
     if not manifest.facts.fingerprint_salt:
         raise OpsctlError(f"snapshot {snapshot.short_id} was made before opsctl recorded fingerprints, so its "
                           "contents cannot be proven (its dump and row counts restored fine)",
                           "run opsctl backup, then verify the new snapshot")
-    if os.environ.get(TAMPER_ENV):
-        source.execute_for_test(staging, os.environ[TAMPER_ENV])
+    session.app.checkpoints.restored(source, staging)
     return compare(manifest.facts.census, source.census(staging, manifest.facts))
 
 

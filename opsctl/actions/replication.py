@@ -10,6 +10,7 @@ import threading
 import time
 from dataclasses import dataclass, replace
 from opsctl.actions.context import Session
+from opsctl.actions.outcome import Problem, Role, TargetResult
 from opsctl.errors import OpsctlError
 from opsctl.reports.progress import Board, Transfer
 from opsctl.targets import NotAReplica, Target
@@ -36,28 +37,26 @@ class SnapshotMade:
 
 
 @dataclass(frozen=True)
-class TargetOutcome:
-    """What one target holds after the run (role: primary, replica or separate) or why it failed."""
+class Delivery:
+    """What one target received in a backup, and in which role (kept on failure too)."""
 
-    target: str
-    location: str
-    role: str
+    role: Role
     snapshots: tuple[SnapshotMade, ...] = ()
     bytes_added: int = 0
-    duration_s: float = 0.0
-    error: str | None = None
-    hint: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
 
 
-def failed(target: Target, role: str, exc: BaseException, started: float) -> TargetOutcome:
+TargetOutcome = TargetResult[Delivery]
+
+
+def delivered(target: Target, role: Role, snapshots: tuple[SnapshotMade, ...], bytes_added: int,
+              duration_s: float) -> TargetOutcome:
+    return TargetResult(target.name, target.display, Delivery(role, snapshots, bytes_added), duration_s=duration_s)
+
+
+def failed(target: Target, role: Role, exc: BaseException, started: float) -> TargetOutcome:
     """A failure as an outcome row; a library's own error is named by its class (no data in messages)."""
-    error = _explain(target, exc)
-    return TargetOutcome(target.name, target.display, role, error=error.message, hint=error.hint,
-                         duration_s=time.monotonic() - started)
+    return TargetResult(target.name, target.display, Delivery(role), Problem.of(_explain(target, exc)),
+                        time.monotonic() - started)
 
 
 def _explain(target: Target, exc: BaseException) -> OpsctlError:
@@ -124,10 +123,10 @@ class _Job:
         self.transfer.finish("stalled")
 
     def _stalled(self) -> TargetOutcome:
-        return TargetOutcome(
-            self.replica.name, self.replica.display, "replica", duration_s=time.monotonic() - self.started,
-            error=f"{self.replica.display} made no progress for {self.stall_s:.0f} s and was cut off",
-            hint="check that target's network and storage; the next backup completes the copy")
+        return TargetResult(
+            self.replica.name, self.replica.display, Delivery(Role.REPLICA), duration_s=time.monotonic() - self.started,
+            problem=Problem(f"{self.replica.display} made no progress for {self.stall_s:.0f} s and was cut off",
+                            "check that target's network and storage; the next backup completes the copy"))
 
     def progress(self, count: int) -> None:
         self.last_progress = time.monotonic()
@@ -141,7 +140,7 @@ class _Job:
         except TimeoutError:  # a socket read that waited stall_timeout: the same verdict as the watch's
             outcome = self._stalled()
         except BaseException as exc:  # noqa: BLE001 - any failure belongs to this target only
-            outcome = failed(self.replica, "replica", exc, self.started)
+            outcome = failed(self.replica, Role.REPLICA, exc, self.started)
         if not self.abandoned:
             self.outcome = outcome
             self.transfer.finish("ok" if outcome.ok else "failed")
@@ -158,8 +157,7 @@ class _Job:
                 self.last_progress = time.monotonic()  # waiting for a lock is not a stall
             result = replicate(source, dest, on_bytes=self.progress, cancelled=self.cancelled)
         log.debug("%s: %d files copied", replica.display, result.files)
-        return TargetOutcome(replica.name, replica.display, "replica", tuple(self.made), result.bytes,
-                             time.monotonic() - self.started)
+        return delivered(replica, Role.REPLICA, tuple(self.made), result.bytes, time.monotonic() - self.started)
 
     def _separate_backup(self) -> TargetOutcome:
         """A repository that is not a replica gets each new snapshot's file streamed from the primary."""
@@ -174,8 +172,7 @@ class _Job:
                     stall_timeout_s=session.policy.stall_timeout.total_seconds())
             copies.append(replace(made, snapshot_id=summary.snapshot_id))
             added += summary.bytes_added
-        return TargetOutcome(self.replica.name, self.replica.display, "separate", tuple(copies), added,
-                             time.monotonic() - self.started)
+        return delivered(self.replica, Role.SEPARATE, tuple(copies), added, time.monotonic() - self.started)
 
     def _tracked(self, chunks):
         for chunk in chunks:

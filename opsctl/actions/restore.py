@@ -5,12 +5,15 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Any
 
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
+from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.locate import Located, locate, locate_on
 from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
-from opsctl.errors import BadInput, ExitCode, IntegrityError, OpsctlError
+from opsctl.errors import BadInput, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import recovery_view as view, runbook
 from opsctl.sources import Destination, Source
@@ -64,31 +67,53 @@ class RestoreResult:
     next_steps: tuple[str, ...]
 
 
-def restore(app: App, request: RestoreRequest) -> ExitCode:
+@dataclass(frozen=True)
+class Restored(Outcome):
+    """A restore that was verified (as asked) and put in place, with the runbook's next steps."""
+
+    result: RestoreResult
+    details: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return plain(self.result)  # type: ignore[no-any-return]
+
+    def target_results(self) -> list[TargetResult[None]]:
+        plan = self.result.plan
+        return [TargetResult(plan.target, plan.location, duration_s=self.result.duration_s)]
+
+    def audit(self) -> AuditFacts:
+        return AuditFacts(targets=(self.result.plan.location,), snapshot_ids=(self.result.plan.snapshot_id,),
+                          details=self.details)
+
+    def show(self, app: App) -> None:
+        view.show_restore(app, self.result)
+
+
+def _precheck(app: App, request: RestoreRequest) -> None:
+    if request.at is not None and request.snapshot != "latest":
+        raise BadInput("give either --snapshot or --at, not both", "--at picks the newest snapshot at or before a time")
     if not request.yes and not view.can_ask(app):
         raise BadInput("a restore asks for confirmation first, and there is no terminal to ask on",
                        "check the plan on a terminal, or pass --yes to restore without asking (scripts)")
-    session = Session(app)
-    with session.audited("restore") as record:
-        _ = session.restic.version
-        source = session.source(request.database)
-        clock = PhaseClock()
-        with clock.phase("locate"):
-            located = _locate(session, source, request)
-        record.targets, record.snapshot_ids = [located.target.display], [located.snapshot.short_id]
-        destination = source.destination(request.to or _free_name(source, located))
-        refuse_unsafe(destination, source, request)
-        plan = _plan(session, source, located, destination, request)
-        view.show_restore_plan(app, plan)
-        if not request.yes and not view.confirm(app, "Restore now?"):
-            raise OpsctlError("not restored: you answered no, and nothing was changed", None)
-        result = _restore(session, source, located, destination, plan, request.verify, clock)
-        record.details = {"destination": destination.display, "moved_aside": result.moved_aside,
-                          "verification": result.verification, "engine": source.engine,
-                          "dump_bytes": plan.size_bytes, "recovery_s": clock.recovery_s(),
-                          "phases": {name: round(s, 3) for name, s in clock.seconds.items()}}
-    view.show_restore(app, result)
-    return ExitCode.OK
+
+
+def _restore_command(session: Session, request: RestoreRequest) -> Restored:
+    app = session.app
+    source = session.source(request.database)
+    clock = PhaseClock()
+    with clock.phase("locate"):
+        located = _locate(session, source, request)
+    destination = source.destination(request.to or _free_name(source, located))
+    refuse_unsafe(destination, source, request)
+    plan = _plan(session, source, located, destination, request)
+    view.show_restore_plan(app, plan)
+    if not request.yes and not view.confirm(app, "Restore now?"):
+        raise OpsctlError("not restored: you answered no, and nothing was changed", None)
+    result = _restore(session, source, located, destination, plan, request.verify, clock)
+    return Restored(result, {"destination": destination.display, "moved_aside": result.moved_aside,
+                             "verification": result.verification, "engine": source.engine,
+                             "dump_bytes": plan.size_bytes, "recovery_s": clock.recovery_s(),
+                             "phases": {name: round(s, 3) for name, s in clock.seconds.items()}})
 
 
 def _locate(session: Session, source: Source, request: RestoreRequest) -> Located:
@@ -133,7 +158,7 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         manifest = load_snapshot(session, source, located.repository, located.snapshot, staging,
                                  clock=clock, total=plan.size_bytes)
         with clock.phase("verify"):
-            verification = _verify(source, staging, manifest, located, verify)
+            verification = _verify(session, source, staging, manifest, located, verify)
         refuse_if_changed(destination, source.destination(destination.name))
         aside = source.publish(staging, destination)
     except BaseException:
@@ -147,10 +172,11 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         next_steps=runbook.next_steps(source.engine, destination, aside))
 
 
-def _verify(source: Source, staging: str, manifest: Manifest, located: Located, verify: bool) -> str:
+def _verify(session: Session, source: Source, staging: str, manifest: Manifest, located: Located,
+            verify: bool) -> str:
     """Prove the restored data equals the backup; an old snapshot gets its row counts checked, --no-verify nothing more."""
     if verify and manifest.facts.fingerprint_salt:
-        comparison = prove(source, staging, manifest, located.snapshot)
+        comparison = prove(session, source, staging, manifest, located.snapshot)
         if not comparison.ok:
             raise IntegrityError("the restored database does not equal the backup: "
                                  + "; ".join(comparison.problems[:5]),
@@ -165,7 +191,7 @@ def _verify(source: Source, staging: str, manifest: Manifest, located: Located, 
         return f"yes: all {_tables(len(comparison.tables))} equal the backup, value by value"
     if not verify:  # the dump's SHA-256 was checked on the way in; counting every table would add minutes
         return "no (--no-verify): only the dump's SHA-256 and size were checked; run opsctl verify later"
-    check_row_counts(manifest, source.table_stats(staging))
+    check_row_counts(manifest, source.row_counts(staging))
     return "row counts only: this snapshot predates opsctl's fingerprints"
 
 
@@ -193,3 +219,7 @@ def refuse_if_changed(before: Destination, now: Destination) -> None:
     if (now.exists, now.empty) != (before.exists, before.empty):
         raise BadInput(f"{before.display} changed while the restore ran; nothing was replaced",
                        "look at it, then run the restore again")
+
+
+# No run lock: the 3 a.m. restore must not wait for a nightly backup; restic's own locks keep them apart.
+RESTORE = Command("restore", _restore_command, restic=True, secrets=Secrets.ALL, precheck=_precheck)

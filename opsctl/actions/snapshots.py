@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
-from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for, plain
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
+from opsctl.policy.model import TargetConfigBase as TargetConfig
 from opsctl.reports import console
 
 
@@ -22,24 +27,48 @@ class SnapshotRow:
     opsctl_version: str | None
 
 
-def snapshots(app: App, target_name: str | None = None) -> ExitCode:
-    session = Session(app)
-    session.read_secrets(database=False)
-    listed = session.on_each_target(target_name, lambda config: _list(session, config))
-    rows = [row for found in listed if not isinstance(found, OpsctlError) for row in found]
-    failures = [found for found in listed if isinstance(found, OpsctlError)]
-    console.show_snapshots(app, rows)
-    for failure in failures:
-        console.show_error(app, failure.message, failure.hint)
-    return exit_code_for(len(listed) - len(failures), len(failures))
+@dataclass(frozen=True)
+class SnapshotsListed(Outcome):
+    """Each target's snapshots of this policy, or why that target could not be listed."""
+
+    targets: tuple[TargetResult[tuple[SnapshotRow, ...]], ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.targets)
+
+    @property
+    def rows(self) -> list[SnapshotRow]:
+        return [row for result in self.targets for row in result.value or ()]
+
+    def target_results(self) -> tuple[TargetResult[tuple[SnapshotRow, ...]], ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"snapshots": plain(self.rows),
+                "targets": [{**r.summary(), "snapshots": len(r.value or ())} for r in self.targets]}
+
+    def show(self, app: App) -> None:
+        console.show_snapshots(app, self)
 
 
-def _list(session: Session, config) -> list[SnapshotRow] | OpsctlError:
+def _snapshots(session: Session, target_name: str | None) -> SnapshotsListed:
+    return SnapshotsListed(tuple(session.on_each_target(target_name, lambda config: _list(session, config))))
+
+
+def _list(session: Session, config: TargetConfig) -> TargetResult[tuple[SnapshotRow, ...]]:
     """One target's snapshots of this policy, or why they could not be listed (the others still show)."""
+    started, location = time.monotonic(), config.name
     try:
         target = session.target(config)
+        location = target.display
         found = session.restic.snapshots(session.repository(target), ["opsctl", f"policy={session.policy.name}"])
     except OpsctlError as exc:
-        return exc
-    return [SnapshotRow(target=target.name, id=s.id, short_id=s.short_id, time=s.time, database=s.tag("db"),
-                        hostname=s.hostname, paths=s.paths, opsctl_version=s.tag("opsctl-version")) for s in found]
+        return TargetResult(config.name, location, problem=Problem.of(exc), duration_s=time.monotonic() - started)
+    rows = tuple(SnapshotRow(target=target.name, id=s.id, short_id=s.short_id, time=s.time, database=s.tag("db"),
+                             hostname=s.hostname, paths=s.paths, opsctl_version=s.tag("opsctl-version"))
+                 for s in found)
+    return TargetResult(config.name, location, rows, duration_s=time.monotonic() - started)
+
+
+SNAPSHOTS = Command("snapshots", _snapshots, restic=True, secrets=Secrets.REPOSITORY)

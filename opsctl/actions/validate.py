@@ -2,14 +2,35 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from opsctl.actions.context import App, Session
-from opsctl.errors import ExitCode, NotSupportedYet
+from opsctl.actions.outcome import Outcome
+from opsctl.actions.runner import Command
+from opsctl.errors import NotSupportedYet
 from opsctl.reports import console
 from opsctl.sources import sources_for
 
 
-def validate(app: App) -> ExitCode:
-    session = Session(app)
+@dataclass(frozen=True)
+class PolicyChecked(Outcome):
+    """A policy without problems; notes name what it asks for that this version cannot run yet."""
+
+    policy: str
+    file: str
+    engine: str
+    databases: tuple[str, ...]
+    targets: tuple[tuple[str, str], ...]
+    notes: tuple[str, ...]
+
+    def to_json(self) -> dict[str, object]:
+        return {"ok": True, "policy": self.policy, "file": self.file, "notes": list(self.notes)}
+
+    def show(self, app: App) -> None:
+        console.show_policy_ok(app, self)
+
+
+def _validate(session: Session, _: None) -> PolicyChecked:
     notes = []
     try:
         sources_for(session.policy.database, None, session.state_dir)
@@ -20,5 +41,9 @@ def validate(app: App) -> ExitCode:
             session.target(config)
         except NotSupportedYet as exc:
             notes.append(exc.message)
-    console.show_policy_ok(app, session.policy, session.policy_path, notes)
-    return ExitCode.OK
+    policy = session.policy
+    return PolicyChecked(policy.name, str(session.policy_path), policy.database.engine, tuple(policy.database.names),
+                         tuple((t.name, t.kind) for t in policy.targets), tuple(notes))
+
+
+VALIDATE = Command("policy validate", _validate)

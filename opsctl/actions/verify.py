@@ -5,20 +5,24 @@ from __future__ import annotations
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import Any, Callable
 
 from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
+from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.fingerprint_check import Comparison
 from opsctl.actions.locate import first_reachable_target
 from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import console, verification
 from opsctl.restic.errors import ResticError
 from opsctl.restic.models import CheckResult, Snapshot
 from opsctl.sources import Source
 from opsctl.targets import Target
+
 
 @dataclass(frozen=True)
 class VerifyRequest:
@@ -51,24 +55,52 @@ class TargetVerification:
         return self.error is None and self.comparison is not None and self.comparison.ok
 
 
-def verify(app: App, request: VerifyRequest) -> ExitCode:
-    session = Session(app)
-    with session.exclusive("verify"), session.audited("verify") as record:
-        _ = session.restic.version
-        source = session.source(request.database)
-        targets = _targets(session, request)
-        record.targets = [t.display for t in targets]
-        started = verification.now()
-        results = [_verify_on(session, source, target, request.snapshot) for target in targets]
-        about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
-                 "started_at": started, "restic_version": f"restic {session.restic.version}"}
-        report = verification.build(about, results, request.all_targets)
-        paths = verification.write(report, session.state_dir / "reports")
-        record.snapshot_ids = sorted({r.snapshot_id for r in results if r.snapshot_id})
-        record.details = {"verdict": report["verdict"], "report": str(paths[0]), "report_sha256": report["sha256"]}
-        record.outcome = "ok" if report["verdict"] == verification.PASSED else "failed"
-    console.show_verify(app, report, paths)
-    return ExitCode.OK if report["verdict"] == verification.PASSED else ExitCode.FAILURE
+@dataclass(frozen=True)
+class Verified(Outcome):
+    """The sealed verification report and where it was written."""
+
+    report: dict[str, Any]
+    files: tuple[Path, ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.report["verdict"] == verification.PASSED else ExitCode.FAILURE
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.report, "files": [str(p) for p in self.files]}
+
+    def target_results(self) -> list[TargetResult[None]]:
+        return [TargetResult(t["target"], t["location"], duration_s=t["duration_s"],
+                             problem=None if t["verdict"] == verification.PASSED else
+                             Problem(t["error"] or "; ".join(t["problems"][:3]) or "not proven", t["hint"]))
+                for t in self.report["targets"]]
+
+    def audit(self) -> AuditFacts:
+        return AuditFacts(targets=tuple(t["location"] for t in self.report["targets"]),
+                          snapshot_ids=tuple(sorted({t["snapshot_id"] for t in self.report["targets"]
+                                                     if t["snapshot_id"]})),
+                          error=None if self.exit_code == ExitCode.OK else self.report["summary"],
+                          details={"verdict": self.report["verdict"], "report": str(self.files[0]),
+                                   "report_sha256": self.report["sha256"]})
+
+    def show(self, app: App) -> None:
+        console.show_verify(app, self.report, self.files)
+
+
+def _verify(session: Session, request: VerifyRequest) -> Verified:
+    source = session.source(request.database)
+    targets = _targets(session, request)
+    started = verification.now()
+    results = [_verify_on(session, source, target, request.snapshot) for target in targets]
+    about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
+             "started_at": started, "restic_version": f"restic {session.restic.version}"}
+    report = verification.build(about, results, request.all_targets)
+    return Verified(report, verification.write(report, session.state_dir / "reports"))
+
+
+def _precheck(_: App, request: VerifyRequest) -> None:
+    if request.all_targets and request.target:
+        raise BadInput("--target and --all-targets cannot be used together", "give one of them")
 
 
 def _targets(session: Session, request: VerifyRequest) -> list[Target]:
@@ -121,7 +153,7 @@ def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snaps
                 raise
             raise OpsctlError(f"the repository is damaged: {exc.message}", DAMAGED_HINT) from None
         check.start()
-        return manifest, prove(source, staging, manifest, snapshot)
+        return manifest, prove(session, source, staging, manifest, snapshot)
 
 
 class _Check:
@@ -152,3 +184,6 @@ class _Check:
         if checked.ok:
             return f"no errors (structure and {self._subset} of the data read back)"
         return f"DAMAGED: {first_error(checked.report)}"
+
+
+VERIFY = Command("verify", _verify, lock=True, restic=True, secrets=Secrets.ALL, precheck=_precheck)

@@ -1,5 +1,5 @@
-"""The audit trail of everything opsctl did to backups."""
+"""What opsctl did: the audit trail (every command, append-only) and the run record (the last outcome of each)."""
 
-from opsctl.audit.trail import AuditRecord, append, read
+from opsctl.audit.trail import AuditEntry, append, read
 
-__all__ = ["AuditRecord", "append", "read"]
+__all__ = ["AuditEntry", "append", "read"]

@@ -1,4 +1,4 @@
-"""The audit trail: one JSON line per command that touches backups. Never secrets, never row data."""
+"""The audit trail: one JSON line per opsctl command, whatever its outcome. Never secrets, never row data."""
 
 from __future__ import annotations
 
@@ -10,35 +10,53 @@ import socket
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
 from opsctl import __version__
 
+OUTCOMES = ("ok", "partial", "failed", "refused", "busy", "interrupted")
 
-@dataclass
-class AuditRecord:
-    """Filled in by an action while it runs, written once when it ends."""
+
+@dataclass(frozen=True)
+class AuditEntry:
+    """One command's line in the trail: who ran what, where, on which targets, and how it ended."""
 
     command: str
-    policy: str
-    policy_file: str
-    targets: list[str] = field(default_factory=list)
-    snapshot_ids: list[str] = field(default_factory=list)
-    outcome: str = "ok"
+    policy: str | None
+    policy_file: str | None
+    outcome: str
+    exit_code: int
+    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    user: str = field(default_factory=lambda: _user())
+    host: str = field(default_factory=socket.gethostname)
+    opsctl_version: str = __version__
+    targets: tuple[str, ...] = ()
+    snapshot_ids: tuple[str, ...] = ()
     error: str | None = None
-    details: dict = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "targets": list(self.targets), "snapshot_ids": list(self.snapshot_ids)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AuditEntry | None:
+        """An entry read back; None when the line is not one (the trail is a file anyone with access may edit)."""
+        if not isinstance(data.get("command"), str):
+            return None
+        details = data.get("details")
+        return cls(command=data["command"], policy=_text(data.get("policy")), policy_file=_text(data.get("policy_file")),
+                   outcome=_text(data.get("outcome")) or "?", exit_code=_int(data.get("exit_code")),
+                   time=_text(data.get("time")) or "?", user=_text(data.get("user")) or "?",
+                   host=_text(data.get("host")) or "?", opsctl_version=_text(data.get("opsctl_version")) or "?",
+                   targets=_texts(data.get("targets")), snapshot_ids=_texts(data.get("snapshot_ids")),
+                   error=_text(data.get("error")), details=details if isinstance(details, dict) else {},
+                   duration_s=float(data["duration_s"]) if isinstance(data.get("duration_s"), (int, float)) else 0.0)
 
 
-def append(log_path: Path, record: AuditRecord, duration_s: float) -> None:
+def append(log_path: Path, entry: AuditEntry) -> None:
     """Append one line under an exclusive lock and flush it to disk before returning."""
-    entry = {
-        "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "user": _user(),
-        "host": socket.gethostname(),
-        "opsctl_version": __version__,
-        **asdict(record),
-        "duration_s": round(duration_s, 3),
-    }
-    line = (json.dumps(entry, sort_keys=True, default=str) + "\n").encode()
+    line = (json.dumps(entry.to_json(), sort_keys=True, default=str) + "\n").encode()
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
@@ -49,7 +67,7 @@ def append(log_path: Path, record: AuditRecord, duration_s: float) -> None:
         os.close(fd)
 
 
-def read(log_path: Path, command: str | None = None) -> list[dict]:
+def read(log_path: Path, command: str | None = None) -> list[AuditEntry]:
     """The trail's entries, oldest first (only one command's when given); damaged lines are skipped."""
     try:
         lines = log_path.read_text(encoding="utf-8", errors="replace").splitlines()
@@ -58,12 +76,25 @@ def read(log_path: Path, command: str | None = None) -> list[dict]:
     entries = []
     for line in lines:
         try:
-            entry = json.loads(line)
+            data = json.loads(line)
         except ValueError:
             continue
-        if isinstance(entry, dict) and (command is None or entry.get("command") == command):
+        entry = AuditEntry.from_json(data) if isinstance(data, dict) else None
+        if entry is not None and (command is None or entry.command == command):
             entries.append(entry)
     return entries
+
+
+def _text(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _texts(value: object) -> tuple[str, ...]:
+    return tuple(str(item) for item in value) if isinstance(value, list) else ()
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else -1
 
 
 def _user() -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import types
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
@@ -11,7 +12,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from opsctl.errors import BadInput, PolicyInvalid
-from opsctl.policy.model import NAME_PATTERN, NAME_RULE, Policy, duplicate_names_message
+from opsctl.policy.model import (NAME_PATTERN, NAME_RULE, Policy, default_state_dir, duplicate_names_message,
+                                 is_valid_name)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):
@@ -188,3 +190,22 @@ def _tag_of(union: Any, tag: str) -> type[BaseModel] | None:
                 if get_origin(info.annotation) is Literal and tag in get_args(info.annotation):
                     return member
     return None
+
+
+def state_dir_despite_errors(path: Path | None) -> Path:
+    """Where a policy that cannot be loaded keeps its state, so even that refusal reaches its audit trail.
+
+    From the file's own `state_dir` or `name` when those can be read; otherwise the folder that
+    holds every policy's state (for a missing or unreadable file).
+    """
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
+    except (OSError, ValueError, yaml.YAMLError):
+        data = None
+    if isinstance(data, dict):
+        folder, name = data.get("state_dir"), data.get("name")
+        if isinstance(folder, str) and folder.strip() and path is not None:
+            return Path(os.path.normpath(path.parent / Path(folder).expanduser()))
+        if isinstance(name, str) and is_valid_name(name):
+            return default_state_dir(name)
+    return default_state_dir("")

@@ -64,27 +64,19 @@ def show_error(app, message: str, hint: str | None, problems: Iterable[str] = ()
         app.err.print(f"  - {escape(problem)}")
     if hint:
         app.err.print(f"[bold]what to do:[/] {escape(hint)}")
-    if app.json_output:
-        show_json(app, {"error": message, "hint": hint, "problems": problems})
 
 
-def show_policy_ok(app, policy, path, notes: list[str]) -> None:
-    if app.json_output:
-        show_json(app, {"ok": True, "policy": policy.name, "file": str(path), "notes": notes})
-        return
-    targets = ", ".join(f"{t.name} ({t.kind})" for t in policy.targets)
-    app.out.print(f"OK: {path} — policy {policy.name}, {policy.database.engine} "
-                  f"database {', '.join(policy.database.names)}, targets: {targets}")
-    for note in notes:
+def show_policy_ok(app, checked) -> None:
+    targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
+    app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
+                  f"database {', '.join(checked.databases)}, targets: {targets}")
+    for note in checked.notes:
         app.err.print(f"note: {escape(note)}")
 
 
-def show_init(app, rows: list) -> None:
-    if app.json_output:
-        show_json(app, {"targets": rows})
-        return
-    for row in rows:
-        _verdict(app, row.error is None, row.target, row.error or row.status, row.hint)
+def show_init(app, outcome) -> None:
+    for row in outcome.targets:
+        _verdict(app, row.ok, row.location, row.error or row.value, row.hint)
 
 
 def _verdict(app, ok: bool, where: str, text: str, hint: str | None) -> None:
@@ -94,24 +86,22 @@ def _verdict(app, ok: bool, where: str, text: str, hint: str | None) -> None:
         app.out.print(f"      what to do: {escape(hint)}")
 
 
-def show_backup(app, policy_name: str, outcomes: list, lost_databases: list = ()) -> None:
-    if app.json_output:
-        show_json(app, {"policy": policy_name, "targets": [_outcome_json(o) for o in outcomes],
-                        "failed_databases": list(lost_databases)})
-        return
+def show_backup(app, backed_up) -> None:
+    policy_name, outcomes, lost_databases = backed_up.policy, backed_up.targets, backed_up.lost_databases
     table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
     for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
         table.add_column(column, justify="right" if column in ("Added", "Time") else "left", no_wrap=True)
-    for o in outcomes:
-        snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in o.snapshots) or "-"
-        table.add_row(escape(o.target), o.role, escape(snapshots), human_bytes(o.bytes_added), f"{o.duration_s:.1f}s",
-                      "ok" if o.ok else "[red]FAILED[/]")
+    delivered = [(o, o.value) for o in outcomes]
+    for o, d in delivered:
+        snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in d.snapshots) or "-"
+        table.add_row(escape(o.target), d.role.label, escape(snapshots), human_bytes(d.bytes_added),
+                      f"{o.duration_s:.1f}s", "ok" if o.ok else "[red]FAILED[/]")
     app.out.print(table)
-    if any(o.role == "replica" for o in outcomes):
+    if any(d.role.label == "replica" for _, d in delivered):
         app.out.print("Added: new data before compression on the primary; bytes copied (compressed) to replicas.")
-    dumps = {m.database: m for o in outcomes for m in o.snapshots}
+    dumps = {m.database: m for _, d in delivered for m in d.snapshots}
     for m in dumps.values():
-        holders = [o.target for o in outcomes if any(s.database == m.database for s in o.snapshots)]
+        holders = [o.target for o, d in delivered if any(s.database == m.database for s in d.snapshots)]
         app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
                       f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, now on {escape(', '.join(holders))}")
         for warning in m.warnings:
@@ -127,7 +117,7 @@ def show_backup(app, policy_name: str, outcomes: list, lost_databases: list = ()
         if f.hint:
             app.out.print(f"  what to do: {escape(f.hint)}")
     failed = sum(not o.ok for o in outcomes)
-    if not any(o.snapshots for o in outcomes):
+    if not any(d.snapshots for _, d in delivered):
         app.out.print("No target holds a new backup. No partial snapshot was kept.")
     elif failed == 0 and lost_databases:
         app.out.print("Every target holds the databases that were backed up.")
@@ -138,18 +128,8 @@ def show_backup(app, policy_name: str, outcomes: list, lost_databases: list = ()
         app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
 
 
-def _outcome_json(o) -> dict:
-    return {"target": o.target, "location": o.location, "role": o.role, "ok": o.ok,
-            "snapshots": [{"database": m.database, "snapshot_id": m.snapshot_id, "manifest_sha256": m.manifest_sha256,
-                           "dump_bytes": m.dump_bytes, "tables": m.tables, "rows": m.rows,
-                           "warnings": list(m.warnings)} for m in o.snapshots],
-            "bytes_added": o.bytes_added, "duration_s": round(o.duration_s, 3), "error": o.error, "hint": o.hint}
-
-
-def show_snapshots(app, rows: list) -> None:
-    if app.json_output:
-        show_json(app, {"snapshots": rows})
-        return
+def show_snapshots(app, listed) -> None:
+    rows = listed.rows
     table = Table(title="Snapshots", title_justify="left")
     for column in ("Target", "ID", "Time (UTC)", "Age", "Database", "Host", "opsctl"):
         table.add_column(column)
@@ -158,42 +138,33 @@ def show_snapshots(app, rows: list) -> None:
                       human_age(row.time), escape(row.database or "?"), escape(row.hostname),
                       escape(row.opsctl_version or "?"))
     app.out.print(table)
-    if not rows:
+    failed = [r for r in listed.targets if not r.ok]
+    if not rows and not failed:
         app.out.print("No snapshots yet. Run: opsctl backup")
+    for r in failed:
+        _verdict(app, False, r.location, r.error, r.hint)
 
 
-def show_prune(app, rows: list) -> None:
-    if app.json_output:
-        show_json(app, {"targets": [{"target": r.target, "location": r.location, "rules": r.rules,
-                                     "dry_run": r.dry_run, "kept": [s.id for s in r.kept],
-                                     "removed": [s.id for s in r.removed], "error": r.error} for r in rows]})
-        return
-    for r in rows:
-        rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.rules.items()))
-        if r.error:
+def show_prune(app, pruned) -> None:
+    verb = "would remove" if pruned.dry_run else "removed"
+    for r in pruned.targets:
+        if not r.ok:
             _verdict(app, False, r.location, r.error, r.hint)
             continue
-        verb = "would remove" if r.dry_run else "removed"
-        app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.kept)}, {verb} {len(r.removed)}")
-        for s in r.removed:
+        rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.value.rules.items()))
+        app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.value.kept)}, {verb} {len(r.value.removed)}")
+        for s in r.value.removed:
             app.out.print(f"      {verb} {s.short_id} {s.time:%Y-%m-%d %H:%M:%S} {escape(s.tag('db') or '?')}")
-    if any(r.dry_run for r in rows):
+    if pruned.dry_run:
         app.out.print("Dry run: nothing was removed.")
 
 
-def show_check(app, rows: list) -> None:
-    if app.json_output:
-        show_json(app, {"targets": rows})
-        return
-    for r in rows:
-        _verdict(app, r.ok, r.location, r.summary, r.hint)
+def show_check(app, checked) -> None:
+    for r in checked.targets:
+        _verdict(app, r.ok, r.location, r.value.summary if r.value else r.error, r.hint)
 
 
 def show_doctor(app, sections: list) -> None:
-    if app.json_output:
-        show_json(app, {"ok": all(f.ok for _, facts in sections for f in facts),
-                        "sections": [{"name": name, "checks": facts} for name, facts in sections]})
-        return
     for name, facts in sections:
         if not facts:
             continue
@@ -210,9 +181,6 @@ def show_doctor(app, sections: list) -> None:
 
 def show_verify(app, report: dict, paths) -> None:
     """The verdict first, then each target's problems, then where the reports are."""
-    if app.json_output:
-        show_json(app, {**report, "files": [str(p) for p in paths]})
-        return
     colour = "green" if report["verdict"] == "PASSED" else "red"
     app.out.print(f"[bold {colour}]Verification {report['verdict']}[/]: {escape(report['summary'])}")
     for target in report["targets"]:
@@ -234,17 +202,10 @@ def show_verify(app, report: dict, paths) -> None:
 
 
 def show_report_check(app, check) -> None:
-    if app.json_output:
-        show_json(app, {"file": str(check.path), "intact": check.intact, "audit_trail": check.audit,
-                        "message": check.message})
-        return
     app.out.print(escape(check.message))
 
 
 def show_report_list(app, rows: list[dict]) -> None:
-    if app.json_output:
-        show_json(app, rows)
-        return
     if not rows:
         app.out.print("No verifications yet. Run: opsctl verify")
         return

@@ -1,4 +1,4 @@
-"""What `opsctl keys rotate` and `opsctl keys status` print: tables on a terminal, JSON with --json."""
+"""What `opsctl keys rotate` and `opsctl keys status` print (their JSON comes from the outcome itself)."""
 
 from __future__ import annotations
 
@@ -8,15 +8,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from opsctl.policy.durations import format_duration
-from opsctl.reports.console import show_json
 
 
 def show_plan(app, journal) -> None:
     """--dry-run: what the rotation would do (or, for an interrupted one, what is left)."""
-    if app.json_output:
-        show_json(app, {"dry_run": True, "rotation": journal.rotation, "step": journal.step,
-                        "targets": [t for t in journal.targets]})
-        return
     resumed = journal.step != "plan"
     app.out.print(f"Interrupted rotation {journal.rotation} stopped at step {journal.step}; a resume would finish:"
                   if resumed else "Every target is reachable and opens with the current password. A rotation would:")
@@ -28,10 +23,6 @@ def show_plan(app, journal) -> None:
 
 def show_rotation(app, result) -> None:
     j = result.journal
-    if app.json_output:
-        show_json(app, {"rotation": j.rotation, "result": result.outcome, "message": result.message,
-                        "hint": result.hint, "targets": [t for t in j.targets]})
-        return
     table = Table(title=f"Key rotation {j.rotation}", title_justify="left")
     for column in ("Target", "Role", "Old key", "New key", "Result"):
         table.add_column(column, no_wrap=True)
@@ -46,15 +37,13 @@ def show_rotation(app, result) -> None:
         app.out.print(f"what to do: {escape(result.hint)}")
 
 
-def show_status(app, rows: list, journal) -> None:
-    if app.json_output:
-        show_json(app, {"rotation_pending": journal.rotation if journal else None, "targets": rows})
-        return
+def show_status(app, status) -> None:
+    rows = status.targets
     table = Table(title="Repository keys", title_justify="left")
     for column in ("Target", "Key", "Created", "Age", "User@host", "Role"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        for k in row.keys:
+        for k in row.value.keys:
             role = "[bold]opsctl (current)[/]" if k.role == "opsctl" else escape(k.role)
             table.add_row(escape(row.target), k.id, f"{k.created:%Y-%m-%d %H:%M}",
                           format_duration_short(k.age_s), escape(f"{k.user}@{k.host}"), role)
@@ -62,7 +51,7 @@ def show_status(app, rows: list, journal) -> None:
             table.add_row(escape(row.target), "-", "-", "-", "-", "[red]cannot be read[/]")
     app.out.print(table)
     for row in rows:
-        for warning in row.warnings:
+        for warning in row.value.warnings:
             app.out.print(f"[yellow]warning:[/] {escape(row.location)}: {escape(warning)}")
         if row.error:
             app.out.print(f"[red]FAILED[/] {escape(row.error)}")

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from opsctl.reports.console import human_bytes, human_duration, show_json
+from opsctl.reports.console import human_bytes, human_duration
 
 
 def show_restore_plan(app, plan) -> None:
@@ -43,9 +43,6 @@ def confirm(app, question: str) -> bool:
 
 def show_restore(app, result) -> None:
     """The runbook: what was restored, whether it verified, and the exact next steps."""
-    if app.json_output:
-        show_json(app, result)
-        return
     plan, out = result.plan, app.out
     out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
               f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} in {human_duration(result.duration_s)}")
@@ -63,9 +60,6 @@ def show_restore(app, result) -> None:
 
 def show_drill(app, report: dict, paths) -> None:
     """Verdict first, then objectives against what was measured, the phases, what to do, and the report files."""
-    if app.json_output:
-        show_json(app, {**report, "files": [str(p) for p in paths]})
-        return
     out = app.out
     colour = "green" if report["verdict"] == "PASSED" else "red"
     out.print(f"[bold {colour}]Drill {report['verdict']}[/]: {escape(report['summary'])}")
@@ -87,18 +81,15 @@ def show_drill(app, report: dict, paths) -> None:
         out.print(f"  report: {escape(str(path))}")
 
 
-def show_drill_history(app, rows: list[dict]) -> None:
-    if app.json_output:
-        show_json(app, {"drills": rows})
-        return
+def show_drill_history(app, rows: list) -> None:
     if not rows:
         app.out.print("No drills recorded yet. Run: opsctl drill")
         return
     table = Table("date", "target", "snapshot", "RTO", "RPO", "verdict", "report")
     for row in rows:
-        table.add_row(escape(str(row["time"])), escape(str(row["target"])), escape(", ".join(row["snapshots"]) or "-"),
-                      _against(row["rto_s"], row["rto_objective_s"]), _against(row["rpo_s"], row["rpo_objective_s"]),
-                      row["verdict"], escape(str(row["report"] or "-")))
+        table.add_row(escape(row.time), escape(str(row.target)), escape(", ".join(row.snapshots) or "-"),
+                      _against(row.rto_s, row.rto_objective_s), _against(row.rpo_s, row.rpo_objective_s),
+                      escape(row.verdict), escape(row.report or "-"))
     app.out.print(table)
 
 

@@ -101,7 +101,7 @@ def test_full_rotation_on_local_sftp_and_s3(workspace, sftp_endpoint, s3_endpoin
     assert len({row["keys"][0]["id"] for row in statuses}) == 1
     assert all(row["warnings"] == [] for row in statuses), statuses
 
-    record = json.loads(ws.audit_lines()[-1])
+    record = [e for e in map(json.loads, ws.audit_lines()) if e["command"] == "keys rotate"][-1]
     assert record["command"] == "keys rotate" and record["outcome"] == "ok"
     assert {t["removed"] for t in record["details"]["targets"].values()} == {True}
     again = ws.opsctl("backup")

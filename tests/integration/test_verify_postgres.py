@@ -34,8 +34,8 @@ TAMPERING = [
     ('DELETE FROM "Customer List" WHERE id = 2', "table public.Customer List: expected 5 rows, found 4"),
     ("DELETE FROM no_key WHERE ctid IN (SELECT ctid FROM no_key WHERE label = 'twin' LIMIT 1)",
      "table public.no_key: expected 3 rows"),
-    ("DELETE FROM no_key WHERE ctid IN (SELECT ctid FROM no_key WHERE label = 'twin' LIMIT 1); "
-     "INSERT INTO no_key VALUES ('single', 2)", "table public.no_key: same row count, different content"),
+    (("DELETE FROM no_key WHERE ctid IN (SELECT ctid FROM no_key WHERE label = 'twin' LIMIT 1); "
+      "INSERT INTO no_key VALUES ('single', 2)"), "table public.no_key: same row count, different content"),
     ('UPDATE "Customer List" SET note = \'\' WHERE note IS NULL', "table public.Customer List: same row count"),
     ('DROP TABLE "empty ""quoted"" table"', 'table public.empty "quoted" table: missing'),
     ("SELECT setval('invoice_numbers', 1000, false)", "sequence public.invoice_numbers: behind the backup"),
@@ -111,7 +111,8 @@ def test_no_right_to_create_the_scratch_database_is_a_clear_message(workspace, p
 
 def test_sigterm_during_verify_drops_the_scratch_database(awkward, pg_server):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OPSCTL_TEST_TAMPER_SQL": "SELECT pg_sleep(60)"}
-    proc = subprocess.Popen([sys.executable, "-m", "opsctl", "--policy", str(awkward.root / "policy.yaml"), "verify"],
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.faulty", "--policy", str(awkward.root / "policy.yaml"),
+                             "verify"],
                             cwd=awkward.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _sleeping(pg_server):
@@ -125,7 +126,8 @@ def test_sigterm_during_verify_drops_the_scratch_database(awkward, pg_server):
 
 def _sleeping(pg_server) -> bool:
     with pg_server.connect() as conn:
-        return conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'").fetchone() is not None
+        found = conn.execute("SELECT 1 FROM pg_stat_activity WHERE query LIKE 'SELECT pg_sleep(60)%'").fetchone()
+        return found is not None
 
 
 def test_a_table_whose_type_has_no_hash_function_is_fingerprinted_too(pg_policy, pg_server, pg_database):

@@ -56,7 +56,7 @@ def test_verify_passes_and_writes_intact_reports(awkward):
         check = awkward.opsctl("report", "verify", str(path))
         assert check.returncode == 0 and "intact" in check.stdout, check.output
     listing = awkward.opsctl("--json", "report", "list")
-    assert json.loads(listing.stdout)[0]["verdict"] == "PASSED"
+    assert json.loads(listing.stdout)["reports"][0]["verdict"] == "PASSED"
     assert not list((awkward.root / "state" / "tmp").glob("*")), "the scratch copy was left behind"
     assert_no_canary(awkward, result.output, listing.output)
 

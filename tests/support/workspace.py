@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+FAULT_VARIABLES = {"OPSCTL_TEST_KILL_AT", "OPSCTL_TEST_TAMPER_SQL"}  # see tests/support/faulty.py
 
 
 @dataclass(frozen=True)
@@ -56,7 +57,9 @@ class Workspace:
         full_env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(self.root / ".cache"),
                     **(env or {})}
         full_env.pop("OPSCTL_POLICY", None)
-        proc = subprocess.run([sys.executable, "-m", "opsctl", "--policy", str(self.root / policy), *args],
+        # A fault to inject needs the test harness: the installed opsctl ignores these variables.
+        module = "tests.support.faulty" if set(env or {}) & FAULT_VARIABLES else "opsctl"
+        proc = subprocess.run([sys.executable, "-m", module, "--policy", str(self.root / policy), *args],
                               cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout,
                               stdin=subprocess.DEVNULL)
         return Result(proc.returncode, proc.stdout, proc.stderr)

@@ -8,8 +8,6 @@ target names, key IDs and step names; never a password.
 from __future__ import annotations
 
 import json
-import os
-import signal
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
@@ -17,7 +15,6 @@ from opsctl.durable import replace_synced, sync_folder
 from opsctl.errors import OpsctlError
 
 JOURNAL_NAME = "keys-rotation.json"
-KILL_HOOK = "OPSCTL_TEST_KILL_AT"  # tests only: SIGKILL at a named step ("add:local", "add:local+" = after it)
 
 
 @dataclass(frozen=True)
@@ -77,17 +74,10 @@ def save(state_dir: Path, journal: Journal) -> None:
 
 
 def record_step(state_dir: Path, journal: Journal, step: str) -> Journal:
-    """Journal the step about to be done, then (in tests) die right there."""
+    """Journal the step about to be done."""
     journal = replace(journal, step=step)
     save(state_dir, journal)
-    die_if_asked(step)
     return journal
-
-
-def die_if_asked(step: str) -> None:
-    """The test hook: a real SIGKILL, so nothing (no finally, no atexit) tidies up."""
-    if os.environ.get(KILL_HOOK) == step:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def remove(state_dir: Path) -> None:

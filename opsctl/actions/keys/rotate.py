@@ -15,8 +15,11 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Any
 
-from opsctl.actions.context import App, Session, outcome_for
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
+from opsctl.actions.runner import Command
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
 from opsctl.actions.keys.password import generate, read_new_password_file, store_for
@@ -38,26 +41,59 @@ class RotationResult:
     hint: str | None = None
 
 
-def rotate(app: App, dry_run: bool, new_password_file: Path | None, resume: bool) -> ExitCode:
-    session = Session(app)
-    _ = session.restic.version
-    with session.exclusive("keys rotate"), session.audited("keys rotate") as record:
-        journal = jr.load(session.state_dir)
-        if journal is None and resume:
-            raise BadInput("there is no interrupted key rotation to resume", "start one with: opsctl keys rotate")
-        if journal is not None and new_password_file is not None:
-            raise BadInput(f"key rotation {journal.rotation} was interrupted and must be finished first",
-                           "run: opsctl keys rotate --resume (it keeps the password staged then)")
-        if dry_run:
-            record.details = {"dry_run": True}
-            report.show_plan(app, journal or _plan(session))
-            return ExitCode.OK
-        result = Rotation(session, journal or _begin(session, new_password_file)).run()
-        record.targets = [t.display for t in result.journal.targets]
-        record.outcome, record.error = outcome_for(result.code), None if result.code == ExitCode.OK else result.message
-        record.details = _audit_details(result)
-    report.show_rotation(app, result)
-    return result.code
+@dataclass(frozen=True)
+class RotateRequest:
+    dry_run: bool = False
+    new_password_file: Path | None = None
+    resume: bool = False
+
+
+@dataclass(frozen=True)
+class Rotated(Outcome):
+    """How a rotation ended (or, for a dry run, what it would do), target by target."""
+
+    journal: Journal
+    result: RotationResult | None  # None: a dry run
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return ExitCode.OK if self.result is None else self.result.code
+
+    def target_results(self) -> list[TargetResult[TargetState]]:
+        return [TargetResult(t.name, t.display, t, Problem(t.error) if t.error else None) for t in self.journal.targets]
+
+    def to_json(self) -> dict[str, Any]:
+        targets = plain(self.journal.targets)
+        if self.result is None:
+            return {"dry_run": True, "rotation": self.journal.rotation, "step": self.journal.step, "targets": targets}
+        return {"dry_run": False, "rotation": self.journal.rotation, "result": self.result.outcome,
+                "message": self.result.message, "hint": self.result.hint, "targets": targets}
+
+    def audit(self) -> AuditFacts:
+        if self.result is None:
+            return AuditFacts(details={"dry_run": True})
+        return AuditFacts(targets=tuple(t.display for t in self.journal.targets),
+                          error=None if self.result.code == ExitCode.OK else self.result.message,
+                          details=_audit_details(self.result))
+
+    def show(self, app: App) -> None:
+        if self.result is None:
+            report.show_plan(app, self.journal)
+        else:
+            report.show_rotation(app, self.result)
+
+
+def _rotate(session: Session, request: RotateRequest) -> Rotated:
+    journal = jr.load(session.state_dir)
+    if journal is None and request.resume:
+        raise BadInput("there is no interrupted key rotation to resume", "start one with: opsctl keys rotate")
+    if journal is not None and request.new_password_file is not None:
+        raise BadInput(f"key rotation {journal.rotation} was interrupted and must be finished first",
+                       "run: opsctl keys rotate --resume (it keeps the password staged then)")
+    if request.dry_run:
+        return Rotated(journal or _plan(session), None)
+    result = Rotation(session, journal or _begin(session, request.new_password_file)).run()
+    return Rotated(result.journal, result)
 
 
 def _plan(session: Session) -> Journal:
@@ -75,8 +111,9 @@ def _begin(session: Session, new_password_file: Path | None) -> Journal:
     if new.strip() == store.current().strip():
         raise BadInput("the new password is the current one", "choose another, or let opsctl generate one")
     journal = jr.record_step(session.state_dir, journal, "stage")
+    session.app.checkpoints.reached("stage")
     store.stage(new)
-    jr.die_if_asked("stage+")
+    session.app.checkpoints.reached("stage+")
     return journal
 
 
@@ -132,7 +169,7 @@ class Rotation:
                 return self._result("paused", ExitCode.FAILURE, failures)
             self._step("switch")
             self.store.switch()
-            jr.die_if_asked("switch+")
+            self.session.app.checkpoints.reached("switch+")
             self._save(replace(self.journal, switched=True))
         failures = self._remove_all()
         if failures:
@@ -154,7 +191,7 @@ class Rotation:
                 failures.append(state.name)
                 self._save(self.journal.with_target(replace(state, error=exc.message)))
                 continue
-            jr.die_if_asked(f"add:{state.name}+")
+            self.session.app.checkpoints.reached(f"add:{state.name}+")
             self._save(self.journal.with_target(replace(state, new_key=new_key, added=True, error=None)))
         return failures
 
@@ -200,7 +237,7 @@ class Rotation:
                 failures.append(state.name)
                 self._save(self.journal.with_target(replace(state, error=exc.message)))
                 continue
-            jr.die_if_asked(f"remove:{state.name}+")
+            self.session.app.checkpoints.reached(f"remove:{state.name}+")
             self._save(self.journal.with_target(replace(state, removed=True, error=None)))
         return failures
 
@@ -233,6 +270,7 @@ class Rotation:
 
     def _step(self, step: str) -> None:
         self.journal = jr.record_step(self.session.state_dir, self.journal, step)
+        self.session.app.checkpoints.reached(step)
 
     def _save(self, journal: Journal) -> None:
         self.journal = journal
@@ -271,3 +309,6 @@ def _audit_details(result: RotationResult) -> dict:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+KEYS_ROTATE = Command("keys rotate", _rotate, lock=True, restic=True)

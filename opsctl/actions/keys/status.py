@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
-from opsctl.actions.context import App, Session, exit_code_for
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.durations import format_duration
 from opsctl.reports import keys as report
 from opsctl.restic.models import Key
-from opsctl.secrets import read_secret
 
 
 @dataclass(frozen=True)
@@ -26,23 +28,40 @@ class KeyInfo:
 
 
 @dataclass(frozen=True)
-class KeyRow:
-    target: str
-    location: str
+class TargetKeys:
+    """One target's keys, and what needs attention about them."""
+
     keys: tuple[KeyInfo, ...] = ()
     warnings: tuple[str, ...] = ()
-    error: str | None = None
-    hint: str | None = None
 
 
-def status(app: App) -> ExitCode:
-    session = Session(app)
-    _ = session.restic.version
-    password = read_secret(session.policy.repository_password, "repository password")
+KeyRow = TargetResult[TargetKeys]
+
+
+@dataclass(frozen=True)
+class KeysStatus(Outcome):
+    targets: tuple[KeyRow, ...]
+    rotation_pending: str | None
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.targets)
+
+    def target_results(self) -> tuple[KeyRow, ...]:
+        return self.targets
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rotation_pending": self.rotation_pending, "targets": [r.to_json() for r in self.targets]}
+
+    def show(self, app: App) -> None:
+        report.show_status(app, self)
+
+
+def _status(session: Session, _: None) -> KeysStatus:
     journal = jr.load(session.state_dir)
-    rows = [_row(session, session.target(c), password, journal) for c in session.policy.targets]
-    report.show_status(app, rows, journal)
-    return exit_code_for(sum(r.error is None for r in rows), sum(r.error is not None for r in rows))
+    password = session.repository_password
+    rows = tuple(_row(session, session.target(c), password, journal) for c in session.policy.targets)
+    return KeysStatus(rows, journal.rotation if journal else None)
 
 
 def _row(session: Session, target, password: bytes, journal: Journal | None) -> KeyRow:
@@ -50,10 +69,10 @@ def _row(session: Session, target, password: bytes, journal: Journal | None) -> 
     try:
         keys = session.restic.keys(target.repository(password))
     except OpsctlError as exc:
-        return KeyRow(target.name, target.display, warnings=pending, error=exc.message, hint=exc.hint)
+        return TargetResult(target.name, target.display, TargetKeys(warnings=pending), Problem.of(exc))
     state = next((t for t in journal.targets if t.name == target.name), None) if journal else None
     infos = tuple(_info(k, state) for k in keys)
-    return KeyRow(target.name, target.display, infos, pending + _warnings(session, infos))
+    return TargetResult(target.name, target.display, TargetKeys(infos, pending + _warnings(session, infos)))
 
 
 def _info(key: Key, state) -> KeyInfo:
@@ -86,3 +105,6 @@ def _pending(name: str, journal: Journal | None) -> tuple[str, ...]:
         return ()
     left = "the old key is still there" if journal.switched else "the new key is not switched to yet"
     return (f"key rotation {journal.rotation} is unfinished here ({left}): run opsctl keys rotate --resume",)
+
+
+KEYS_STATUS = Command("keys status", _status, restic=True, secrets=Secrets.REPOSITORY)

@@ -1,0 +1,220 @@
+"""The one lifecycle every command goes through.
+
+A command declares what it needs (the policy's run lock, which secrets, restic) and a body that
+returns a typed Outcome. The runner loads the policy, then takes the lock, reads the secrets
+before any child process starts, runs the body, and tells its subscribers: started, then
+finished(outcome) or failed(problem). The audit trail and the run record are subscribers; a
+refusal (bad policy, a lock held by another run, bad input) or an interrupt is recorded like any
+other outcome. Adding a feature that must see every run means adding a subscriber, not a wrapper.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass, replace
+from datetime import datetime, timezone
+from enum import Enum
+from pathlib import Path
+from typing import Callable, Generic, Protocol, Sequence, TypeVar
+
+from opsctl import audit
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
+from opsctl.audit import runs
+from opsctl.errors import ExitCode, OpsctlError
+from opsctl.policy.load import state_dir_despite_errors
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+class Secrets(Enum):
+    """Which passwords a command reads up front (a missing one stops it before anything starts)."""
+
+    NONE = "none"
+    REPOSITORY = "repository"
+    ALL = "all"
+
+
+@dataclass(frozen=True)
+class Command(Generic[R]):
+    """A command: its name in the audit trail, what it needs, and its body."""
+
+    name: str
+    body: Callable[[Session, R], Outcome]
+    lock: bool = False
+    secrets: Secrets = Secrets.NONE
+    restic: bool = False
+    without_policy: Callable[[R], Outcome] | None = None  # what it can still do when no policy file is found
+    precheck: Callable[[App, R], None] | None = None  # refuses a request that cannot work, before anything else
+
+
+@dataclass(frozen=True)
+class Run:
+    """One run of a command, as subscribers see it."""
+
+    command: str
+    started_at: str
+    clock: float
+    state_dir: Path
+    policy: str | None = None
+    policy_file: str | None = None
+
+    @property
+    def duration_s(self) -> float:
+        return round(time.monotonic() - self.clock, 3)
+
+
+class Subscriber(Protocol):
+    def started(self, run: Run) -> None: ...
+
+    def finished(self, run: Run, outcome: Outcome) -> None: ...
+
+    def failed(self, run: Run, problem: Problem, word: str) -> None: ...
+
+
+def run(app: App, command: Command[R], request: R,
+        subscribers: Sequence[Subscriber] | None = None) -> Outcome:
+    """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
+    listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
+    started = Run(command.name, _now(), time.monotonic(), Path("."))
+    unattributed = replace(started, state_dir=state_dir_despite_errors(_policy_path(app)),
+                           policy_file=_text(_policy_path(app)))
+    try:
+        if command.precheck is not None:
+            command.precheck(app, request)
+        if command.without_policy is not None and _policy_path(app) is None:
+            outcome = command.without_policy(request)
+            listeners.finished(unattributed, outcome)
+            return outcome
+        session = Session(app)
+    except OpsctlError as exc:
+        return listeners.failed(unattributed, exc)
+    current = replace(started, state_dir=session.state_dir, policy=session.policy.name,
+                      policy_file=str(session.policy_path))
+    listeners.started(current)
+    try:
+        outcome = _body(session, command, request)
+    except (OpsctlError, KeyboardInterrupt) as exc:
+        return listeners.failed(current, exc)
+    except Exception as exc:
+        listeners.failed(current, exc)
+        raise
+    listeners.finished(current, outcome)
+    return outcome
+
+
+def _body(session: Session, command: Command[R], request: R) -> Outcome:
+    with ExitStack() as stack:
+        if command.lock:
+            stack.enter_context(session.exclusive(command.name))
+        if command.restic:
+            _ = session.restic.version
+        if command.secrets is not Secrets.NONE:
+            session.read_secrets(database=command.secrets is Secrets.ALL)
+        return command.body(session, request)
+
+
+INTERRUPTED = Problem("interrupted: nothing half-done was kept; run the command again when ready", None,
+                      ExitCode.INTERRUPTED)
+
+
+class _Listeners:
+    """Tells each subscriber; a subscriber that fails is logged, never the reason a command fails."""
+
+    def __init__(self, subscribers: Sequence[Subscriber]) -> None:
+        self._subscribers = subscribers
+
+    def started(self, run: Run) -> None:
+        self._tell(lambda s: s.started(run))
+
+    def finished(self, run: Run, outcome: Outcome) -> None:
+        self._tell(lambda s: s.finished(run, outcome))
+
+    def failed(self, run: Run, error: BaseException) -> Refused:
+        if isinstance(error, KeyboardInterrupt):
+            problem = INTERRUPTED
+        elif isinstance(error, OpsctlError):
+            problem = Problem.of(error)
+        else:
+            problem = Problem(f"internal error: {error.__class__.__name__}")
+        word = failure_word(error)
+        self._tell(lambda s: s.failed(run, problem, word))
+        return Refused(problem, word)
+
+    def _tell(self, event: Callable[[Subscriber], None]) -> None:
+        for subscriber in self._subscribers:
+            try:
+                event(subscriber)
+            except OSError as exc:
+                log.warning("could not record this run (%s): %s", subscriber.__class__.__name__,
+                            exc.strerror or exc.__class__.__name__)
+
+
+class AuditTrail:
+    """Subscriber: one line in `state_dir/audit.jsonl` per run, whatever its ending."""
+
+    def started(self, run: Run) -> None:
+        pass
+
+    def finished(self, run: Run, outcome: Outcome) -> None:
+        facts = outcome.audit()
+        self._append(run, outcome.word, int(outcome.exit_code), facts.error,
+                     facts.targets, facts.snapshot_ids, facts.details)
+
+    def failed(self, run: Run, problem: Problem, word: str) -> None:
+        self._append(run, word, int(problem.exit_code), problem.message, (), (), {})
+
+    @staticmethod
+    def _append(run: Run, word: str, code: int, error: str | None, targets: tuple[str, ...],
+                snapshot_ids: tuple[str, ...], details: dict[str, object]) -> None:
+        entry = audit.AuditEntry(command=run.command, policy=run.policy, policy_file=run.policy_file, outcome=word,
+                                 exit_code=code, targets=targets, snapshot_ids=snapshot_ids, error=error,
+                                 details=details, duration_s=run.duration_s)
+        audit.append(audit_log(run.state_dir), entry)
+
+
+class RunRecord:
+    """Subscriber: the last outcome of each command and target, for status, notifications and metrics."""
+
+    def started(self, run: Run) -> None:
+        pass
+
+    def finished(self, run: Run, outcome: Outcome) -> None:
+        targets = tuple(runs.TargetRun(r.target, r.location, r.ok, _now(), round(r.duration_s, 3), r.error, r.hint)
+                        for r in outcome.target_results())
+        self._record(run, outcome.word, int(outcome.exit_code), outcome.audit().error, targets)
+
+    def failed(self, run: Run, problem: Problem, word: str) -> None:
+        self._record(run, word, int(problem.exit_code), problem.message, ())
+
+    @staticmethod
+    def _record(run: Run, word: str, code: int, error: str | None, targets: tuple[runs.TargetRun, ...]) -> None:
+        if run.policy is None:
+            return  # no policy, no place of its own: the audit trail still has the line
+        runs.record(run.state_dir, runs.CommandRun(run.command, word, code, _now(), run.duration_s, error, targets))
+
+
+def default_subscribers() -> list[Subscriber]:
+    return [AuditTrail(), RunRecord()]
+
+
+def audit_log(state_dir: Path) -> Path:
+    return state_dir / "audit.jsonl"
+
+
+def _policy_path(app: App) -> Path | None:
+    try:
+        return app.resolve_policy_path()
+    except OpsctlError:
+        return None
+
+
+def _text(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

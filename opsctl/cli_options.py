@@ -1,0 +1,50 @@
+"""Every Click option that more than one command takes, declared once (the pip-tools way)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Callable
+
+import click
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def target(help_text: str = "Only this target (by its name in the policy).") -> Decorator:
+    return click.option("--target", "target_name", metavar="NAME", help=help_text)
+
+
+def snapshot(help_text: str) -> Decorator:
+    return click.option("--snapshot", default="latest", show_default=True, metavar="ID|latest", help=help_text)
+
+
+def database(help_text: str = "Which database of the policy (when it has several).") -> Decorator:
+    return click.option("--database", metavar="NAME", help=help_text)
+
+
+def dry_run(help_text: str) -> Decorator:
+    return click.option("--dry-run", is_flag=True, help=help_text)
+
+
+JSON_HELP = "Machine-readable output on stdout: one JSON document, also on failure."
+
+
+def json_output() -> Decorator:
+    """--json after the command name too (`opsctl keys status --json`), same as before it."""
+    return click.option("--json", "json_output", is_flag=True, help=JSON_HELP)
+
+
+class Moment(click.ParamType):
+    """A point in time: '2026-11-20 03:00' (this machine's time zone) or ISO 8601 with a zone."""
+
+    name = "TIME"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+        except ValueError:
+            self.fail(f"'{value}' is not a time; write it like \"2026-11-20 03:00\" (local time) "
+                      "or 2026-11-20T03:00:00+00:00", param, ctx)
+        return moment if moment.tzinfo else moment.astimezone()

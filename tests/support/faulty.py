@@ -1,0 +1,51 @@
+"""opsctl with faults injected, for tests only: `python -m tests.support.faulty <opsctl arguments>`.
+
+The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
+key-rotation step ("add:local", "add:local+" = after it); OPSCTL_TEST_TAMPER_SQL=<statement> runs
+in the scratch database between the restore and the comparison. The installed `opsctl` has no
+such switches (a test proves it ignores these variables).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+from contextlib import closing
+
+from opsctl.actions.checkpoints import Checkpoints
+from opsctl.cli import main
+from opsctl.sources import Source
+
+KILL_AT = "OPSCTL_TEST_KILL_AT"
+TAMPER_SQL = "OPSCTL_TEST_TAMPER_SQL"
+
+
+class Faults(Checkpoints):
+    def __init__(self, kill_at: str | None, tamper_sql: str | None) -> None:
+        self.kill_at, self.tamper_sql = kill_at, tamper_sql
+
+    def reached(self, step: str) -> None:
+        if step == self.kill_at:
+            os.kill(os.getpid(), signal.SIGKILL)  # a real SIGKILL: no finally, no atexit tidies up
+
+    def restored(self, source: Source, staging: str) -> None:
+        if self.tamper_sql:
+            tamper(source, staging, self.tamper_sql)
+
+
+def tamper(source: Source, staging: str, statement: str) -> None:
+    """Run one statement in the staging database, as the engine's own client would."""
+    if source.engine == "sqlite":
+        with closing(sqlite3.connect(staging)) as conn, conn:
+            conn.executescript(statement)
+    elif source.engine == "postgresql":
+        with source.server.connect(staging, autocommit=True) as conn:  # type: ignore[attr-defined]
+            conn.execute(statement)
+    else:
+        with closing(source.server.connect(staging)) as conn, conn.cursor() as cur:  # type: ignore[attr-defined]
+            cur.execute(statement)
+
+
+if __name__ == "__main__":
+    main(obj=Faults(os.environ.get(KILL_AT), os.environ.get(TAMPER_SQL)), prog_name="opsctl")
