@@ -62,9 +62,6 @@ class Source(Protocol):
     def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and schema inventory of the staging place, each table hashed as the backup (`expected`) did."""
 
-    def execute_for_test(self, staging: str, statement: str) -> None:
-        """Run one statement in the staging place (only the verification tests' tamper hook calls it)."""
-
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Put staging at the destination; an existing non-empty one is renamed aside (returned)."""
 

@@ -172,11 +172,6 @@ class MySQLSource:
             raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
                                 f"{self.server.user} needs SELECT on every table it restored") from None
 
-    def execute_for_test(self, staging: str, statement: str) -> None:
-        """Run one statement in the staging database (the verification tests' tamper hook)."""
-        with closing(self.server.connect(staging)) as conn, conn.cursor() as cur:
-            cur.execute(statement)
-
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging's objects into the destination; an existing one is moved aside first, and back on failure."""
         aside = None

@@ -129,11 +129,6 @@ class PostgresSource:
             raise RestoreFailed(f"computing the fingerprints of {staging} failed ({exc.__class__.__name__})",
                                 f"{self.server.user} needs to read every table and large object it restored") from None
 
-    def execute_for_test(self, staging: str, statement: str) -> None:
-        """Run one statement in the staging database (the verification tests' tamper hook)."""
-        with self.server.connect(staging, autocommit=True) as conn:
-            conn.execute(statement)
-
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Rename staging into place; an existing database is renamed aside first, and back on failure."""
         aside = None

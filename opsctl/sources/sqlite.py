@@ -195,11 +195,6 @@ class SQLiteSource:
         with closing(_open(Path(staging), private=True)) as conn:
             return take_census(conn, expected.fingerprint_salt)
 
-    def execute_for_test(self, staging: str, statement: str) -> None:
-        """Run one statement in the staging file (the verification tests' tamper hook)."""
-        with closing(sqlite3.connect(staging)) as conn, conn:
-            conn.executescript(statement)
-
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""
         target = Path(destination.name)
