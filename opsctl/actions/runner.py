@@ -79,23 +79,17 @@ def run(app: App, command: Command[R], request: R,
         subscribers: Sequence[Subscriber] | None = None) -> Outcome:
     """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
     listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
-    started = Run(command.name, _now(), time.monotonic(), Path("."))
-    unattributed = replace(started, state_dir=state_dir_despite_errors(_policy_path(app)),
-                           policy_file=_text(_policy_path(app)))
+    session, current = _open(app, command.name)
     try:
         if command.precheck is not None:
             command.precheck(app, request)
-        if command.without_policy is not None and _policy_path(app) is None:
+        if session is None and command.without_policy is not None and _policy_path(app) is None:
             outcome = command.without_policy(request)
-            listeners.finished(unattributed, outcome)
+            listeners.finished(current, outcome)
             return outcome
-        session = Session(app)
-    except OpsctlError as exc:
-        return listeners.failed(unattributed, exc)
-    current = replace(started, state_dir=session.state_dir, policy=session.policy.name,
-                      policy_file=str(session.policy_path))
-    listeners.started(current)
-    try:
+        if session is None:
+            session = Session(app)  # raises the reason it could not be loaded
+        listeners.started(current)
         outcome = _body(session, command, request)
     except (OpsctlError, KeyboardInterrupt) as exc:
         return listeners.failed(current, exc)
@@ -104,6 +98,18 @@ def run(app: App, command: Command[R], request: R,
         raise
     listeners.finished(current, outcome)
     return outcome
+
+
+def _open(app: App, name: str) -> tuple[Session | None, Run]:
+    """The session, and the run as subscribers see it; a policy that cannot be loaded is still given a place."""
+    started = Run(name, _now(), time.monotonic(), Path("."))
+    try:
+        session = Session(app)
+    except OpsctlError:
+        path = _policy_path(app)
+        return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path))
+    return session, replace(started, state_dir=session.state_dir, policy=session.policy.name,
+                            policy_file=str(session.policy_path))
 
 
 def _body(session: Session, command: Command[R], request: R) -> Outcome:
