@@ -14,8 +14,20 @@ import click
 
 from opsctl import __version__
 from opsctl import cli_options as option
-from opsctl.actions import backup, check, doctor, drill, init, prune, reports, restore, snapshots, validate, verify
-from opsctl.actions import keys
+from opsctl.actions import (
+    backup,
+    check,
+    doctor,
+    drill,
+    init,
+    keys,
+    prune,
+    reports,
+    restore,
+    snapshots,
+    validate,
+    verify,
+)
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.actions.context import App
 from opsctl.actions.outcome import Outcome, Problem, Refused

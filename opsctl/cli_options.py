@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
 import click
 
@@ -43,7 +44,7 @@ class Moment(click.ParamType):
         if isinstance(value, datetime):
             return value
         try:
-            moment = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value.strip())
         except ValueError:
             self.fail(f"'{value}' is not a time; write it like \"2026-11-20 03:00\" (local time) "
                       "or 2026-11-20T03:00:00+00:00", param, ctx)

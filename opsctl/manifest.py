@@ -15,13 +15,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import queue
-import threading
+import re
 import struct
+import threading
 from collections import deque
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
-from typing import Iterable, Iterator
 
 from opsctl.errors import IntegrityError
 
@@ -83,7 +83,7 @@ class DumpFacts:
     fingerprint_salt: str = ""
 
     @classmethod
-    def of(cls, found: Census, **describe) -> "DumpFacts":
+    def of(cls, found: Census, **describe) -> DumpFacts:
         """Facts from a census plus the dump's description (engine, database, format, ...)."""
         return cls(tables=found.tables, schema=found.schema, values=found.values, fingerprint_salt=found.salt,
                    **describe)
@@ -120,7 +120,7 @@ class Manifest:
         return hashlib.sha256(self.to_json()).hexdigest()
 
     @classmethod
-    def from_json(cls, data: bytes) -> "Manifest":
+    def from_json(cls, data: bytes) -> Manifest:
         """Read a manifest; fields a newer opsctl added are left out, so its backups still restore here."""
         raw = json.loads(data)
         facts = raw.pop("facts")

@@ -10,7 +10,8 @@ import subprocess
 import threading
 import time
 from collections import deque
-from typing import IO, Iterator
+from collections.abc import Iterator
+from typing import IO
 
 CHUNK_SIZE = 1 << 20
 _PR_SET_PDEATHSIG = 1

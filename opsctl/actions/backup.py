@@ -9,15 +9,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
-from typing import Any, Iterator
+from datetime import UTC, datetime
+from typing import Any
 
 from opsctl import __version__
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
-from opsctl.actions.replication import (Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered,
-                                        failed)
+from opsctl.actions.replication import Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered, failed
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
@@ -151,7 +151,7 @@ def _warm_up(targets: list[Target]) -> None:
     def probe(target: Target) -> None:
         try:
             target.probe()
-        except Exception:  # noqa: BLE001 - the copy reports it properly later
+        except Exception:
             log.debug("warm-up of %s failed", target.display, exc_info=True)
 
     for target in targets:
@@ -234,7 +234,7 @@ class _DumpWithManifest:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
 BACKUP = Command("backup", _backup, lock=True, restic=True, secrets=Secrets.ALL)

@@ -139,14 +139,12 @@ def _recovery(session: Session) -> list[Fact]:
                   "mark the copy that survives losing the site with offsite: true; opsctl drill restores from it")]
     drills = history.past_drills(session.state_dir)
     if not drills:
-        return facts + [Fact("last drill", True, "none recorded on this machine",
-                             "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
+        return [*facts, Fact("last drill", True, "none recorded on this machine", "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
     last = drills[-1]
     measured = (f"RTO {human_duration(last.rto_s)}, RPO {human_duration(last.rpo_s)}"
                 if last.rto_s is not None and last.rpo_s is not None else "restore not proven")
     hint = None if last.verdict == "PASSED" else f"read its report ({last.report}) and act on what it says"
-    return facts + [Fact("last drill", True, f"{last.verdict} on {last.time} from {last.target}: {measured}",
-                         hint)]
+    return [*facts, Fact("last drill", True, f"{last.verdict} on {last.time} from {last.target}: {measured}", hint)]
 
 
 def _identity(source, target: Target, origin: str) -> str:

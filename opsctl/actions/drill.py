@@ -5,16 +5,16 @@ from __future__ import annotations
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.locate import locate_on
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
@@ -85,7 +85,7 @@ class Drilled(Outcome):
 def _drill(session: Session, request: DrillRequest) -> Drilled:
     config = drill_target(session, request.target)
     with session.cold_restic_cache():
-        started, clock, setup = datetime.now(timezone.utc), time.monotonic(), PhaseClock()
+        started, clock, setup = datetime.now(UTC), time.monotonic(), PhaseClock()
         with setup.phase("locate"):  # part of the recovery too: a real restore starts the same way
             _ = session.restic.version
             target = session.target(config)

@@ -7,8 +7,9 @@ backups can be replicated as files instead of being made again (see actions/back
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for

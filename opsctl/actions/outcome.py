@@ -7,11 +7,12 @@ trail, run record) read the same object. Nothing here knows which command produc
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import Enum, IntEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generic, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opsctl.errors import BadInput, ExitCode, OpsctlError, PolicyBusy, PolicyInvalid
 

@@ -6,11 +6,11 @@ import secrets
 import shutil
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from opsctl.actions.context import Session
 from opsctl.actions.fingerprint_check import Comparison, compare

@@ -9,6 +9,7 @@ import logging
 import threading
 import time
 from dataclasses import dataclass, replace
+
 from opsctl.actions.context import Session
 from opsctl.actions.outcome import Problem, Role, TargetResult
 from opsctl.errors import OpsctlError

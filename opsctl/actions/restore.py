@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
-from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.locate import Located, locate, locate_on
+from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
 from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest
-from opsctl.reports import recovery_view as view, runbook
+from opsctl.reports import recovery_view as view
+from opsctl.reports import runbook
 from opsctl.sources import Destination, Source
 
 
@@ -125,7 +126,7 @@ def _locate(session: Session, source: Source, request: RestoreRequest) -> Locate
 
 def _free_name(source: Source, located: Located) -> str:
     """restored_<snapshot time>, with a counter when an earlier restore of the same snapshot took that name."""
-    stamp = f"restored_{located.snapshot.time.astimezone(timezone.utc):%Y%m%d_%H%M%S}"
+    stamp = f"restored_{located.snapshot.time.astimezone(UTC):%Y%m%d_%H%M%S}"
     for counter in range(1, 100):
         name = source.restore_name(stamp if counter == 1 else f"{stamp}_{counter}")
         if not source.exists(name):
@@ -143,7 +144,7 @@ def _plan(session: Session, source: Source, located: Located, destination: Desti
     guess = history.estimate(session.state_dir, source.engine, size)
     return RestorePlan(
         database=source.database, engine=source.engine, snapshot_id=snapshot.short_id, snapshot_time=snapshot.time,
-        age_s=(datetime.now(timezone.utc) - snapshot.time).total_seconds(), size_bytes=size,
+        age_s=(datetime.now(UTC) - snapshot.time).total_seconds(), size_bytes=size,
         target=located.target.name, location=located.target.display, reason=located.reason, others=located.others,
         destination=destination.display, replaces=destination.exists and not destination.empty,
         verify=request.verify, estimate_s=guess.seconds, estimate_basis=guess.basis)

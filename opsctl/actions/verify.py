@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.fingerprint_check import Comparison
 from opsctl.actions.locate import first_reachable_target
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import console, verification
@@ -143,7 +144,7 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
 
 
 def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snapshot,
-                         check: "_Check") -> tuple[Manifest, Comparison]:
+                         check: _Check) -> tuple[Manifest, Comparison]:
     """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
     with scratch(session, source, snapshot, "verify") as staging:
         try:

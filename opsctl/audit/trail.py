@@ -8,7 +8,7 @@ import json
 import os
 import socket
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -26,7 +26,7 @@ class AuditEntry:
     policy_file: str | None
     outcome: str
     exit_code: int
-    time: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=lambda: _user())
     host: str = field(default_factory=socket.gethostname)
     opsctl_version: str = __version__

@@ -12,8 +12,14 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from opsctl.errors import BadInput, PolicyInvalid
-from opsctl.policy.model import (NAME_PATTERN, NAME_RULE, Policy, default_state_dir, duplicate_names_message,
-                                 is_valid_name)
+from opsctl.policy.model import (
+    NAME_PATTERN,
+    NAME_RULE,
+    Policy,
+    default_state_dir,
+    duplicate_names_message,
+    is_valid_name,
+)
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

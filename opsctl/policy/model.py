@@ -11,7 +11,7 @@ import re
 import stat
 from datetime import timedelta
 from pathlib import Path
-from typing import Annotated, Literal, Union
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -77,7 +77,7 @@ class SecretSource(Strict):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "SecretSource":
+    def _exactly_one(self) -> SecretSource:
         given = [k for k in ("file", "env", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of file, env or command (never the password itself)")
@@ -157,7 +157,7 @@ class SQLiteConfig(Strict):
     name: Name | None = Field(None, description="name used in snapshots; defaults to the file name without suffix")
 
     @model_validator(mode="after")
-    def _usable_name(self) -> "SQLiteConfig":
+    def _usable_name(self) -> SQLiteConfig:
         if self.name is None and not is_valid_name(self.path.stem):
             raise ValueError(f"the file name '{self.path.stem}' cannot name snapshots; set name: to {NAME_RULE}")
         return self
@@ -168,7 +168,7 @@ class SQLiteConfig(Strict):
 
 
 Database = Annotated[
-    Union[PostgresConfig, MySQLConfig, SQLiteConfig], Field(discriminator="engine")
+    PostgresConfig | MySQLConfig | SQLiteConfig, Field(discriminator="engine")
 ]
 
 
@@ -183,7 +183,7 @@ class Retention(Strict):
     keep_yearly: int | None = Field(None, ge=1)
 
     @model_validator(mode="after")
-    def _something_kept(self) -> "Retention":
+    def _something_kept(self) -> Retention:
         if all(v is None for v in self.model_dump().values()):
             raise ValueError("set at least one keep_* rule, e.g. keep_daily: 14")
         return self
@@ -236,7 +236,7 @@ class S3Credentials(Strict):
     env: bool = Field(False, description="true to take AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> "S3Credentials":
+    def _exactly_one(self) -> S3Credentials:
         if (self.file is not None) == self.env:
             raise ValueError("give exactly one of file: (a private KEY=VALUE file) or env: true")
         if self.file is not None:
@@ -258,7 +258,7 @@ class S3TargetConfig(TargetConfigBase):
 
 
 Target = Annotated[
-    Union[LocalTargetConfig, MountTargetConfig, SftpTargetConfig, S3TargetConfig], Field(discriminator="kind")
+    LocalTargetConfig | MountTargetConfig | SftpTargetConfig | S3TargetConfig, Field(discriminator="kind")
 ]
 
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import datetime, timezone
+from collections.abc import Iterable
+from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any, Iterable
+from typing import Any
 
 from rich.markup import escape
 from rich.table import Table
@@ -38,7 +39,7 @@ def human_duration(seconds: float) -> str:
 
 
 def human_age(moment: datetime) -> str:
-    seconds = max(0, int((datetime.now(timezone.utc) - moment).total_seconds()))
+    seconds = max(0, int((datetime.now(UTC) - moment).total_seconds()))
     for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
         if seconds >= size:
             return f"{seconds // size}{unit} ago"

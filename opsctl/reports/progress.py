@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Callable, Iterable, Iterator
 
-from rich.progress import BarColumn, DownloadColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn, TransferSpeedColumn
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TransferSpeedColumn,
+)
 
 from opsctl.reports.console import human_bytes
 
@@ -14,7 +22,7 @@ from opsctl.reports.console import human_bytes
 class Transfer:
     """One transfer's counter; thread-safe, so replication workers can report from their threads."""
 
-    def __init__(self, board: "Board", label: str, total: int | None = None) -> None:
+    def __init__(self, board: Board, label: str, total: int | None = None) -> None:
         self._board = board
         self.label = label
         self.bytes = 0

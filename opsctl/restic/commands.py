@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 MINIMUM_VERSION = (0, 14, 0)
 
@@ -65,7 +65,7 @@ def parse_version(text: str) -> tuple[int, int, int] | None:
         return None
     parts = words[1].split(".")
     try:
-        return tuple(int(p) for p in (parts + ["0", "0"])[:3])  # type: ignore[return-value]
+        return tuple(int(p) for p in ([*parts, "0", "0"])[:3])  # type: ignore[return-value]
     except ValueError:
         return None
 

@@ -52,7 +52,7 @@ class SnapshotNotFound(ResticError):
 
 
 _LOCKED = re.compile(
-    r"already locked (?P<how>exclusively )?by PID (?P<pid>\d+) on (?P<host>\S+) by (?P<user>[^\n(]+?)\s*\(", re.S
+    r"already locked (?P<how>exclusively )?by PID (?P<pid>\d+) on (?P<host>\S+) by (?P<user>[^\n(]+?)\s*\(", re.DOTALL
 )
 _LOCK_TIME = re.compile(r"lock was created at (?P<at>[^\n]+)")
 _UNREACHABLE = (

@@ -41,7 +41,7 @@ def parse_time(text: str) -> datetime:
         digits = "".join(ch for ch in rest if ch.isdigit())
         zone = rest[len(digits):]
         text = f"{head}.{digits[:6]}{zone}"
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text)
 
 
 def snapshot_from_json(item: dict) -> Snapshot:

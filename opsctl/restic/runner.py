@@ -8,18 +8,32 @@ import os
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import TypeVar
 
 from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
 from opsctl.restic.errors import (
-    RepositoryLocked, RepositoryNotFound, ResticError, ResticMissing, ResticTooOld, TargetStalled, WrongPassword,
+    RepositoryLocked,
+    RepositoryNotFound,
+    ResticError,
+    ResticMissing,
+    ResticTooOld,
+    TargetStalled,
+    WrongPassword,
     classify,
 )
 from opsctl.restic.models import (
-    BackupSummary, CheckResult, ForgetPlan, Key, Snapshot, forget_plan_from_json, key_from_json, snapshot_from_json,
+    BackupSummary,
+    CheckResult,
+    ForgetPlan,
+    Key,
+    Snapshot,
+    forget_plan_from_json,
+    key_from_json,
+    snapshot_from_json,
 )
 from opsctl.restic.repository import Repository
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import ContextManager, Iterable, Iterator, Protocol
+from typing import ContextManager, Protocol
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import threading
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from opsctl.manifest import Census, DumpFacts
 from opsctl.process import StreamTail, read_chunks, widen_pipe

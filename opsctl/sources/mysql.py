@@ -12,8 +12,8 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from typing import Iterable, Iterator
 
 import pymysql
 
@@ -21,12 +21,27 @@ from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources.base import Destination
 from opsctl.sources.census import new_salt
-from opsctl.sources.mysql_census import sequence_values
 from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed
-from opsctl.sources.mysql_client import (NO_PRIVILEGE, TRANSACTIONAL_ENGINES, MySQLServer, base_tables, count_rows,
-                                         create_database_sql, database_exists, database_properties, has_objects,
-                                         is_oracle_mysqldump, names_of, quote, read_triggers, create_triggers,
-                                         tool, tool_environment, Trigger)
+from opsctl.sources.mysql_census import sequence_values
+from opsctl.sources.mysql_client import (
+    NO_PRIVILEGE,
+    TRANSACTIONAL_ENGINES,
+    MySQLServer,
+    Trigger,
+    base_tables,
+    count_rows,
+    create_database_sql,
+    create_triggers,
+    database_exists,
+    database_properties,
+    has_objects,
+    is_oracle_mysqldump,
+    names_of,
+    quote,
+    read_triggers,
+    tool,
+    tool_environment,
+)
 from opsctl.sources.mysql_snapshot import CensusPlan, CommitLock, MySQLDump
 from opsctl.sources.redact import redact_tool_output
 from opsctl.sources.restore_tool import run_restore_tool

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Mapping
+from collections.abc import Mapping
 
 from opsctl.manifest import Census, TableStats
 from opsctl.sources import census, mysql_fingerprint

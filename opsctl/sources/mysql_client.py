@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from functools import lru_cache
-from typing import Iterator
+from functools import cache
 
 import pymysql
 
@@ -107,7 +107,7 @@ def tool_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
 
 
-@lru_cache(maxsize=None)
+@cache
 def tool(*names: str) -> str:
     """The first of these client tools that is installed (mariadb-dump, then mysqldump), or a clear error."""
     for name in names:
@@ -117,7 +117,7 @@ def tool(*names: str) -> str:
     raise ToolMissing(f"{' or '.join(names)} is not installed", "install it: sudo apt-get install mariadb-client")
 
 
-@lru_cache(maxsize=None)
+@cache
 def is_oracle_mysqldump(path: str) -> bool:
     """Oracle's mysqldump writes GTID statements a restore into a new database cannot run; MariaDB's never."""
     version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout

@@ -14,7 +14,7 @@ for a system-versioned table's row start/end, which no restore brings back.
 from __future__ import annotations
 
 import logging
-from typing import Iterable
+from collections.abc import Iterable
 
 import pymysql
 

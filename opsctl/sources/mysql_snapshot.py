@@ -31,8 +31,8 @@ from opsctl.manifest import Census, DumpFacts
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DumpFailed
 from opsctl.sources.mysql_census import take_census
-from opsctl.sources.mysql_fingerprint import packet_warnings, rounding_warnings
 from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer
+from opsctl.sources.mysql_fingerprint import packet_warnings, rounding_warnings
 
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "mariadb-dump SQL text (--single-transaction --hex-blob, utf8mb4)"

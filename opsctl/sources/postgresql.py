@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import Iterable, Iterator
 
 import psycopg
 from psycopg import sql
@@ -14,14 +14,19 @@ from psycopg.conninfo import make_conninfo
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
-from opsctl.sources.census import new_salt
 from opsctl.sources.base import Destination
+from opsctl.sources.census import new_salt
 from opsctl.sources.counted_dump import CountedDump
-from opsctl.sources.errors import (DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused,
-                                   RestoreFailed)
+from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, RestoreFailed
 from opsctl.sources.pg_census import sequence_values, take_census
-from opsctl.sources.pg_client import (PgServer, create_database_sql, database_properties, has_user_relations,
-                                      row_counts, tool)
+from opsctl.sources.pg_client import (
+    PgServer,
+    create_database_sql,
+    database_properties,
+    has_user_relations,
+    row_counts,
+    tool,
+)
 from opsctl.sources.restore_tool import run_restore_tool
 
 log = logging.getLogger(__name__)
@@ -49,7 +54,7 @@ class PostgresSource:
         return f"{self.server.display}/{self.database} answers (PostgreSQL {version})"
 
     @contextmanager
-    def dump(self) -> Iterator["PgDump"]:
+    def dump(self) -> Iterator[PgDump]:
         """pg_dump and the row counts read one exported snapshot, so both see the same moment."""
         with self.server.connect(self.database) as conn:
             conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import re
 
-_VALUE_LINES = re.compile(r"^\s*(\S+:\s*)?(DETAIL|CONTEXT|LINE \d+|QUERY|STATEMENT):", re.I)
+_VALUE_LINES = re.compile(r"^\s*(\S+:\s*)?(DETAIL|CONTEXT|LINE \d+|QUERY|STATEMENT):", re.IGNORECASE)
 _QUOTED_LITERAL = re.compile(r"'(?:[^']|'')*'")
-_INPUT_VALUE = re.compile(r'(input (?:syntax|value)[^:]*:\s*)"(?:[^"]|"")*"', re.I)
+_INPUT_VALUE = re.compile(r'(input (?:syntax|value)[^:]*:\s*)"(?:[^"]|"")*"', re.IGNORECASE)
 
 
 _STATEMENT_FENCE = "-" * 14  # the mariadb client prints a failing statement between two of these

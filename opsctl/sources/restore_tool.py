@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import subprocess
-from typing import Iterable
+from collections.abc import Iterable
 
 from opsctl.process import StreamTail, die_with_parent, feed, widen_pipe
 from opsctl.sources.errors import RestoreFailed

@@ -8,17 +8,17 @@ import secrets
 import sqlite3
 import tempfile
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Iterable, Iterator
 
 from opsctl.durable import sync_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
-from opsctl.sources import census
-from opsctl.sources.census import new_salt
 from opsctl.process import read_chunks
+from opsctl.sources import census
 from opsctl.sources.base import Destination
+from opsctl.sources.census import new_salt
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
 
 DUMP_FORMAT = "SQLite database file (online backup API copy)"
@@ -129,7 +129,7 @@ class SQLiteSource:
         return f"{self.path} opens ({tables} tables, SQLite {sqlite3.sqlite_version})"
 
     @contextmanager
-    def dump(self) -> Iterator["SQLiteDump"]:
+    def dump(self) -> Iterator[SQLiteDump]:
         """Copy the live database to a private scratch file in one read transaction, then stream it."""
         if not self.path.is_file():
             raise DatabaseMissing(f"the SQLite database {self.path} does not exist", "check database.path in the policy")
@@ -173,8 +173,7 @@ class SQLiteSource:
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         with open(staging, "wb") as handle:
-            for chunk in chunks:
-                handle.write(chunk)
+            handle.writelines(chunks)
             handle.flush()
             os.fsync(handle.fileno())
 

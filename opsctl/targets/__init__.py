@@ -9,8 +9,17 @@ from opsctl.errors import NotSupportedYet
 from opsctl.targets.base import Fact, RepositoryFiles, Target
 from opsctl.targets.errors import DamagedFile, NotAReplica, TargetError, TargetFull, TargetUnreachable
 
-__all__ = ["Fact", "RepositoryFiles", "Target", "target_for", "TargetError", "TargetFull", "TargetUnreachable",
-           "NotAReplica", "DamagedFile"]
+__all__ = [
+    "DamagedFile",
+    "Fact",
+    "NotAReplica",
+    "RepositoryFiles",
+    "Target",
+    "TargetError",
+    "TargetFull",
+    "TargetUnreachable",
+    "target_for",
+]
 
 # Each loader imports its module only when called: network kinds load their client library
 # (paramiko, boto3) only when a policy uses them.

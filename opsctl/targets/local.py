@@ -7,9 +7,9 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 from opsctl.durable import create_synced, sync_folder
 from opsctl.errors import BadInput
@@ -49,7 +49,7 @@ class LocalTarget(ConfiguredTarget):
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
 
     @contextmanager
-    def files(self) -> Iterator["LocalFiles"]:
+    def files(self) -> Iterator[LocalFiles]:
         self.probe()
         yield LocalFiles(self.path, self.display)
 

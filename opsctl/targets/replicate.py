@@ -16,8 +16,8 @@ import logging
 import posixpath
 import re
 import threading
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Callable, Iterable
 
 from opsctl.targets.base import REPLICATION_ORDER, RepositoryFiles
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, DamagedFile, NotAReplica, ReplicaChanged, TargetUnreachable
@@ -107,7 +107,7 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Calla
         log.debug("%d files of %s to copy", len(missing), folder)
         for name in missing:
             if cancelled is not None and cancelled.is_set():
-                raise Cancelled()
+                raise Cancelled
             written = copy_file(source, dest, name)
             if written:
                 size += written

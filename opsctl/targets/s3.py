@@ -8,9 +8,9 @@ checks them first and says what is missing.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Iterator
 
 import botocore.exceptions
 
@@ -39,7 +39,7 @@ class S3Target(ConfiguredTarget):
             return Repository(location, self.display, password, options)
         # Keys from the policy's file reach restic as a private credentials file, never as variables.
         return Repository(location, self.display, password, options, environment=(("AWS_PROFILE", "default"),),
-                          unset_environment=_KEYS + ("AWS_CONFIG_FILE",),
+                          unset_environment=(*_KEYS, "AWS_CONFIG_FILE"),
                           secret_files=(("AWS_SHARED_CREDENTIALS_FILE", _credentials_ini(self._credentials)),))
 
     def probe(self) -> None:
@@ -59,7 +59,7 @@ class S3Target(ConfiguredTarget):
                                     "create it in the S3 console, or give the key the right to create buckets") from None
 
     @contextmanager
-    def files(self) -> Iterator["S3Files"]:
+    def files(self) -> Iterator[S3Files]:
         self.probe()
         yield S3Files(self._client, self.config.bucket, self._key_prefix(""), self.display)
 

@@ -6,13 +6,12 @@ The host key is always pinned by the policy's known_hosts file; opsctl never tur
 from __future__ import annotations
 
 import posixpath
-import socket
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from typing import Iterator
 
 import paramiko
 
@@ -56,7 +55,7 @@ class SftpTarget(ConfiguredTarget):
         self.probe()
 
     @contextmanager
-    def files(self) -> Iterator["SftpFiles"]:
+    def files(self) -> Iterator[SftpFiles]:
         with self._session() as sftp:
             yield SftpFiles(sftp, self.config.path, self.display)
 
@@ -117,7 +116,7 @@ class SftpTarget(ConfiguredTarget):
                 raise TargetUnreachable(f"{self.display}: the NAS host key is not pinned in {c.known_hosts}",
                                         _pin_hint(c)) from None
             raise TargetUnreachable(f"{self.display}: SSH failed ({exc})", "check the NAS and its SSH service") from None
-        except (OSError, socket.timeout) as exc:
+        except (TimeoutError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
             raise TargetUnreachable(f"{self.display} cannot be reached: {reason}",
                                     "check that the NAS is up and its SSH port is open") from None
@@ -222,7 +221,7 @@ class SftpFiles:
         except OSError as exc:
             if self.exists(name):
                 return False
-            if exc.errno is None and str(exc) in ("Failure", "") or "no space" in str(exc).lower():
+            if (exc.errno is None and str(exc) in ("Failure", "")) or "no space" in str(exc).lower():
                 # OpenSSH's sftp-server reports a full disk or quota as a bare "Failure".
                 raise TargetFull(f"{self.display} refused the write (usually a full disk or quota)",
                                  "free space on the NAS; the next backup completes the copy") from None

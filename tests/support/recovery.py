@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.support.workspace import Result, Workspace
@@ -25,7 +25,7 @@ class Timed:
 
 
 def timed(workspace: Workspace, *args: str, env: dict | None = None) -> Timed:
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    started, clock = datetime.now(UTC), time.monotonic()
     result = workspace.opsctl(*args, env=env)
     return Timed(result, started, time.monotonic() - clock)
 

@@ -42,7 +42,7 @@ class Journal:
     def target(self, name: str) -> TargetState:
         return next(t for t in self.targets if t.name == name)
 
-    def with_target(self, state: TargetState) -> "Journal":
+    def with_target(self, state: TargetState) -> Journal:
         return replace(self, targets=tuple(state if t.name == state.name else t for t in self.targets))
 
 

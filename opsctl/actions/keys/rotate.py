@@ -13,16 +13,16 @@ from __future__ import annotations
 import posixpath
 import time
 from dataclasses import dataclass, replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
-from opsctl.actions.runner import Command
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
 from opsctl.actions.keys.password import generate, read_new_password_file, store_for
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
+from opsctl.actions.runner import Command
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.reports import keys as report
 from opsctl.restic.errors import TargetUnreachable
@@ -308,7 +308,7 @@ def _audit_details(result: RotationResult) -> dict:
 
 
 def _now() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 KEYS_ROTATE = Command("keys rotate", _rotate, lock=True, restic=True)

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for
-from opsctl.actions.runner import Command, Secrets
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal
+from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.durations import format_duration
 from opsctl.reports import keys as report
@@ -82,7 +82,7 @@ def _info(key: Key, state) -> KeyInfo:
         role = "old (rotation)" if key.id == state.old_key else "new (rotation)"
     else:
         role = "extra"
-    age = int((datetime.now(timezone.utc) - key.created).total_seconds())
+    age = int((datetime.now(UTC) - key.created).total_seconds())
     return KeyInfo(key.id, key.created, key.user, key.host, role, max(0, age))
 
 
