@@ -160,9 +160,10 @@ def snapshots_command(ctx: click.Context, target_name: str | None, json_output: 
               help="Skip verifying the restored tables (the dump's SHA-256 is still checked): back in service sooner.")
 @option.json_output()
 @click.pass_context
-def restore_command(ctx: click.Context, snapshot: str, at: datetime | None, to: str | None, target_name: str | None,
-                    database: str | None, replace: bool, confirm_source: str | None, yes: bool, no_verify: bool,
-                    json_output: bool) -> None:
+def restore_command(  # noqa: PLR0913 - one parameter per Click option
+        ctx: click.Context, *, snapshot: str, at: datetime | None, to: str | None, target_name: str | None,
+        database: str | None, replace: bool, confirm_source: str | None, yes: bool, no_verify: bool,
+        json_output: bool) -> None:
     """Restore a snapshot into a new database, verify it, and print the next steps. Asks first on a terminal."""
     request = restore.RestoreRequest(snapshot=snapshot, at=at, to=to, target=target_name, database=database,
                                      replace=replace, confirm_source=confirm_source, yes=yes, verify=not no_verify)
@@ -230,9 +231,10 @@ def keys_status(ctx: click.Context, json_output: bool) -> None:
 @option.database()
 @option.json_output()
 @click.pass_context
-def verify_command(ctx: click.Context, snapshot: str, target_name: str | None, all_targets: bool,
+def verify_command(ctx: click.Context, *, snapshot: str, target_name: str | None, all_targets: bool,
                    database: str | None, json_output: bool) -> None:
-    """Restore into a scratch database, prove it equals the backup table by table, write a report. Exit 1: not proven."""
+    """Restore into a scratch database, prove it equals the backup table by table, write a report.
+    Exit 1: not proven."""
     request = verify.VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database)
     _run(ctx, verify.VERIFY, request, json_output)
 
@@ -244,7 +246,7 @@ def verify_command(ctx: click.Context, snapshot: str, target_name: str | None, a
 @click.option("--history", is_flag=True, help="List past drills instead of running one.")
 @option.json_output()
 @click.pass_context
-def drill_command(ctx: click.Context, target_name: str | None, snapshot: str, database: str | None, history: bool,
+def drill_command(ctx: click.Context, *, target_name: str | None, snapshot: str, database: str | None, history: bool,
                   json_output: bool) -> None:
     """Rehearse losing the site: restore from off-site, verify, measure RTO/RPO. Exit 1: objectives missed."""
     if history:

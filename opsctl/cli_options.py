@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -35,7 +35,13 @@ def json_output() -> Decorator:
     return click.option("--json", "json_output", is_flag=True, help=JSON_HELP)
 
 
-class Moment(click.ParamType):
+if TYPE_CHECKING:
+    _TimeParam = click.ParamType[datetime, Any]
+else:  # ParamType is generic only in newer click releases (pyproject allows click>=8.1)
+    _TimeParam = click.ParamType
+
+
+class Moment(_TimeParam):
     """A point in time: '2026-11-20 03:00' (this machine's time zone) or ISO 8601 with a zone."""
 
     name = "TIME"

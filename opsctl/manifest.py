@@ -22,8 +22,12 @@ import threading
 from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, NotRequired, TypedDict, Unpack
 
 from opsctl.errors import IntegrityError
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 MARKER = b"\n\x00OPSCTL-MANIFEST\n"
 MAGIC = b"OPSCTLM1"
@@ -50,14 +54,18 @@ class TableStats:
     """Bytes of the table's largest row (MariaDB): its INSERT must fit the restore server's max_allowed_packet."""
 
 
+CensusValue = int | str | None
+"""A counter (e.g. a sequence: must not go back) or a value that must come back equal."""
+
+
 @dataclass(frozen=True)
 class Census:
     """What a database holds, read in one snapshot: tables with counts and fingerprints, schema objects, values."""
 
     tables: tuple[TableStats, ...]
-    schema: dict = field(default_factory=dict)
+    schema: dict[str, list[str]] = field(default_factory=dict)
     """Kind (e.g. "index") -> sorted names of the schema objects of that kind."""
-    values: dict = field(default_factory=dict)
+    values: dict[str, CensusValue] = field(default_factory=dict)
     """Label (e.g. "sequence public.invoice") -> a value that must come back equal (never row contents)."""
     salt: str = ""
     """The salt of the row hashes; empty: no fingerprints were taken."""
@@ -65,6 +73,17 @@ class Census:
     def methods(self) -> dict[str, str | None]:
         """Table -> how its fingerprint was taken, for the tables that have one: a restore hashes them the same way."""
         return {t.name: t.method for t in self.tables if t.fingerprint}
+
+
+class DumpDescription(TypedDict):
+    """What a source says about its dump besides the census (the keywords of DumpFacts.of)."""
+
+    engine: str
+    database: str
+    dump_format: str
+    server_version: str
+    properties: NotRequired[dict[str, str]]
+    warnings: NotRequired[tuple[str, ...]]
 
 
 @dataclass(frozen=True)
@@ -76,14 +95,14 @@ class DumpFacts:
     dump_format: str
     server_version: str
     tables: tuple[TableStats, ...]
-    properties: dict = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
-    schema: dict = field(default_factory=dict)
-    values: dict = field(default_factory=dict)
+    schema: dict[str, list[str]] = field(default_factory=dict)
+    values: dict[str, CensusValue] = field(default_factory=dict)
     fingerprint_salt: str = ""
 
     @classmethod
-    def of(cls, found: Census, **describe) -> DumpFacts:
+    def of(cls, found: Census, **describe: Unpack[DumpDescription]) -> DumpFacts:
         """Facts from a census plus the dump's description (engine, database, format, ...)."""
         return cls(tables=found.tables, schema=found.schema, values=found.values, fingerprint_salt=found.salt,
                    **describe)
@@ -109,7 +128,7 @@ class Manifest:
     dump_sha256: str
     facts: DumpFacts
     format_version: int = FORMAT_VERSION
-    extra: dict = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), sort_keys=True, separators=(",", ":")).encode()
@@ -131,7 +150,7 @@ class Manifest:
         return cls(facts=DumpFacts(tables=tables, warnings=warnings, **_known(DumpFacts, facts)), **_known(cls, raw))
 
 
-def _known(kind: type, fields: dict) -> dict:
+def _known(kind: type[DataclassInstance], fields: dict[str, Any]) -> dict[str, Any]:
     """The entries of `fields` that the dataclass `kind` has."""
     names = {f.name for f in dataclasses.fields(kind)}
     return {key: value for key, value in fields.items() if key in names}

@@ -10,8 +10,9 @@ import subprocess
 import threading
 import time
 from collections import deque
-from collections.abc import Iterator
-from typing import IO
+from collections.abc import Iterable, Iterator
+from contextlib import suppress
+from typing import IO, cast
 
 CHUNK_SIZE = 1 << 20
 _PR_SET_PDEATHSIG = 1
@@ -39,10 +40,15 @@ def widen_pipe(stream: IO[bytes] | None) -> None:
     """Ask for a 1 MiB pipe buffer so large dumps cross with fewer context switches."""
     if stream is None:
         return
-    try:
+    with suppress(OSError):  # the default 64 KiB buffer still works, only a little slower
         fcntl.fcntl(stream.fileno(), _F_SETPIPE_SZ, CHUNK_SIZE)
-    except OSError:
-        pass  # the default 64 KiB buffer still works, only a little slower
+
+
+def piped(stream: IO[bytes] | None) -> IO[bytes]:
+    """The pipe of a child started with stdin/stdout/stderr=PIPE (typed: Popen says it may be None)."""
+    if stream is None:
+        raise ValueError("the child was not started with this stream piped")
+    return stream
 
 
 def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
@@ -63,7 +69,9 @@ def read_chunks(stream: IO[bytes]) -> Iterator[bytes]:
             return
         if filled < CHUNK_SIZE:
             del chunk[filled:]
-        yield chunk
+        # A bytearray is handed on as bytes (read-only by every consumer): copying it into bytes
+        # would double the memory traffic of every dump.
+        yield cast(bytes, chunk)
 
 
 def write_all(stream: IO[bytes], data: bytes) -> None:
@@ -81,14 +89,13 @@ class StallWatch:
     not the consumer's stall.
     """
 
-    def __init__(self, proc: subprocess.Popen, timeout_s: float | None) -> None:
+    def __init__(self, proc: subprocess.Popen[bytes], timeout_s: float | None) -> None:
         self._proc = proc
-        self._timeout_s = timeout_s
         self._since: float | None = None
         self._done = threading.Event()
         self.stalled = False
         if timeout_s:
-            threading.Thread(target=self._watch, daemon=True).start()
+            threading.Thread(target=self._watch, args=(timeout_s,), daemon=True).start()
 
     def writing(self) -> None:
         self._since = time.monotonic()
@@ -99,16 +106,16 @@ class StallWatch:
     def close(self) -> None:
         self._done.set()
 
-    def _watch(self) -> None:
-        while not self._done.wait(min(1.0, self._timeout_s)):
+    def _watch(self, timeout_s: float) -> None:
+        while not self._done.wait(min(1.0, timeout_s)):
             since = self._since
-            if since is not None and time.monotonic() - since > self._timeout_s:
+            if since is not None and time.monotonic() - since > timeout_s:
                 self.stalled = True
                 self._proc.kill()
                 return
 
 
-def feed(proc: subprocess.Popen, chunks, watch: StallWatch | None = None) -> None:
+def feed(proc: subprocess.Popen[bytes], chunks: Iterable[bytes], watch: StallWatch | None = None) -> None:
     """Write chunks to a child's stdin, then close it to signal the end.
 
     If producing the chunks fails, the child is killed before it ever sees end-of-file: a
@@ -119,7 +126,7 @@ def feed(proc: subprocess.Popen, chunks, watch: StallWatch | None = None) -> Non
             try:
                 if watch:
                     watch.writing()
-                write_all(proc.stdin, chunk)
+                write_all(piped(proc.stdin), chunk)
                 if watch:
                     watch.idle()
             except BrokenPipeError:
@@ -127,13 +134,13 @@ def feed(proc: subprocess.Popen, chunks, watch: StallWatch | None = None) -> Non
     except BaseException:
         stop(proc)
         raise
-    proc.stdin.close()
+    piped(proc.stdin).close()
 
 
 class StreamTail:
     """Drains a child's output in a thread, keeping only its last lines (bounded memory)."""
 
-    def __init__(self, stream: IO[bytes], keep: int = 200):
+    def __init__(self, stream: IO[bytes], keep: int = 200) -> None:
         self._lines: deque[str] = deque(maxlen=keep)
         self._thread = threading.Thread(target=self._drain, args=(stream,), daemon=True)
         self._thread.start()
@@ -151,7 +158,7 @@ class StreamTail:
         return "\n".join(self._lines)
 
 
-def stop(proc: subprocess.Popen) -> None:
+def stop(proc: subprocess.Popen[bytes]) -> None:
     """Kill a child that must not finish (its output would be incomplete) and reap it."""
     if proc.poll() is None:
         proc.kill()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+from pathlib import Path
 
 from opsctl.errors import OpsctlError, SecretUnavailable
 from opsctl.policy.model import SecretSource, check_private_file
@@ -13,7 +14,7 @@ from opsctl.process import run_secret_command, run_store_command
 def read_secret(source: SecretSource, purpose: str) -> bytes:
     """The raw secret bytes; SecretUnavailable names the source and what to do, never the value."""
     if source.file is not None:
-        return _from_file(source, purpose)
+        return _from_file(source.file, purpose)
     if source.env is not None:
         # Taken out of the environment so that no child process (restic, pg_dump, ...) inherits it.
         value = os.environ.pop(source.env, None)
@@ -23,34 +24,36 @@ def read_secret(source: SecretSource, purpose: str) -> bytes:
                 f"export {source.env} in the environment that runs opsctl (a systemd credential or EnvironmentFile)",
             )
         return value.encode()
-    return _from_command(source, purpose)
+    if source.command is None:  # the model requires exactly one of file, env, command
+        raise SecretUnavailable(f"the {purpose} has no source (file, env or command)")
+    return _from_command(source.command, purpose)
 
 
-def _from_file(source: SecretSource, purpose: str) -> bytes:
+def _from_file(path: Path, purpose: str) -> bytes:
     try:
-        check_private_file(source.file)
-        data = source.file.read_bytes()
+        check_private_file(path)
+        data = path.read_bytes()
     except (ValueError, OSError) as exc:
         raise SecretUnavailable(f"the {purpose} file cannot be used: {exc}") from None
     if not data.strip():
-        raise SecretUnavailable(f"the {purpose} file {source.file} is empty", "write the password into it")
+        raise SecretUnavailable(f"the {purpose} file {path} is empty", "write the password into it")
     return data
 
 
-def _from_command(source: SecretSource, purpose: str) -> bytes:
+def _from_command(command: tuple[str, ...], purpose: str) -> bytes:
     try:
-        data = run_secret_command(list(source.command))
+        data = run_secret_command(list(command))
     except FileNotFoundError:
-        raise SecretUnavailable(f"the {purpose} command {source.command[0]} was not found") from None
+        raise SecretUnavailable(f"the {purpose} command {command[0]} was not found") from None
     except subprocess.TimeoutExpired:
-        raise SecretUnavailable(f"the {purpose} command {source.command[0]} did not finish within 60 s") from None
+        raise SecretUnavailable(f"the {purpose} command {command[0]} did not finish within 60 s") from None
     except subprocess.CalledProcessError as exc:
         raise SecretUnavailable(
-            f"the {purpose} command {source.command[0]} failed (exit {exc.returncode})",
+            f"the {purpose} command {command[0]} failed (exit {exc.returncode})",
             "run it by hand to see why",
         ) from None
     if not data.strip():
-        raise SecretUnavailable(f"the {purpose} command {source.command[0]} printed nothing")
+        raise SecretUnavailable(f"the {purpose} command {command[0]} printed nothing")
     return data
 
 
@@ -59,7 +62,8 @@ def store_secret(argv: tuple[str, ...], secret: bytes, purpose: str) -> None:
     try:
         returncode = run_store_command(list(argv), secret)
     except FileNotFoundError:
-        raise OpsctlError(f"the store_command {argv[0]} was not found", "fix repository_password.store_command") from None
+        raise OpsctlError(f"the store_command {argv[0]} was not found",
+                          "fix repository_password.store_command") from None
     except subprocess.TimeoutExpired:
         raise OpsctlError(f"the store_command {argv[0]} did not finish within 60 s") from None
     if returncode != 0:

@@ -19,8 +19,9 @@ from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
 from opsctl.actions.replication import Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered, failed
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode
+from opsctl.errors import ExitCode, IntegrityError
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 from opsctl.reports.progress import Board, board
 from opsctl.restic.errors import RepositoryLocked, ResticError
@@ -66,8 +67,8 @@ class BackedUp(Outcome):
 
     def audit(self) -> AuditFacts:
         errors = [f.error for f in self.lost_databases]
-        return AuditFacts(targets=tuple(o.location for o in self.targets),
-                          snapshot_ids=tuple(sorted({m.snapshot_id for o in self.targets for m in delivery(o).snapshots})),
+        snapshot_ids = tuple(sorted({m.snapshot_id for o in self.targets for m in delivery(o).snapshots}))
+        return AuditFacts(targets=tuple(o.location for o in self.targets), snapshot_ids=snapshot_ids,
                           error="; ".join(errors) or None,
                           details={o.target: {"bytes_added": delivery(o).bytes_added, "role": delivery(o).role.label,
                                               "error": o.error} for o in self.targets})
@@ -89,9 +90,10 @@ def _backup(session: Session, target_name: str | None) -> BackedUp:
     return BackedUp(session.policy.name, tuple(ordered), tuple(lost_databases))
 
 
-def _targets(session: Session, configs: list) -> tuple[list[Target], list[TargetOutcome]]:
+def _targets(session: Session, configs: list[TargetConfig]) -> tuple[list[Target], list[TargetOutcome]]:
     """The targets to use; each is probed when first needed, so a replica's check overlaps the backup."""
-    targets, broken = [], []
+    targets: list[Target] = []
+    broken: list[TargetOutcome] = []
     for config in configs:
         try:
             targets.append(session.target(config))
@@ -110,12 +112,12 @@ def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[Ta
     groups: dict[str, tuple[Target, list[SnapshotMade]]] = {}
     for source in session.sources:
         try:
-            primary, made = _into_first_healthy(session, source, candidates, shown, outcomes)
+            primary, snapshot = _into_first_healthy(session, source, candidates, shown, outcomes)
         except _DumpFailed as failure:
             lost_databases.append(failure.record)
             continue
-        if primary is not None:
-            groups.setdefault(primary.name, (primary, []))[1].append(made)
+        if primary is not None and snapshot is not None:  # both, or neither when no target took it
+            groups.setdefault(primary.name, (primary, []))[1].append(snapshot)
     for name, (primary, made) in groups.items():
         outcomes.append(delivered(primary, Role.PRIMARY, tuple(made), sum(m.bytes_added for m in made),
                                   sum(m.duration_s for m in made)))
@@ -206,6 +208,8 @@ def _stream(session: Session, source: Source, target: Target, shown: Board) -> S
             raise
     transfer.finish("ok")
     manifest = stream.manifest
+    if manifest is None:  # restic read the stream to its end, so the trailer was written; never seen
+        raise IntegrityError("the dump ended without its manifest", "run the backup again")
     return SnapshotMade(database=source.database, snapshot_id=summary.snapshot_id, manifest_sha256=manifest.sha256,
                         dump_bytes=manifest.dump_bytes, tables=len(manifest.facts.tables),
                         rows=manifest.facts.total_rows, file_name=source.file_name, tags=tags,
@@ -226,6 +230,8 @@ class _DumpWithManifest:
         hashed = HashingStream(self._dump.chunks())
         yield from hashed
         log.debug("dump ended cleanly after %d bytes; writing the manifest", hashed.size)
+        if self._dump.facts is None:  # set by every dump that ends without error; never seen
+            raise IntegrityError("the dump tool ended without its facts", "run the backup again")
         self.manifest = Manifest(
             policy=self._policy, opsctl_version=__version__, started_at=started, finished_at=_now(),
             dump_bytes=hashed.size, dump_sha256=hashed.sha256, facts=self._dump.facts,

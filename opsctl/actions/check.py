@@ -10,6 +10,7 @@ from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 
 
@@ -53,7 +54,7 @@ def _check(session: Session, request: CheckRequest) -> Checked:
     return Checked(tuple(session.on_each_target(request.target, lambda c: _check_one(session, c, request))))
 
 
-def _check_one(session: Session, config, request: CheckRequest) -> TargetResult[Sound]:
+def _check_one(session: Session, config: TargetConfig, request: CheckRequest) -> TargetResult[Sound]:
     started, location, subset = time.monotonic(), config.name, request.read_data_subset
     try:
         target = session.target(config)
@@ -67,7 +68,8 @@ def _check_one(session: Session, config, request: CheckRequest) -> TargetResult[
         return TargetResult(config.name, location, duration_s=time.monotonic() - started,
                             problem=Problem(f"the repository is damaged: {first_error(result.report)}", DAMAGED_HINT))
     scope = f"structure and {subset} of the data read back" if subset else "structure"
-    return TargetResult(config.name, location, Sound(f"no errors ({scope})", subset), duration_s=time.monotonic() - started)
+    return TargetResult(config.name, location, Sound(f"no errors ({scope})", subset),
+                        duration_s=time.monotonic() - started)
 
 
 DAMAGED_HINT = ("restore from another target meanwhile and do not prune this one; if it is a replica, remove "

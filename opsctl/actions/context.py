@@ -13,13 +13,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
-from typing import TypeVar
+from typing import IO, TypeVar
 
 from rich.console import Console
 
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.errors import BadInput, OpsctlError, PolicyBusy
 from opsctl.policy import Policy, load_policy
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
 from opsctl.restic import Repository, Restic
 from opsctl.secrets import as_text, read_secret
@@ -98,7 +99,7 @@ class Session:
     def repository(self, target: Target) -> Repository:
         return target.repository(self.repository_password)
 
-    def target_configs(self, only: str | None = None) -> list:
+    def target_configs(self, only: str | None = None) -> list[TargetConfig]:
         """The policy's targets, or the one named; an unknown name lists the known ones."""
         if only is None:
             return list(self.policy.targets)
@@ -108,16 +109,16 @@ class Session:
             raise BadInput(f"there is no target named '{only}' in the policy", f"use one of: {names}")
         return [config]
 
-    def target(self, config) -> Target:
+    def target(self, config: TargetConfig) -> Target:
         return target_for(config, self.policy.stall_timeout.total_seconds())
 
-    def on_each_target(self, target_name: str | None, work: Callable[[object], T]) -> list[T]:
+    def on_each_target(self, target_name: str | None, work: Callable[[TargetConfig], T]) -> list[T]:
         """Run work(config) for every target (or the one named) at once; results in policy order."""
         configs = self.target_configs(target_name)
         with ThreadPoolExecutor(max_workers=max(1, len(configs))) as pool:
             return list(pool.map(work, configs))
 
-    def retention(self, config) -> dict[str, int]:
+    def retention(self, config: TargetConfig) -> dict[str, int]:
         """The keep-rules of one target (its own, or the policy's), as restic option names."""
         rules = config.retention or self.policy.retention
         return {key: value for key, value in rules.model_dump().items() if value is not None}
@@ -170,11 +171,12 @@ def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
     if isinstance(exc, OpsctlError):
         return exc
     log.debug("failure on %s", where, exc_info=exc)
-    return OpsctlError(f"{where}: {exc.__class__.__name__}: {str(exc).splitlines()[0][:200] if str(exc) else 'no detail'}",
+    detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
+    return OpsctlError(f"{where}: {exc.__class__.__name__}: {detail}",
                        "run again with --verbose to see where it happened")
 
 
-def _try_lock(handle) -> bool:
+def _try_lock(handle: IO[str]) -> bool:
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

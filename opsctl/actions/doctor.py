@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from opsctl.actions import history
@@ -13,7 +15,7 @@ from opsctl.actions.runner import Command
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.console import human_duration
-from opsctl.targets import Fact, Target, TargetUnreachable
+from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
 
 
@@ -46,7 +48,7 @@ class Preflight(Outcome):
 
     def target_results(self) -> list[TargetResult[None]]:
         """Each target's preflight: its first problem, if it has one."""
-        results = []
+        results: list[TargetResult[None]] = []
         for section in self.sections:
             if section.target is not None:
                 bad = next((f for f in section.checks if not f.ok), None)
@@ -67,16 +69,19 @@ def _doctor(session: Session, _: None) -> Preflight:
     targets = [session.target(c) for c in session.policy.targets]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         per_target = list(pool.map(lambda t: _target(session, t), targets))
-    sections += [Section(t.display, tuple(facts), t.name) for t, facts in zip(targets, per_target)]
+    sections += [Section(t.display, tuple(facts), t.name) for t, facts in zip(targets, per_target, strict=True)]
     sections.append(Section("replicas", tuple(_replicas(targets, per_target) + _retention_order(session))))
     sections.append(Section("recovery", tuple(_recovery(session))))
     return Preflight(tuple(sections))
 
 
 def _basics(session: Session) -> list[Fact]:
+    def password() -> str:
+        session.read_secrets(database=False)
+        return f"readable from {session.policy.repository_password.describe()}"
+
     facts = [_fact("restic", lambda: f"restic {session.restic.version}")]
-    facts.append(_fact("repository password", lambda: (session.read_secrets(database=False),
-                                                       f"readable from {session.policy.repository_password.describe()}")[1]))
+    facts.append(_fact("repository password", password))
     return facts
 
 
@@ -106,14 +111,12 @@ def _opens(session: Session, target: Target) -> str:
 
 def _replicas(targets: list[Target], per_target: list[list[Fact]]) -> list[Fact]:
     """Which targets share the first healthy repository's identity (and so its key)."""
-    healthy = [t for t, facts in zip(targets, per_target) if all(f.ok for f in facts)]
-    if len(healthy) < 2:
+    healthy = [t for t, facts in zip(targets, per_target, strict=True) if all(f.ok for f in facts)]
+    if not healthy[1:]:  # no replica: fewer than two healthy targets
         return []
-    origin, facts = healthy[0], []
+    origin = healthy[0]
     with origin.files() as source:
-        for target in healthy[1:]:
-            facts.append(_fact(target.name, lambda t=target: _identity(source, t, origin.name)))
-    return facts
+        return [_fact(target.name, partial(_identity, source, target, origin.name)) for target in healthy[1:]]
 
 
 def _retention_order(session: Session) -> list[Fact]:
@@ -139,7 +142,8 @@ def _recovery(session: Session) -> list[Fact]:
                   "mark the copy that survives losing the site with offsite: true; opsctl drill restores from it")]
     drills = history.past_drills(session.state_dir)
     if not drills:
-        return [*facts, Fact("last drill", True, "none recorded on this machine", "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
+        return [*facts, Fact("last drill", True, "none recorded on this machine",
+                             "run: opsctl drill (it measures RTO and RPO against the policy's objectives)")]
     last = drills[-1]
     measured = (f"RTO {human_duration(last.rto_s)}, RPO {human_duration(last.rpo_s)}"
                 if last.rto_s is not None and last.rpo_s is not None else "restore not proven")
@@ -147,13 +151,13 @@ def _recovery(session: Session) -> list[Fact]:
     return [*facts, Fact("last drill", True, f"{last.verdict} on {last.time} from {last.target}: {measured}", hint)]
 
 
-def _identity(source, target: Target, origin: str) -> str:
+def _identity(source: RepositoryFiles, target: Target, origin: str) -> str:
     with target.files() as dest:
         check_identity(source, dest, target.display)
     return f"a replica of {origin} (same repository, same key)"
 
 
-def _fact(check: str, probe) -> Fact:
+def _fact(check: str, probe: Callable[[], str]) -> Fact:
     try:
         return Fact(check, True, probe())
     except OpsctlError as exc:

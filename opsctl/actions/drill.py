@@ -16,13 +16,14 @@ from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode
+from opsctl.policy.model import Objectives
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
 from opsctl.reports.console import human_duration
+from opsctl.reports.sealed import FAILED, PASSED
 from opsctl.sources import Source
 from opsctl.targets import Target
-
-PASSED, FAILED = drill_report.PASSED, drill_report.FAILED
 
 
 @dataclass(frozen=True)
@@ -38,7 +39,7 @@ class DatabaseDrill:
 
     source: Source
     clock: PhaseClock = field(default_factory=PhaseClock)
-    facts: dict = field(default_factory=dict)
+    facts: dict[str, Any] = field(default_factory=dict)
     problems: tuple[str, ...] = ()
     notes: tuple[str, ...] = ()
     error: str | None = None
@@ -91,7 +92,8 @@ def _drill(session: Session, request: DrillRequest) -> Drilled:
             target = session.target(config)
             sources = [session.source(request.database)] if request.database else session.sources
         runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
-        content = _content(session, config, target, started, clock, [setup, *(run.clock for run in runs)], runs)
+        content = _content(session, config, target, started=started, clock=clock,
+                           clocks=[setup, *(run.clock for run in runs)], runs=runs)
         report = drill_report.build(content)
         paths = drill_report.write(report, session.state_dir / "reports")
     return Drilled(report, paths, _audit_details(report, runs, paths))
@@ -109,7 +111,7 @@ def _drill_history(session: Session, _: None) -> DrillHistory:
     return DrillHistory(tuple(history.past_drills(session.state_dir)))
 
 
-def drill_target(session: Session, name: str | None):
+def drill_target(session: Session, name: str | None) -> TargetConfig:
     """The named target, or the policy's off-site one: the copy that is left when the site is gone."""
     if name is not None:
         return session.target_configs(name)[0]
@@ -139,28 +141,30 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
             with run.clock.phase("verify"):
                 proof = prove(session, source, staging, manifest, snapshot)
                 run.problems, run.notes = proof.problems, proof.notes
-            run.ready_at = time.monotonic()
-        run.cleanup_s = time.monotonic() - run.ready_at
-    except Exception as exc:  # a server that vanishes mid-drill is a finding, reported like any other
+            run.ready_at = ready_at = time.monotonic()
+        run.cleanup_s = time.monotonic() - ready_at
+    except Exception as exc:  # noqa: BLE001 - a server that vanishes mid-drill is a finding, reported like any other
         failure = as_operator_error(exc, f"drill of {source.database}")
         run.error, run.hint = failure.message, failure.hint
     return run
 
 
-def _content(session: Session, config, target: Target, started: datetime, clock: float,
-             clocks: list[PhaseClock], runs: list[DatabaseDrill]) -> dict:
+def _content(session: Session, config: TargetConfig, target: Target, *, started: datetime, clock: float,
+             clocks: list[PhaseClock], runs: list[DatabaseDrill]) -> dict[str, Any]:
     objectives = session.policy.objectives
-    rto = rpo = None
-    if all(run.verified for run in runs):
+    rto: float | None = None
+    rpo: float | None = None
+    last_ready = runs[-1].ready_at
+    if all(run.verified for run in runs) and last_ready is not None:  # verified: ready_at is set
         # The scratch databases dropped after each verification are not part of the recovery.
-        rto = runs[-1].ready_at - clock - sum(run.cleanup_s for run in runs[:-1])
+        rto = last_ready - clock - sum(run.cleanup_s for run in runs[:-1])
         rpo = max((started - run.facts["snapshot_time"]).total_seconds() for run in runs)
     measured = {"rto_s": _round(rto), "rpo_s": _round(rpo)}
     met = {"rto": None if rto is None else rto <= objectives.rto.total_seconds(),
            "rpo": None if rpo is None else rpo <= objectives.rpo.total_seconds()}
     phases = _total_phases(clocks, rto)
     verdict = PASSED if met["rto"] and met["rpo"] else FAILED
-    advice = _advice(session, config, runs, measured, met, phases)
+    advice = _advice(session, config, runs, measured=measured, met=met, phases=phases)
     now_point = {"date": started.isoformat(timespec="seconds"), **measured, "verdict": verdict}
     return {
         "verdict": verdict, "summary": _summary(config.name, runs, measured, met, objectives),
@@ -176,7 +180,7 @@ def _round(value: float | None) -> float | None:
     return None if value is None else round(value, 3)
 
 
-def _total_phases(clocks: list[PhaseClock], rto: float | None) -> list[dict]:
+def _total_phases(clocks: list[PhaseClock], rto: float | None) -> list[dict[str, Any]]:
     total = PhaseClock()
     for clock in clocks:
         for name, seconds in clock.seconds.items():
@@ -184,7 +188,7 @@ def _total_phases(clocks: list[PhaseClock], rto: float | None) -> list[dict]:
     return total.rows(rto)
 
 
-def _database_row(run: DatabaseDrill) -> dict:
+def _database_row(run: DatabaseDrill) -> dict[str, Any]:
     facts = run.facts
     time_taken = facts.get("snapshot_time")
     return {"database": run.source.database, "engine": run.source.engine, "snapshot_id": facts.get("snapshot_id"),
@@ -195,14 +199,17 @@ def _database_row(run: DatabaseDrill) -> dict:
             "problems": list(run.problems), "notes": list(run.notes), "phases": run.clock.rows()}
 
 
-def _summary(target: str, runs: list[DatabaseDrill], measured: dict, met: dict, objectives) -> str:
+def _summary(target: str, runs: list[DatabaseDrill], measured: dict[str, Any], met: dict[str, bool | None],
+             objectives: Objectives) -> str:
     failed = next((run for run in runs if not run.verified), None)
     if failed is not None:
         why = failed.error or (failed.problems[0] if failed.problems else "it did not verify")
-        return f"The restore of {failed.source.database} from {target} could not be proven, so nothing was measured: {why}"
+        return (f"The restore of {failed.source.database} from {target} could not be proven, so nothing was measured: "
+                f"{why}")
     rto, rpo = measured["rto_s"], measured["rpo_s"]
-    words = (f"RTO {human_duration(rto)} {'within' if met['rto'] else 'EXCEEDS'} {human_duration(objectives.rto.total_seconds())}, "
-             f"RPO {human_duration(rpo)} {'within' if met['rpo'] else 'EXCEEDS'} {human_duration(objectives.rpo.total_seconds())}")
+    rto_goal, rpo_goal = human_duration(objectives.rto.total_seconds()), human_duration(objectives.rpo.total_seconds())
+    words = (f"RTO {human_duration(rto)} {'within' if met['rto'] else 'EXCEEDS'} {rto_goal}, "
+             f"RPO {human_duration(rpo)} {'within' if met['rpo'] else 'EXCEEDS'} {rpo_goal}")
     if met["rto"] and met["rpo"]:
         return f"Restored from {target} and verified in {human_duration(rto)}; {words}."
     return f"Restored from {target} and verified, but the objectives were missed: {words}."
@@ -219,26 +226,29 @@ _PHASE_ADVICE = {
 }
 
 
-def _advice(session: Session, config, runs: list[DatabaseDrill], measured: dict, met: dict, phases: list[dict]) -> list[str]:
+def _advice(session: Session, config: TargetConfig, runs: list[DatabaseDrill], *, measured: dict[str, Any],
+            met: dict[str, bool | None], phases: list[dict[str, Any]]) -> list[str]:
     objectives, advice = session.policy.objectives, []
     for run in runs:
         if not run.verified:
             what = run.error or "; ".join(run.problems[:3])
-            advice.append(f"{run.source.database}: {what}. What to do: {run.hint or 'restore an earlier snapshot, or check this target with opsctl check'}")
+            todo = run.hint or "restore an earlier snapshot, or check this target with opsctl check"
+            advice.append(f"{run.source.database}: {what}. What to do: {todo}")
+    rto_goal, rpo_goal = human_duration(objectives.rto.total_seconds()), human_duration(objectives.rpo.total_seconds())
     if met["rto"] is False:
         slowest = max(phases, key=lambda phase: phase["seconds"])
         share = f"{slowest['share']:.0%}"
-        advice.append(f"RTO {human_duration(measured['rto_s'])} exceeds {human_duration(objectives.rto.total_seconds())}: "
+        advice.append(f"RTO {human_duration(measured['rto_s'])} exceeds {rto_goal}: "
                       + _PHASE_ADVICE[slowest["name"]].format(share=share, target=config.name) + ".")
     if met["rpo"] is False:
-        advice.append(f"RPO {human_duration(measured['rpo_s'])} exceeds {human_duration(objectives.rpo.total_seconds())}: "
+        advice.append(f"RPO {human_duration(measured['rpo_s'])} exceeds {rpo_goal}: "
                       f"the newest snapshot on {config.name} was that old when the drill started. Back up at least "
-                      f"every {human_duration(objectives.rpo.total_seconds())}, and check that backups reach "
+                      f"every {rpo_goal}, and check that backups reach "
                       f"{config.name}: opsctl snapshots --target {config.name}.")
     return advice
 
 
-def _audit_details(report: dict, runs: list[DatabaseDrill], paths) -> dict:
+def _audit_details(report: dict[str, Any], runs: list[DatabaseDrill], paths: tuple[Path, ...]) -> dict[str, Any]:
     phases = {phase["name"]: phase["seconds"] for phase in report["phases"]}
     return {"verdict": report["verdict"], "target": report["target"], "rto_s": report["measured"]["rto_s"],
             "rpo_s": report["measured"]["rpo_s"], "rto_objective_s": report["objectives"]["rto_s"],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from opsctl.manifest import Census
+from opsctl.manifest import Census, CensusValue
 
 
 @dataclass(frozen=True)
@@ -106,8 +106,8 @@ def _tables(expected: Census, actual: Census) -> tuple[TableCheck, ...]:
     return tuple(checks)
 
 
-def _schema(expected: dict, actual: dict) -> list[str]:
-    problems = []
+def _schema(expected: dict[str, list[str]], actual: dict[str, list[str]]) -> list[str]:
+    problems: list[str] = []
     for kind in sorted(expected.keys() | actual.keys()):
         want, got = set(expected.get(kind, ())), set(actual.get(kind, ()))
         problems += [f"{kind} {name}: missing from the restored database" for name in sorted(want - got)]
@@ -115,7 +115,7 @@ def _schema(expected: dict, actual: dict) -> list[str]:
     return problems
 
 
-def _values(expected: dict, actual: dict) -> list[str]:
+def _values(expected: dict[str, CensusValue], actual: dict[str, CensusValue]) -> list[str]:
     """Counters (ints, e.g. sequences) must be at least what was recorded; anything else must be equal."""
     problems = []
     for label, want in sorted(expected.items()):

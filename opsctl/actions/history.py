@@ -5,12 +5,15 @@ from __future__ import annotations
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeGuard
 
 from opsctl import audit
 
 TREND_LENGTH = 20
 ESTIMATE_RUNS = 10
 _MIN_FIT_BYTES = 4 << 20  # below this, a run measures start-up, not speed
+_MIN_FIT_RUNS = 2  # a line needs two points
+_SIMILAR_SIZES = (0.5, 2)  # a past run this many times the size (or less) scales to the one asked about
 
 
 @dataclass(frozen=True)
@@ -78,20 +81,22 @@ def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
         fixed, per_byte = fitted
         return Estimate(fixed + per_byte * size_bytes,
                         f"fitted to the last {len(runs)} {engine} drills/restores on this machine")
-    similar = [(size, seconds) for size, seconds in runs if 0.5 <= size_bytes / size <= 2]
+    low, high = _SIMILAR_SIZES
+    similar = [(size, seconds) for size, seconds in runs if low <= size_bytes / size <= high]
     if similar:
         rate = statistics.median(size / seconds for size, seconds in similar)
         plural = "s" if len(similar) > 1 else ""
         return Estimate(size_bytes / rate, f"from {len(similar)} {engine} drill{plural}/restore{plural} of a similar "
                                            "size on this machine")
     largest = max(size for size, _ in runs)
-    return Estimate(None, f"past {engine} drills/restores here were of {_mib(min(s for s, _ in runs))}-{_mib(largest)}, "
+    smallest = min(s for s, _ in runs)
+    return Estimate(None, f"past {engine} drills/restores here were of {_mib(smallest)}-{_mib(largest)}, "
                           f"too far from {_mib(size_bytes)} to scale; opsctl drill measures this size")
 
 
 def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
     """(dump bytes, seconds moving and proving them) of every finished drill and restore of the engine."""
-    runs = []
+    runs: list[tuple[int, float]] = []
     for entry in audit.read(audit_log(state_dir)):
         details = entry.details
         if entry.command not in ("drill", "restore"):
@@ -104,7 +109,7 @@ def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
     return runs
 
 
-def _positive(value: object) -> bool:
+def _positive(value: object) -> TypeGuard[int | float]:
     """A finite number above zero (the trail is a file: anything else is skipped, never trusted)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 < value < float("inf")
 
@@ -112,7 +117,7 @@ def _positive(value: object) -> bool:
 def _fit(runs: list[tuple[int, float]]) -> tuple[float, float] | None:
     """Least-squares fixed seconds and seconds per byte, when the sizes are at least 4x apart and the fit is sane."""
     sizes = [size for size, _ in runs]
-    if len(runs) < 2 or max(sizes) < 4 * min(sizes) or max(sizes) < _MIN_FIT_BYTES:
+    if len(runs) < _MIN_FIT_RUNS or max(sizes) < 4 * min(sizes) or max(sizes) < _MIN_FIT_BYTES:
         return None
     mean_size, mean_seconds = statistics.fmean(sizes), statistics.fmean(seconds for _, seconds in runs)
     spread = sum((size - mean_size) ** 2 for size in sizes)

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from opsctl.actions.context import App, Session
@@ -75,17 +77,15 @@ def _init_all(app: App, session: Session, targets: list[Target], only: str | Non
         if target.name in rows:
             continue
         if state[target.name] is True:
-            rows[target.name] = _guarded(target, lambda t=target: _describe_existing(origin, t))
+            rows[target.name] = _guarded(target, partial(_describe_existing, origin, target))
         else:
-            rows[target.name] = _guarded(target, lambda t=target: _make_replica(app, origin, t))
+            rows[target.name] = _guarded(target, partial(_make_replica, app, origin, target))
     return [rows[t.name] for t in targets if t.name in rows and only in (None, t.name)]
 
 
 def _existing(session: Session, target: Target) -> bool | InitRow:
-    try:
+    with suppress(OpsctlError):  # a missing folder or bucket is what init is for; other problems show when we write
         target.probe()
-    except OpsctlError:
-        pass  # a missing folder or bucket is what init is for; other problems show when we write
     try:
         return session.restic.exists(session.repository(target))
     except OpsctlError as exc:

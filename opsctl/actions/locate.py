@@ -7,10 +7,12 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from functools import partial
 
 from opsctl.actions.context import Session, as_operator_error
 from opsctl.actions.recovery import pick_snapshot
 from opsctl.errors import OpsctlError
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.restic import Repository
 from opsctl.restic.errors import ResticError, SnapshotNotFound
 from opsctl.restic.models import Snapshot
@@ -34,7 +36,7 @@ class Located:
     size_bytes: int | None = None
 
 
-def nearness(config) -> tuple[bool, int]:
+def nearness(config: TargetConfig) -> tuple[bool, int]:
     """On-site before off-site, then local disk, mounted share, SFTP, S3: the order restores are fastest in."""
     return config.offsite, _KIND_DISTANCE.get(config.kind, 9)
 
@@ -68,9 +70,10 @@ def locate(session: Session, source: Source, wanted: str, at: datetime | None) -
     """Ask every target at once; take the newest matching snapshot, from the nearest target that holds it."""
     configs = sorted(session.target_configs(), key=nearness)
     session.read_secrets(database=False)  # once, here: a password command must not run once per thread
-    answers: queue.Queue = queue.Queue()
+    answers: queue.Queue[_Answer] = queue.Queue()
     for config in configs:  # daemon threads: a hung NAS must not hold a 3 a.m. restore
-        threading.Thread(target=_ask, args=(session, source, config, wanted, at, answers), daemon=True).start()
+        ask = partial(_ask, session, source, config, wanted=wanted, at=at, answers=answers)
+        threading.Thread(target=ask, daemon=True).start()
     found, failed = _collect(answers, len(configs), session.policy.stall_timeout.total_seconds())
     late = OpsctlError("did not answer in time")
     failed.update({c.name: late for c in configs if c.name not in found and c.name not in failed})
@@ -91,14 +94,19 @@ def _none_can_restore(failed: dict[str, OpsctlError]) -> None:
                       "bring a target back (disk, mount, network or credentials), or pick another snapshot")
 
 
-def _ask(session: Session, source: Source, config, wanted: str, at: datetime | None, answers: queue.Queue) -> None:
+_Answer = tuple[str, Located | OpsctlError]
+
+
+def _ask(session: Session, source: Source, config: TargetConfig, *, wanted: str, at: datetime | None,
+         answers: queue.Queue[_Answer]) -> None:
     try:
         answers.put((config.name, locate_on(session, source, session.target(config), wanted, at)))
-    except BaseException as exc:  # every failure is an answer: the restore goes on from another target
+    except BaseException as exc:  # noqa: BLE001 - every failure is an answer: the restore goes on from another target
         answers.put((config.name, as_operator_error(exc, config.name)))
 
 
-def _collect(answers: queue.Queue, count: int, limit_s: float) -> tuple[dict[str, Located], dict[str, OpsctlError]]:
+def _collect(answers: queue.Queue[_Answer], count: int,
+             limit_s: float) -> tuple[dict[str, Located], dict[str, OpsctlError]]:
     found: dict[str, Located] = {}
     failed: dict[str, OpsctlError] = {}
     deadline = time.monotonic() + limit_s
@@ -116,7 +124,7 @@ def _collect(answers: queue.Queue, count: int, limit_s: float) -> tuple[dict[str
     return found, failed
 
 
-def _reason(best: Located, found: dict[str, Located], configs: list) -> str:
+def _reason(best: Located, found: dict[str, Located], configs: list[TargetConfig]) -> str:
     nearest = next(config.name for config in configs if config.name in found)
     if best.target.name == nearest:
         return "the nearest target that answered"
@@ -129,13 +137,14 @@ def first_reachable_target(session: Session, name: str | None) -> Target:
     """The named target, or the first one in the policy that answers (the others may be down)."""
     if name is not None:
         return session.target(session.target_configs(name)[0])
-    problems = []
+    problems: list[str] = []
     for config in session.policy.targets:
         target = session.target(config)
         try:
             target.probe()
-            return target
         except OpsctlError as exc:
             problems.append(exc.message)
+        else:
+            return target
     raise OpsctlError("no target of the policy can be reached: " + "; ".join(problems),
                       "bring one back (or fix its mount, network or credentials), then run the command again")

@@ -185,6 +185,11 @@ def plain(value: Any) -> Any:
         return {str(k): plain(v) for k, v in value.items()}
     if isinstance(value, (list, tuple, set, frozenset)):
         return [plain(v) for v in value]
+    return _plain_scalar(value)
+
+
+def _plain_scalar(value: Any) -> Any:
+    """A single value as a JSON type: roles by their label, enums by their value, times in ISO 8601, paths as text."""
     if isinstance(value, Role):
         return value.label
     if isinstance(value, Enum):

@@ -10,6 +10,7 @@ from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
 from opsctl.targets.replicate import mark_forgotten
@@ -62,7 +63,7 @@ def _prune(session: Session, request: PruneRequest) -> PruneOutcome:
     return PruneOutcome(tuple(results), request.dry_run)
 
 
-def _prune_one(session: Session, config, dry_run: bool) -> TargetResult[Pruned]:
+def _prune_one(session: Session, config: TargetConfig, dry_run: bool) -> TargetResult[Pruned]:
     started, rules, location = time.monotonic(), session.retention(config), config.name
     try:
         target = session.target(config)

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from opsctl.actions.context import Session
 from opsctl.actions.fingerprint_check import Comparison, compare
@@ -27,7 +28,8 @@ PHASES = ("locate", "fetch", "restore", "verify")
 
 @dataclass
 class PhaseClock:
-    """Wall time per recovery phase: locate, fetch (waiting on the target), restore (waiting on the database), verify."""
+    """Wall time per recovery phase: locate, fetch (waiting on the target), restore (waiting on the database),
+    verify."""
 
     seconds: dict[str, float] = field(default_factory=lambda: dict.fromkeys(PHASES, 0.0))
 
@@ -43,10 +45,11 @@ class PhaseClock:
         """Seconds spent moving and proving data: what scales with the dump's size (restore estimates use it)."""
         return round(self.seconds["fetch"] + self.seconds["restore"] + self.seconds["verify"], 3)
 
-    def rows(self, total: float | None = None) -> list[dict]:
+    def rows(self, total: float | None = None) -> list[dict[str, Any]]:
         """Each phase's seconds and its share of `total` (default: of all phases)."""
         total = total or sum(self.seconds.values()) or 1.0
-        return [{"name": name, "seconds": round(s, 3), "share": round(s / total, 3)} for name, s in self.seconds.items()]
+        return [{"name": name, "seconds": round(s, 3), "share": round(s / total, 3)}
+                for name, s in self.seconds.items()]
 
 
 class _WaitTimer:
@@ -68,8 +71,9 @@ class _WaitTimer:
             yield chunk
 
 
-def load_snapshot(session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str,
-                  verb: str = "restoring", clock: PhaseClock | None = None, total: int | None = None) -> Manifest:
+def load_snapshot(  # noqa: PLR0913 - what to stream where, and three keyword-only options for how
+        session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str, *,
+        verb: str = "restoring", clock: PhaseClock | None = None, total: int | None = None) -> Manifest:
     """Stream the snapshot's dump into staging, checked against its manifest on the way; return the manifest.
 
     The dump streams from restic straight into the database's loader, so fetching and restoring
@@ -111,7 +115,8 @@ def check_row_counts(manifest: Manifest, restored: tuple[TableStats, ...]) -> No
     problems += [f"table {name}: not in the backup" for name in actual.keys() - expected.keys()]
     if problems:
         raise IntegrityError("the restored database does not match the backup: " + "; ".join(problems[:10]),
-                             "nothing was put in place; restore an earlier snapshot and check this target with restic check")
+                             "nothing was put in place; restore an earlier snapshot and check this target "
+                             "with restic check")
 
 
 def pick_snapshot(snapshots: list[Snapshot], wanted: str, at: datetime | None = None) -> Snapshot:

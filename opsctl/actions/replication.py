@@ -8,7 +8,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, replace
+from typing import cast
 
 from opsctl.actions.context import Session
 from opsctl.actions.outcome import Problem, Role, TargetResult
@@ -100,7 +102,8 @@ def bring_up_to_date(session: Session, primary: Target, replicas: list[Target], 
         for job in jobs:
             if job.thread.is_alive() and time.monotonic() - job.last_progress > stall_s:
                 job.abandon()
-    return [job.outcome for job in jobs]
+    # Every job has ended (each sets its outcome) or was abandoned (which sets a stalled one).
+    return [cast("TargetOutcome", job.outcome) for job in jobs]
 
 
 class _Job:
@@ -164,7 +167,8 @@ class _Job:
         """A repository that is not a replica gets each new snapshot's file streamed from the primary."""
         session = self.session
         source_repo, dest_repo = session.repository(self.primary), session.repository(self.replica)
-        copies, added = [], 0
+        copies: list[SnapshotMade] = []
+        added = 0
         for made in self.made:
             with session.restic.dump(source_repo, made.snapshot_id, "/" + made.file_name) as chunks:
                 summary = session.restic.backup_stream(
@@ -175,7 +179,7 @@ class _Job:
             added += summary.bytes_added
         return delivered(self.replica, Role.SEPARATE, tuple(copies), added, time.monotonic() - self.started)
 
-    def _tracked(self, chunks):
+    def _tracked(self, chunks: Iterable[bytes]) -> Iterator[bytes]:
         for chunk in chunks:
             self.progress(len(chunk))
             yield chunk

@@ -76,7 +76,8 @@ class Restored(Outcome):
     details: dict[str, Any]
 
     def to_json(self) -> dict[str, Any]:
-        return plain(self.result)  # type: ignore[no-any-return]
+        document: dict[str, Any] = plain(self.result)
+        return document
 
     def target_results(self) -> list[TargetResult[None]]:
         plan = self.result.plan
@@ -110,7 +111,7 @@ def _restore_command(session: Session, request: RestoreRequest) -> Restored:
     view.show_restore_plan(app, plan)
     if not request.yes and not view.confirm(app, "Restore now?"):
         raise OpsctlError("not restored: you answered no, and nothing was changed", None)
-    result = _restore(session, source, located, destination, plan, request.verify, clock)
+    result = _restore(session, source, located, destination, plan, verify=request.verify, clock=clock)
     return Restored(result, {"destination": destination.display, "moved_aside": result.moved_aside,
                              "verification": result.verification, "engine": source.engine,
                              "dump_bytes": plan.size_bytes, "recovery_s": clock.recovery_s(),
@@ -150,7 +151,7 @@ def _plan(session: Session, source: Source, located: Located, destination: Desti
         verify=request.verify, estimate_s=guess.seconds, estimate_basis=guess.basis)
 
 
-def _restore(session: Session, source: Source, located: Located, destination: Destination, plan: RestorePlan,
+def _restore(session: Session, source: Source, located: Located, destination: Destination, plan: RestorePlan, *,
              verify: bool, clock: PhaseClock) -> RestoreResult:
     """Into a staging database first: only a restore that verified is put in place."""
     started = time.monotonic()
@@ -159,7 +160,7 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         manifest = load_snapshot(session, source, located.repository, located.snapshot, staging,
                                  clock=clock, total=plan.size_bytes)
         with clock.phase("verify"):
-            verification = _verify(session, source, staging, manifest, located, verify)
+            verification = _verify(session, source, staging, manifest, located, verify=verify)
         refuse_if_changed(destination, source.destination(destination.name))
         aside = source.publish(staging, destination)
     except BaseException:
@@ -173,9 +174,10 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         next_steps=runbook.next_steps(source.engine, destination, aside))
 
 
-def _verify(session: Session, source: Source, staging: str, manifest: Manifest, located: Located,
+def _verify(session: Session, source: Source, staging: str, manifest: Manifest, located: Located, *,
             verify: bool) -> str:
-    """Prove the restored data equals the backup; an old snapshot gets its row counts checked, --no-verify nothing more."""
+    """Prove the restored data equals the backup; an old snapshot gets its row counts checked, --no-verify nothing
+    more."""
     if verify and manifest.facts.fingerprint_salt:
         comparison = prove(session, source, staging, manifest, located.snapshot)
         if not comparison.ok:
@@ -185,8 +187,8 @@ def _verify(session: Session, source: Source, staging: str, manifest: Manifest, 
                                  "with --target")
         rest = len(comparison.tables) - comparison.proven
         if rest:
-            shown = "; ".join(comparison.notes[:3]) + (f"; and {len(comparison.notes) - 3} more"
-                                                       if len(comparison.notes) > 3 else "")
+            shown = "; ".join(comparison.notes[:_NOTES_SHOWN]) + (
+                f"; and {len(comparison.notes) - _NOTES_SHOWN} more" if len(comparison.notes) > _NOTES_SHOWN else "")
             return (f"yes: {_tables(comparison.proven)} equal the backup value by value; {_tables(rest)} by row "
                     f"count or presence only{f' ({shown})' if shown else ''}")
         return f"yes: all {_tables(len(comparison.tables))} equal the backup, value by value"
@@ -194,6 +196,9 @@ def _verify(session: Session, source: Source, staging: str, manifest: Manifest, 
         return "no (--no-verify): only the dump's SHA-256 and size were checked; run opsctl verify later"
     check_row_counts(manifest, source.row_counts(staging))
     return "row counts only: this snapshot predates opsctl's fingerprints"
+
+
+_NOTES_SHOWN = 3  # the runbook names a few tables proven by count only, then how many more
 
 
 def _tables(count: int) -> str:

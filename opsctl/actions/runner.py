@@ -169,13 +169,13 @@ class AuditTrail:
     def finished(self, run: Run, outcome: Outcome) -> None:
         facts = outcome.audit()
         self._append(run, outcome.word, int(outcome.exit_code), facts.error,
-                     facts.targets, facts.snapshot_ids, facts.details)
+                     targets=facts.targets, snapshot_ids=facts.snapshot_ids, details=facts.details)
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
-        self._append(run, word, int(problem.exit_code), problem.message, (), (), {})
+        self._append(run, word, int(problem.exit_code), problem.message, targets=(), snapshot_ids=(), details={})
 
     @staticmethod
-    def _append(run: Run, word: str, code: int, error: str | None, targets: tuple[str, ...],
+    def _append(run: Run, word: str, code: int, error: str | None, *, targets: tuple[str, ...],
                 snapshot_ids: tuple[str, ...], details: dict[str, object]) -> None:
         entry = audit.AuditEntry(command=run.command, policy=run.policy, policy_file=run.policy_file, outcome=word,
                                  exit_code=code, targets=targets, snapshot_ids=snapshot_ids, error=error,

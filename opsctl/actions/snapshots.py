@@ -11,7 +11,7 @@ from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for, plain
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
-from opsctl.policy.model import TargetConfigBase as TargetConfig
+from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 
 

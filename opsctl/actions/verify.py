@@ -18,7 +18,8 @@ from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
-from opsctl.reports import console, verification
+from opsctl.reports import console, sealed, verification
+from opsctl.restic import Repository
 from opsctl.restic.errors import ResticError
 from opsctl.restic.models import CheckResult, Snapshot
 from opsctl.sources import Source
@@ -65,14 +66,14 @@ class Verified(Outcome):
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.report["verdict"] == verification.PASSED else ExitCode.FAILURE
+        return ExitCode.OK if self.report["verdict"] == sealed.PASSED else ExitCode.FAILURE
 
     def to_json(self) -> dict[str, Any]:
         return {**self.report, "files": [str(p) for p in self.files]}
 
     def target_results(self) -> list[TargetResult[None]]:
         return [TargetResult(t["target"], t["location"], duration_s=t["duration_s"],
-                             problem=None if t["verdict"] == verification.PASSED else
+                             problem=None if t["verdict"] == sealed.PASSED else
                              Problem(t["error"] or "; ".join(t["problems"][:3]) or "not proven", t["hint"]))
                 for t in self.report["targets"]]
 
@@ -91,7 +92,7 @@ class Verified(Outcome):
 def _verify(session: Session, request: VerifyRequest) -> Verified:
     source = session.source(request.database)
     targets = _targets(session, request)
-    started = verification.now()
+    started = sealed.now()
     results = [_verify_on(session, source, target, request.snapshot) for target in targets]
     about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
              "started_at": started, "restic_version": f"restic {session.restic.version}"}
@@ -114,8 +115,8 @@ def _targets(session: Session, request: VerifyRequest) -> list[Target]:
 
 def _verify_on(session: Session, source: Source, target: Target, wanted: str) -> TargetVerification:
     """Every failure becomes part of the result, so each target gets its verdict and the report is written."""
-    started, clock = verification.now(), time.monotonic()
-    found: dict = {}
+    started, clock = sealed.now(), time.monotonic()
+    found: dict[str, Any] = {}
     try:
         target.probe()
         repo = session.repository(target)
@@ -131,8 +132,7 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
             checked = check.result()
         found.update(manifest_sha256=manifest.sha256, dump_bytes=manifest.dump_bytes, comparison=comparison,
                      server_version=manifest.facts.server_version)
-        if not checked.ok:
-            raise OpsctlError(f"the repository is damaged: {first_error(checked.report)}", DAMAGED_HINT)
+        _require_sound(checked)
     except OpsctlError as exc:
         found.update(error=exc.message, hint=exc.hint)
     return TargetVerification(target=target.name, location=target.display, snapshot_id=found.get("snapshot_id"),
@@ -143,7 +143,12 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
                               server_version=found.get("server_version"))
 
 
-def _restore_and_compare(session: Session, source: Source, repo, snapshot: Snapshot,
+def _require_sound(checked: CheckResult) -> None:
+    if not checked.ok:
+        raise OpsctlError(f"the repository is damaged: {first_error(checked.report)}", DAMAGED_HINT)
+
+
+def _restore_and_compare(session: Session, source: Source, repo: Repository, snapshot: Snapshot,
                          check: _Check) -> tuple[Manifest, Comparison]:
     """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
     with scratch(session, source, snapshot, "verify") as staging:
@@ -180,7 +185,7 @@ class _Check:
             checked = self._future.result()
         except OpsctlError as exc:
             return f"could not be checked: {exc.message}"
-        except BaseException:  # interrupted: the run is ending anyway
+        except BaseException:  # noqa: BLE001 - interrupted: the run is ending anyway
             return "not checked"
         if checked.ok:
             return f"no errors (structure and {self._subset} of the data read back)"

@@ -62,7 +62,8 @@ def record(state_dir: Path, run: CommandRun) -> None:
     touched = {t.target for t in run.targets}
     kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
     merged = CommandRun(**{**asdict(run), "targets": kept + run.targets})
-    replace_synced(_path(state_dir, run.command), (json.dumps(merged.to_json(), indent=1, sort_keys=True) + "\n").encode())
+    document = json.dumps(merged.to_json(), indent=1, sort_keys=True) + "\n"
+    replace_synced(_path(state_dir, run.command), document.encode())
 
 
 def read(state_dir: Path, command: str) -> CommandRun | None:

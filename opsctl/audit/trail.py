@@ -17,6 +17,13 @@ from opsctl import __version__
 OUTCOMES = ("ok", "partial", "failed", "refused", "busy", "interrupted")
 
 
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.geteuid())
+
+
 @dataclass(frozen=True)
 class AuditEntry:
     """One command's line in the trail: who ran what, where, on which targets, and how it ended."""
@@ -27,7 +34,7 @@ class AuditEntry:
     outcome: str
     exit_code: int
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
-    user: str = field(default_factory=lambda: _user())
+    user: str = field(default_factory=_user)
     host: str = field(default_factory=socket.gethostname)
     opsctl_version: str = __version__
     targets: tuple[str, ...] = ()
@@ -45,7 +52,8 @@ class AuditEntry:
         if not isinstance(data.get("command"), str):
             return None
         details = data.get("details")
-        return cls(command=data["command"], policy=_text(data.get("policy")), policy_file=_text(data.get("policy_file")),
+        return cls(command=data["command"], policy=_text(data.get("policy")),
+                   policy_file=_text(data.get("policy_file")),
                    outcome=_text(data.get("outcome")) or "?", exit_code=_int(data.get("exit_code")),
                    time=_text(data.get("time")) or "?", user=_text(data.get("user")) or "?",
                    host=_text(data.get("host")) or "?", opsctl_version=_text(data.get("opsctl_version")) or "?",
@@ -95,10 +103,3 @@ def _texts(value: object) -> tuple[str, ...]:
 
 def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else -1
-
-
-def _user() -> str:
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return str(os.geteuid())

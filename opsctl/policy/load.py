@@ -10,6 +10,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from opsctl.errors import BadInput, PolicyInvalid
 from opsctl.policy.model import (
@@ -26,8 +27,8 @@ class _UniqueKeyLoader(yaml.SafeLoader):
     """A YAML loader that refuses a key given twice (PyYAML would silently keep the last)."""
 
 
-def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict:
-    seen: dict = {}
+def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode) -> dict[Any, Any]:
+    seen: dict[Any, bool] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
         if key in seen:
@@ -56,14 +57,14 @@ def load_policy(path: Path) -> Policy:
         raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
 
 
-def _without_consequences(errors: list[dict]) -> list[dict]:
+def _without_consequences(errors: list[ErrorDetails]) -> list[ErrorDetails]:
     """Drop "too few items" on a list whose items failed: it only repeats their errors."""
-    def inner_failed(loc: tuple) -> bool:
+    def inner_failed(loc: tuple[int | str, ...]) -> bool:
         return any(len(e["loc"]) > len(loc) and e["loc"][:len(loc)] == loc for e in errors)
     return [e for e in errors if not (e["type"] == "too_short" and inner_failed(e["loc"]))]
 
 
-def _duplicate_target_names(data: dict) -> list[str]:
+def _duplicate_target_names(data: dict[Any, Any]) -> list[str]:
     """Checked on the raw file too, so a clash is reported even while other target fields fail."""
     targets = data.get("targets")
     names = [t.get("name") for t in targets if isinstance(t, dict)] if isinstance(targets, list) else []
@@ -71,7 +72,7 @@ def _duplicate_target_names(data: dict) -> list[str]:
     return [f"At 'targets': {duplicate_names_message(n)}" for n in duplicates]
 
 
-def read_yaml(path: Path) -> dict:
+def read_yaml(path: Path) -> dict[Any, Any]:
     """The policy file as a mapping, or a BadInput that says what is wrong with the file itself."""
     try:
         text = path.read_text(encoding="utf-8")
@@ -80,7 +81,7 @@ def read_yaml(path: Path) -> dict:
     except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
         raise BadInput(f"policy file {path} cannot be read: {exc.__class__.__name__}") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - _UniqueKeyLoader is a yaml.SafeLoader subclass
     except yaml.YAMLError as exc:
         raise PolicyInvalid(str(path), [_yaml_problem(exc)]) from None
     if not isinstance(data, dict):
@@ -95,14 +96,14 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"{where}{problem} (YAML syntax)"
 
 
-def describe_error(err: dict) -> str:
+def describe_error(err: ErrorDetails) -> str:
     """One pydantic error as "At 'targets[1].path': what is wrong — what to do"."""
     field_path, model, field = _walk(err["loc"])
     kind = err["type"]
     if kind == "extra_forbidden":
         return f"At '{field_path}': unknown key{_suggestion(err['loc'][-1], model)}"
     if kind == "missing":
-        info = model.model_fields.get(field) if model else None
+        info = model.model_fields.get(field) if model and field else None
         what = f" — {info.description}" if info is not None and info.description else ""
         return f"At '{field_path}': required field is missing{what}"
     if kind in ("union_tag_invalid", "union_tag_not_found"):
@@ -113,7 +114,7 @@ def describe_error(err: dict) -> str:
     return f"At '{field_path}': {message}"
 
 
-def _pattern_message(err: dict, model: type[BaseModel] | None, field: str | None) -> str:
+def _pattern_message(err: ErrorDetails, model: type[BaseModel] | None, field: str | None) -> str:
     if err.get("ctx", {}).get("pattern") == NAME_PATTERN:
         return f"not a valid name: use {NAME_RULE}"
     info = model.model_fields.get(field) if model and field else None
@@ -131,7 +132,7 @@ def _suggestion(key: Any, model: type[BaseModel] | None) -> str:
     return f" '{key}'; allowed keys here: {', '.join(allowed)}"
 
 
-def _tag_message(err: dict) -> str:
+def _tag_message(err: ErrorDetails) -> str:
     ctx = err.get("ctx", {})
     expected = ctx.get("expected_tags", "")
     name = ctx.get("discriminator", "").strip("'")
@@ -144,7 +145,7 @@ def _tag_message(err: dict) -> str:
     return f"{name} '{tag}' is not one of {expected}{hint}"
 
 
-def _walk(loc: tuple) -> tuple[str, type[BaseModel] | None, str | None]:
+def _walk(loc: tuple[int | str, ...]) -> tuple[str, type[BaseModel] | None, str | None]:
     """Follow an error location through the schema: a printable path, the model and field it ends in.
 
     Pydantic puts a discriminated union's tag (e.g. 'postgresql') into the location; it is not a
@@ -189,8 +190,8 @@ def _is_union(annotation: Any) -> bool:
 
 
 def _tag_of(union: Any, tag: str) -> type[BaseModel] | None:
-    for member in get_args(union):
-        member = _unwrap(member)
+    for candidate in get_args(union):
+        member = _unwrap(candidate)
         if isinstance(member, type) and issubclass(member, BaseModel):
             for info in member.model_fields.values():
                 if get_origin(info.annotation) is Literal and tag in get_args(info.annotation):

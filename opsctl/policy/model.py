@@ -93,12 +93,15 @@ class SecretSource(Strict):
             return f"file {self.file}"
         if self.env is not None:
             return f"environment variable {self.env}"
-        return f"command {self.command[0]}"
+        return f"command {self.command[0]}" if self.command else "no source"
 
 
 def _secret_not_inline(value: object) -> object:
     if isinstance(value, (str, int)):
-        raise ValueError("write where the password comes from (file, env or command), never the password itself")
+        # TRY004: pydantic reports only ValueError (not TypeError) as a policy validation error
+        raise ValueError(  # noqa: TRY004
+            "write where the password comes from (file, env or command), never the password itself"
+        )
     return value
 
 
@@ -232,7 +235,9 @@ class SftpTargetConfig(TargetConfigBase):
 
 
 class S3Credentials(Strict):
-    file: PolicyPath | None = Field(None, description="a private file with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=...")
+    file: PolicyPath | None = Field(
+        None, description="a private file with AWS_ACCESS_KEY_ID=... and AWS_SECRET_ACCESS_KEY=..."
+    )
     env: bool = Field(False, description="true to take AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment")
 
     @model_validator(mode="after")
@@ -298,7 +303,7 @@ class Policy(Strict):
 
     @field_validator("targets")
     @classmethod
-    def _distinct_targets(cls, targets: tuple) -> tuple:
+    def _distinct_targets(cls, targets: tuple[Target, ...]) -> tuple[Target, ...]:
         names: set[str] = set()
         folders: dict[Path, str] = {}
         for target in targets:
@@ -313,7 +318,7 @@ class Policy(Strict):
                 folders[folder] = target.name
         return targets
 
-    def target(self, name: str):
+    def target(self, name: str) -> Target | None:
         """The target with that name, or None."""
         return next((t for t in self.targets if t.name == name), None)
 

@@ -7,20 +7,29 @@ import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from itertools import pairwise
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rich.markup import escape
 from rich.table import Table
 
+if TYPE_CHECKING:
+    from opsctl.actions.context import App
+    from opsctl.reports.sealed import ReportCheck
+    from opsctl.reports.shapes import BackupView, CheckView, InitView, PolicyView, PruneView, SnapshotsView
+    from opsctl.targets import Fact
+
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_KIB = 1024
+_TENTHS_BELOW_S = 10  # durations shorter than this are shown with tenths of a second
 
 
 def human_bytes(count: int) -> str:
     size = float(count)
     for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if size < 1024 or unit == "TiB":
+        if size < _KIB or unit == "TiB":
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
-        size /= 1024
+        size /= _KIB
     return f"{count} B"
 
 
@@ -28,7 +37,7 @@ def human_duration(seconds: float) -> str:
     """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
     if seconds < 0:
         return "-" + human_duration(-seconds)
-    if round(seconds, 1) < 10:
+    if round(seconds, 1) < _TENTHS_BELOW_S:
         return f"{seconds:.1f}s"
     whole = round(seconds)
     for (big, size), (small, step) in pairwise(_UNITS):
@@ -46,9 +55,9 @@ def human_age(moment: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def show_json(app, payload: Any) -> None:
+def show_json(app: App, payload: Any) -> None:
     def encode(value: Any) -> Any:
-        if dataclasses.is_dataclass(value):
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
             return dataclasses.asdict(value)
         if isinstance(value, datetime):
             return value.isoformat()
@@ -57,7 +66,7 @@ def show_json(app, payload: Any) -> None:
     app.out.print_json(json.dumps(payload, default=encode, sort_keys=True))
 
 
-def show_error(app, message: str, hint: str | None, problems: Iterable[str] = ()) -> None:
+def show_error(app: App, message: str, hint: str | None, problems: Iterable[str] = ()) -> None:
     """An error on stderr (and as JSON on stdout with --json), calm and with what to do next."""
     problems = list(problems)
     app.err.print(f"[bold red]error:[/] {escape(message)}")
@@ -67,7 +76,7 @@ def show_error(app, message: str, hint: str | None, problems: Iterable[str] = ()
         app.err.print(f"[bold]what to do:[/] {escape(hint)}")
 
 
-def show_policy_ok(app, checked) -> None:
+def show_policy_ok(app: App, checked: PolicyView) -> None:
     targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
     app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
                   f"database {', '.join(checked.databases)}, targets: {targets}")
@@ -75,24 +84,24 @@ def show_policy_ok(app, checked) -> None:
         app.err.print(f"note: {escape(note)}")
 
 
-def show_init(app, outcome) -> None:
+def show_init(app: App, outcome: InitView) -> None:
     for row in outcome.targets:
         _verdict(app, row.ok, row.location, row.error or row.value, row.hint)
 
 
-def _verdict(app, ok: bool, where: str, text: str, hint: str | None) -> None:
+def _verdict(app: App, ok: bool, where: str, text: str | None, hint: str | None) -> None:
     """One target's line: ok or FAILED, what happened, and on failure what to do."""
-    app.out.print(f"{'ok' if ok else '[red]FAILED[/]'}  {escape(where)}: {escape(text)}")
+    app.out.print(f"{'ok' if ok else '[red]FAILED[/]'}  {escape(where)}: {escape(text or '')}")
     if hint and not ok:
         app.out.print(f"      what to do: {escape(hint)}")
 
 
-def show_backup(app, backed_up) -> None:
-    policy_name, outcomes, lost_databases = backed_up.policy, backed_up.targets, backed_up.lost_databases
+def show_backup(app: App, backed_up: BackupView) -> None:
+    policy_name, outcomes = backed_up.policy, backed_up.targets
     table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
     for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
         table.add_column(column, justify="right" if column in ("Added", "Time") else "left", no_wrap=True)
-    delivered = [(o, o.value) for o in outcomes]
+    delivered = [(o, o.value) for o in outcomes if o.value is not None]  # every row has one, failed ones too
     for o, d in delivered:
         snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in d.snapshots) or "-"
         table.add_row(escape(o.target), d.role.label, escape(snapshots), human_bytes(d.bytes_added),
@@ -104,21 +113,32 @@ def show_backup(app, backed_up) -> None:
     for m in dumps.values():
         holders = [o.target for o, d in delivered if any(s.database == m.database for s in d.snapshots)]
         app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
-                      f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, now on {escape(', '.join(holders))}")
+                      f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, "
+                      f"now on {escape(', '.join(holders))}")
         for warning in m.warnings:
             app.out.print(f"  [yellow]warning:[/] {escape(warning)}")
-    for o in outcomes:
+    _show_backup_failures(app, backed_up)
+    _show_backup_ending(app, backed_up, any(d.snapshots for _, d in delivered))
+
+
+def _show_backup_failures(app: App, backed_up: BackupView) -> None:
+    for o in backed_up.targets:
         if not o.ok:
-            where = "" if o.location in o.error else f"{o.location}: "
-            app.out.print(f"[red]FAILED[/] {escape(where + o.error)}")
+            error = o.error or ""
+            where = "" if o.location in error else f"{o.location}: "
+            app.out.print(f"[red]FAILED[/] {escape(where + error)}")
             if o.hint:
                 app.out.print(f"  what to do: {escape(o.hint)}")
-    for f in lost_databases:
+    for f in backed_up.lost_databases:
         app.out.print(f"[red]FAILED[/] database {escape(f.database)} was not backed up: {escape(f.error)}")
         if f.hint:
             app.out.print(f"  what to do: {escape(f.hint)}")
+
+
+def _show_backup_ending(app: App, backed_up: BackupView, anything_new: bool) -> None:
+    outcomes, lost_databases = backed_up.targets, backed_up.lost_databases
     failed = sum(not o.ok for o in outcomes)
-    if not any(d.snapshots for _, d in delivered):
+    if not anything_new:
         app.out.print("No target holds a new backup. No partial snapshot was kept.")
     elif failed == 0 and lost_databases:
         app.out.print("Every target holds the databases that were backed up.")
@@ -126,10 +146,11 @@ def show_backup(app, backed_up) -> None:
         app.out.print("The target holds this backup." if len(outcomes) == 1
                       else f"All {len(outcomes)} targets hold this backup.")
     else:
-        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. No partial snapshot was kept.")
+        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. "
+                      "No partial snapshot was kept.")
 
 
-def show_snapshots(app, listed) -> None:
+def show_snapshots(app: App, listed: SnapshotsView) -> None:
     rows = listed.rows
     table = Table(title="Snapshots", title_justify="left")
     for column in ("Target", "ID", "Time (UTC)", "Age", "Database", "Host", "opsctl"):
@@ -146,11 +167,13 @@ def show_snapshots(app, listed) -> None:
         _verdict(app, False, r.location, r.error, r.hint)
 
 
-def show_prune(app, pruned) -> None:
+def show_prune(app: App, pruned: PruneView) -> None:
     verb = "would remove" if pruned.dry_run else "removed"
     for r in pruned.targets:
         if not r.ok:
             _verdict(app, False, r.location, r.error, r.hint)
+            continue
+        if r.value is None:  # an ok row always has its value
             continue
         rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.value.rules.items()))
         app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.value.kept)}, {verb} {len(r.value.removed)}")
@@ -160,12 +183,12 @@ def show_prune(app, pruned) -> None:
         app.out.print("Dry run: nothing was removed.")
 
 
-def show_check(app, checked) -> None:
+def show_check(app: App, checked: CheckView) -> None:
     for r in checked.targets:
         _verdict(app, r.ok, r.location, r.value.summary if r.value else r.error, r.hint)
 
 
-def show_doctor(app, sections: list) -> None:
+def show_doctor(app: App, sections: list[tuple[str, list[Fact]]]) -> None:
     for name, facts in sections:
         if not facts:
             continue
@@ -180,7 +203,7 @@ def show_doctor(app, sections: list) -> None:
                   else f"{problems} problem(s) found; fix them, then run: opsctl doctor")
 
 
-def show_verify(app, report: dict, paths) -> None:
+def show_verify(app: App, report: dict[str, Any], paths: Iterable[Path]) -> None:
     """The verdict first, then each target's problems, then where the reports are."""
     colour = "green" if report["verdict"] == "PASSED" else "red"
     app.out.print(f"[bold {colour}]Verification {report['verdict']}[/]: {escape(report['summary'])}")
@@ -202,11 +225,11 @@ def show_verify(app, report: dict, paths) -> None:
         app.out.print(f"  report: {escape(str(path))}")
 
 
-def show_report_check(app, check) -> None:
+def show_report_check(app: App, check: ReportCheck) -> None:
     app.out.print(escape(check.message))
 
 
-def show_report_list(app, rows: list[dict]) -> None:
+def show_report_list(app: App, rows: list[dict[str, Any]]) -> None:
     if not rows:
         app.out.print("No verifications yet. Run: opsctl verify")
         return

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
+from typing import Any
 
 from opsctl.reports import sealed
 from opsctl.reports.console import human_duration
@@ -24,7 +25,7 @@ _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 420, 150, 48, 80, 10, 22
 _GREEN, _RED = "#1e7b34", "#b3261e"
 
 
-def build(content: dict) -> dict:
+def build(content: dict[str, Any]) -> dict[str, Any]:
     """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made."""
     missing, clash = [k for k in _KEYS if k not in content], [k for k in _ADDED if k in content]
     if missing or clash:
@@ -32,12 +33,12 @@ def build(content: dict) -> dict:
     return sealed.seal(sealed.stamp({**content, "format": FORMAT}))
 
 
-def write(report: dict, folder: Path) -> tuple[Path, Path]:
+def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     """`drill-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`; returns (json, html)."""
     return sealed.write_pair(report, folder, "drill", report["policy"], render_html)
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict[str, Any]) -> str:
     """The HTML page for a drill report; the same report always gives the same bytes."""
     objectives = report["objectives"]
     charts = {name: trend_svg(report["trend"], f"{name}_s", objectives[f"{name}_s"]) for name in ("rto", "rpo")}
@@ -45,7 +46,7 @@ def render_html(report: dict) -> str:
                                                    embedded=sealed.embed(report))
 
 
-def trend_svg(points: list[dict], key: str, objective_s: float) -> str:
+def trend_svg(points: list[dict[str, Any]], key: str, objective_s: float) -> str:
     """A small line chart of `key` over past drills against the dashed objective; null values are skipped."""
     measured = [(i, p[key]) for i, p in enumerate(points) if p.get(key) is not None]
     peak = max((v for _, v in measured), default=0.0)
@@ -61,18 +62,18 @@ def trend_svg(points: list[dict], key: str, objective_s: float) -> str:
         return _f(bottom - (bottom - _TOP) * value / top)
 
     label = {"rto_s": "RTO", "rpo_s": "RPO"}.get(key, key)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
-             f'font-family="sans-serif" font-size="10" role="img" aria-label="{escape(label)} of past drills">',
+    parts = [(f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" '
+              f'font-family="sans-serif" font-size="10" role="img" aria-label="{escape(label)} of past drills">'),
              f'<line x1="{_LEFT}" y1="{bottom}" x2="{right}" y2="{bottom}" stroke="#888"/>']
-    for tick in _ticks(top):
-        parts.append(f'<text x="{_LEFT - 4}" y="{y(tick)}" dy="3" text-anchor="end">'
-                     f'{human_duration(tick) if tick else "0"}</text>')
+    parts += [f'<text x="{_LEFT - 4}" y="{y(tick)}" dy="3" text-anchor="end">'
+              f'{human_duration(tick) if tick else "0"}</text>' for tick in _ticks(top)]
+    goal = human_duration(objective_s)
     if objective_s <= top:
         parts.append(f'<line class="objective" x1="{_LEFT}" y1="{y(objective_s)}" x2="{right}" y2="{y(objective_s)}" '
                      f'stroke="#555" stroke-dasharray="5 3"/>'
-                     f'<text x="{right + 4}" y="{y(objective_s)}" dy="3">objective {human_duration(objective_s)}</text>')
+                     f'<text x="{right + 4}" y="{y(objective_s)}" dy="3">objective {goal}</text>')
     else:
-        parts.append(f'<text class="objective" x="{right + 4}" y="{_TOP}" dy="3">objective {human_duration(objective_s)}'
+        parts.append(f'<text class="objective" x="{right + 4}" y="{_TOP}" dy="3">objective {goal}'
                      '</text><text x="{0}" y="{1}" dy="3">(far above)</text>'.format(right + 4, _TOP + 12))
     if not measured:
         parts.append(f'<text x="{x(0)}" y="{y(objective_s / 2)}" text-anchor="middle">not measured yet</text>')

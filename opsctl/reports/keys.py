@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from rich.markup import escape
 from rich.table import Table
 
 from opsctl.policy.durations import format_duration
 
+if TYPE_CHECKING:
+    from opsctl.actions.context import App
+    from opsctl.actions.keys.journal import Journal
+    from opsctl.reports.shapes import KeysStatusView, RotationView
 
-def show_plan(app, journal) -> None:
+_DAY_S = 86400
+
+
+def show_plan(app: App, journal: Journal) -> None:
     """--dry-run: what the rotation would do (or, for an interrupted one, what is left)."""
     resumed = journal.step != "plan"
     app.out.print(f"Interrupted rotation {journal.rotation} stopped at step {journal.step}; a resume would finish:"
@@ -21,7 +29,7 @@ def show_plan(app, journal) -> None:
     app.out.print("Dry run: nothing was changed.")
 
 
-def show_rotation(app, result) -> None:
+def show_rotation(app: App, result: RotationView) -> None:
     j = result.journal
     table = Table(title=f"Key rotation {j.rotation}", title_justify="left")
     for column in ("Target", "Role", "Old key", "New key", "Result"):
@@ -37,13 +45,13 @@ def show_rotation(app, result) -> None:
         app.out.print(f"what to do: {escape(result.hint)}")
 
 
-def show_status(app, status) -> None:
+def show_status(app: App, status: KeysStatusView) -> None:
     rows = status.targets
     table = Table(title="Repository keys", title_justify="left")
     for column in ("Target", "Key", "Created", "Age", "User@host", "Role"):
         table.add_column(column, no_wrap=True)
     for row in rows:
-        for k in row.value.keys:
+        for k in row.value.keys if row.value else ():  # every row has one, failed ones too
             role = "[bold]opsctl (current)[/]" if k.role == "opsctl" else escape(k.role)
             table.add_row(escape(row.target), k.id, f"{k.created:%Y-%m-%d %H:%M}",
                           format_duration_short(k.age_s), escape(f"{k.user}@{k.host}"), role)
@@ -51,7 +59,7 @@ def show_status(app, status) -> None:
             table.add_row(escape(row.target), "-", "-", "-", "-", "[red]cannot be read[/]")
     app.out.print(table)
     for row in rows:
-        for warning in row.value.warnings:
+        for warning in row.value.warnings if row.value else ():
             app.out.print(f"[yellow]warning:[/] {escape(row.location)}: {escape(warning)}")
         if row.error:
             app.out.print(f"[red]FAILED[/] {escape(row.error)}")
@@ -61,4 +69,4 @@ def show_status(app, status) -> None:
 
 def format_duration_short(seconds: int) -> str:
     """Days for keys older than a day; a key is rotated in months, not minutes."""
-    return f"{seconds // 86400}d" if seconds >= 86400 else format_duration(timedelta(seconds=seconds))
+    return f"{seconds // _DAY_S}d" if seconds >= _DAY_S else format_duration(timedelta(seconds=seconds))

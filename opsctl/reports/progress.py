@@ -5,18 +5,23 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
     DownloadColumn,
     Progress,
     SpinnerColumn,
+    TaskID,
     TextColumn,
     TimeElapsedColumn,
     TransferSpeedColumn,
 )
 
 from opsctl.reports.console import human_bytes
+
+if TYPE_CHECKING:
+    from opsctl.actions.context import App
 
 
 class Transfer:
@@ -44,19 +49,19 @@ class Transfer:
 class Board:
     """All transfers of one command."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: App) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._progress: Progress | None = None
         if not app.json_output and app.err.is_terminal:
-            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeElapsedColumn())
+            columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                       TransferSpeedColumn(), TimeElapsedColumn())
             self._progress = Progress(*columns, console=app.err, transient=True)
 
     def transfer(self, label: str, total: int | None = None) -> Transfer:
         return Transfer(self, label, total)
 
-    def start(self, label: str, total: int | None = None):
+    def start(self, label: str, total: int | None = None) -> TaskID | None:
         if self._progress is None:
             if not self._app.json_output:
                 self._app.err.print(f"… {label}", highlight=False)
@@ -64,13 +69,13 @@ class Board:
         with self._lock:
             return self._progress.add_task(label, total=total)
 
-    def advance(self, task, count: int) -> None:
-        if self._progress is not None:
+    def advance(self, task: TaskID | None, count: int) -> None:
+        if self._progress is not None and task is not None:  # a task exists whenever there is a progress display
             with self._lock:
                 self._progress.advance(task, count)
 
-    def finish(self, task, label: str, count: int, outcome: str) -> None:
-        if self._progress is not None:
+    def finish(self, task: TaskID | None, label: str, count: int, outcome: str) -> None:
+        if self._progress is not None and task is not None:  # a task exists whenever there is a progress display
             with self._lock:
                 self._progress.remove_task(task)
         if not self._app.json_output:
@@ -79,7 +84,7 @@ class Board:
 
 
 @contextmanager
-def board(app) -> Iterator[Board]:
+def board(app: App) -> Iterator[Board]:
     """A progress board that is cleared from the terminal when the command's table is printed."""
     shown = Board(app)
     if shown._progress is None:
@@ -90,7 +95,8 @@ def board(app) -> Iterator[Board]:
 
 
 @contextmanager
-def byte_progress(app, label: str, total: int | None = None) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
+def byte_progress(app: App, label: str,
+                  total: int | None = None) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
     """Yield a wrapper for a byte stream that counts what flows through it (a bar to `total` when known)."""
     with board(app) as shown:
         transfer = shown.transfer(label, total)

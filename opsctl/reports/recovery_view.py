@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.markup import escape
@@ -10,8 +13,13 @@ from rich.table import Table
 
 from opsctl.reports.console import human_bytes, human_duration
 
+if TYPE_CHECKING:
+    from opsctl.actions.context import App
+    from opsctl.actions.history import PastDrill
+    from opsctl.reports.shapes import RestorePlanView, RestoreResultView
 
-def show_restore_plan(app, plan) -> None:
+
+def show_restore_plan(app: App, plan: RestorePlanView) -> None:
     """Everything the restore will do, before it does anything (on stderr: stdout stays the result)."""
     out = app.err
     size = human_bytes(plan.size_bytes) if plan.size_bytes is not None else "size unknown"
@@ -24,28 +32,29 @@ def show_restore_plan(app, plan) -> None:
     new = "a new file" if plan.engine == "sqlite" else "a new database"
     action = "REPLACES it (the current one is kept, renamed aside)" if plan.replaces else new
     out.print(f"  into       {escape(plan.destination)} — {action}")
-    out.print(f"  then       {'verify it equals the backup, table by table' if plan.verify else 'no verification (--no-verify)'}; "
-              "only then is it put in place")
+    check = "verify it equals the backup, table by table" if plan.verify else "no verification (--no-verify)"
+    out.print(f"  then       {check}; only then is it put in place")
     if plan.estimate_s is None:
         out.print(f"  time       unknown: {escape(plan.estimate_basis)}")
     else:
         out.print(f"  time       about {human_duration(plan.estimate_s)} ({escape(plan.estimate_basis)})")
 
 
-def can_ask(app) -> bool:
+def can_ask(app: App) -> bool:
     """A question needs someone at a terminal to answer it."""
     return sys.stdin.isatty() and app.err.is_terminal
 
 
-def confirm(app, question: str) -> bool:
+def confirm(_app: App, question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def show_restore(app, result) -> None:
+def show_restore(app: App, result: RestoreResultView) -> None:
     """The runbook: what was restored, whether it verified, and the exact next steps."""
     plan, out = result.plan, app.out
     out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
-              f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} in {human_duration(result.duration_s)}")
+              f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} "
+              f"in {human_duration(result.duration_s)}")
     out.print(f"  into        {escape(result.destination)}")
     counts = (f"row counts match the backup: {result.tables} tables, {result.rows:,} rows" if result.rows_checked
               else "row counts not checked")
@@ -58,7 +67,7 @@ def show_restore(app, result) -> None:
         out.print(f"  {number}. {escape(step)}")
 
 
-def show_drill(app, report: dict, paths) -> None:
+def show_drill(app: App, report: dict[str, Any], paths: Iterable[Path]) -> None:
     """Verdict first, then objectives against what was measured, the phases, what to do, and the report files."""
     out = app.out
     colour = "green" if report["verdict"] == "PASSED" else "red"
@@ -81,7 +90,7 @@ def show_drill(app, report: dict, paths) -> None:
         out.print(f"  report: {escape(str(path))}")
 
 
-def show_drill_history(app, rows: list) -> None:
+def show_drill_history(app: App, rows: list[PastDrill]) -> None:
     if not rows:
         app.out.print("No drills recorded yet. Run: opsctl drill")
         return

@@ -24,7 +24,8 @@ def _undo_replace(engine: str, name: str, aside: str) -> str:
     if engine == "mysql":
         return (f"To undo, the previous database is kept as {aside}: point the application at it (MySQL cannot "
                 f"rename a database; move its tables back one by one with RENAME TABLE `{aside}`.t TO `{name}`.t).")
-    return f"To undo, the previous file is kept as {aside}: stop the application, then run: mv '{name}' '{name}.undone' && mv '{aside}' '{name}'"
+    return (f"To undo, the previous file is kept as {aside}: stop the application, then run: "
+            f"mv '{name}' '{name}.undone' && mv '{aside}' '{name}'")
 
 
 def _undo_new(engine: str, name: str) -> str:

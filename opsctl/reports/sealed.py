@@ -1,4 +1,5 @@
-"""Tamper-evident reports: each run writes one JSON and one self-contained HTML file carrying the SHA-256 of its content.
+"""Tamper-evident reports: each run writes one JSON and one self-contained HTML file carrying the SHA-256 of its
+content.
 
 The content is canonical JSON (sorted keys, no spaces, UTF-8). The JSON file is the content plus
 `sha256`; the HTML file embeds the same JSON and is exactly what its renderer makes of it, so
@@ -19,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import jinja2
 
@@ -61,23 +63,23 @@ def user() -> str:
         return "unknown"
 
 
-def content_sha256(content: dict) -> str:
+def content_sha256(content: dict[str, Any]) -> str:
     canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     return hashlib.sha256(canonical).hexdigest()
 
 
-def stamp(content: dict) -> dict:
+def stamp(content: dict[str, Any]) -> dict[str, Any]:
     """The content plus when, where, by whom and with which opsctl the report was made."""
     return {**content, "finished_at": now(), "host": host(), "user": user(), "opsctl_version": __version__}
 
 
-def seal(content: dict) -> dict:
+def seal(content: dict[str, Any]) -> dict[str, Any]:
     """The report: the content plus the SHA-256 of its canonical form."""
     return {**content, "sha256": content_sha256(content)}
 
 
-def write_pair(report: dict, folder: Path, kind: str, label: str,
-               render_html: Callable[[dict], str]) -> tuple[Path, Path]:
+def write_pair(report: dict[str, Any], folder: Path, kind: str, label: str,
+               render_html: Callable[[dict[str, Any]], str]) -> tuple[Path, Path]:
     """`{kind}-{stamp}-{label}-{sha8}.json` and `.html` in a private folder; returns (json, html)."""
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     stamp = report["finished_at"].replace(":", "").replace("-", "").replace("+0000", "Z")
@@ -88,7 +90,7 @@ def write_pair(report: dict, folder: Path, kind: str, label: str,
     return json_path, html_path
 
 
-def embed(report: dict) -> str:
+def embed(report: dict[str, Any]) -> str:
     """The report as JSON that is safe inside the page's `<script>` element."""
     return json.dumps(report, sort_keys=True, ensure_ascii=False).replace("</", "<\\/")
 
@@ -123,20 +125,21 @@ def check_file(path: Path) -> ReportCheck:
                                    f"SHA-256 {report['sha256']})", report["sha256"], report.get("verdict"))
 
 
-def _rendered(module: str, report: dict) -> str | None:
+def _rendered(module: str, report: dict[str, Any]) -> str | None:
     """The page opsctl makes of a report; None when the report lacks what a page needs (it was not opsctl's)."""
     try:
-        return importlib.import_module(module).render_html(report)
+        page: str = importlib.import_module(module).render_html(report)
     except Exception:  # noqa: BLE001 - a hand-made report can break the template in any way
         return None
+    return page
 
 
-def embedded_report(text: str):
+def embedded_report(text: str) -> Any:
     match = _EMBEDDED.search(text)
     return loads(match.group(1)) if match else None
 
 
-def loads(text: str):
+def loads(text: str) -> Any:
     try:
         return json.loads(text)
     except ValueError:

@@ -6,15 +6,21 @@ here keep existing callers working.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from opsctl.reports import sealed
 from opsctl.reports.sealed import FAILED, PASSED, ReportCheck, check_file, content_sha256, now  # noqa: F401
 
+if TYPE_CHECKING:
+    from opsctl.actions.fingerprint_check import TableCheck
+    from opsctl.reports.shapes import VerifiedTargetView
+
 FORMAT = "opsctl-verification/1"
 
 
-def build(about: dict, results: list, all_targets: bool) -> dict:
+def build(about: dict[str, Any], results: Sequence[VerifiedTargetView], all_targets: bool) -> dict[str, Any]:
     """The report (content plus its sha256) from the per-target results; `about` names policy, database, tools."""
     targets = [_target(r) for r in results]
     identical = _identical(results) if all_targets and len(results) > 1 else None
@@ -26,19 +32,19 @@ def build(about: dict, results: list, all_targets: bool) -> dict:
     return sealed.seal(sealed.stamp(content))
 
 
-def write(report: dict, folder: Path) -> tuple[Path, Path]:
+def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
     """The JSON and HTML files, named by time, database and hash; returns (json, html)."""
     return sealed.write_pair(report, folder, "verify", report["database"], render_html)
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict[str, Any]) -> str:
     """The HTML page for a report; the same report always gives the same bytes."""
     return sealed.template("verification.html.j2").render(r=report, embedded=sealed.embed(report))
 
 
-def list_reports(folder: Path) -> list[dict]:
+def list_reports(folder: Path) -> list[dict[str, Any]]:
     """Past verifications, oldest first: date, targets, snapshots, verdict, file."""
-    rows = []
+    rows: list[dict[str, Any]] = []
     for path in sorted(folder.glob("verify-*.json")) if folder.is_dir() else ():
         report = sealed.loads(path.read_text(encoding="utf-8", errors="replace"))
         if isinstance(report, dict) and report.get("format") == FORMAT:
@@ -49,7 +55,7 @@ def list_reports(folder: Path) -> list[dict]:
     return sorted(rows, key=lambda row: row["date"])
 
 
-def _target(result) -> dict:
+def _target(result: VerifiedTargetView) -> dict[str, Any]:
     tables = result.comparison.tables if result.comparison else ()
     return {
         "target": result.target, "location": result.location, "snapshot_id": result.snapshot_id,
@@ -65,27 +71,35 @@ def _target(result) -> dict:
     }
 
 
-def _fingerprint_word(table) -> str:
+def _fingerprint_word(table: TableCheck) -> str:
     if not table.comparable:
         return "row count only (not comparable)"
     return {True: "match", False: "MISMATCH", None: "not compared"}[table.fingerprint_match]
 
 
-def _identical(results: list) -> bool:
+def _identical(results: Sequence[VerifiedTargetView]) -> bool:
     hashes = {r.manifest_sha256 for r in results}
     return len(hashes) == 1 and None not in hashes
 
 
-def _summary(results: list, passed: bool, identical: bool | None) -> str:
+def _first_problem(result: VerifiedTargetView) -> str:
+    """Why a target did not pass: its error, else its comparison's first problem (a failed one has either)."""
+    if result.error or result.comparison is None:
+        return result.error or "not proven"
+    return result.comparison.problems[0]
+
+
+def _summary(results: Sequence[VerifiedTargetView], passed: bool, identical: bool | None) -> str:
     if passed:
-        tables = sum(len(r.comparison.tables) for r in results)
+        comparisons = [r.comparison for r in results if r.comparison is not None]  # passed: every target has one
+        tables = sum(len(c.tables) for c in comparisons)
         where = f"{len(results)} targets, byte-identical backups" if identical else "1 target"
-        partly = sum(len(r.comparison.tables) - r.comparison.proven for r in results)
+        partly = sum(len(c.tables) - c.proven for c in comparisons)
         if partly:
             return (f"The restored database matches the backup: {tables} table checks, {partly} of them by row count "
                     f"or presence only (see the notes), schema and values match ({where}).")
         return f"The restored database equals the backup: {tables} table checks, schema and values match ({where})."
-    first = next((r.error or r.comparison.problems[0] for r in results if not r.ok), None)
+    first = next((_first_problem(r) for r in results if not r.ok), None)
     if first is None:
         return "The targets hold different backups: their manifests' SHA-256 differ."
     return f"The backup could not be proven: {first}"

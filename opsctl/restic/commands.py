@@ -60,14 +60,16 @@ def cat_config_args() -> list[str]:
 
 def parse_version(text: str) -> tuple[int, int, int] | None:
     """(0, 14, 0) from "restic 0.14.0 compiled with go1.19.8 on linux/amd64"."""
-    words = text.split()
-    if len(words) < 2 or words[0] != "restic":
-        return None
-    parts = words[1].split(".")
+    match text.split():
+        case ["restic", version, *_]:
+            parts = version.split(".")
+        case _:
+            return None
     try:
-        return tuple(int(p) for p in ([*parts, "0", "0"])[:3])  # type: ignore[return-value]
+        major, minor, patch = (int(p) for p in ([*parts, "0", "0"])[:3])
     except ValueError:
         return None
+    return major, minor, patch
 
 
 def unlock_args() -> list[str]:

@@ -73,7 +73,7 @@ _UNREACHABLE = (
 )
 
 
-def classify(stderr: str, display: str, action: str) -> ResticError:
+def classify(stderr: str, display: str, action: str) -> ResticError:  # noqa: PLR0911 - one return per error kind
     """Map restic's stderr to the most specific error we know, keeping its last line as detail."""
     text = stderr.strip()
     lowered = text.lower()
@@ -94,18 +94,21 @@ def classify(stderr: str, display: str, action: str) -> ResticError:
         )
     if "no space left on device" in lowered or "disk quota exceeded" in lowered:
         return ResticError(f"{display} is full (no space left on device)",
-                           "free space there, or move the repository to a bigger disk; the other targets were not held up")
+                           "free space there, or move the repository to a bigger disk; "
+                           "the other targets were not held up")
     if any(marker in lowered for marker in _UNREACHABLE):
-        return TargetUnreachable(f"{display} cannot be reached: {_last_line(text)}", "check the network and the target host")
+        return TargetUnreachable(f"{display} cannot be reached: {_last_line(text)}",
+                                 "check the network and the target host")
     return ResticError(f"restic {action} failed for {display}: {_last_line(text) or 'no message'}")
 
 
-def _locked_error(match: re.Match, text: str, display: str) -> RepositoryLocked:
+def _locked_error(match: re.Match[str], text: str, display: str) -> RepositoryLocked:
     how = "exclusively " if match["how"] else ""
     since = _LOCK_TIME.search(text)
     when = f" since {since['at'].strip()}" if since else ""
     return RepositoryLocked(
-        f"{display} is {how}locked by restic PID {match['pid']} on {match['host']} (user {match['user'].strip()}){when}",
+        f"{display} is {how}locked by restic PID {match['pid']} on {match['host']} "
+        f"(user {match['user'].strip()}){when}",
         "wait for that run to finish, or give it longer with the policy's lock_wait; "
         "locks left by runs that are gone are removed by opsctl itself",
     )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -44,7 +45,7 @@ def parse_time(text: str) -> datetime:
     return datetime.fromisoformat(text)
 
 
-def snapshot_from_json(item: dict) -> Snapshot:
+def snapshot_from_json(item: dict[str, Any]) -> Snapshot:
     return Snapshot(
         id=item["id"],
         short_id=item.get("short_id", item["id"][:8]),
@@ -71,7 +72,7 @@ class CheckResult:
     report: str
 
 
-def forget_plan_from_json(group: dict) -> ForgetPlan:
+def forget_plan_from_json(group: dict[str, Any]) -> ForgetPlan:
     return ForgetPlan(
         paths=tuple(group.get("paths") or ()),
         keep=tuple(snapshot_from_json(s) for s in group.get("keep") or ()),
@@ -90,7 +91,7 @@ class Key:
     created: datetime
 
 
-def key_from_json(item: dict) -> Key:
+def key_from_json(item: dict[str, Any]) -> Key:
     # restic 0.14 prints the creation time in the local zone without saying which: read it as local.
     created = datetime.strptime(item["created"], "%Y-%m-%d %H:%M:%S").astimezone()
     return Key(id=item["id"], current=bool(item.get("current")), user=item.get("userName", ""),

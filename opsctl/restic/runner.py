@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from functools import cached_property
 from typing import TypeVar
 
-from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, read_chunks, stop, widen_pipe
+from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, piped, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
 from opsctl.restic.errors import (
     RepositoryLocked,
@@ -58,7 +58,8 @@ class Restic:
     def version(self) -> str:
         """restic's version, checked once: a missing or too old restic is a clear error."""
         try:
-            out = subprocess.run([self.binary, "version"], capture_output=True, text=True, timeout=30).stdout
+            out = subprocess.run([self.binary, "version"], capture_output=True, text=True, timeout=30,
+                                 check=False).stdout
         except subprocess.TimeoutExpired:
             raise ResticError(f"'{self.binary} version' did not answer within 30 s") from None
         except (FileNotFoundError, PermissionError):
@@ -93,7 +94,8 @@ class Restic:
 
     def keys(self, repo: Repository) -> list[Key]:
         """The repository's keys; the one the password opened is marked current."""
-        return [key_from_json(item) for item in json.loads(self._run(repo, commands.key_list_args(), "key list") or "[]")]
+        out = self._run(repo, commands.key_list_args(), "key list")
+        return [key_from_json(item) for item in json.loads(out or "[]")]
 
     def add_key(self, repo: Repository, new_password: bytes) -> None:
         """Add a key for new_password (given by a second pipe); the repository's other keys stay."""
@@ -160,7 +162,7 @@ class Restic:
         args = commands.backup_stdin_args(filename, tags, compression)
         with self._popen(repo, args, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as proc:
             widen_pipe(proc.stdin)
-            out, err = StreamTail(proc.stdout, keep=5), StreamTail(proc.stderr)
+            out, err = StreamTail(piped(proc.stdout), keep=5), StreamTail(piped(proc.stderr))
             watch = StallWatch(proc, stall_timeout_s)
             try:
                 feed(proc, chunks, watch)
@@ -180,10 +182,10 @@ class Restic:
         """Stream one file of a snapshot; the iterator raises at the end if restic failed."""
         with self._popen(repo, commands.dump_args(snapshot_id, path), stdout=subprocess.PIPE) as proc:
             widen_pipe(proc.stdout)
-            err = StreamTail(proc.stderr)
+            err = StreamTail(piped(proc.stderr))
 
             def chunks() -> Iterator[bytes]:
-                yield from read_chunks(proc.stdout)
+                yield from read_chunks(piped(proc.stdout))
                 if proc.wait() != 0:
                     raise classify(err.text(), repo.display, "dump")
 
@@ -221,8 +223,8 @@ class Restic:
         return stdout.decode("utf-8", "replace")
 
     @contextmanager
-    def _popen(self, repo: Repository, args: list[str], pass_fds: tuple[int, ...] = (),
-               **streams) -> Iterator[subprocess.Popen]:
+    def _popen(self, repo: Repository, args: list[str], pass_fds: tuple[int, ...] = (), *,
+               stdin: int | None = None, stdout: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
         _ = self.version
         read_end = _pipe_with(repo.password, repo.display)
         argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options, self.cache_dir), *args]
@@ -230,7 +232,8 @@ class Restic:
         with _secret_files(repo.secret_files) as files:
             try:
                 proc = subprocess.Popen(argv, pass_fds=(read_end, *pass_fds), env=self._environment(repo, files),
-                                        stderr=subprocess.PIPE, preexec_fn=die_with_parent, **streams)
+                                        stdin=stdin, stdout=stdout, stderr=subprocess.PIPE,
+                                        preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl(PDEATHSIG) + getppid: async-signal-safe
             finally:
                 os.close(read_end)
             with proc:
@@ -270,9 +273,11 @@ def _secret_files(contents: tuple[tuple[str, bytes], ...]) -> Iterator[dict[str,
     if not contents:
         yield {}
         return
-    base = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+    # S108: only a parent for mkdtemp (a fresh 0700 directory); the files in it are O_EXCL, mode 600.
+    shm = "/dev/shm"  # noqa: S108 - see above
+    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
     with tempfile.TemporaryDirectory(prefix="opsctl-", dir=base) as folder:
-        paths = {}
+        paths: dict[str, str] = {}
         for index, (variable, content) in enumerate(contents):
             path = os.path.join(folder, f"secret-{index}")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

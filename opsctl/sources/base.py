@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import ContextManager, Protocol
+from typing import Protocol
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 
@@ -39,7 +40,7 @@ class Source(Protocol):
     def probe(self) -> str:
         """Check the database answers with these credentials; return a one-line description."""
 
-    def dump(self) -> ContextManager[Dump]:
+    def dump(self) -> AbstractContextManager[Dump]:
         """Start a dump from one consistent point in time."""
 
     def exists(self, name: str) -> bool:

@@ -48,9 +48,9 @@ class TableHash:
 
 def table(name: str, salt: str, found: TableHash, started: float) -> TableStats:
     """A table's stats (timed from `started`, a time.monotonic()); no fingerprint when none was taken."""
-    taken = salt and found.hash_sum is not None
     return TableStats(name=name, rows=found.rows,
-                      fingerprint=fingerprint(salt, found.rows, found.hash_sum) if taken else None,
+                      fingerprint=fingerprint(salt, found.rows, found.hash_sum)
+                      if salt and found.hash_sum is not None else None,
                       seconds=round(time.monotonic() - started, 3), method=found.method if salt else None,
                       rounded=found.rounded, widest_row=found.widest_row)
 

@@ -1,4 +1,5 @@
-"""A dump tool's output streamed while the row counts and fingerprints are read beside it, in the snapshot it shares."""
+"""A dump tool's output streamed while the row counts and fingerprints are read beside it, in the snapshot it
+shares."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import threading
 from collections.abc import Callable, Iterator
 
 from opsctl.manifest import Census, DumpFacts
-from opsctl.process import StreamTail, read_chunks, widen_pipe
+from opsctl.process import StreamTail, piped, read_chunks, widen_pipe
 from opsctl.sources.errors import DumpFailed
 from opsctl.sources.redact import redact_tool_output
 
@@ -18,7 +19,7 @@ class CountedDump:
     tool_name = "the dump tool"
     census_hint = "the backup user needs SELECT on every table"
 
-    def __init__(self, database: str, proc: subprocess.Popen, take_census: Callable[[], Census],
+    def __init__(self, database: str, proc: subprocess.Popen[bytes], take_census: Callable[[], Census],
                  properties: dict[str, str]) -> None:
         self.database = database
         self.properties = properties
@@ -27,21 +28,24 @@ class CountedDump:
         self._census: Census | Exception = Census(tables=())
         self._census_thread = threading.Thread(target=self._take_census, args=(take_census,), daemon=True)
         self._census_thread.start()
-        self._stderr = StreamTail(proc.stderr)
+        self._stderr = StreamTail(piped(proc.stderr))
         widen_pipe(proc.stdout)
 
     def _take_census(self, take_census: Callable[[], Census]) -> None:
         try:
             self._census = take_census()
-        except Exception as exc:  # reported when the dump ends
+        except Exception as exc:  # noqa: BLE001 - any failure of the census thread is reported when the dump ends
             self._census = exc
 
     def chunks(self) -> Iterator[bytes]:
-        yield from read_chunks(self._proc.stdout)
+        yield from read_chunks(piped(self._proc.stdout))
         code = self._proc.wait()
         self._census_thread.join()
         self._check(code)
-        self.facts = self._facts(self._census)
+        found = self._census
+        if isinstance(found, Exception):  # _check has raised it already (as DumpFailed)
+            raise found
+        self.facts = self._facts(found)
 
     def abort(self) -> None:
         """Stop counting rows when the dump ended early (its session is about to close)."""

@@ -12,8 +12,9 @@ from __future__ import annotations
 import logging
 import secrets
 import subprocess
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import closing, contextmanager
+from typing import TYPE_CHECKING
 
 import pymysql
 
@@ -46,9 +47,14 @@ from opsctl.sources.mysql_snapshot import CensusPlan, CommitLock, MySQLDump
 from opsctl.sources.redact import redact_tool_output
 from opsctl.sources.restore_tool import run_restore_tool
 
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+    from pymysql.cursors import Cursor
+
 log = logging.getLogger(__name__)
 _DUMP_TOOLS = ("mariadb-dump", "mysqldump")
 _CLIENT_TOOLS = ("mariadb", "mysql")
+_SHOWN_TABLES = 5  # a warning names this many non-transactional tables, then counts the rest
 _TRIGGERS = "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
 _VIEWS = "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s"
 _MOVABLE = ("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s "
@@ -87,7 +93,7 @@ class MySQLSource:
             finally:
                 lock.release()
 
-    def _dump_under(self, lock: CommitLock, counts) -> Iterator[MySQLDump]:
+    def _dump_under(self, lock: CommitLock, counts: Connection) -> Iterator[MySQLDump]:
         cur = counts.cursor()
         cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
@@ -103,9 +109,10 @@ class MySQLSource:
             argv = self._dump_argv(fd, token)
             log.debug("running %s", " ".join(argv))
             proc = subprocess.Popen(argv, env=tool_environment(), pass_fds=(fd,), stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-        dump = MySQLDump(self.server, self.database, proc, counts, plan, version,
-                         database_properties(cur, self.database), lock)
+                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl + getppid: async-signal-safe
+        dump = MySQLDump(self.server, self.database, proc, counts, plan, version=version,
+                         properties=database_properties(cur, self.database), lock=lock)
         dump.warnings = self._warnings(unsafe, tables)
         dump.max_packet = max_packet
         if not self._lock_all:
@@ -130,11 +137,12 @@ class MySQLSource:
         if not unsafe or self._lock_all:
             return ()
         engines = sorted({engine for name, engine in tables if name in unsafe})
-        shown = ", ".join(unsafe[:5]) + (f" and {len(unsafe) - 5} more" if len(unsafe) > 5 else "")
-        return (f"database {self.database}: {len(unsafe)} table(s) use a non-transactional engine "
-                f"({', '.join(engines)}): {shown}. They were dumped without a lock, as they were when reached, "
-                "and their row counts are not checked on restore. Convert them to InnoDB, or set "
-                "database.lock_non_transactional: true (commits on the server then wait for the whole dump).",)
+        shown = ", ".join(unsafe[:_SHOWN_TABLES]) + (
+            f" and {len(unsafe) - _SHOWN_TABLES} more" if len(unsafe) > _SHOWN_TABLES else "")
+        return ((f"database {self.database}: {len(unsafe)} table(s) use a non-transactional engine "
+                 f"({', '.join(engines)}): {shown}. They were dumped without a lock, as they were when reached, "
+                 "and their row counts are not checked on restore. Convert them to InnoDB, or set "
+                 "database.lock_non_transactional: true (commits on the server then wait for the whole dump)."),)
 
     def exists(self, name: str) -> bool:
         with closing(self.server.connect()) as conn, conn.cursor() as cur:
@@ -213,7 +221,8 @@ class MySQLSource:
 
     def _move(self, src: str, dst: str) -> None:
         """RENAME TABLE moves the tables in one statement; triggers, views, routines and events are recreated."""
-        routines = self._schema_dump(src, ("--no-create-info", "--no-data", "--skip-triggers", "--routines", "--events"))
+        routines = self._schema_dump(src, ("--no-create-info", "--no-data", "--skip-triggers", "--routines",
+                                           "--events"))
         with closing(self.server.connect()) as conn, conn.cursor() as cur:
             views = names_of(cur, _VIEWS, src)
             view_sql = self._schema_dump(src, ("--no-data", "--skip-triggers"), views) if views else b""
@@ -232,7 +241,7 @@ class MySQLSource:
                 raise
             cur.execute(f"DROP DATABASE {quote(src)}")
 
-    def _schema_dump(self, database: str, options: tuple[str, ...], objects: list[str] = ()) -> bytes:
+    def _schema_dump(self, database: str, options: tuple[str, ...], objects: Sequence[str] = ()) -> bytes:
         """Definitions only (no rows): small enough to hold in memory between two steps of a move."""
         with self.server.defaults_file() as fd:
             argv = [*self.server.tool_argv(tool(*_DUMP_TOOLS), fd), "--skip-comments", "--skip-dump-date",
@@ -251,7 +260,7 @@ class MySQLSource:
             cur.execute(statement)
 
 
-def _put_back(cur, src: str, dst: str, triggers: list[Trigger]) -> None:
+def _put_back(cur: Cursor, src: str, dst: str, triggers: list[Trigger]) -> None:
     """Undo a move that failed half-way: tables back, their triggers recreated, the new database dropped."""
     for trigger in read_triggers(cur, dst):
         cur.execute(f"DROP TRIGGER {quote(dst)}.{quote(trigger.name)}")
@@ -260,6 +269,6 @@ def _put_back(cur, src: str, dst: str, triggers: list[Trigger]) -> None:
     cur.execute(f"DROP DATABASE {quote(dst)}")
 
 
-def _rename(cur, src: str, dst: str, tables: list[str]) -> None:
+def _rename(cur: Cursor, src: str, dst: str, tables: list[str]) -> None:
     if tables:
         cur.execute("RENAME TABLE " + ", ".join(f"{quote(src)}.{quote(t)} TO {quote(dst)}.{quote(t)}" for t in tables))

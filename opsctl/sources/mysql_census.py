@@ -5,11 +5,15 @@ from __future__ import annotations
 import time
 from collections import defaultdict
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from opsctl.manifest import Census, TableStats
 from opsctl.sources import census, mysql_fingerprint
 from opsctl.sources.census import TableHash
 from opsctl.sources.mysql_client import quote
+
+if TYPE_CHECKING:
+    from pymysql.cursors import Cursor
 
 _INVENTORY = """
 SELECT CASE TABLE_TYPE WHEN 'VIEW' THEN 'view' WHEN 'SEQUENCE' THEN 'sequence' ELSE 'table' END, TABLE_NAME
@@ -26,17 +30,17 @@ UNION ALL SELECT 'constraint', CONCAT(TABLE_NAME, '.', CONSTRAINT_NAME, ' (', CO
 _SEQUENCES = "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = %s AND TABLE_TYPE = 'SEQUENCE'"
 
 
-def sequence_values(cur, database: str) -> dict[str, int]:
+def sequence_values(cur: Cursor, database: str) -> dict[str, int]:
     """The next value each sequence hands out (read before the dump starts: sequences are not transactional)."""
     cur.execute(_SEQUENCES, (database,))
-    values = {}
+    values: dict[str, int] = {}
     for (name,) in cur.fetchall():
         cur.execute(f"SELECT next_not_cached_value FROM {quote(database)}.{quote(name)}")
         values[f"sequence {name}"] = int(cur.fetchone()[0])
     return values
 
 
-def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...], salt: str,
+def take_census(cur: Cursor, database: str, tables: list[str], uncounted: tuple[str, ...], salt: str, *,
                 sequences: dict[str, int], methods: Mapping[str, str | None] | None = None) -> Census:
     """Counts and fingerprints of the tables (uncounted ones listed without either), plus the inventory.
 
@@ -51,10 +55,11 @@ def take_census(cur, database: str, tables: list[str], uncounted: tuple[str, ...
              else _table(cur, database, name, salt, methods) for name in tables]
     if not salt:
         return census.counts_only(tuple(found))
-    return Census(tables=tuple(found), schema=inventory(cur, database), values=dict(sequences), salt=salt)
+    values: dict[str, int | str | None] = dict(sequences)
+    return Census(tables=tuple(found), schema=inventory(cur, database), values=values, salt=salt)
 
 
-def inventory(cur, database: str) -> dict[str, list[str]]:
+def inventory(cur: Cursor, database: str) -> dict[str, list[str]]:
     """Kind -> sorted names of the schema objects a restore must bring back."""
     found: dict[str, list[str]] = defaultdict(list)
     cur.execute(_INVENTORY, {"db": database})
@@ -63,7 +68,7 @@ def inventory(cur, database: str) -> dict[str, list[str]]:
     return {kind: sorted(names) for kind, names in sorted(found.items())}
 
 
-def _table(cur, database: str, name: str, salt: str, methods: Mapping[str, str | None] | None) -> TableStats:
+def _table(cur: Cursor, database: str, name: str, salt: str, methods: Mapping[str, str | None] | None) -> TableStats:
     """At backup (no methods) hashed the current way and measured; at a restore, as the backup did."""
     started = time.monotonic()
     if not salt:

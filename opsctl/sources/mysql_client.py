@@ -9,11 +9,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
+from typing import TYPE_CHECKING
 
 import pymysql
 
 from opsctl.manifest import TableStats
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
+
+if TYPE_CHECKING:
+    from pymysql.cursors import Cursor
 
 # Rows live in base tables (system-versioned ones too); views and sequences hold none of their own.
 _TABLES = """
@@ -128,22 +132,22 @@ def quote(identifier: str) -> str:
     return "`" + identifier.replace("`", "``") + "`"
 
 
-def base_tables(cur, database: str) -> list[tuple[str, str]]:
+def base_tables(cur: Cursor, database: str) -> list[tuple[str, str]]:
     """(name, engine) of every table that holds rows."""
     cur.execute(_TABLES, (database,))
     return list(cur.fetchall())
 
 
-def count_rows(cur, database: str, tables: list[str]) -> tuple[TableStats, ...]:
+def count_rows(cur: Cursor, database: str, tables: list[str]) -> tuple[TableStats, ...]:
     """Exact row counts, read in the session's current transaction."""
-    stats = []
+    stats: list[TableStats] = []
     for name in tables:
         cur.execute(f"SELECT count(*) FROM {quote(database)}.{quote(name)}")
         stats.append(TableStats(name=name, rows=cur.fetchone()[0]))
     return tuple(stats)
 
 
-def database_properties(cur, database: str) -> dict[str, str]:
+def database_properties(cur: Cursor, database: str) -> dict[str, str]:
     """Default character set and collation: a restore creates its database with them."""
     cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
                 "WHERE SCHEMA_NAME = %s", (database,))
@@ -160,18 +164,20 @@ def create_database_sql(name: str, properties: dict[str, str]) -> str:
     return sql
 
 
-def database_exists(cur, name: str) -> bool:
+def database_exists(cur: Cursor, name: str) -> bool:
     cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
-    return cur.fetchone() is not None
+    row: tuple[int] | None = cur.fetchone()
+    return row is not None
 
 
-def has_objects(cur, name: str) -> bool:
+def has_objects(cur: Cursor, name: str) -> bool:
     """Tables, views, routines or events: anything a restore would replace."""
     cur.execute(_OBJECT_COUNT, {"db": name})
-    return cur.fetchone()[0] > 0
+    objects: int = cur.fetchone()[0]
+    return objects > 0
 
 
-def names_of(cur, query: str, database: str) -> list[str]:
+def names_of(cur: Cursor, query: str, database: str) -> list[str]:
     cur.execute(query, (database,))
     return [row[0] for row in cur.fetchall()]
 
@@ -194,7 +200,7 @@ class Trigger:
                 f"ON {quote(self.table)} FOR EACH ROW {self.statement}")
 
 
-def read_triggers(cur, database: str) -> list[Trigger]:
+def read_triggers(cur: Cursor, database: str) -> list[Trigger]:
     """In the order they fire, so recreating them one by one keeps that order."""
     cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_STATEMENT, "
                 "DEFINER, SQL_MODE FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s "
@@ -202,7 +208,7 @@ def read_triggers(cur, database: str) -> list[Trigger]:
     return [Trigger(*row) for row in cur.fetchall()]
 
 
-def create_triggers(cur, database: str, triggers: list[Trigger]) -> None:
+def create_triggers(cur: Cursor, database: str, triggers: list[Trigger]) -> None:
     cur.execute(f"USE {quote(database)}")
     for trigger in triggers:
         cur.execute("SET SESSION sql_mode = %s", (trigger.sql_mode,))

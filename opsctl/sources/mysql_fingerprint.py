@@ -15,12 +15,16 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
 
 import pymysql
 
 from opsctl.manifest import TableStats
 from opsctl.sources.census import TableHash
 from opsctl.sources.mysql_client import quote
+
+if TYPE_CHECKING:
+    from pymysql.cursors import Cursor
 
 log = logging.getLogger(__name__)
 VALUES = "mysql-values-1"
@@ -31,7 +35,8 @@ _COLUMNS = ("SELECT COLUMN_NAME, DATA_TYPE, IFNULL(GENERATION_EXPRESSION IN ('RO
             "FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION")
 
 
-def hash_table(cur, database: str, name: str, salt: str, method: str | None, measure: bool = True) -> TableHash:
+def hash_table(cur: Cursor, database: str, name: str, salt: str, method: str | None, *,
+               measure: bool = True) -> TableHash:
     """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded).
 
     `measure` (at backup) also counts the rows whose FLOAT the dump rounds and finds the widest row.

@@ -22,8 +22,9 @@ import logging
 import subprocess
 import threading
 import time
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pymysql
 
@@ -34,6 +35,10 @@ from opsctl.sources.mysql_census import take_census
 from opsctl.sources.mysql_client import NO_PRIVILEGE, MySQLServer
 from opsctl.sources.mysql_fingerprint import packet_warnings, rounding_warnings
 
+if TYPE_CHECKING:
+    from pymysql.connections import Connection
+    from pymysql.cursors import Cursor
+
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "mariadb-dump SQL text (--single-transaction --hex-blob, utf8mb4)"
 _LOCK_TIMEOUT = 1205
@@ -42,7 +47,7 @@ _LOCK_TIMEOUT = 1205
 class CommitLock:
     """A session that holds every commit on the server while the snapshots start."""
 
-    def __init__(self, conn, wait_s: int, user: str) -> None:
+    def __init__(self, conn: Connection, wait_s: int, user: str) -> None:
         self._conn = conn
         self._wait_s = wait_s
         self._user = user
@@ -77,12 +82,12 @@ class CommitLock:
                               "database.lock_wait_timeout")
         return DumpFailed(f"taking the backup lock failed (error {code})")
 
-    def release_when_seen(self, token: str, proc: subprocess.Popen) -> None:
+    def release_when_seen(self, token: str, proc: subprocess.Popen[bytes]) -> None:
         """Release once the dump runs a query carrying the token (so its snapshot exists) or has ended."""
         self._watcher = threading.Thread(target=self._watch, args=(token, proc), daemon=True)
         self._watcher.start()
 
-    def _watch(self, token: str, proc: subprocess.Popen) -> None:
+    def _watch(self, token: str, proc: subprocess.Popen[bytes]) -> None:
         try:
             with self._conn.cursor() as cur:
                 while proc.poll() is None:
@@ -92,7 +97,7 @@ class CommitLock:
                         break
                     time.sleep(0.002)
             self._unlock()
-        except Exception as exc:  # the lock session is gone: the moment is not proven
+        except Exception as exc:  # noqa: BLE001 - the lock session is gone: the moment is not proven
             self.error = exc
 
     def wait(self) -> None:
@@ -102,10 +107,8 @@ class CommitLock:
     def release(self) -> None:
         """Let commits go on (again safe to call); after a lost session the server has released it already."""
         self.wait()
-        try:
+        with suppress(pymysql.err.MySQLError):
             self._unlock()
-        except pymysql.err.MySQLError:
-            pass
 
     def _unlock(self) -> None:
         if self._held:
@@ -123,13 +126,13 @@ class CensusPlan:
     tables: tuple[str, ...]
     uncounted: tuple[str, ...]
     salt: str = ""
-    sequences: dict = field(default_factory=dict)
+    sequences: dict[str, int] = field(default_factory=dict)
     methods: dict[str, str | None] | None = None
     """Table -> how its backup fingerprint was taken (a restore's census); None: the current way."""
 
-    def take(self, cur) -> Census:
-        return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt, self.sequences,
-                           self.methods)
+    def take(self, cur: Cursor) -> Census:
+        return take_census(cur, self.database, list(self.tables), self.uncounted, self.salt,
+                           sequences=self.sequences, methods=self.methods)
 
 
 class MySQLDump(CountedDump):
@@ -137,8 +140,10 @@ class MySQLDump(CountedDump):
 
     tool_name = "mariadb-dump"
 
-    def __init__(self, server: MySQLServer, database: str, proc: subprocess.Popen, conn, plan: CensusPlan,
-                 version: str, properties: dict[str, str], lock: CommitLock) -> None:
+    def __init__(  # noqa: PLR0913 - keyword-only past the plan; each is a separate piece of the dump's moment
+        self, server: MySQLServer, database: str, proc: subprocess.Popen[bytes], conn: Connection, plan: CensusPlan,
+        *, version: str, properties: dict[str, str], lock: CommitLock,
+    ) -> None:
         self.warnings: tuple[str, ...] = ()
         self.max_packet = 0
         """The server's max_allowed_packet: a restore onto it refuses larger statements (0: unknown)."""
@@ -171,6 +176,6 @@ class MySQLDump(CountedDump):
                             server_version=self._version, properties=self.properties, warnings=warnings)
 
 
-def _census_in(conn, plan: CensusPlan) -> Census:
+def _census_in(conn: Connection, plan: CensusPlan) -> Census:
     with conn.cursor() as cur:
         return plan.take(cur)

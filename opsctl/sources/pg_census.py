@@ -11,7 +11,7 @@ import psycopg
 
 from opsctl.manifest import Census, TableStats
 from opsctl.sources import census, pg_fingerprint
-from opsctl.sources.pg_client import TABLES, fixed_search_path, row_counts
+from opsctl.sources.pg_client import TABLES, first_row, fixed_search_path, row_counts
 
 _USER_SCHEMA = """n.nspname NOT IN ('pg_catalog', 'information_schema')
   AND n.nspname NOT LIKE 'pg\\_toast%' AND n.nspname NOT LIKE 'pg\\_temp%'"""
@@ -74,7 +74,7 @@ def take_census(conn: psycopg.Connection, salt: str, sequences: dict[str, int | 
     for statement in _SETTINGS:
         conn.execute(statement)
     tables = tuple(_scan(conn, salt, methods, _major(backup_version)))
-    count, hash_sum = conn.execute(_LARGE_OBJECTS, {"salt": salt}).fetchone()
+    count, hash_sum = first_row(conn.execute(_LARGE_OBJECTS, {"salt": salt}))
     values = {**sequences, "large objects": f"{count}:{census.fingerprint(salt, count, hash_sum)}"}
     return Census(tables=tables, schema=inventory(conn), values=values, salt=salt)
 
@@ -100,7 +100,7 @@ def _scan(conn: psycopg.Connection, salt: str, methods: Mapping[str, str | None]
     for schema, table in conn.execute(TABLES).fetchall():
         started, name = time.monotonic(), f"{schema}.{table}"
         method = (methods or {}).get(name, current)
-        found = pg_fingerprint.hash_table(conn, schema, table, salt, method, backup_major)
+        found = pg_fingerprint.hash_table(conn, schema, table, salt, method, backup_major=backup_major)
         yield census.table(name, salt, found, started)
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+from psycopg.rows import TupleRow
 
 from opsctl.manifest import TableStats
-from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
+from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DatabaseMissing, DatabaseUnreachable, ToolMissing
 
 # Leaf tables that hold rows (partitions included, partitioned parents excluded: their rows live
 # in the partitions), leaving out system schemas and tables owned by extensions.
@@ -93,10 +94,18 @@ class PgServer:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+def first_row(cursor: psycopg.Cursor[TupleRow]) -> TupleRow:
+    """The row of a query that always returns one (count(*), SHOW, ...)."""
+    row = cursor.fetchone()
+    if row is None:
+        raise DatabaseError("PostgreSQL returned no row where one is always expected")
+    return row
+
+
 @contextmanager
 def fixed_search_path(conn: psycopg.Connection, path: str) -> Iterator[None]:
     """A fixed search_path for the queries in the block: type and reg* names print by it, whatever the role's."""
-    previous = conn.execute("SHOW search_path").fetchone()[0]
+    previous = first_row(conn.execute("SHOW search_path"))[0]
     conn.execute("SELECT set_config('search_path', %s, true)", (path,))
     yield  # no finally: after a failed query the transaction is over, and so is the setting
     conn.execute("SELECT set_config('search_path', %s, true)", (previous,))
@@ -119,20 +128,20 @@ def row_counts(conn: psycopg.Connection) -> tuple[TableStats, ...]:
     stats = []
     for schema, table in conn.execute(TABLES).fetchall():
         query = sql.SQL("SELECT count(*) FROM ONLY {}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-        stats.append(TableStats(name=f"{schema}.{table}", rows=conn.execute(query).fetchone()[0]))
+        stats.append(TableStats(name=f"{schema}.{table}", rows=first_row(conn.execute(query))[0]))
     return tuple(stats)
 
 
 def database_properties(conn: psycopg.Connection) -> dict[str, str]:
     """Encoding and locale of the connected database: a restore recreates them."""
-    encoding, collate, ctype = conn.execute(
+    encoding, collate, ctype = first_row(conn.execute(
         "SELECT pg_encoding_to_char(encoding), datcollate, datctype FROM pg_database "
-        "WHERE datname = current_database()").fetchone()
+        "WHERE datname = current_database()"))
     return {"pg-encoding": encoding, "pg-collate": collate, "pg-ctype": ctype}
 
 
 def create_database_sql(name: str, properties: dict[str, str]) -> sql.Composed:
-    options = [sql.SQL("TEMPLATE template0")]
+    options: list[sql.Composable] = [sql.SQL("TEMPLATE template0")]
     for key, keyword in (("pg-encoding", "ENCODING"), ("pg-collate", "LC_COLLATE"), ("pg-ctype", "LC_CTYPE")):
         if properties.get(key):
             options.append(sql.SQL(keyword + " {}").format(sql.Literal(properties[key])))
@@ -140,4 +149,5 @@ def create_database_sql(name: str, properties: dict[str, str]) -> sql.Composed:
 
 
 def has_user_relations(conn: psycopg.Connection) -> bool:
-    return conn.execute(_USER_RELATIONS).fetchone()[0] > 0
+    relations: int = first_row(conn.execute(_USER_RELATIONS))[0]
+    return relations > 0

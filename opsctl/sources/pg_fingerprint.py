@@ -20,7 +20,7 @@ import psycopg
 from psycopg import sql
 
 from opsctl.sources.census import TableHash
-from opsctl.sources.pg_client import fixed_search_path
+from opsctl.sources.pg_client import first_row, fixed_search_path
 
 VALUES = "pg-values-1"
 """hash_record_extended over the columns' values (PostgreSQL 14 and later)."""
@@ -68,38 +68,44 @@ SELECT EXISTS (SELECT 1 FROM part JOIN pg_type ty ON ty.oid = part.t
        AND EXISTS (SELECT 1 FROM pg_attribute a WHERE a.attrelid = %(rel)s AND a.attnum > 0 AND a.attislocal
                    AND NOT a.attisdropped)
 """
+HASH_RECORD_EXTENDED_MAJOR = 14
+"""The first PostgreSQL major version with hash_record_extended."""
+_HASH_RECORD_EXTENDED_SINCE = HASH_RECORD_EXTENDED_MAJOR * 10000  # as a server_version_num
+_MULTIRANGE_SINCE = 140000  # server_version_num of PostgreSQL 14, the first with multirange types
 _CATALOG_BOUND = ("regclass", "regtype", "regproc", "regprocedure", "regoper", "regoperator", "regconfig",
                   "regdictionary", "regnamespace", "regrole", "regcollation", "aclitem")
 
 
 def default_method(conn: psycopg.Connection) -> str:
     """How this server hashes a table at backup time."""
-    return VALUES if conn.info.server_version >= 140000 else VALUES_MD5
+    return VALUES if conn.info.server_version >= _HASH_RECORD_EXTENDED_SINCE else VALUES_MD5
 
 
-def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, method: str | None,
+def hash_table(conn: psycopg.Connection, schema: str, table: str, salt: str, method: str | None, *,
                backup_major: int | None = None) -> TableHash:
     """Hash a table's rows the way `method` says (None: as opsctl did before methods were recorded, on a
     server of major version `backup_major`); a way this server cannot reproduce gives no hash."""
     relation = sql.SQL("{}.{}").format(sql.Identifier(schema), sql.Identifier(table))
-    rel = conn.execute("SELECT %s::regclass::oid", (relation.as_string(conn),)).fetchone()[0]
+    rel = first_row(conn.execute("SELECT %s::regclass::oid", (relation.as_string(conn),)))[0]
     if method is None:
         return _legacy(conn, relation, rel, salt, backup_major)
-    if method not in (VALUES, VALUES_MD5) or (method == VALUES and conn.info.server_version < 140000):
+    without_hash = conn.info.server_version < _HASH_RECORD_EXTENDED_SINCE
+    if method not in (VALUES, VALUES_MD5) or (method == VALUES and without_hash):
         return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)
     values = sql.SQL("ROW({})").format(sql.SQL(", ").join(_column_values(conn, rel)))
+    row_hash: sql.Composable
     if method == VALUES:
         row_hash = sql.SQL("hash_record_extended({}, {})").format(values, sql.Literal(_seed(salt)))
     else:
         row_hash = _md5_hash(sql.SQL("{}::text").format(values), salt)
     with fixed_search_path(conn, "pg_catalog"):  # reg* values print schema-qualified, whatever the role's path
-        rows, hash_sum = conn.execute(_sum_query(row_hash, relation)).fetchone()
+        rows, hash_sum = first_row(conn.execute(_sum_query(row_hash, relation)))
     return TableHash(rows, hash_sum, method)
 
 
 def _column_values(conn: psycopg.Connection, rel: int) -> list[sql.Composable]:
     found = conn.execute(_COLUMNS, {"rel": rel, "exact": list(_EXACT), "collatable": list(_COLLATABLE)}).fetchall()
-    values = []
+    values: list[sql.Composable] = []
     for name, exact, collatable in found:
         column = sql.SQL("opsctl_r.{}").format(sql.Identifier(name))
         if collatable:
@@ -119,9 +125,9 @@ def _legacy(conn: psycopg.Connection, relation: sql.Composable, rel: int, salt: 
     if found is None:
         return TableHash(_count(conn, relation), None, UNREPRODUCIBLE)
     rows, hash_sum, by_type_hash = found
-    multirange = "OR r.rngmultitypid = ty.oid" if conn.info.server_version >= 140000 else ""
-    catalog_bound, reordered = conn.execute(_UNREPRODUCIBLE.format(multirange=multirange),
-                                            {"rel": rel, "catalog_bound": list(_CATALOG_BOUND)}).fetchone()
+    multirange = "OR r.rngmultitypid = ty.oid" if conn.info.server_version >= _MULTIRANGE_SINCE else ""
+    catalog_bound, reordered = first_row(conn.execute(_UNREPRODUCIBLE.format(multirange=multirange),
+                                                      {"rel": rel, "catalog_bound": list(_CATALOG_BOUND)}))
     if reordered or (catalog_bound and by_type_hash):
         return TableHash(rows, None, UNREPRODUCIBLE)
     return TableHash(rows, hash_sum, None)
@@ -134,18 +140,18 @@ def _legacy_hash(conn: psycopg.Connection, relation: sql.Composable, salt: str,
     On PostgreSQL 14+ it used hash_record_extended, or md5 of each row's text when a column type had
     no hash function. None: it used hash_record_extended, and this older server has none.
     """
-    if backup_major is None or backup_major >= 14:
-        if conn.info.server_version < 140000:
+    if backup_major is None or backup_major >= HASH_RECORD_EXTENDED_MAJOR:
+        if conn.info.server_version < _HASH_RECORD_EXTENDED_SINCE:
             return None
         fast = sql.SQL("hash_record_extended(opsctl_r.*, {})").format(sql.Literal(_seed(salt)))
         try:
             with conn.transaction():  # a savepoint: the snapshot's transaction survives the fallback
-                rows, hash_sum = conn.execute(_sum_query(fast, relation)).fetchone()
+                rows, hash_sum = first_row(conn.execute(_sum_query(fast, relation)))
                 return rows, hash_sum, True
         except psycopg.errors.UndefinedFunction:
             pass
     slow = _md5_hash(sql.SQL("(opsctl_r.*)::text"), salt)
-    rows, hash_sum = conn.execute(_sum_query(slow, relation)).fetchone()
+    rows, hash_sum = first_row(conn.execute(_sum_query(slow, relation)))
     return rows, hash_sum, False
 
 
@@ -158,7 +164,8 @@ def _md5_hash(text: sql.Composable, salt: str) -> sql.Composable:
 
 
 def _count(conn: psycopg.Connection, relation: sql.Composable) -> int:
-    return conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(relation)).fetchone()[0]
+    rows: int = first_row(conn.execute(sql.SQL("SELECT count(*) FROM ONLY {}").format(relation)))[0]
+    return rows
 
 
 def _seed(salt: str) -> int:

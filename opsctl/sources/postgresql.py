@@ -23,6 +23,7 @@ from opsctl.sources.pg_client import (
     PgServer,
     create_database_sql,
     database_properties,
+    first_row,
     has_user_relations,
     row_counts,
     tool,
@@ -32,6 +33,7 @@ from opsctl.sources.restore_tool import run_restore_tool
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "pg_dump custom format, uncompressed (-Fc -Z0)"
 _MAINTENANCE_DATABASES = ("postgres", "template1")
+_DROP_FORCE_SINCE = 130000  # server_version_num of PostgreSQL 13, the first with DROP DATABASE ... WITH (FORCE)
 
 
 class PostgresSource:
@@ -50,7 +52,7 @@ class PostgresSource:
     def probe(self) -> str:
         """Log in and read the server version; raises a clear error when that fails."""
         with self.server.connect(self.database) as conn:
-            version = conn.execute("SHOW server_version").fetchone()[0]
+            version = first_row(conn.execute("SHOW server_version"))[0]
         return f"{self.server.display}/{self.database} answers (PostgreSQL {version})"
 
     @contextmanager
@@ -63,18 +65,20 @@ class PostgresSource:
             # and parallel workers would only take CPU from them.
             conn.execute("SET LOCAL jit = off")
             conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
-            snapshot = conn.execute("SELECT pg_export_snapshot()").fetchone()[0]
+            snapshot = first_row(conn.execute("SELECT pg_export_snapshot()"))[0]
             salt = new_salt()
             sequences = sequence_values(conn) if salt else {}
-            version = conn.execute("SHOW server_version").fetchone()[0]
+            version = first_row(conn.execute("SHOW server_version"))[0]
             properties = database_properties(conn)
             argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
                     "--no-password", f"--lock-wait-timeout={self._lock_wait_ms}"]
             with self.server.tool_environment(self.database) as env:
                 log.debug("running %s (database %s)", " ".join(argv), self.database)
                 proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                        stderr=subprocess.PIPE, preexec_fn=die_with_parent)
-                dump = PgDump(self, proc, conn, version, properties, salt, sequences)
+                                        stderr=subprocess.PIPE,
+                                        preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl + getppid: async-signal-safe
+                dump = PgDump(self, proc, conn, version=version, properties=properties, salt=salt,
+                              sequences=sequences)
                 try:
                     yield dump
                 finally:
@@ -161,7 +165,7 @@ class PostgresSource:
                         exc.__class__.__name__)
 
     def _drop(self, conn: psycopg.Connection, name: str, if_exists: bool = False) -> None:
-        force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= 130000 else "")
+        force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= _DROP_FORCE_SINCE else "")
         query = sql.SQL("DROP DATABASE {}{}{}").format(sql.SQL("IF EXISTS " if if_exists else ""),
                                                       sql.Identifier(name), force)
         conn.execute(query)
@@ -203,8 +207,8 @@ class PgDump(CountedDump):
 
     tool_name = "pg_dump"
 
-    def __init__(self, source: PostgresSource, proc: subprocess.Popen, conn: psycopg.Connection, version: str,
-                 properties: dict[str, str], salt: str, sequences: dict):
+    def __init__(self, source: PostgresSource, proc: subprocess.Popen[bytes], conn: psycopg.Connection, *,
+                 version: str, properties: dict[str, str], salt: str, sequences: dict[str, int | None]) -> None:
         self._conn = conn
         self._version = version
         self.census_hint = (f"the backup role needs SELECT on every table (GRANT pg_read_all_data TO "

@@ -6,7 +6,7 @@ import logging
 import subprocess
 from collections.abc import Iterable
 
-from opsctl.process import StreamTail, die_with_parent, feed, widen_pipe
+from opsctl.process import StreamTail, die_with_parent, feed, piped, widen_pipe
 from opsctl.sources.errors import RestoreFailed
 from opsctl.sources.redact import redact_tool_output
 
@@ -26,9 +26,10 @@ def run_restore_tool(argv: list[str], env: dict[str, str], chunks: Iterable[byte
     """Stream chunks to the tool's stdin; RestoreFailed (`failure` plus its redacted stderr) if it fails."""
     log.debug("running %s", " ".join(argv))
     with subprocess.Popen(argv, env=env, pass_fds=pass_fds, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.PIPE, preexec_fn=die_with_parent) as proc:
+                          stderr=subprocess.PIPE,
+                          preexec_fn=die_with_parent) as proc:  # noqa: PLW1509 - only prctl + getppid: async-signal-safe
         widen_pipe(proc.stdin)
-        err = StreamTail(proc.stderr)
+        err = StreamTail(piped(proc.stderr))
         feed(proc, chunks)
         if proc.wait() != 0:
             said = err.text()

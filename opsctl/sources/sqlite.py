@@ -42,11 +42,12 @@ def row_counts(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
 def _count(conn: sqlite3.Connection, name: str) -> int | None:
     """A table's rows; None for a virtual table whose module (an extension) this Python lacks."""
     try:
-        return conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0]
+        rows: int = conn.execute(f"SELECT count(*) FROM {_quote(name)}").fetchone()[0]
     except sqlite3.OperationalError as exc:
         if not _module_missing(exc):
             raise
         return None
+    return rows
 
 
 def _module_missing(exc: sqlite3.OperationalError) -> bool:
@@ -61,12 +62,12 @@ def take_census(conn: sqlite3.Connection, salt: str) -> Census:
     conn.text_factory = lambda raw: raw.decode("utf-8", "surrogateescape")
     tables = tuple(_fingerprint(conn, name, salt) for name in _table_names(conn))
     found: dict[str, list[str]] = {}
-    for kind, name in conn.execute("SELECT type, name FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' "
-                                   "ORDER BY type, name"):
+    for kind, name in conn.execute("SELECT type, name FROM sqlite_schema "
+                                   "WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"):
         found.setdefault(kind, []).append(name)
     has_sequences = conn.execute("SELECT 1 FROM sqlite_schema WHERE name = 'sqlite_sequence'").fetchone()
-    values = {f"sequence {name}": seq for name, seq in conn.execute("SELECT name, seq FROM sqlite_sequence")} \
-        if has_sequences else {}
+    sequences = conn.execute("SELECT name, seq FROM sqlite_sequence") if has_sequences else ()
+    values: dict[str, int | str | None] = {f"sequence {name}": seq for name, seq in sequences}
     return Census(tables=tables, schema=found, values=values, salt=salt)
 
 
@@ -89,7 +90,7 @@ def _fingerprint(conn: sqlite3.Connection, name: str, salt: str) -> TableStats:
     return census.table(name, salt, census.TableHash(rows, hash_sum, None), started)
 
 
-def _encode(value) -> bytes:
+def _encode(value: int | float | str | bytes | None) -> bytes:
     """A value with its type and length, so NULL, '' and 0 (and any split between columns) differ."""
     if value is None:
         return b"N;"
@@ -119,7 +120,8 @@ class SQLiteSource:
     def probe(self) -> str:
         """Open the file read-only and read its schema; raises a clear error when that fails."""
         if not self.path.is_file():
-            raise DatabaseMissing(f"the SQLite database {self.path} does not exist", "check database.path in the policy")
+            raise DatabaseMissing(f"the SQLite database {self.path} does not exist",
+                                  "check database.path in the policy")
         try:
             with closing(_open(self.path)) as conn:
                 tables = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
@@ -132,7 +134,8 @@ class SQLiteSource:
     def dump(self) -> Iterator[SQLiteDump]:
         """Copy the live database to a private scratch file in one read transaction, then stream it."""
         if not self.path.is_file():
-            raise DatabaseMissing(f"the SQLite database {self.path} does not exist", "check database.path in the policy")
+            raise DatabaseMissing(f"the SQLite database {self.path} does not exist",
+                                  "check database.path in the policy")
         if self._scratch_dir is not None:
             self._scratch_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         with tempfile.TemporaryDirectory(prefix="opsctl-sqlite-", dir=self._scratch_dir) as folder:
@@ -156,7 +159,8 @@ class SQLiteSource:
         path = Path(name).expanduser().resolve()
         exists = path.exists()
         if exists and not path.is_file():
-            raise DestinationRefused(f"{path} exists and is not a file", "give --to a file path for the restored database")
+            raise DestinationRefused(f"{path} exists and is not a file",
+                                     "give --to a file path for the restored database")
         is_source = path == self.path.resolve() or (exists and self.path.exists() and path.samefile(self.path))
         return Destination(name=str(path), display=f"file {path}", exists=exists,
                            empty=not exists or _is_empty(path), is_source=is_source)
@@ -164,7 +168,8 @@ class SQLiteSource:
     def restore_name(self, suffix: str) -> str:
         return str(self.path.with_name(f"{self.path.stem}.{suffix}{self.path.suffix or '.sqlite3'}"))
 
-    def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
+    def create_staging(self, destination: Destination,
+                       properties: dict[str, str]) -> str:  # noqa: ARG002 - Source protocol; a file has none
         target = Path(destination.name)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = target.parent / f".{target.name}.opsctl-restore-{secrets.token_hex(3)}"
@@ -210,9 +215,8 @@ class SQLiteSource:
 
 
 class SQLiteDump:
-    properties: dict[str, str] = {}  # the file carries its own encoding and settings
-
     def __init__(self, copy: Path, facts: DumpFacts) -> None:
+        self.properties: dict[str, str] = {}  # the file carries its own encoding and settings
         self._copy = copy
         self._facts = facts
         self.facts: DumpFacts | None = None
@@ -228,7 +232,8 @@ def _is_empty(path: Path) -> bool:
         return True
     try:
         with closing(_open(path)) as conn:
-            return conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0] == 0
+            objects: int = conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()[0]
+            return objects == 0
     except sqlite3.DatabaseError:
         return False  # not a database we can read: never treat it as empty
 
@@ -238,7 +243,7 @@ def _sidecars(path: Path) -> list[Path]:
 
 
 def _free_aside_name(path: Path) -> Path:
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
     while True:
         aside = Path(f"{path}.before-restore-{stamp}-{secrets.token_hex(2)}")
         if not aside.exists() and not _sidecars(aside):

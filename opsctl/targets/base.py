@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from opsctl.restic.repository import Repository
+
+if TYPE_CHECKING:
+    from opsctl.policy.model import TargetConfigBase
 
 # The folders of a restic repository, in the order a replica must receive them: a file is only
 # copied once everything it refers to is there (packs, then the index, then snapshots, then keys).
@@ -75,12 +78,15 @@ class Target(Protocol):
         """Kind-specific health facts for doctor (free space, host key, bucket versioning)."""
 
 
-class ConfiguredTarget:
+ConfigT = TypeVar("ConfigT", bound="TargetConfigBase")
+
+
+class ConfiguredTarget(Generic[ConfigT]):
     """What every target kind keeps from its policy entry."""
 
     kind = ""
 
-    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+    def __init__(self, config: ConfigT, stall_timeout_s: float = 300.0) -> None:
         self.config = config
         self.name = config.name
         self.offsite = config.offsite

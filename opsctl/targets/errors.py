@@ -5,7 +5,10 @@ from __future__ import annotations
 from opsctl.errors import OpsctlError
 from opsctl.restic.errors import MISSING_REPOSITORY_HINT, TargetUnreachable
 
-__all__ = ["MISSING_REPOSITORY_HINT", "DamagedFile", "NotAReplica", "ReplicaChanged", "TargetError", "TargetFull", "TargetUnreachable"]
+__all__ = [
+    "MISSING_REPOSITORY_HINT", "DamagedFile", "NotAReplica", "ReplicaChanged", "TargetError", "TargetFull",
+    "TargetUnreachable",
+]
 
 
 class TargetError(OpsctlError):

@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 from opsctl.durable import create_synced, sync_folder
 from opsctl.errors import BadInput
@@ -17,13 +18,17 @@ from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable
 
+if TYPE_CHECKING:
+    from opsctl.policy.model import LocalTargetConfig, MountTargetConfig
+
 LOW_SPACE = 1 << 30
+FolderConfigT = TypeVar("FolderConfigT", bound="LocalTargetConfig | MountTargetConfig")
 
 
-class LocalTarget(ConfiguredTarget):
+class LocalTarget(ConfiguredTarget[FolderConfigT]):
     kind = "local"
 
-    def __init__(self, config, stall_timeout_s: float = 300.0) -> None:
+    def __init__(self, config: FolderConfigT, stall_timeout_s: float = 300.0) -> None:
         super().__init__(config, stall_timeout_s)
         self.path: Path = config.path
 
@@ -109,7 +114,8 @@ class LocalFiles:
             return False
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise TargetFull(f"{self.display} is full", "free space on that disk; the next backup completes the copy") from None
+                raise TargetFull(f"{self.display} is full",
+                                 "free space on that disk; the next backup completes the copy") from None
             raise
         finally:
             spooled.unlink(missing_ok=True)

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from opsctl.policy.model import MountTargetConfig
 from opsctl.targets.base import Fact
 from opsctl.targets.errors import TargetUnreachable
 from opsctl.targets.local import LocalTarget
 
 
-class MountTarget(LocalTarget):
+class MountTarget(LocalTarget[MountTargetConfig]):
     kind = "mount"
 
     def probe(self) -> None:

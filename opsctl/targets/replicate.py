@@ -59,6 +59,7 @@ def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display:
 
 FORGOTTEN = ".opsctl-forgotten"
 _ID = re.compile(r"^[0-9a-f]{64}$")
+_DATA_FILE_DEPTH = 3  # data/<first two hex digits of the ID>/<ID>
 
 
 def restic_files(files: RepositoryFiles, folder: str) -> set[str]:
@@ -72,7 +73,7 @@ def restic_files(files: RepositoryFiles, folder: str) -> set[str]:
         parts = name.split("/")
         if not _ID.match(parts[-1]):
             continue
-        if folder == "data" and (len(parts) != 3 or parts[1] != parts[2][:2]):
+        if folder == "data" and (len(parts) != _DATA_FILE_DEPTH or parts[1] != parts[2][:2]):
             continue
         found.add(name)
     return found
@@ -89,7 +90,7 @@ def mark_forgotten(dest: RepositoryFiles, snapshot_ids: Iterable[str]) -> None:
         dest.write_new(f"{FORGOTTEN}/{snapshot_id}", b"")
 
 
-def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Callable[[int], None] = lambda n: None,
+def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Callable[[int], None] = lambda _n: None,
               cancelled: threading.Event | None = None) -> CopyResult:
     """Copy to dest every restic file of source it lacks, in REPLICATION_ORDER.
 

@@ -11,19 +11,22 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
+from typing import Any
 
 import botocore.exceptions
 
-from opsctl.policy.model import check_private_file
+from opsctl.policy.model import S3TargetConfig, check_private_file
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable
 
+# boto3's S3 client, typed by mypy-boto3-s3 (not installed: boto3-stubs alone types client("s3") as Any).
+S3Client = Any
 CONNECT_TIMEOUT_S = 15
 _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 
 
-class S3Target(ConfiguredTarget):
+class S3Target(ConfiguredTarget[S3TargetConfig]):
     kind = "s3"
 
     @property
@@ -56,7 +59,8 @@ class S3Target(ConfiguredTarget):
         except botocore.exceptions.ClientError as exc:
             code = exc.response.get("Error", {}).get("Code", "")
             raise TargetUnreachable(f"{self.display}: the bucket could not be created ({code})",
-                                    "create it in the S3 console, or give the key the right to create buckets") from None
+                                    "create it in the S3 console, or give the key the right to create buckets",
+                                    ) from None
 
     @contextmanager
     def files(self) -> Iterator[S3Files]:
@@ -115,7 +119,7 @@ class S3Target(ConfiguredTarget):
         return values
 
     @cached_property
-    def _client(self):
+    def _client(self) -> S3Client:
         # boto3 takes a quarter of a second to import, and a restore that restic serves never needs it.
         import boto3
         from botocore.config import Config
@@ -140,7 +144,6 @@ class S3Target(ConfiguredTarget):
         c = self.config
         try:
             self._client.head_bucket(Bucket=c.bucket)
-            return True
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchBucket"):
@@ -150,11 +153,13 @@ class S3Target(ConfiguredTarget):
                                         f"check the bucket name; {MISSING_REPOSITORY_HINT}") from None
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
                 raise TargetUnreachable(f"{self.display}: the S3 service refused these credentials ({code})",
-                                        "check the access key, its secret, and the key's rights on the bucket") from None
+                                        "check the access key, its secret, and the key's rights on the bucket",
+                                        ) from None
             raise TargetUnreachable(f"{self.display}: S3 answered {code}", "check the endpoint and bucket") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise TargetUnreachable(f"{self.display} cannot be reached: {exc.__class__.__name__}",
                                     f"check that {c.endpoint} is up and reachable from this host") from None
+        return True
 
 
 def _credentials_ini(values: dict[str, str]) -> bytes:
@@ -165,8 +170,8 @@ def _credentials_ini(values: dict[str, str]) -> bytes:
 def _parse_credentials(text: str) -> dict[str, str]:
     """KEY=VALUE lines (shell-style `export` and quotes tolerated); unknown keys are ignored."""
     values: dict[str, str] = {}
-    for line in text.splitlines():
-        line = line.strip().removeprefix("export ").strip()
+    for raw in text.splitlines():
+        line = raw.strip().removeprefix("export ").strip()
         key, sep, value = line.partition("=")
         if sep and key.strip() in _KEYS:
             values[key.strip()] = value.strip().strip("'\"")
@@ -176,7 +181,7 @@ def _parse_credentials(text: str) -> dict[str, str]:
 class S3Files:
     """A repository's files as objects under the bucket's prefix; an upload appears whole or not at all."""
 
-    def __init__(self, client, bucket: str, prefix: str, display: str) -> None:
+    def __init__(self, client: S3Client, bucket: str, prefix: str, display: str) -> None:
         self.client = client
         self.bucket = bucket
         self.prefix = f"{prefix}/" if prefix else ""
@@ -184,13 +189,15 @@ class S3Files:
 
     def list(self, folder: str) -> set[str]:
         found: set[str] = set()
-        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=f"{self.prefix}{folder}/")
+        pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
+                                                                      Prefix=f"{self.prefix}{folder}/")
         for page in pages:
             found.update(item["Key"][len(self.prefix):] for item in page.get("Contents", ()))
         return found
 
     def read(self, name: str) -> bytes:
-        return self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+        data: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+        return data
 
     def exists(self, name: str) -> bool:
         try:

@@ -9,27 +9,30 @@ import posixpath
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 
 import paramiko
 
+from opsctl.policy.model import SftpTargetConfig
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable
 
 CONNECT_TIMEOUT_S = 15
+SSH_PORT = 22  # the default: not written into display names and ssh-keyscan hints
 _LISTERS = 4
+_PARALLEL_LISTING_FROM = 8  # folders; fewer are listed over the one session (extra channels cost round trips)
 
 
-class SftpTarget(ConfiguredTarget):
+class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
     kind = "sftp"
 
     @property
     def display(self) -> str:
         c = self.config
-        port = "" if c.port == 22 else f":{c.port}"
+        port = "" if c.port == SSH_PORT else f":{c.port}"
         return f"{self.name} (sftp {c.user}@{c.host}{port}:{c.path})"
 
     def repository(self, password: bytes) -> Repository:
@@ -115,15 +118,16 @@ class SftpTarget(ConfiguredTarget):
             if "not found in known_hosts" in str(exc):
                 raise TargetUnreachable(f"{self.display}: the NAS host key is not pinned in {c.known_hosts}",
                                         _pin_hint(c)) from None
-            raise TargetUnreachable(f"{self.display}: SSH failed ({exc})", "check the NAS and its SSH service") from None
+            raise TargetUnreachable(f"{self.display}: SSH failed ({exc})",
+                                    "check the NAS and its SSH service") from None
         except (TimeoutError, OSError) as exc:
             reason = getattr(exc, "strerror", None) or str(exc) or exc.__class__.__name__
             raise TargetUnreachable(f"{self.display} cannot be reached: {reason}",
                                     "check that the NAS is up and its SSH port is open") from None
 
 
-def _pin_hint(c) -> str:
-    where = c.host if c.port == 22 else f"-p {c.port} {c.host}"
+def _pin_hint(c: SftpTargetConfig) -> str:
+    where = c.host if c.port == SSH_PORT else f"-p {c.port} {c.host}"
     return f"pin the key with: ssh-keyscan {where} >> {c.known_hosts}"
 
 
@@ -166,32 +170,34 @@ class SftpFiles:
         if subfolders:
             found.update(self._list_files(subfolders))
 
-    def _list_files(self, folders: list[str]) -> set[str]:
+    def _list_files(self, folders: Sequence[str]) -> set[str]:
         """Files of many folders (data/00..ff) over a few SFTP channels at once: 256 round trips hurt on a WAN."""
         channel = self.sftp.get_channel()
         transport = channel.get_transport() if channel is not None else None
-        if transport is None or len(folders) < 8:
+        if transport is None or len(folders) < _PARALLEL_LISTING_FROM:
             return {f"{f}/{e.filename}" for f in folders for e in self._entries(self.sftp, f)}
         shares = [folders[i::_LISTERS] for i in range(_LISTERS)]
         with ThreadPoolExecutor(max_workers=_LISTERS) as pool:
             parts = pool.map(lambda share: self._list_with_own_channel(transport, share), shares)
             return set().union(*parts)
 
-    def _list_with_own_channel(self, transport: paramiko.Transport, folders: list[str]) -> set[str]:
+    def _list_with_own_channel(self, transport: paramiko.Transport, folders: Sequence[str]) -> set[str]:
         # One SFTPClient must not serve two threads' requests at once (responses get mixed up).
         with paramiko.SFTPClient.from_transport(transport) as sftp:
             return {f"{f}/{e.filename}" for f in folders for e in self._entries(sftp, f)}
 
-    def _entries(self, sftp: paramiko.SFTPClient, relative: str) -> list:
+    def _entries(self, sftp: paramiko.SFTPClient, relative: str) -> Sequence[paramiko.SFTPAttributes]:
         try:
-            return sftp.listdir_attr(posixpath.join(self.root, relative))
+            entries: Sequence[paramiko.SFTPAttributes] = sftp.listdir_attr(posixpath.join(self.root, relative))
         except FileNotFoundError:
             return []
+        return entries
 
     def read(self, name: str) -> bytes:
         with self.sftp.open(posixpath.join(self.root, name), "rb") as handle:
             handle.prefetch()
-            return handle.read()
+            data: bytes = handle.read()
+            return data
 
     def exists(self, name: str) -> bool:
         try:
@@ -217,7 +223,6 @@ class SftpFiles:
             if self.exists(name):
                 return False
             self.sftp.rename(spooled, final)
-            return True
         except OSError as exc:
             if self.exists(name):
                 return False
@@ -226,14 +231,14 @@ class SftpFiles:
                 raise TargetFull(f"{self.display} refused the write (usually a full disk or quota)",
                                  "free space on the NAS; the next backup completes the copy") from None
             raise
+        else:
+            return True
         finally:
             self._remove_quietly(spooled)
 
     def _remove_quietly(self, path: str) -> None:
-        try:
+        with suppress(OSError):
             self.sftp.remove(path)
-        except OSError:
-            pass
 
     def _mkdirs(self, path: str) -> None:
         if path in self._made or path in ("", "/"):

@@ -203,4 +203,5 @@ def test_without_yes_and_without_a_terminal_nothing_is_restored(workspace):
     assert "--yes" in result.stderr and "terminal" in result.stderr
     assert "Traceback" not in result.output
     assert _restored_copies(workspace) == []
-    assert not any(json.loads(line)["command"] == "restore" for line in workspace.audit_lines())
+    refusals = [e for e in map(json.loads, workspace.audit_lines()) if e["command"] == "restore"]
+    assert [(e["outcome"], e["exit_code"]) for e in refusals] == [("refused", 2)], refusals

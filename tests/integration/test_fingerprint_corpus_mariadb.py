@@ -37,7 +37,7 @@ def census_of(server, database: str, expected: Census | None = None, legacy: boo
         cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY")
         tables = [name for name, _ in base_tables(cur, database)]
         methods = dict.fromkeys(tables) if legacy else expected.methods() if expected else None
-        return mysql_census.take_census(cur, database, tables, (), SALT, {}, methods)
+        return mysql_census.take_census(cur, database, tables, (), SALT, sequences={}, methods=methods)
 
 
 def test_the_corpus_restores_verified_and_each_change_is_named(my_policy, mariadb_server, my_database):

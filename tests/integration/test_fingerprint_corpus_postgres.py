@@ -165,7 +165,8 @@ def _legacy_census(server, database: str) -> Census:
         tables = []
         for table in current.tables:
             schema, name = table.name.split(".", 1)
-            found = pg_fingerprint.hash_table(conn, schema, name, SALT, None, conn.info.server_version // 10000)
+            found = pg_fingerprint.hash_table(conn, schema, name, SALT, None,
+                                              backup_major=conn.info.server_version // 10000)
             stand_in = "0" * 32 if found.hash_sum is None else census.fingerprint(SALT, found.rows, found.hash_sum)
             tables.append(TableStats(table.name, found.rows, stand_in))
     return Census(tables=tuple(tables), schema=current.schema, values=current.values, salt=SALT)

@@ -111,8 +111,8 @@ def test_no_right_to_create_the_scratch_database_is_a_clear_message(workspace, p
 
 def test_sigterm_during_verify_drops_the_scratch_database(awkward, pg_server):
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "OPSCTL_TEST_TAMPER_SQL": "SELECT pg_sleep(60)"}
-    proc = subprocess.Popen([sys.executable, "-m", "tests.support.faulty", "--policy", str(awkward.root / "policy.yaml"),
-                             "verify"],
+    policy = str(awkward.root / "policy.yaml")
+    proc = subprocess.Popen([sys.executable, "-m", "tests.support.faulty", "--policy", policy, "verify"],
                             cwd=awkward.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline and not _sleeping(pg_server):

@@ -61,7 +61,7 @@ class Workspace:
         module = "tests.support.faulty" if set(env or {}) & FAULT_VARIABLES else "opsctl"
         proc = subprocess.run([sys.executable, "-m", module, "--policy", str(self.root / policy), *args],
                               cwd=self.root, env=full_env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              stdin=subprocess.DEVNULL, check=False)
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def audit_lines(self) -> list[str]:

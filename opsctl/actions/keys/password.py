@@ -19,6 +19,7 @@ from opsctl.policy.model import SecretSource, check_private_file
 from opsctl.secrets import read_secret, store_secret
 
 PURPOSE = "repository password"
+MIN_PASSWORD_LENGTH = 12
 
 
 def generate() -> bytes:
@@ -32,9 +33,10 @@ def read_new_password_file(path: Path) -> bytes:
         check_private_file(path)
         data = path.read_bytes()
     except (ValueError, OSError) as exc:
-        raise BadInput(f"--new-password-file cannot be used: {exc}", "give a file with mode 600 holding only the password") from None
-    if len(data.strip()) < 12:
-        raise BadInput(f"the new password in {path} is shorter than 12 characters",
+        raise BadInput(f"--new-password-file cannot be used: {exc}",
+                       "give a file with mode 600 holding only the password") from None
+    if len(data.strip()) < MIN_PASSWORD_LENGTH:
+        raise BadInput(f"the new password in {path} is shorter than {MIN_PASSWORD_LENGTH} characters",
                        "use a long random password, or leave out --new-password-file to have one generated")
     return data
 
@@ -43,8 +45,14 @@ class _StagedSecret:
     """Reads shared by every password store: the current secret, and the staged and old copies if present."""
 
     source: SecretSource
-    staged_path: Path
-    old_path: Path
+
+    @property
+    def staged_path(self) -> Path:
+        raise NotImplementedError
+
+    @property
+    def old_path(self) -> Path:
+        raise NotImplementedError
 
     def current(self) -> bytes:
         return read_secret(self.source, PURPOSE)
@@ -65,6 +73,8 @@ class FileStore(_StagedSecret):
 
     @property
     def path(self) -> Path:
+        if self.source.file is None:  # store_for makes a FileStore only for a file source
+            raise OpsctlError("the repository password does not come from a file", None)
         return self.source.file
 
     @property
@@ -119,13 +129,17 @@ class CommandStore(_StagedSecret):
         new, current = self.staged(), self.current()
         if new is None or current.strip() == new.strip():
             return
+        store_command = self.source.store_command
+        if store_command is None:  # store_for makes a CommandStore only when there is one
+            raise OpsctlError("the policy has no store_command to save the new password", None)
         if not self.old_path.exists():
             replace_synced(self.old_path, current)
-        store_secret(self.source.store_command, new, PURPOSE)
+        store_secret(store_command, new, PURPOSE)
         if self.current().strip() != new.strip():
-            raise OpsctlError(f"after store_command {self.source.store_command[0]} exited 0, command "
-                              f"{self.source.command[0]} still prints another password",
-                              "fix the pair so command prints what store_command saved, then: opsctl keys rotate --resume")
+            raise OpsctlError(f"after store_command {store_command[0]} exited 0, command "
+                              f"{_program(self.source.command)} still prints another password",
+                              "fix the pair so command prints what store_command saved, "
+                              "then: opsctl keys rotate --resume")
 
     def discard_staged(self) -> None:
         self.staged_path.unlink(missing_ok=True)
@@ -144,11 +158,16 @@ def store_for(source: SecretSource, state_dir: Path, stamp: str) -> FileStore | 
                        "move the password to a private file (repository_password: {file: ...}) or to a command with "
                        "a store_command, then run: opsctl keys rotate")
     if source.store_command is None:
-        raise BadInput(f"the repository password comes from command {source.command[0]} and the policy has no "
+        raise BadInput(f"the repository password comes from command {_program(source.command)} and the policy has no "
                        "store_command to save a new one",
                        "add repository_password.store_command: a command that reads the new password on stdin, "
                        "stores it so that command prints it from then on, and exits 0")
     return CommandStore(source, state_dir, stamp)
+
+
+def _program(command: tuple[str, ...] | None) -> str:
+    """The program a command source runs (a source with store_command always has a command)."""
+    return command[0] if command else "(none)"
 
 
 def _keep_copy(path: Path, copy: Path) -> None:

@@ -198,17 +198,19 @@ class Rotation:
     def _add(self, state: TargetState) -> str:
         """Give the repository a key for the staged password (unless it has one) and return its ID."""
         target, staged = self.targets[state.name], self.store.staged()
+        if staged is None:  # staged before any key is added; a lost one rolls the rotation back instead
+            raise OpsctlError("the new password is no longer staged", "run: opsctl keys rotate --resume")
         staged_repo = target.repository(staged)
         if not self.session.restic.opens(staged_repo):
             if state.origin is not None:
-                self._copy_key(self.targets[state.origin], target, self._origin_key(state))
+                self._copy_key(self.targets[state.origin], target, self._origin_key(state, state.origin))
             else:
                 self.session.restic.add_key(target.repository(self.store.current()), staged)
         # Proof: the staged password opens it, and restic names the key it opened with.
         return next(k.id for k in self.session.restic.keys(staged_repo) if k.current)
 
-    def _origin_key(self, state: TargetState) -> str:
-        origin = self.journal.target(state.origin)
+    def _origin_key(self, state: TargetState, origin_name: str) -> str:
+        origin = self.journal.target(origin_name)
         if origin.new_key is None:
             raise OpsctlError(f"{state.display} is a replica of {origin.name}, which has no new key yet",
                               f"it gets the key once {origin.name} has it: opsctl keys rotate --resume")
@@ -222,7 +224,8 @@ class Rotation:
         except OpsctlError:
             raise
         except Exception as exc:  # noqa: BLE001 - paramiko, botocore, OSError: the target is what failed
-            raise TargetUnreachable(f"{target.display}: the new key file could not be copied ({exc.__class__.__name__})",
+            raise TargetUnreachable(f"{target.display}: the new key file could not be copied "
+                                    f"({exc.__class__.__name__})",
                                     "check that the target is up, then: opsctl keys rotate --resume") from None
 
     def _remove_all(self) -> list[str]:
@@ -249,8 +252,9 @@ class Rotation:
             restic.remove_key(new_repo, state.old_key)
         old = self.store.old()
         if old is not None and restic.opens(target.repository(old)):
-            raise OpsctlError(f"the old password still opens {target.display} through a key other than {state.old_key}",
-                              "see which with: opsctl keys status; remove it by hand if it is yours (restic key remove ID)")
+            raise OpsctlError(f"the old password still opens {target.display} through a key other than "
+                              f"{state.old_key}", "see which with: opsctl keys status; remove it by hand if it is "
+                              "yours (restic key remove ID)")
         if not restic.opens(new_repo):
             raise OpsctlError(f"the new password no longer opens {target.display}", "run: opsctl keys status")
 
@@ -299,7 +303,7 @@ def _hint(outcome: str) -> str | None:
     return None
 
 
-def _audit_details(result: RotationResult) -> dict:
+def _audit_details(result: RotationResult) -> dict[str, Any]:
     """Targets, key IDs, times and outcome; never a password."""
     j = result.journal
     return {"rotation": j.rotation, "started": j.started, "ended": _now(), "result": result.outcome,

@@ -8,13 +8,14 @@ from typing import Any
 
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
-from opsctl.actions.keys.journal import Journal
+from opsctl.actions.keys.journal import Journal, TargetState
 from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.durations import format_duration
 from opsctl.reports import keys as report
 from opsctl.restic.models import Key
+from opsctl.targets import Target
 
 
 @dataclass(frozen=True)
@@ -64,7 +65,7 @@ def _status(session: Session, _: None) -> KeysStatus:
     return KeysStatus(rows, journal.rotation if journal else None)
 
 
-def _row(session: Session, target, password: bytes, journal: Journal | None) -> KeyRow:
+def _row(session: Session, target: Target, password: bytes, journal: Journal | None) -> KeyRow:
     pending = _pending(target.name, journal)
     try:
         keys = session.restic.keys(target.repository(password))
@@ -75,7 +76,7 @@ def _row(session: Session, target, password: bytes, journal: Journal | None) -> 
     return TargetResult(target.name, target.display, TargetKeys(infos, pending + _warnings(session, infos)))
 
 
-def _info(key: Key, state) -> KeyInfo:
+def _info(key: Key, state: TargetState | None) -> KeyInfo:
     if key.current:
         role = "opsctl"
     elif state is not None and key.id in (state.old_key, state.new_key):
@@ -91,8 +92,9 @@ def _warnings(session: Session, infos: tuple[KeyInfo, ...]) -> tuple[str, ...]:
     found = [f"opsctl's key {k.id} is {format_duration(timedelta(seconds=k.age_s))} old, older than max_key_age "
              f"({format_duration(limit)}): run opsctl keys rotate"
              for k in infos if k.role == "opsctl" and k.age_s > limit.total_seconds()]
-    found += [f"unexpected extra key {k.id} ({k.user}@{k.host}, created {k.created:%Y-%m-%d}): opsctl never removes it; "
-              f"if nobody needs it, remove it with restic key remove {k.id}" for k in infos if k.role == "extra"]
+    found += [f"unexpected extra key {k.id} ({k.user}@{k.host}, created {k.created:%Y-%m-%d}): "
+              f"opsctl never removes it; if nobody needs it, remove it with restic key remove {k.id}"
+              for k in infos if k.role == "extra"]
     return tuple(found)
 
 
