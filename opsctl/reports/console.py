@@ -13,10 +13,15 @@ from typing import TYPE_CHECKING, Any
 from rich.markup import escape
 from rich.table import Table
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
+    from opsctl.actions.backup import BackedUp
+    from opsctl.actions.check import Checked
     from opsctl.actions.context import App
+    from opsctl.actions.init import Initialised
+    from opsctl.actions.prune import PruneOutcome
+    from opsctl.actions.snapshots import SnapshotsListed
+    from opsctl.actions.validate import PolicyChecked
     from opsctl.reports.sealed import ReportCheck
-    from opsctl.reports.shapes import BackupView, CheckView, InitView, PolicyView, PruneView, SnapshotsView
     from opsctl.targets import Fact
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -76,7 +81,7 @@ def show_error(app: App, message: str, hint: str | None, problems: Iterable[str]
         app.err.print(f"[bold]what to do:[/] {escape(hint)}")
 
 
-def show_policy_ok(app: App, checked: PolicyView) -> None:
+def show_policy_ok(app: App, checked: PolicyChecked) -> None:
     targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
     app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
                   f"database {', '.join(checked.databases)}, targets: {targets}")
@@ -84,7 +89,7 @@ def show_policy_ok(app: App, checked: PolicyView) -> None:
         app.err.print(f"note: {escape(note)}")
 
 
-def show_init(app: App, outcome: InitView) -> None:
+def show_init(app: App, outcome: Initialised) -> None:
     for row in outcome.targets:
         _verdict(app, row.ok, row.location, row.error or row.value, row.hint)
 
@@ -96,7 +101,7 @@ def _verdict(app: App, ok: bool, where: str, text: str | None, hint: str | None)
         app.out.print(f"      what to do: {escape(hint)}")
 
 
-def show_backup(app: App, backed_up: BackupView) -> None:
+def show_backup(app: App, backed_up: BackedUp) -> None:
     policy_name, outcomes = backed_up.policy, backed_up.targets
     table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
     for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
@@ -121,7 +126,7 @@ def show_backup(app: App, backed_up: BackupView) -> None:
     _show_backup_ending(app, backed_up, any(d.snapshots for _, d in delivered))
 
 
-def _show_backup_failures(app: App, backed_up: BackupView) -> None:
+def _show_backup_failures(app: App, backed_up: BackedUp) -> None:
     for o in backed_up.targets:
         if not o.ok:
             error = o.error or ""
@@ -135,7 +140,7 @@ def _show_backup_failures(app: App, backed_up: BackupView) -> None:
             app.out.print(f"  what to do: {escape(f.hint)}")
 
 
-def _show_backup_ending(app: App, backed_up: BackupView, anything_new: bool) -> None:
+def _show_backup_ending(app: App, backed_up: BackedUp, anything_new: bool) -> None:
     outcomes, lost_databases = backed_up.targets, backed_up.lost_databases
     failed = sum(not o.ok for o in outcomes)
     if not anything_new:
@@ -150,7 +155,7 @@ def _show_backup_ending(app: App, backed_up: BackupView, anything_new: bool) -> 
                       "No partial snapshot was kept.")
 
 
-def show_snapshots(app: App, listed: SnapshotsView) -> None:
+def show_snapshots(app: App, listed: SnapshotsListed) -> None:
     rows = listed.rows
     table = Table(title="Snapshots", title_justify="left")
     for column in ("Target", "ID", "Time (UTC)", "Age", "Database", "Host", "opsctl"):
@@ -167,7 +172,7 @@ def show_snapshots(app: App, listed: SnapshotsView) -> None:
         _verdict(app, False, r.location, r.error, r.hint)
 
 
-def show_prune(app: App, pruned: PruneView) -> None:
+def show_prune(app: App, pruned: PruneOutcome) -> None:
     verb = "would remove" if pruned.dry_run else "removed"
     for r in pruned.targets:
         if not r.ok:
@@ -183,7 +188,7 @@ def show_prune(app: App, pruned: PruneView) -> None:
         app.out.print("Dry run: nothing was removed.")
 
 
-def show_check(app: App, checked: CheckView) -> None:
+def show_check(app: App, checked: Checked) -> None:
     for r in checked.targets:
         _verdict(app, r.ok, r.location, r.value.summary if r.value else r.error, r.hint)
 

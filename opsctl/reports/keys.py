@@ -10,10 +10,11 @@ from rich.table import Table
 
 from opsctl.policy.durations import format_duration
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
     from opsctl.actions.context import App
     from opsctl.actions.keys.journal import Journal
-    from opsctl.reports.shapes import KeysStatusView, RotationView
+    from opsctl.actions.keys.rotate import RotationResult
+    from opsctl.actions.keys.status import KeysStatus
 
 _DAY_S = 86400
 
@@ -29,7 +30,7 @@ def show_plan(app: App, journal: Journal) -> None:
     app.out.print("Dry run: nothing was changed.")
 
 
-def show_rotation(app: App, result: RotationView) -> None:
+def show_rotation(app: App, result: RotationResult) -> None:
     j = result.journal
     table = Table(title=f"Key rotation {j.rotation}", title_justify="left")
     for column in ("Target", "Role", "Old key", "New key", "Result"):
@@ -45,7 +46,7 @@ def show_rotation(app: App, result: RotationView) -> None:
         app.out.print(f"what to do: {escape(result.hint)}")
 
 
-def show_status(app: App, status: KeysStatusView) -> None:
+def show_status(app: App, status: KeysStatus) -> None:
     rows = status.targets
     table = Table(title="Repository keys", title_justify="left")
     for column in ("Target", "Key", "Created", "Age", "User@host", "Role"):

@@ -13,13 +13,13 @@ from rich.table import Table
 
 from opsctl.reports.console import human_bytes, human_duration
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
     from opsctl.actions.context import App
     from opsctl.actions.history import PastDrill
-    from opsctl.reports.shapes import RestorePlanView, RestoreResultView
+    from opsctl.actions.restore import RestorePlan, RestoreResult
 
 
-def show_restore_plan(app: App, plan: RestorePlanView) -> None:
+def show_restore_plan(app: App, plan: RestorePlan) -> None:
     """Everything the restore will do, before it does anything (on stderr: stdout stays the result)."""
     out = app.err
     size = human_bytes(plan.size_bytes) if plan.size_bytes is not None else "size unknown"
@@ -49,7 +49,7 @@ def confirm(_app: App, question: str) -> bool:
     return click.confirm(question, default=False, err=True)
 
 
-def show_restore(app: App, result: RestoreResultView) -> None:
+def show_restore(app: App, result: RestoreResult) -> None:
     """The runbook: what was restored, whether it verified, and the exact next steps."""
     plan, out = result.plan, app.out
     out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "

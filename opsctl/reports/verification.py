@@ -13,14 +13,14 @@ from typing import TYPE_CHECKING, Any
 from opsctl.reports import sealed
 from opsctl.reports.sealed import FAILED, PASSED, ReportCheck, check_file, content_sha256, now  # noqa: F401
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
     from opsctl.actions.fingerprint_check import TableCheck
-    from opsctl.reports.shapes import VerifiedTargetView
+    from opsctl.actions.verify import TargetVerification
 
 FORMAT = "opsctl-verification/1"
 
 
-def build(about: dict[str, Any], results: Sequence[VerifiedTargetView], all_targets: bool) -> dict[str, Any]:
+def build(about: dict[str, Any], results: Sequence[TargetVerification], all_targets: bool) -> dict[str, Any]:
     """The report (content plus its sha256) from the per-target results; `about` names policy, database, tools."""
     targets = [_target(r) for r in results]
     identical = _identical(results) if all_targets and len(results) > 1 else None
@@ -55,7 +55,7 @@ def list_reports(folder: Path) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda row: row["date"])
 
 
-def _target(result: VerifiedTargetView) -> dict[str, Any]:
+def _target(result: TargetVerification) -> dict[str, Any]:
     tables = result.comparison.tables if result.comparison else ()
     return {
         "target": result.target, "location": result.location, "snapshot_id": result.snapshot_id,
@@ -77,19 +77,19 @@ def _fingerprint_word(table: TableCheck) -> str:
     return {True: "match", False: "MISMATCH", None: "not compared"}[table.fingerprint_match]
 
 
-def _identical(results: Sequence[VerifiedTargetView]) -> bool:
+def _identical(results: Sequence[TargetVerification]) -> bool:
     hashes = {r.manifest_sha256 for r in results}
     return len(hashes) == 1 and None not in hashes
 
 
-def _first_problem(result: VerifiedTargetView) -> str:
+def _first_problem(result: TargetVerification) -> str:
     """Why a target did not pass: its error, else its comparison's first problem (a failed one has either)."""
     if result.error or result.comparison is None:
         return result.error or "not proven"
     return result.comparison.problems[0]
 
 
-def _summary(results: Sequence[VerifiedTargetView], passed: bool, identical: bool | None) -> str:
+def _summary(results: Sequence[TargetVerification], passed: bool, identical: bool | None) -> str:
     if passed:
         comparisons = [r.comparison for r in results if r.comparison is not None]  # passed: every target has one
         tables = sum(len(c.tables) for c in comparisons)
