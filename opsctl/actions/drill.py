@@ -21,6 +21,7 @@ from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
 from opsctl.reports.console import human_duration
+from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED
 from opsctl.sources import Source
 from opsctl.targets import Target
@@ -56,27 +57,27 @@ class DatabaseDrill:
 class Drilled(Outcome):
     """The sealed drill report (verdict, RTO, RPO, phases, advice) and where it was written."""
 
-    report: dict[str, Any]
+    report: DrillReport
     files: tuple[Path, ...]
     details: dict[str, Any]
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.report["verdict"] == PASSED else ExitCode.FAILURE
+        return ExitCode.OK if self.report.verdict == PASSED else ExitCode.FAILURE
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.report, "files": [str(p) for p in self.files]}
+        return {**self.report.to_json(), "files": [str(p) for p in self.files]}
 
     def target_results(self) -> list[TargetResult[None]]:
         failed = self.exit_code != ExitCode.OK
-        return [TargetResult(self.report["target"], self.report["location"],
-                             problem=Problem(self.report["summary"], None) if failed else None,
-                             duration_s=self.report["measured"]["rto_s"] or 0.0)]
+        return [TargetResult(self.report.target, self.report.location,
+                             problem=Problem(self.report.summary, None) if failed else None,
+                             duration_s=self.report.measured.rto_s or 0.0)]
 
     def audit(self) -> AuditFacts:
-        snapshots = tuple(row["snapshot_id"] for row in self.report["databases"] if row["snapshot_id"])
-        return AuditFacts(targets=(self.report["location"],), snapshot_ids=snapshots,
-                          error=None if self.exit_code == ExitCode.OK else self.report["summary"],
+        snapshots = tuple(row.snapshot_id for row in self.report.databases if row.snapshot_id)
+        return AuditFacts(targets=(self.report.location,), snapshot_ids=snapshots,
+                          error=None if self.exit_code == ExitCode.OK else self.report.summary,
                           details=self.details)
 
     def show(self, app: App) -> None:
@@ -248,15 +249,15 @@ def _advice(session: Session, config: TargetConfig, runs: list[DatabaseDrill], *
     return advice
 
 
-def _audit_details(report: dict[str, Any], runs: list[DatabaseDrill], paths: tuple[Path, ...]) -> dict[str, Any]:
-    phases = {phase["name"]: phase["seconds"] for phase in report["phases"]}
-    return {"verdict": report["verdict"], "target": report["target"], "rto_s": report["measured"]["rto_s"],
-            "rpo_s": report["measured"]["rpo_s"], "rto_objective_s": report["objectives"]["rto_s"],
-            "rpo_objective_s": report["objectives"]["rpo_s"], "phases": phases,
+def _audit_details(report: DrillReport, runs: list[DatabaseDrill], paths: tuple[Path, ...]) -> dict[str, Any]:
+    phases = {phase.name: phase.seconds for phase in report.phases}
+    return {"verdict": report.verdict, "target": report.target, "rto_s": report.measured.rto_s,
+            "rpo_s": report.measured.rpo_s, "rto_objective_s": report.objectives.rto_s,
+            "rpo_objective_s": report.objectives.rpo_s, "phases": phases,
             "engine": runs[0].source.engine if len(runs) == 1 else None,
             "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
             "recovery_s": round(sum(run.clock.recovery_s() for run in runs), 3),
-            "report": str(paths[0]), "report_sha256": report["sha256"]}
+            "report": str(paths[0]), "report_sha256": report.sha256}
 
 
 # No run lock: a drill only reads the repositories, and a backup running meanwhile is part of real life.

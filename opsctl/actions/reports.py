@@ -85,10 +85,7 @@ def _against_audit_trail(session: Session, result: ReportCheck) -> ReportCheck:
 
 @dataclass(frozen=True)
 class ReportList(Outcome):
-    reports: tuple[dict[str, Any], ...]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"reports": list(self.reports)}
+    reports: tuple[verification.PastVerification, ...]
 
     def show(self, app: App) -> None:
         console.show_report_list(app, list(self.reports))

@@ -19,6 +19,7 @@ from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import console, sealed, verification
+from opsctl.reports.records import VerificationReport
 from opsctl.restic import Repository
 from opsctl.restic.errors import ResticError
 from opsctl.restic.models import CheckResult, Snapshot
@@ -61,29 +62,29 @@ class TargetVerification:
 class Verified(Outcome):
     """The sealed verification report and where it was written."""
 
-    report: dict[str, Any]
+    report: VerificationReport
     files: tuple[Path, ...]
 
     @property
     def exit_code(self) -> ExitCode:
-        return ExitCode.OK if self.report["verdict"] == sealed.PASSED else ExitCode.FAILURE
+        return ExitCode.OK if self.report.verdict == sealed.PASSED else ExitCode.FAILURE
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.report, "files": [str(p) for p in self.files]}
+        return {**self.report.to_json(), "files": [str(p) for p in self.files]}
 
     def target_results(self) -> list[TargetResult[None]]:
-        return [TargetResult(t["target"], t["location"], duration_s=t["duration_s"],
-                             problem=None if t["verdict"] == sealed.PASSED else
-                             Problem(t["error"] or "; ".join(t["problems"][:3]) or "not proven", t["hint"]))
-                for t in self.report["targets"]]
+        return [TargetResult(t.target, t.location, duration_s=t.duration_s,
+                             problem=None if t.verdict == sealed.PASSED else
+                             Problem(t.error or "; ".join(t.problems[:3]) or "not proven", t.hint))
+                for t in self.report.targets]
 
     def audit(self) -> AuditFacts:
-        return AuditFacts(targets=tuple(t["location"] for t in self.report["targets"]),
-                          snapshot_ids=tuple(sorted({t["snapshot_id"] for t in self.report["targets"]
-                                                     if t["snapshot_id"]})),
-                          error=None if self.exit_code == ExitCode.OK else self.report["summary"],
-                          details={"verdict": self.report["verdict"], "report": str(self.files[0]),
-                                   "report_sha256": self.report["sha256"]})
+        targets = self.report.targets
+        return AuditFacts(targets=tuple(t.location for t in targets),
+                          snapshot_ids=tuple(sorted({t.snapshot_id for t in targets if t.snapshot_id})),
+                          error=None if self.exit_code == ExitCode.OK else self.report.summary,
+                          details={"verdict": self.report.verdict, "report": str(self.files[0]),
+                                   "report_sha256": self.report.sha256})
 
     def show(self, app: App) -> None:
         console.show_verify(app, self.report, self.files)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
@@ -21,7 +21,9 @@ if TYPE_CHECKING:  # types only: at run time reports never import actions (actio
     from opsctl.actions.prune import PruneOutcome
     from opsctl.actions.snapshots import SnapshotsListed
     from opsctl.actions.validate import PolicyChecked
+    from opsctl.reports.records import VerificationReport
     from opsctl.reports.sealed import ReportCheck
+    from opsctl.reports.verification import PastVerification
     from opsctl.targets import Fact
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -208,23 +210,23 @@ def show_doctor(app: App, sections: list[tuple[str, list[Fact]]]) -> None:
                   else f"{problems} problem(s) found; fix them, then run: opsctl doctor")
 
 
-def show_verify(app: App, report: dict[str, Any], paths: Iterable[Path]) -> None:
+def show_verify(app: App, report: VerificationReport, paths: Iterable[Path]) -> None:
     """The verdict first, then each target's problems, then where the reports are."""
-    colour = "green" if report["verdict"] == "PASSED" else "red"
-    app.out.print(f"[bold {colour}]Verification {report['verdict']}[/]: {escape(report['summary'])}")
-    for target in report["targets"]:
-        rows = sum(t["rows_actual"] or 0 for t in target["tables"])
-        app.out.print(f"  {escape(target['target'])}: {target['verdict']} — snapshot {target['snapshot_id'] or '-'}, "
-                      f"{len(target['tables'])} tables, {rows:,} rows, repository {escape(target['repository'])}, "
-                      f"{target['duration_s']:.1f}s")
-        for problem in ([target["error"]] if target["error"] else []) + target["problems"][:20]:
+    colour = "green" if report.verdict == "PASSED" else "red"
+    app.out.print(f"[bold {colour}]Verification {report.verdict}[/]: {escape(report.summary)}")
+    for target in report.targets:
+        rows = sum(t.rows_actual or 0 for t in target.tables)
+        app.out.print(f"  {escape(target.target)}: {target.verdict} — snapshot {target.snapshot_id or '-'}, "
+                      f"{len(target.tables)} tables, {rows:,} rows, repository {escape(target.repository)}, "
+                      f"{target.duration_s:.1f}s")
+        for problem in ([target.error] if target.error else []) + list(target.problems[:20]):
             app.out.print(f"    - {escape(problem)}")
-        for note in target.get("notes", [])[:20]:
+        for note in target.notes[:20]:
             app.out.print(f"    note: {escape(note)}")
-        if target["hint"]:
-            app.out.print(f"    what to do: {escape(target['hint'])}")
-    if report["targets_identical"] is not None:
-        app.out.print("  targets hold byte-identical backups (same manifest SHA-256)" if report["targets_identical"]
+        if target.hint:
+            app.out.print(f"    what to do: {escape(target.hint)}")
+    if report.targets_identical is not None:
+        app.out.print("  targets hold byte-identical backups (same manifest SHA-256)" if report.targets_identical
                       else "  [red]targets hold DIFFERENT backups (manifest SHA-256 differ)[/]")
     for path in paths:
         app.out.print(f"  report: {escape(str(path))}")
@@ -234,12 +236,12 @@ def show_report_check(app: App, check: ReportCheck) -> None:
     app.out.print(escape(check.message))
 
 
-def show_report_list(app: App, rows: list[dict[str, Any]]) -> None:
+def show_report_list(app: App, rows: Sequence[PastVerification]) -> None:
     if not rows:
         app.out.print("No verifications yet. Run: opsctl verify")
         return
     table = Table("date", "database", "target", "snapshot", "verdict", "report")
     for row in rows:
-        table.add_row(escape(row["date"]), escape(row["database"]), escape(", ".join(map(str, row["targets"]))),
-                      escape(", ".join(row["snapshots"])), row["verdict"], escape(row["file"]))
+        table.add_row(escape(row.date), escape(row.database), escape(", ".join(row.targets)),
+                      escape(", ".join(row.snapshots)), escape(row.verdict), escape(row.file))
     app.out.print(table)

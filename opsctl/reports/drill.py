@@ -12,6 +12,7 @@ from typing import Any
 
 from opsctl.reports import sealed
 from opsctl.reports.console import human_duration
+from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
 
 FORMAT = "opsctl-drill/1"
@@ -25,17 +26,17 @@ _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 420, 150, 48, 80, 10, 22
 _GREEN, _RED = "#1e7b34", "#b3261e"
 
 
-def build(content: dict[str, Any]) -> dict[str, Any]:
+def build(content: dict[str, Any]) -> DrillReport:
     """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made."""
     missing, clash = [k for k in _KEYS if k not in content], [k for k in _ADDED if k in content]
     if missing or clash:
         raise ValueError(f"drill report content: missing keys {missing}, keys opsctl sets itself {clash}")
-    return sealed.seal(sealed.stamp({**content, "format": FORMAT}))
+    return DrillReport.of(sealed.seal(sealed.stamp({**content, "format": FORMAT})))
 
 
-def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+def write(report: DrillReport, folder: Path) -> tuple[Path, Path]:
     """`drill-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`; returns (json, html)."""
-    return sealed.write_pair(report, folder, "drill", report["policy"], render_html)
+    return sealed.write_pair(report.to_json(), folder, "drill", report.policy, render_html)
 
 
 def render_html(report: dict[str, Any]) -> str:

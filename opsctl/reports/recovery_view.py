@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -17,6 +17,7 @@ if TYPE_CHECKING:  # types only: at run time reports never import actions (actio
     from opsctl.actions.context import App
     from opsctl.actions.history import PastDrill
     from opsctl.actions.restore import RestorePlan, RestoreResult
+    from opsctl.reports.records import DrillReport
 
 
 def show_restore_plan(app: App, plan: RestorePlan) -> None:
@@ -67,24 +68,26 @@ def show_restore(app: App, result: RestoreResult) -> None:
         out.print(f"  {number}. {escape(step)}")
 
 
-def show_drill(app: App, report: dict[str, Any], paths: Iterable[Path]) -> None:
+def show_drill(app: App, report: DrillReport, paths: Iterable[Path]) -> None:
     """Verdict first, then objectives against what was measured, the phases, what to do, and the report files."""
     out = app.out
-    colour = "green" if report["verdict"] == "PASSED" else "red"
-    out.print(f"[bold {colour}]Drill {report['verdict']}[/]: {escape(report['summary'])}")
-    for key, label in (("rto", "RTO"), ("rpo", "RPO")):
-        measured, objective = report["measured"][f"{key}_s"], report["objectives"][f"{key}_s"]
+    colour = "green" if report.verdict == "PASSED" else "red"
+    out.print(f"[bold {colour}]Drill {report.verdict}[/]: {escape(report.summary)}")
+    lines = (("RTO", report.measured.rto_s, report.objectives.rto_s, report.met.rto),
+             ("RPO", report.measured.rpo_s, report.objectives.rpo_s, report.met.rpo))
+    for label, measured, objective, met in lines:
         shown = "not measured" if measured is None else human_duration(measured)
-        verdict = {True: "met", False: "[red]MISSED[/]", None: "-"}[report["met"][key]]
-        out.print(f"  {label}  {shown:>12}  objective {human_duration(objective):>8}  {verdict}")
-    out.print("  phases  " + ", ".join(f"{p['name']} {human_duration(p['seconds'])} ({p['share']:.0%})"
-                                       for p in report["phases"]))
-    for row in report["databases"]:
-        out.print(f"  {escape(row['database'])}: {row['verdict']} — snapshot {row['snapshot_id'] or '-'} "
-                  f"from {escape(report['target'])}, {row['tables']} tables, {row['rows']:,} rows")
-        for note in row.get("notes", [])[:20]:
+        goal = "-" if objective is None else human_duration(objective)
+        verdict = {True: "met", False: "[red]MISSED[/]", None: "-"}[met]
+        out.print(f"  {label}  {shown:>12}  objective {goal:>8}  {verdict}")
+    out.print("  phases  " + ", ".join(f"{p.name} {human_duration(p.seconds)} ({p.share:.0%})"
+                                       for p in report.phases))
+    for row in report.databases:
+        out.print(f"  {escape(row.database)}: {row.verdict} — snapshot {row.snapshot_id or '-'} "
+                  f"from {escape(report.target)}, {row.tables} tables, {row.rows:,} rows")
+        for note in row.notes[:20]:
             out.print(f"    note: {escape(note)}")
-    for advice in report["advice"]:
+    for advice in report.advice:
         out.print(f"  what to do: {escape(advice)}")
     for path in paths:
         out.print(f"  report: {escape(str(path))}")

@@ -7,10 +7,12 @@ here keep existing callers working.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl.reports import sealed
+from opsctl.reports.records import VerificationReport
 from opsctl.reports.sealed import FAILED, PASSED, ReportCheck, check_file, content_sha256, now  # noqa: F401
 
 if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
@@ -20,7 +22,19 @@ if TYPE_CHECKING:  # types only: at run time reports never import actions (actio
 FORMAT = "opsctl-verification/1"
 
 
-def build(about: dict[str, Any], results: Sequence[TargetVerification], all_targets: bool) -> dict[str, Any]:
+@dataclass(frozen=True)
+class PastVerification:
+    """One line of `opsctl report list`."""
+
+    date: str
+    database: str
+    targets: tuple[str, ...]
+    snapshots: tuple[str, ...]
+    verdict: str
+    file: str
+
+
+def build(about: dict[str, Any], results: Sequence[TargetVerification], all_targets: bool) -> VerificationReport:
     """The report (content plus its sha256) from the per-target results; `about` names policy, database, tools."""
     targets = [_target(r) for r in results]
     identical = _identical(results) if all_targets and len(results) > 1 else None
@@ -29,12 +43,12 @@ def build(about: dict[str, Any], results: Sequence[TargetVerification], all_targ
         "format": FORMAT, "verdict": PASSED if passed else FAILED, "summary": _summary(results, passed, identical),
         **about, "all_targets": all_targets, "targets_identical": identical, "targets": targets,
     }
-    return sealed.seal(sealed.stamp(content))
+    return VerificationReport.of(sealed.seal(sealed.stamp(content)))
 
 
-def write(report: dict[str, Any], folder: Path) -> tuple[Path, Path]:
+def write(report: VerificationReport, folder: Path) -> tuple[Path, Path]:
     """The JSON and HTML files, named by time, database and hash; returns (json, html)."""
-    return sealed.write_pair(report, folder, "verify", report["database"], render_html)
+    return sealed.write_pair(report.to_json(), folder, "verify", report.database, render_html)
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -42,17 +56,21 @@ def render_html(report: dict[str, Any]) -> str:
     return sealed.template("verification.html.j2").render(r=report, embedded=sealed.embed(report))
 
 
-def list_reports(folder: Path) -> list[dict[str, Any]]:
-    """Past verifications, oldest first: date, targets, snapshots, verdict, file."""
-    rows: list[dict[str, Any]] = []
+def list_reports(folder: Path) -> list[PastVerification]:
+    """Past verifications, oldest first; a file that is not a verification report is passed over."""
+    rows = []
     for path in sorted(folder.glob("verify-*.json")) if folder.is_dir() else ():
-        report = sealed.loads(path.read_text(encoding="utf-8", errors="replace"))
-        if isinstance(report, dict) and report.get("format") == FORMAT:
-            rows.append({"date": report.get("finished_at", "?"), "database": report.get("database", "?"),
-                         "targets": [t.get("target") for t in report.get("targets", [])],
-                         "snapshots": sorted({t.get("snapshot_id") or "-" for t in report.get("targets", [])}),
-                         "verdict": report.get("verdict", "?"), "file": str(path)})
-    return sorted(rows, key=lambda row: row["date"])
+        document = sealed.loads(path.read_text(encoding="utf-8", errors="replace"))
+        if not isinstance(document, dict) or document.get("format") != FORMAT:
+            continue
+        try:
+            report = VerificationReport.of(document)
+        except ValueError:
+            continue
+        rows.append(PastVerification(report.finished_at, report.database, tuple(t.target for t in report.targets),
+                                     tuple(sorted({t.snapshot_id or "-" for t in report.targets})), report.verdict,
+                                     str(path)))
+    return sorted(rows, key=lambda row: row.date)
 
 
 def _target(result: TargetVerification) -> dict[str, Any]:

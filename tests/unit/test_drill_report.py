@@ -9,6 +9,7 @@ import re
 import pytest
 
 from opsctl.reports import drill, sealed, verification
+from opsctl.reports.records import DrillReport
 
 TREND = [{"date": "2026-10-01T03:00:00+00:00", "rto_s": 3000.0, "rpo_s": 7000.0, "verdict": "PASSED"},
          {"date": "2026-11-01T03:00:00+00:00", "rto_s": 9000.0, "rpo_s": 8000.0, "verdict": "PASSED"},
@@ -34,7 +35,7 @@ def content(**changes) -> dict:
 
 def test_build_adds_the_seal_and_keeps_the_given_keys():
     given = content()
-    report = drill.build(given)
+    report = drill.build(given).to_json()
     assert {k: report[k] for k in given} == given
     assert report["format"] == drill.FORMAT and report["sha256"] == sealed.content_sha256(
         {k: v for k, v in report.items() if k != "sha256"})
@@ -72,14 +73,14 @@ def test_a_failed_drill_page_edited_to_look_passed_is_altered(tmp_path):
 
 
 def test_the_page_shows_the_failure_and_what_to_do():
-    page = drill.render_html(drill.build(content()))
+    page = drill.render_html(drill.build(content()).to_json())
     assert '<h1 id="verdict">Drill FAILED</h1>' in page and "consider a faster disk" in page and "MISSED" in page
 
 
 def test_the_page_escapes_names_and_error_text():
     hostile = "<script>alert(1)</script>"
     failed = {**DATABASE, "verdict": "FAILED", "error": hostile, "problems": [hostile]}
-    page = drill.render_html(drill.build(content(policy=hostile, databases=[failed])))
+    page = drill.render_html(drill.build(content(policy=hostile, databases=[failed])).to_json())
     visible = page.split('<script type="application/json" id="opsctl-report">')[0]
     assert "<script>" not in visible and visible.count("&lt;script&gt;") >= 3
 
@@ -139,3 +140,19 @@ def test_a_single_drill_charts_one_point_without_a_line():
                                            (18720, "5h12m"), (14400, "4h"), (273600, "3d4h"), (59.6, "1m")])
 def test_durations_read_like_people_write_them(seconds, text):
     assert drill.human_duration(seconds) == text
+
+
+def test_a_report_read_back_is_the_document_that_was_sealed():
+    report = drill.build(content())
+    again = DrillReport.of(json.loads(json.dumps(report.to_json())))
+    assert again.to_json() == report.to_json() and sealed.content_sha256(
+        {k: v for k, v in again.to_json().items() if k != "sha256"}) == again.sha256
+    assert again.measured.rto_s == report.measured.rto_s and again.databases[0].database == DATABASE["database"]
+
+
+def test_an_older_report_without_newer_fields_still_reads():
+    document = drill.build(content()).to_json()
+    document["databases"] = [{k: v for k, v in row.items() if k != "notes"} for row in document["databases"]]
+    assert DrillReport.of(document).databases[0].notes == ()
+    with pytest.raises(ValueError, match="DrillReport"):
+        DrillReport.of({"verdict": "PASSED"})

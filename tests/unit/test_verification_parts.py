@@ -10,6 +10,7 @@ from opsctl.actions.fingerprint_check import compare
 from opsctl.actions.verify import TargetVerification
 from opsctl.manifest import Census, Manifest, TableStats
 from opsctl.reports import sealed, verification
+from opsctl.reports.records import VerificationReport
 from opsctl.sources.sqlite import _encode
 
 OLD_MANIFEST = {"policy": "p", "opsctl_version": "0.1.0", "started_at": "s", "finished_at": "f", "dump_bytes": 1,
@@ -84,7 +85,7 @@ def test_sqlite_encoding_tells_null_empty_and_types_apart():
     assert _encode("a") + _encode("bc") != _encode("ab") + _encode("c")
 
 
-def _report() -> dict:
+def _report() -> VerificationReport:
     result = TargetVerification(target="local", location="local /r", snapshot_id="abcd1234", snapshot_time="t",
                                 manifest_sha256="m", dump_bytes=1, repository="no errors",
                                 comparison=compare(census(), census()), error=None, hint=None, started_at="s",
@@ -95,7 +96,8 @@ def _report() -> dict:
 
 def test_written_reports_are_intact_and_a_changed_one_is_not(tmp_path):
     report = _report()
-    assert report["verdict"] == verification.PASSED
+    assert report.verdict == verification.PASSED
+    assert VerificationReport.of(report.to_json()).to_json() == report.to_json()
     for path in verification.write(report, tmp_path):
         assert verification.check_file(path).intact
         path.write_text(path.read_text().replace("abcd1234", "abcd9999"))
