@@ -31,9 +31,9 @@ from opsctl.actions import (
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.actions.context import App
 from opsctl.actions.outcome import Outcome, Problem, Refused
-from opsctl.actions.runner import Command, run
-from opsctl.errors import ExitCode, OpsctlError
-from opsctl.reports.console import show_error, show_json
+from opsctl.actions.runner import INTERRUPTED, Command, run
+from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.reports.console import show_json
 
 R = TypeVar("R")
 pass_app = click.make_pass_decorator(App)
@@ -43,30 +43,55 @@ class OpsctlGroup(click.Group):
     """The last line of defence: an error outside a command's run is still calm, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
+        given = [*getattr(ctx, "protected_args", ()), *ctx.args]  # before parsing consumes them
         try:
             return super().invoke(ctx)
+        except click.UsageError as exc:  # a mistyped option or value: refused, and recorded like any refusal
+            _refuse_usage(ctx, exc, json_output="--json" in given)
         except OpsctlError as exc:
-            _render(ctx.find_object(App) or App(None), "opsctl", Refused(Problem.of(exc)))
+            _render(_app(ctx), "opsctl", Refused(Problem.of(exc)))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
-            click.echo("interrupted: nothing half-done was kept; run the command again when ready", err=True)
+            _render(_app(ctx), "opsctl", Refused(INTERRUPTED, "interrupted"))
             ctx.exit(ExitCode.INTERRUPTED)
         except (click.exceptions.Exit, click.ClickException, click.Abort):
             raise
         except Exception as exc:
-            app = ctx.find_object(App) or App(None)
-            if app.verbose:
+            if _app(ctx).verbose:
                 raise
-            show_error(app, f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
-                       "run the same command with --verbose to see where it happened, and report it")
+            _render(_app(ctx), "opsctl", Refused(Problem(
+                f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
+                "run the same command with --verbose to see where it happened, and report it")))
             ctx.exit(ExitCode.FAILURE)
+
+
+def _app(ctx: click.Context) -> App:
+    return ctx.find_object(App) or App(None)
+
+
+def _refuse_usage(ctx: click.Context, error: click.UsageError, json_output: bool) -> NoReturn:
+    names, current = [], error.ctx
+    while current is not None and current.parent is not None:  # the root's name is however opsctl was started
+        names.append(current.info_name or "")
+        current = current.parent
+    where = " ".join(reversed(names))
+
+    def refuse(_app: App, _request: None) -> None:
+        raise BadInput(error.format_message(), f"see: opsctl {where} --help".replace("  ", " "))
+
+    _run(ctx, Command(where or "opsctl", _nothing, precheck=refuse), None, json_output)
+
+
+def _nothing(_session: object, _request: None) -> Outcome:
+    raise AssertionError("refused before it runs")
 
 
 def _run(ctx: click.Context, command: Command[R], request: R, json_output: bool = False) -> NoReturn:
     """Run the command, show its outcome (text, or one JSON document), exit with its code."""
-    app = ctx.find_object(App) or App(None)
+    app = _app(ctx)
     if json_output:
         app = dataclasses.replace(app, json_output=True)
+        ctx.find_root().obj = app  # so the last line of defence answers in JSON too
     outcome = run(app, command, request)
     _render(app, command.name, outcome)
     ctx.exit(int(outcome.exit_code))

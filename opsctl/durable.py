@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 from pathlib import Path
 
 
@@ -19,11 +20,17 @@ def create_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
 
 
 def replace_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
-    """Write aside, fsync, rename over: readers see the old file or the whole new one."""
-    spooled = path.with_name(f".{path.name}.tmp")
-    spooled.unlink(missing_ok=True)
-    create_synced(spooled, content, mode)
-    os.rename(spooled, path)
+    """Write aside, fsync, rename over: readers see the old file or the whole new one.
+
+    The file written aside has a name of its own, so two writers never write into the same one.
+    """
+    spooled = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
+    try:
+        create_synced(spooled, content, mode)
+        os.rename(spooled, path)
+    except BaseException:
+        spooled.unlink(missing_ok=True)
+        raise
     sync_folder(path.parent)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from opsctl.reports.console import human_duration
 from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
 
+log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Section:
@@ -162,8 +164,11 @@ def _fact(check: str, probe: Callable[[], str]) -> Fact:
         return Fact(check, True, probe())
     except OpsctlError as exc:
         return Fact(check, False, exc.message, exc.hint)
-    except Exception as exc:  # noqa: BLE001 - doctor reports every problem, it never stops at one
-        return Fact(check, False, f"{exc.__class__.__name__}: {str(exc)[:200]}")
+    except Exception as exc:
+        # Named by its class only: a library's message may quote data, and this text reaches the audit trail.
+        log.debug("%s: unexpected failure", check, exc_info=exc)
+        return Fact(check, False, f"unexpected {exc.__class__.__name__}",
+                    "run: opsctl --verbose doctor (the details are logged there, on stderr only)")
 
 
 DOCTOR = Command("doctor", _doctor)

@@ -53,8 +53,9 @@ def audit_log(state_dir: Path) -> Path:
 
 
 def past_drills(state_dir: Path) -> list[PastDrill]:
-    """Every recorded drill, oldest first."""
-    return [PastDrill.of(entry) for entry in audit.read(audit_log(state_dir), "drill")]
+    """Every drill that ran (with its report) or failed running, oldest first; a refused one is no drill."""
+    return [PastDrill.of(entry) for entry in audit.read(audit_log(state_dir), "drill")
+            if "verdict" in entry.details or entry.outcome == "failed"]
 
 
 def trend(state_dir: Path) -> list[dict[str, object]]:

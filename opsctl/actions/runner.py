@@ -80,7 +80,7 @@ def run(app: App, command: Command[R], request: R,
         subscribers: Sequence[Subscriber] | None = None) -> Outcome:
     """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
     listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
-    session, current = _open(app, command.name)
+    session, current, unloadable = _open(app, command.name)
     try:
         if command.precheck is not None:
             command.precheck(app, request)
@@ -88,39 +88,46 @@ def run(app: App, command: Command[R], request: R,
             outcome = command.without_policy(request)
             listeners.finished(current, outcome)
             return outcome
-        if session is None:
-            session = Session(app)  # raises the reason it could not be loaded
-        listeners.started(current)
-        outcome = _body(session, command, request)
+        outcome = _body(_loaded(session, unloadable), command, request, lambda: listeners.started(current))
     except (OpsctlError, KeyboardInterrupt) as exc:
         return listeners.failed(current, exc)
     except Exception as exc:
-        listeners.failed(current, exc)
-        raise
+        refused = listeners.failed(current, exc)
+        if app.verbose:
+            raise  # the traceback is what --verbose is for
+        return refused
     listeners.finished(current, outcome)
     return outcome
 
 
-def _open(app: App, name: str) -> tuple[Session | None, Run]:
+def _open(app: App, name: str) -> tuple[Session | None, Run, OpsctlError | None]:
     """The session, and the run as subscribers see it; a policy that cannot be loaded is still given a place."""
     started = Run(name, _now(), time.monotonic(), Path("."))
     try:
         session = Session(app)
-    except OpsctlError:
+    except OpsctlError as exc:
         path = _policy_path(app)
-        return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path))
+        return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path)), exc
     return session, replace(started, state_dir=session.state_dir, policy=session.policy.name,
-                            policy_file=str(session.policy_path))
+                            policy_file=str(session.policy_path)), None
 
 
-def _body(session: Session, command: Command[R], request: R) -> Outcome:
+def _loaded(session: Session | None, unloadable: OpsctlError | None) -> Session:
+    """The session, or the reason the policy could not be loaded (read once: it may be a pipe)."""
+    if session is None:
+        raise unloadable or OpsctlError("the policy could not be loaded")
+    return session
+
+
+def _body(session: Session, command: Command[R], request: R, started: Callable[[], None]) -> Outcome:
     with ExitStack() as stack:
         if command.lock:
             stack.enter_context(session.exclusive(command.name))
+        started()  # after the lock: a run that waits for another is not yet running
+        if command.secrets is not Secrets.NONE:  # before any child process: a missing one stops everything
+            session.read_secrets(database=command.secrets is Secrets.ALL)
         if command.restic:
             _ = session.restic.version
-        if command.secrets is not Secrets.NONE:
-            session.read_secrets(database=command.secrets is Secrets.ALL)
         return command.body(session, request)
 
 
@@ -145,8 +152,10 @@ class _Listeners:
             problem = INTERRUPTED
         elif isinstance(error, OpsctlError):
             problem = Problem.of(error)
-        else:
-            problem = Problem(f"internal error: {error.__class__.__name__}")
+        else:  # never the exception's text: a library's message may quote data
+            log.debug("unexpected error", exc_info=error)
+            problem = Problem(f"unexpected error ({error.__class__.__name__}); this is a bug in opsctl",
+                              "run the same command with --verbose to see where it happened, and report it")
         word = failure_word(error)
         self._tell(lambda s: s.failed(run, problem, word))
         return Refused(problem, word)
@@ -155,9 +164,9 @@ class _Listeners:
         for subscriber in self._subscribers:
             try:
                 event(subscriber)
-            except OSError as exc:
+            except Exception as exc:  # noqa: BLE001 - recording a run must never be why it fails
                 log.warning("could not record this run (%s): %s", subscriber.__class__.__name__,
-                            exc.strerror or exc.__class__.__name__)
+                            getattr(exc, "strerror", None) or exc.__class__.__name__)
 
 
 class AuditTrail:
@@ -187,7 +196,8 @@ class RunRecord:
     """Subscriber: the last outcome of each command and target, for status, notifications and metrics."""
 
     def started(self, run: Run) -> None:
-        pass
+        if run.policy is not None:
+            runs.started(run.state_dir, run.command, run.started_at)
 
     def finished(self, run: Run, outcome: Outcome) -> None:
         targets = tuple(runs.TargetRun(r.target, r.location, r.ok, _now(), round(r.duration_s, 3), r.error, r.hint)
@@ -195,6 +205,8 @@ class RunRecord:
         self._record(run, outcome.word, int(outcome.exit_code), outcome.audit().error, targets)
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
+        if word == "busy":
+            return  # the run holding the lock records its own ending; this one did nothing
         self._record(run, word, int(problem.exit_code), problem.message, ())
 
     @staticmethod

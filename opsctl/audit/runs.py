@@ -1,15 +1,21 @@
 """The run record: the last outcome of each command, and of each target under it, in `state_dir/runs/`.
 
-One small JSON file per command, replaced atomically, so `opsctl status`, notifications and
-metrics read the current state directly instead of parsing the audit trail or console output.
-A target the last run did not touch keeps what an earlier run recorded for it.
+One small JSON file per command, replaced atomically under a lock, so `opsctl status`,
+notifications and metrics read the current state directly instead of parsing the audit trail or
+console output. A target the last run did not touch keeps what an earlier run recorded for it.
+A run in progress is marked `running` (PID and start time) until it ends: a mark whose process is
+gone means that run was killed (kill -9, the OOM killer, a power cut) before it could say so.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import re
-from dataclasses import asdict, dataclass
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -30,16 +36,25 @@ class TargetRun:
 
 
 @dataclass(frozen=True)
+class Running:
+    """A run that has started and not yet ended."""
+
+    pid: int
+    started_at: str
+
+
+@dataclass(frozen=True)
 class CommandRun:
-    """How a command last ended, and each target's own last outcome under it."""
+    """How a command last ended (None before it ever ended), each target's own last outcome, and a run going on."""
 
     command: str
-    outcome: str
-    exit_code: int
-    finished_at: str
-    duration_s: float
-    error: str | None
+    outcome: str | None = None
+    exit_code: int | None = None
+    finished_at: str | None = None
+    duration_s: float | None = None
+    error: str | None = None
     targets: tuple[TargetRun, ...] = ()
+    running: Running | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "targets": {t.target: asdict(t) for t in self.targets}}
@@ -47,31 +62,54 @@ class CommandRun:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CommandRun:
         targets = tuple(TargetRun(**t) for t in (data.get("targets") or {}).values())
-        return cls(**{**data, "targets": targets})
+        running = Running(**data["running"]) if data.get("running") else None
+        return cls(**{**data, "targets": targets, "running": running})
 
 
 def runs_dir(state_dir: Path) -> Path:
     return state_dir / "runs"
 
 
+def started(state_dir: Path, command: str, started_at: str) -> None:
+    """Mark the command as running in this process, keeping its last outcome."""
+    with _locked(state_dir):
+        earlier = read(state_dir, command) or CommandRun(command)
+        _write(state_dir, replace(earlier, running=Running(os.getpid(), started_at)))
+
+
 def record(state_dir: Path, run: CommandRun) -> None:
-    """Store the run, keeping earlier results of targets it did not touch."""
-    folder = runs_dir(state_dir)
-    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
-    earlier = read(state_dir, run.command)
-    touched = {t.target for t in run.targets}
-    kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
-    merged = CommandRun(**{**asdict(run), "targets": kept + run.targets})
-    document = json.dumps(merged.to_json(), indent=1, sort_keys=True) + "\n"
-    replace_synced(_path(state_dir, run.command), document.encode())
+    """Store how the run ended, keeping earlier results of targets it did not touch, and another run's mark."""
+    with _locked(state_dir):
+        earlier = read(state_dir, run.command)
+        touched = {t.target for t in run.targets}
+        kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
+        mark = earlier.running if earlier and earlier.running and earlier.running.pid != os.getpid() else None
+        _write(state_dir, replace(run, targets=kept + run.targets, running=mark))
 
 
 def read(state_dir: Path, command: str) -> CommandRun | None:
-    """The command's last run, or None when it never ran (or its record cannot be read)."""
+    """The command's record, or None when it never ran (or its record cannot be read)."""
     try:
         return CommandRun.from_json(json.loads(_path(state_dir, command).read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, AttributeError):
+    except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return None
+
+
+@contextmanager
+def _locked(state_dir: Path) -> Iterator[None]:
+    """One writer at a time: read, merge and replace happen under this lock."""
+    folder = runs_dir(state_dir)
+    folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _write(state_dir: Path, run: CommandRun) -> None:
+    replace_synced(_path(state_dir, run.command), (json.dumps(run.to_json(), indent=1, sort_keys=True) + "\n").encode())
 
 
 def _path(state_dir: Path, command: str) -> Path:

@@ -211,8 +211,9 @@ def state_dir_despite_errors(path: Path | None) -> Path:
         data = None
     if isinstance(data, dict):
         folder, name = data.get("state_dir"), data.get("name")
-        if isinstance(folder, str) and folder.strip() and path is not None:
-            return Path(os.path.normpath(path.parent / Path(folder).expanduser()))
+        if isinstance(folder, str) and folder.strip() and "\0" not in folder and path is not None:
+            # Resolved as a valid policy's is: against the real folder of the file, through any symlink.
+            return Path(os.path.normpath(path.resolve().parent / Path(folder).expanduser()))
         if isinstance(name, str) and is_valid_name(name):
             return default_state_dir(name)
     return default_state_dir("")

@@ -14,20 +14,16 @@ plus the dump's description; a `CensusPlan` says what a MariaDB census measures.
 from __future__ import annotations
 
 import hashlib
-import os
 import secrets
 import time
 from dataclasses import dataclass
 
 from opsctl.manifest import Census, TableStats
 
-NO_FINGERPRINTS_ENV = "OPSCTL_NO_FINGERPRINTS"
-"""Set to 1 to take row counts only (for the benchmark that measures what fingerprints cost)."""
-
 
 def new_salt() -> str:
-    """A fresh salt for one backup, or "" when fingerprints are switched off."""
-    return "" if os.environ.get(NO_FINGERPRINTS_ENV) == "1" else secrets.token_hex(8)
+    """A fresh salt for one backup (engines call it through this module, so a test harness can replace it)."""
+    return secrets.token_hex(8)
 
 
 def fingerprint(salt: str, rows: int, hash_sum: int | str) -> str:

@@ -20,8 +20,8 @@ import pymysql
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
+from opsctl.sources import census
 from opsctl.sources.base import Destination
-from opsctl.sources.census import new_salt
 from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed
 from opsctl.sources.mysql_census import sequence_values
 from opsctl.sources.mysql_client import (
@@ -102,7 +102,7 @@ class MySQLSource:
         version, max_packet = cur.fetchone()
         unsafe = [name for name, engine in tables if engine.lower() not in TRANSACTIONAL_ENGINES]
         token = f"opsctl-{secrets.token_hex(8)}"
-        salt = new_salt()
+        salt = census.new_salt()
         plan = CensusPlan(self.database, tuple(name for name, _ in tables), () if self._lock_all else tuple(unsafe),
                           salt, sequence_values(cur, self.database) if salt else {})
         with self.server.defaults_file() as fd:

@@ -14,8 +14,8 @@ from psycopg.conninfo import make_conninfo
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
+from opsctl.sources import census
 from opsctl.sources.base import Destination
-from opsctl.sources.census import new_salt
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, RestoreFailed
 from opsctl.sources.pg_census import sequence_values, take_census
@@ -66,7 +66,7 @@ class PostgresSource:
             conn.execute("SET LOCAL jit = off")
             conn.execute("SET LOCAL max_parallel_workers_per_gather = 0")
             snapshot = first_row(conn.execute("SELECT pg_export_snapshot()"))[0]
-            salt = new_salt()
+            salt = census.new_salt()
             sequences = sequence_values(conn) if salt else {}
             version = first_row(conn.execute("SHOW server_version"))[0]
             properties = database_properties(conn)

@@ -18,7 +18,6 @@ from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
 from opsctl.sources import census
 from opsctl.sources.base import Destination
-from opsctl.sources.census import new_salt
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
 
 DUMP_FORMAT = "SQLite database file (online backup API copy)"
@@ -144,7 +143,7 @@ class SQLiteSource:
                 with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
                     src.backup(dst)  # all pages in one step: one consistent read transaction
                 with closing(_open(copy, private=True)) as conn:
-                    found = take_census(conn, new_salt())
+                    found = take_census(conn, census.new_salt())
             except sqlite3.Error as exc:
                 raise DumpFailed(f"copying the SQLite database {self.path} failed: {exc}",
                                  "no snapshot was kept from this run") from None

@@ -56,7 +56,8 @@ class Bench(ResticBench):
 
     def opsctl_backup(self, policy: Path) -> tuple[float, dict]:
         started = time.monotonic()
-        done = subprocess.run([sys.executable, "-m", "opsctl", "--json", "--policy", str(policy), "backup"],
+        module = "tests.support.faulty" if os.environ.get("OPSCTL_TEST_NO_FINGERPRINTS") else "opsctl"
+        done = subprocess.run([sys.executable, "-m", module, "--json", "--policy", str(policy), "backup"],
                               stdout=subprocess.PIPE, text=True, cwd=self.root, check=False,
                               env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         elapsed = time.monotonic() - started

@@ -52,7 +52,9 @@ class Bench(ResticBench):
     def opsctl_backup(self, policy: Path) -> tuple[float, dict, int]:
         """Wall time, the JSON result, and the peak RSS (KiB) of the opsctl process itself."""
         started = time.monotonic()
-        proc = subprocess.Popen([sys.executable, "-m", "opsctl", "--json", "--policy", str(policy), "backup"],
+        # Without fingerprints (bench_verify's baseline) needs the test harness: opsctl itself has no such switch.
+        module = "tests.support.faulty" if os.environ.get("OPSCTL_TEST_NO_FINGERPRINTS") else "opsctl"
+        proc = subprocess.Popen([sys.executable, "-m", module, "--json", "--policy", str(policy), "backup"],
                                 stdout=subprocess.PIPE, text=True, cwd=self.root,
                                 env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
         peak = 0

@@ -295,7 +295,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so the servers and folders are cleaned up
-    os.environ.pop("OPSCTL_NO_FINGERPRINTS", None)  # the backup must carry fingerprints for the verified restore
+    os.environ.pop("OPSCTL_TEST_NO_FINGERPRINTS", None)  # the backup must carry fingerprints for the verified restore
 
     with contextlib.ExitStack() as stack:
         moto = MotoServer(moto_server_binary())

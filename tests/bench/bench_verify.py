@@ -3,7 +3,7 @@
 
     .venv/bin/python tests/bench/bench_verify.py [--scale 40] [--rounds 2] [--crm-rows 0]
 
-Prints (1) opsctl backup wall time with fingerprints / without (OPSCTL_NO_FINGERPRINTS=1), goal <= 1.20,
+Prints (1) opsctl backup wall time with fingerprints / without (harness: OPSCTL_TEST_NO_FINGERPRINTS=1), goal <= 1.20,
 and (2) opsctl verify wall time / raw `restic dump | pg_restore --single-transaction` into a fresh
 database, goal <= 1.5. Best of --rounds for each, alternated. --crm-rows N adds a CRM-shaped table of N rows
 whose columns the fingerprint hashes by their text form (enum, numeric, float, jsonb, text[], interval), the
@@ -28,15 +28,15 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 def backup_time(bench: Bench, name: str, fingerprints: bool) -> tuple[float, Path]:
     policy = bench.write_policy(bench.fresh_repository(name))
-    previous = os.environ.pop("OPSCTL_NO_FINGERPRINTS", None)
+    previous = os.environ.pop("OPSCTL_TEST_NO_FINGERPRINTS", None)
     if not fingerprints:
-        os.environ["OPSCTL_NO_FINGERPRINTS"] = "1"
+        os.environ["OPSCTL_TEST_NO_FINGERPRINTS"] = "1"
     try:
         return bench.opsctl_backup(policy)[0], policy
     finally:
-        os.environ.pop("OPSCTL_NO_FINGERPRINTS", None)
+        os.environ.pop("OPSCTL_TEST_NO_FINGERPRINTS", None)
         if previous is not None:
-            os.environ["OPSCTL_NO_FINGERPRINTS"] = previous
+            os.environ["OPSCTL_TEST_NO_FINGERPRINTS"] = previous
 
 
 def verify_time(bench: Bench, policy: Path) -> float:

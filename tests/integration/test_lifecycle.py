@@ -25,6 +25,7 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("prune", "--dry-run"), 0, "prune"),
     (("verify",), 0, "verify"),
     (("drill",), 0, "drill"),
+    (("drill", "--target", "nowhere"), 2, "drill"),  # refused: no such target; it is no drill in the history
     (("drill", "--history"), 0, "drill history"),
     (("restore", "--yes", "--to", "restored.sqlite3"), 0, "restore"),
     (("keys", "status"), 0, "keys status"),
@@ -33,6 +34,7 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("report", "list"), 0, "report list"),
     (("restore",), 2, "restore"),  # refused: no terminal to confirm on, and no --yes
     (("snapshots", "--target", "nowhere"), 2, "snapshots"),  # refused: no such target
+    (("backup", "--tagret", "local"), 2, "backup"),  # refused by the option parser, recorded all the same
 ]
 
 
@@ -60,6 +62,8 @@ def test_every_command_and_refusal_leaves_exactly_one_audit_entry(crm):
         entry = new[0]
         assert entry["command"] == name and entry["exit_code"] == code and entry["policy"] == "crm-test", entry
         assert entry["outcome"] == ("ok" if code == 0 else "refused"), (args, entry)
+    drills = json.loads(crm.opsctl("--json", "drill", "--history").stdout)["drills"]
+    assert [d["verdict"] for d in drills] == ["PASSED"], drills
     report = next((crm.root / "state" / "reports").glob("verify-*.json"))
     assert crm.opsctl("report", "verify", str(report)).returncode == 0
     assert entries(crm)[-1]["command"] == "report verify" and entries(crm)[-1]["outcome"] == "ok"
@@ -88,6 +92,27 @@ def test_every_command_answers_with_one_json_document_carrying_its_outcome(crm):
         assert document["outcome"] == ("ok" if code == 0 else "refused"), (args, document)
         if code:
             assert document["error"] and document["hint"], (args, document)
+
+
+def test_an_unexpected_error_is_still_one_json_document(crm):
+    (crm.root / "state").write_text("a file where the state folder should be\n")
+    result = crm.opsctl("--json", "backup")
+    document = json.loads(result.stdout)
+    assert result.returncode == 1 and document["exit_code"] == 1 and document["outcome"] == "failed", result.output
+    assert "this is a bug in opsctl" in document["error"] and "Traceback" not in result.output
+
+
+def test_a_run_killed_with_sigkill_is_seen_in_the_run_record(crm):
+    assert crm.opsctl("init").returncode == 0
+    killed = crm.opsctl("keys", "rotate", env={"OPSCTL_TEST_KILL_AT": "switch+"})
+    assert killed.returncode == -9
+    record = json.loads((crm.root / "state" / "runs" / "keys-rotate.json").read_text())
+    assert record["outcome"] is None and record["running"]["started_at"], record
+    with pytest.raises(ProcessLookupError):
+        os.kill(record["running"]["pid"], 0)  # the mark names a process that is gone: the run was killed
+    assert crm.opsctl("keys", "rotate", "--resume").returncode == 0
+    record = json.loads((crm.root / "state" / "runs" / "keys-rotate.json").read_text())
+    assert record["outcome"] == "ok" and record["running"] is None
 
 
 def test_snapshots_with_a_target_down_is_one_document_with_the_error_inside(crm):

@@ -122,7 +122,7 @@ def test_a_snapshot_without_fingerprints_is_a_clear_message(workspace):
         conn.execute("CREATE TABLE t (v)")
     workspace.write_policy({"engine": "sqlite", "path": "crm.sqlite3"})
     assert workspace.opsctl("init").returncode == 0
-    assert workspace.opsctl("backup", env={"OPSCTL_NO_FINGERPRINTS": "1"}).returncode == 0
+    assert workspace.opsctl("backup", env={"OPSCTL_TEST_NO_FINGERPRINTS": "1"}).returncode == 0
     result = verify(workspace)
     assert result.returncode == 1
     assert "was made before opsctl recorded fingerprints" in result.stdout

@@ -2,8 +2,9 @@
 
 The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
 key-rotation step ("add:local", "add:local+" = after it); OPSCTL_TEST_TAMPER_SQL=<statement> runs
-in the scratch database between the restore and the comparison. The installed `opsctl` has no
-such switches (a test proves it ignores these variables).
+in the scratch database between the restore and the comparison; OPSCTL_TEST_NO_FINGERPRINTS=1
+makes backups as an opsctl older than fingerprints did (row counts only). The installed `opsctl`
+has no such switches (a test proves it ignores these variables).
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from contextlib import closing
 
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.cli import main
-from opsctl.sources import Source
+from opsctl.sources import Source, census
 
 KILL_AT = "OPSCTL_TEST_KILL_AT"
 TAMPER_SQL = "OPSCTL_TEST_TAMPER_SQL"
+NO_FINGERPRINTS = "OPSCTL_TEST_NO_FINGERPRINTS"
 
 
 class Faults(Checkpoints):
@@ -48,4 +50,6 @@ def tamper(source: Source, staging: str, statement: str) -> None:
 
 
 if __name__ == "__main__":
+    if os.environ.get(NO_FINGERPRINTS) == "1":
+        census.new_salt = lambda: ""  # an empty salt: the dump records row counts only
     main(obj=Faults(os.environ.get(KILL_AT), os.environ.get(TAMPER_SQL)), prog_name="opsctl")

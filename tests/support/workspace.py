@@ -11,7 +11,8 @@ from pathlib import Path
 import yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-FAULT_VARIABLES = {"OPSCTL_TEST_KILL_AT", "OPSCTL_TEST_TAMPER_SQL"}  # see tests/support/faulty.py
+# See tests/support/faulty.py.
+FAULT_VARIABLES = {"OPSCTL_TEST_KILL_AT", "OPSCTL_TEST_TAMPER_SQL", "OPSCTL_TEST_NO_FINGERPRINTS"}
 
 
 @dataclass(frozen=True)
