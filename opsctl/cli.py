@@ -6,6 +6,7 @@ import dataclasses
 import logging
 import signal
 import sys
+import warnings
 from datetime import datetime
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
@@ -43,7 +44,7 @@ class OpsctlGroup(click.Group):
     """The last line of defence: an error outside a command's run is still calm, never a traceback."""
 
     def invoke(self, ctx: click.Context) -> Any:
-        given = [*getattr(ctx, "protected_args", ()), *ctx.args]  # before parsing consumes them
+        given = _unparsed(ctx)
         try:
             return super().invoke(ctx)
         except click.UsageError as exc:  # a mistyped option or value: refused, and recorded like any refusal
@@ -63,6 +64,13 @@ class OpsctlGroup(click.Group):
                 f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
                 "run the same command with --verbose to see where it happened, and report it")))
             ctx.exit(ExitCode.FAILURE)
+
+
+def _unparsed(ctx: click.Context) -> list[str]:
+    """The command line after the global options (Click 8 splits it in two; Click 9 will keep it in args)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return [*getattr(ctx, "protected_args", ()), *ctx.args]
 
 
 def _app(ctx: click.Context) -> App:
