@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 
@@ -29,16 +28,7 @@ class Sound:
 
 
 @dataclass(frozen=True)
-class Checked(Outcome):
-    targets: tuple[TargetResult[Sound], ...]
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return exit_code_for(self.targets)
-
-    def target_results(self) -> tuple[TargetResult[Sound], ...]:
-        return self.targets
-
+class Checked(PerTarget[Sound]):
     def to_json(self) -> dict[str, Any]:
         return {"targets": [{**r.to_json(), "summary": r.value.summary if r.value else r.error} for r in self.targets]}
 

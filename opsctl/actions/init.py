@@ -14,7 +14,7 @@ from functools import partial
 from typing import Any
 
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
@@ -27,21 +27,16 @@ InitRow = TargetResult[str]
 
 
 @dataclass(frozen=True)
-class Initialised(Outcome):
+class Initialised(PerTarget[str]):
     """Each target's repository: created, made a replica, or found and left unchanged; or why not."""
-
-    targets: tuple[InitRow, ...]
 
     @property
     def exit_code(self) -> ExitCode:
-        code = exit_code_for(self.targets)
+        code = super().exit_code
         failed = [r.problem for r in self.targets if r.problem is not None]
         if code == ExitCode.FAILURE and all(p.exit_code == ExitCode.BAD_INPUT for p in failed):
             return ExitCode.BAD_INPUT  # e.g. a folder that holds other files: nothing was written
         return code
-
-    def target_results(self) -> tuple[InitRow, ...]:
-        return self.targets
 
     def to_json(self) -> dict[str, Any]:
         return {"targets": [{**r.summary(), "status": r.value or ""} for r in self.targets]}

@@ -124,6 +124,20 @@ class Outcome:
 
 
 @dataclass(frozen=True)
+class PerTarget(Outcome, Generic[V]):
+    """An outcome made of one result per target: 0 when all worked, 1 when none did, 3 in between."""
+
+    targets: tuple[TargetResult[V], ...]
+
+    @property
+    def exit_code(self) -> ExitCode:
+        return exit_code_for(self.targets)
+
+    def target_results(self) -> tuple[TargetResult[V], ...]:
+        return self.targets
+
+
+@dataclass(frozen=True)
 class Refused(Outcome):
     """A command that stopped before or while doing its work, with the reason and what to do."""
 

@@ -7,9 +7,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
@@ -35,16 +34,8 @@ class Pruned:
 
 
 @dataclass(frozen=True)
-class PruneOutcome(Outcome):
-    targets: tuple[TargetResult[Pruned], ...]
+class PruneOutcome(PerTarget[Pruned]):
     dry_run: bool
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return exit_code_for(self.targets)
-
-    def target_results(self) -> tuple[TargetResult[Pruned], ...]:
-        return self.targets
 
     def to_json(self) -> dict[str, Any]:
         return {"dry_run": self.dry_run, "targets": [{**r.to_json(), "dry_run": self.dry_run} for r in self.targets]}

@@ -8,9 +8,9 @@ from datetime import datetime
 from typing import Any
 
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for, plain
+from opsctl.actions.outcome import PerTarget, Problem, TargetResult, plain
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.errors import OpsctlError
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 
@@ -28,21 +28,12 @@ class SnapshotRow:
 
 
 @dataclass(frozen=True)
-class SnapshotsListed(Outcome):
+class SnapshotsListed(PerTarget[tuple[SnapshotRow, ...]]):
     """Each target's snapshots of this policy, or why that target could not be listed."""
-
-    targets: tuple[TargetResult[tuple[SnapshotRow, ...]], ...]
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return exit_code_for(self.targets)
 
     @property
     def rows(self) -> list[SnapshotRow]:
         return [row for result in self.targets for row in result.value or ()]
-
-    def target_results(self) -> tuple[TargetResult[tuple[SnapshotRow, ...]], ...]:
-        return self.targets
 
     def to_json(self) -> dict[str, Any]:
         return {"snapshots": plain(self.rows),

@@ -9,9 +9,9 @@ from typing import Any
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
-from opsctl.actions.outcome import Outcome, Problem, TargetResult, exit_code_for
+from opsctl.actions.outcome import PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.errors import OpsctlError
 from opsctl.policy.durations import format_duration
 from opsctl.reports import keys as report
 from opsctl.restic.models import Key
@@ -40,16 +40,8 @@ KeyRow = TargetResult[TargetKeys]
 
 
 @dataclass(frozen=True)
-class KeysStatus(Outcome):
-    targets: tuple[KeyRow, ...]
+class KeysStatus(PerTarget[TargetKeys]):
     rotation_pending: str | None
-
-    @property
-    def exit_code(self) -> ExitCode:
-        return exit_code_for(self.targets)
-
-    def target_results(self) -> tuple[KeyRow, ...]:
-        return self.targets
 
     def to_json(self) -> dict[str, Any]:
         return {"rotation_pending": self.rotation_pending, "targets": [r.to_json() for r in self.targets]}
