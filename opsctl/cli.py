@@ -31,12 +31,14 @@ from opsctl.actions import (
 )
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.actions.context import App
-from opsctl.actions.outcome import Outcome, Problem, Refused
+from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.actions.runner import INTERRUPTED, Command, run
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.reports.console import show_json
 
 R = TypeVar("R")
+# Click >= 8.2 says "no subcommand given" with this UsageError; it means: show the group's help.
+NO_ARGS_IS_HELP: type[Exception] = getattr(click.exceptions, "NoArgsIsHelpError", type("_Never", (Exception,), {}))
 pass_app = click.make_pass_decorator(App)
 
 
@@ -47,10 +49,12 @@ class OpsctlGroup(click.Group):
         given = _unparsed(ctx)
         try:
             return super().invoke(ctx)
+        except NO_ARGS_IS_HELP:
+            raise  # `opsctl keys` alone: Click shows that group's help, as before
         except click.UsageError as exc:  # a mistyped option or value: refused, and recorded like any refusal
             _refuse_usage(ctx, exc, json_output="--json" in given)
         except OpsctlError as exc:
-            _render(_app(ctx), "opsctl", Refused(Problem.of(exc)))
+            _render(_app(ctx), "opsctl", Refused(Problem.of(exc), failure_word(exc)))
             ctx.exit(exc.exit_code)
         except KeyboardInterrupt:
             _render(_app(ctx), "opsctl", Refused(INTERRUPTED, "interrupted"))
@@ -74,7 +78,12 @@ def _unparsed(ctx: click.Context) -> list[str]:
 
 
 def _app(ctx: click.Context) -> App:
-    return ctx.find_object(App) or App(None)
+    """The global options; built from what the root parsed when its callback has not run yet (a bad command)."""
+    found = ctx.find_object(App)
+    if found is not None:
+        return found
+    given = ctx.find_root().params
+    return App(given.get("policy_path"), json_output=bool(given.get("json_output")), verbose=bool(given.get("verbose")))
 
 
 def _refuse_usage(ctx: click.Context, error: click.UsageError, json_output: bool) -> NoReturn:

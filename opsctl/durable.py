@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 from pathlib import Path
@@ -23,7 +24,11 @@ def replace_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
     """Write aside, fsync, rename over: readers see the old file or the whole new one.
 
     The file written aside has a name of its own, so two writers never write into the same one.
+    Callers hold a lock over `path`: what an earlier, killed writer left aside (it may be a copy of
+    a password) is removed first.
     """
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        stale.unlink(missing_ok=True)
     spooled = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
     try:
         create_synced(spooled, content, mode)

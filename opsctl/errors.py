@@ -59,3 +59,15 @@ class IntegrityError(OpsctlError):
 
 class PolicyBusy(OpsctlError):
     """Another opsctl run of the same policy holds the run lock (exit 1: try again later)."""
+
+
+def described(error: BaseException) -> str:
+    """A library's exception in words that hold no data: its class, and the system's own text for an OSError.
+
+    A driver's message may quote a row ("Duplicate entry 'bob@example.com'"); the details go to the
+    --verbose log only.
+    """
+    name = error.__class__.__name__
+    if isinstance(error, OSError) and error.strerror:
+        return f"{name}: {error.strerror}"
+    return name

@@ -18,7 +18,7 @@ from typing import IO, TypeVar
 from rich.console import Console
 
 from opsctl.actions.checkpoints import Checkpoints
-from opsctl.errors import BadInput, OpsctlError, PolicyBusy
+from opsctl.errors import BadInput, OpsctlError, PolicyBusy, described
 from opsctl.policy import Policy, load_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
@@ -128,7 +128,9 @@ class Session:
         """One opsctl run at a time per policy on this host; a second one waits up to lock_wait."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.state_dir / "run.lock"
-        with open(path, "a+") as handle:
+        # O_NOFOLLOW: a link planted in the state folder must not make opsctl truncate the file it points to.
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        with open(fd, "r+") as handle:
             deadline = time.monotonic() + self.policy.lock_wait.total_seconds()
             while not _try_lock(handle):
                 if time.monotonic() >= deadline:
@@ -171,9 +173,7 @@ def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
     if isinstance(exc, OpsctlError):
         return exc
     log.debug("failure on %s", where, exc_info=exc)
-    detail = str(exc).splitlines()[0][:200] if str(exc) else "no detail"
-    return OpsctlError(f"{where}: {exc.__class__.__name__}: {detail}",
-                       "run again with --verbose to see where it happened")
+    return OpsctlError(f"{where}: {described(exc)}", "run again with --verbose to see where it happened")
 
 
 def _try_lock(handle: IO[str]) -> bool:

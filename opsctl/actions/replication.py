@@ -14,7 +14,7 @@ from typing import cast
 
 from opsctl.actions.context import Session
 from opsctl.actions.outcome import Problem, Role, TargetResult
-from opsctl.errors import OpsctlError
+from opsctl.errors import OpsctlError, described
 from opsctl.reports.progress import Board, Transfer
 from opsctl.targets import NotAReplica, Target
 from opsctl.targets.replicate import Cancelled, check_identity, replicate
@@ -73,7 +73,7 @@ def _explain(target: Target, exc: BaseException) -> OpsctlError:
     if _is_connection_loss(exc):
         return OpsctlError(f"the connection to {target.display} was lost during the copy ({exc.__class__.__name__})",
                            "check that the target is up; the next backup copies what is missing")
-    return OpsctlError(f"copy to {target.display} failed ({exc.__class__.__name__}: {_short(exc)})",
+    return OpsctlError(f"copy to {target.display} failed ({described(exc)})",
                        "the next backup copies what is missing; run with --verbose for details")
 
 
@@ -84,10 +84,6 @@ def _is_connection_loss(exc: BaseException) -> bool:
         return True  # paramiko's "Socket is closed"
     module = type(exc).__module__.split(".")[0]
     return module in ("paramiko", "botocore", "urllib3", "socket")
-
-
-def _short(exc: BaseException) -> str:
-    return str(exc).splitlines()[0][:200] if str(exc) else "no detail"
 
 
 def bring_up_to_date(session: Session, primary: Target, replicas: list[Target], made: list[SnapshotMade],

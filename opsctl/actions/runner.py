@@ -11,9 +11,11 @@ other outcome. Adding a feature that must see every run means adding a subscribe
 from __future__ import annotations
 
 import logging
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -161,6 +163,10 @@ class _Listeners:
         return Refused(problem, word)
 
     def _tell(self, event: Callable[[Subscriber], None]) -> None:
+        with _signals_held():  # a Ctrl-C or SIGTERM now would leave half the records written; it waits
+            self._tell_each(event)
+
+    def _tell_each(self, event: Callable[[Subscriber], None]) -> None:
         for subscriber in self._subscribers:
             try:
                 event(subscriber)
@@ -193,10 +199,18 @@ class AuditTrail:
 
 
 class RunRecord:
-    """Subscriber: the last outcome of each command and target, for status, notifications and metrics."""
+    """Subscriber: the last outcome of each command and target, for status, notifications and metrics.
+
+    Only runs that started count: a mistyped option or a busy lock is no outcome of the command
+    (the audit trail has those), and must not hide how its last real run ended.
+    """
+
+    def __init__(self) -> None:
+        self._started = False
 
     def started(self, run: Run) -> None:
         if run.policy is not None:
+            self._started = True
             runs.started(run.state_dir, run.command, run.started_at)
 
     def finished(self, run: Run, outcome: Outcome) -> None:
@@ -205,15 +219,26 @@ class RunRecord:
         self._record(run, outcome.word, int(outcome.exit_code), outcome.audit().error, targets)
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
-        if word == "busy":
-            return  # the run holding the lock records its own ending; this one did nothing
         self._record(run, word, int(problem.exit_code), problem.message, ())
 
-    @staticmethod
-    def _record(run: Run, word: str, code: int, error: str | None, targets: tuple[runs.TargetRun, ...]) -> None:
-        if run.policy is None:
-            return  # no policy, no place of its own: the audit trail still has the line
-        runs.record(run.state_dir, runs.CommandRun(run.command, word, code, _now(), run.duration_s, error, targets))
+    def _record(self, run: Run, word: str, code: int, error: str | None, targets: tuple[runs.TargetRun, ...]) -> None:
+        if not self._started:
+            return
+        ended = runs.CommandRun(run.command, word, code, _now(), run.duration_s, error, targets)
+        runs.record(run.state_dir, ended, run.started_at)
+
+
+@contextmanager
+def _signals_held() -> Iterator[None]:
+    """Hold SIGINT and SIGTERM (main thread only); they are delivered, as an interrupt, right after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)
 
 
 def default_subscribers() -> list[Subscriber]:

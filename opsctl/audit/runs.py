@@ -13,6 +13,7 @@ import fcntl
 import json
 import os
 import re
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
@@ -37,10 +38,11 @@ class TargetRun:
 
 @dataclass(frozen=True)
 class Running:
-    """A run that has started and not yet ended."""
+    """A run that has started and not yet ended (the PID alone is not unique: containers reuse PID 1)."""
 
     pid: int
     started_at: str
+    host: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,20 +72,24 @@ def runs_dir(state_dir: Path) -> Path:
     return state_dir / "runs"
 
 
+def this_run(started_at: str) -> Running:
+    return Running(os.getpid(), started_at, socket.gethostname())
+
+
 def started(state_dir: Path, command: str, started_at: str) -> None:
     """Mark the command as running in this process, keeping its last outcome."""
     with _locked(state_dir):
         earlier = read(state_dir, command) or CommandRun(command)
-        _write(state_dir, replace(earlier, running=Running(os.getpid(), started_at)))
+        _write(state_dir, replace(earlier, running=this_run(started_at)))
 
 
-def record(state_dir: Path, run: CommandRun) -> None:
+def record(state_dir: Path, run: CommandRun, started_at: str) -> None:
     """Store how the run ended, keeping earlier results of targets it did not touch, and another run's mark."""
     with _locked(state_dir):
         earlier = read(state_dir, run.command)
         touched = {t.target for t in run.targets}
         kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
-        mark = earlier.running if earlier and earlier.running and earlier.running.pid != os.getpid() else None
+        mark = earlier.running if earlier and earlier.running != this_run(started_at) else None
         _write(state_dir, replace(run, targets=kept + run.targets, running=mark))
 
 

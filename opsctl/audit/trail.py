@@ -66,7 +66,7 @@ def append(log_path: Path, entry: AuditEntry) -> None:
     """Append one line under an exclusive lock and flush it to disk before returning."""
     line = (json.dumps(entry.to_json(), sort_keys=True, default=str) + "\n").encode()
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
         os.write(fd, line)

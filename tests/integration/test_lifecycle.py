@@ -187,3 +187,16 @@ def test_the_installed_entry_point_ignores_the_test_harness_variables(crm):
     # The harness does honour them: the same verify through it finds the tampering.
     assert crm.opsctl("verify", env={"OPSCTL_TEST_TAMPER_SQL": "DELETE FROM accounts"}).returncode == 1
     assert not Path(crm.root / "state" / "keys-rotation.json").exists()
+
+
+def test_mistakes_on_the_command_line_are_refused_in_the_right_trail_and_spare_the_run_record(crm):
+    assert crm.opsctl("init").returncode == 0
+    before = (crm.root / "state" / "runs" / "init.json").read_text()
+    typo = crm.opsctl("--json", "init", "--tagret", "local")
+    assert typo.returncode == 2 and json.loads(typo.stdout)["outcome"] == "refused", typo.output
+    assert (crm.root / "state" / "runs" / "init.json").read_text() == before  # the last real init still shows
+    unknown = crm.opsctl("--json", "bogus")
+    assert unknown.returncode == 2 and json.loads(unknown.stdout)["error"] == "No such command 'bogus'."
+    assert [e["command"] for e in entries(crm)[-2:]] == ["init", "opsctl"]
+    group = crm.opsctl("keys")  # a group alone shows its help, as Click always did; nothing to record
+    assert "rotate" in group.output and "error" not in group.output and len(entries(crm)) == 3

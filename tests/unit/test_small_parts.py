@@ -66,3 +66,13 @@ def test_database_tool_errors_lose_row_values():
     cleaned = redact_tool_output(text)
     assert "Nguyễn" not in cleaned and "ada@example.test" not in cleaned and "secret value" not in cleaned
     assert 'COPY failed for table "customers"' in cleaned
+
+
+def test_a_file_replaced_after_a_crash_leaves_nothing_aside(tmp_path):
+    from opsctl.durable import replace_synced
+
+    target = tmp_path / "repository.pass.staged"
+    stale = tmp_path / ".repository.pass.staged.4242.deadbeef.tmp"  # what a writer killed mid-write left
+    stale.write_text("a half-written password\n")
+    replace_synced(target, b"new\n")
+    assert target.read_bytes() == b"new\n" and sorted(p.name for p in tmp_path.iterdir()) == [target.name]
