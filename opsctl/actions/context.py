@@ -61,8 +61,23 @@ class App:
         return found
 
 
+@dataclass(frozen=True)
+class Attempt:
+    """What a command is working on, so a failure can say so in the audit trail."""
+
+    targets: tuple[str, ...] = ()
+    snapshot_ids: tuple[str, ...] = ()
+
+
 class Session:
     """One command's view of the policy; secrets are read at most once, and only when needed."""
+
+    attempt = Attempt()
+
+    def attempting(self, target: str, snapshot_id: str | None = None) -> None:
+        """Note the target (display name) and snapshot being worked on; recorded if the command then fails."""
+        self.attempt = Attempt((*self.attempt.targets, target),
+                               (*self.attempt.snapshot_ids, *([snapshot_id] if snapshot_id else [])))
 
     def __init__(self, app: App) -> None:
         self.app = app

@@ -91,6 +91,7 @@ def _drill(session: Session, request: DrillRequest) -> Drilled:
         with setup.phase("locate"):  # part of the recovery too: a real restore starts the same way
             _ = session.restic.version
             target = session.target(config)
+            session.attempting(target.display)
             sources = [session.source(request.database)] if request.database else session.sources
         runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
         content = _content(session, config, target, started=started, clock=clock,

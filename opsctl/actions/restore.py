@@ -105,6 +105,7 @@ def _restore_command(session: Session, request: RestoreRequest) -> Restored:
     clock = PhaseClock()
     with clock.phase("locate"):
         located = _locate(session, source, request)
+    session.attempting(located.target.display, located.snapshot.short_id)
     destination = source.destination(request.to or _free_name(source, located))
     refuse_unsafe(destination, source, request)
     plan = _plan(session, source, located, destination, request)

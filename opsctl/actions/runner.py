@@ -64,6 +64,8 @@ class Run:
     state_dir: Path
     policy: str | None = None
     policy_file: str | None = None
+    targets: tuple[str, ...] = ()  # what a run that stopped was working on
+    snapshot_ids: tuple[str, ...] = ()
 
     @property
     def duration_s(self) -> float:
@@ -92,9 +94,9 @@ def run(app: App, command: Command[R], request: R,
             return outcome
         outcome = _body(_loaded(session, unloadable), command, request, lambda: listeners.started(current))
     except (OpsctlError, KeyboardInterrupt) as exc:
-        return listeners.failed(current, exc)
+        return listeners.failed(_attempted(current, session), exc)
     except Exception as exc:
-        refused = listeners.failed(current, exc)
+        refused = listeners.failed(_attempted(current, session), exc)
         if app.verbose:
             raise  # the traceback is what --verbose is for
         return refused
@@ -112,6 +114,13 @@ def _open(app: App, name: str) -> tuple[Session | None, Run, OpsctlError | None]
         return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path)), exc
     return session, replace(started, state_dir=session.state_dir, policy=session.policy.name,
                             policy_file=str(session.policy_path)), None
+
+
+def _attempted(run: Run, session: Session | None) -> Run:
+    """The run with what it was working on when it stopped (a restore: its target and snapshot)."""
+    if session is None:
+        return run
+    return replace(run, targets=session.attempt.targets, snapshot_ids=session.attempt.snapshot_ids)
 
 
 def _loaded(session: Session | None, unloadable: OpsctlError | None) -> Session:
@@ -187,7 +196,8 @@ class AuditTrail:
                      targets=facts.targets, snapshot_ids=facts.snapshot_ids, details=facts.details)
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
-        self._append(run, word, int(problem.exit_code), problem.message, targets=(), snapshot_ids=(), details={})
+        self._append(run, word, int(problem.exit_code), problem.message, targets=run.targets,
+                     snapshot_ids=run.snapshot_ids, details={})
 
     @staticmethod
     def _append(run: Run, word: str, code: int, error: str | None, *, targets: tuple[str, ...],

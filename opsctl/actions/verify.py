@@ -93,6 +93,8 @@ class Verified(Outcome):
 def _verify(session: Session, request: VerifyRequest) -> Verified:
     source = session.source(request.database)
     targets = _targets(session, request)
+    for target in targets:
+        session.attempting(target.display)
     started = sealed.now()
     results = [_verify_on(session, source, target, request.snapshot) for target in targets]
     about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,

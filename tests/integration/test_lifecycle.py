@@ -200,3 +200,15 @@ def test_mistakes_on_the_command_line_are_refused_in_the_right_trail_and_spare_t
     assert [e["command"] for e in entries(crm)[-2:]] == ["init", "opsctl"]
     group = crm.opsctl("keys")  # a group alone shows its help, as Click always did; nothing to record
     assert "rotate" in group.output and "error" not in group.output and len(entries(crm)) == 3
+
+
+def test_a_failed_restore_is_recorded_with_the_target_and_snapshot_it_was_restoring(crm):
+    assert crm.opsctl("init").returncode == 0 and crm.opsctl("backup").returncode == 0
+    snapshot = json.loads(crm.opsctl("--json", "snapshots", "--target", "local").stdout)["snapshots"][0]["short_id"]
+    result = crm.opsctl("restore", "--yes", "--to", "restored.sqlite3", "--target", "local",
+                        env={"OPSCTL_TEST_TAMPER_SQL": "DELETE FROM accounts WHERE id < 10"})
+    assert result.returncode == 1 and "does not equal the backup" in result.stderr, result.output
+    entry = entries(crm)[-1]
+    assert entry["command"] == "restore" and entry["outcome"] == "failed", entry
+    assert entry["snapshot_ids"] == [snapshot] and len(entry["targets"]) == 1 and "local" in entry["targets"][0]
+    assert not (crm.root / "restored.sqlite3").exists()
