@@ -14,10 +14,16 @@ log = logging.getLogger(__name__)
 
 
 # Tool errors with a known remedy: a marker in the tool's stderr -> what to do.
+_PACKET = "raise it (SET GLOBAL max_allowed_packet = 1073741824;) and run the restore again"
+_GONE = (f"the server closed the connection mid-restore: most often because a statement of the dump is larger than "
+         f"its max_allowed_packet; {_PACKET}. If the server restarted instead, its error log says why. Nothing was "
+         "changed at the destination")
 _REMEDIES = {
     "ERROR 1153": "a statement of the dump (one row, blobs in hex) is larger than this server's max_allowed_packet; "
-                  "raise it (SET GLOBAL max_allowed_packet = 1073741824;) and run the restore again. Nothing was "
-                  "changed at the destination",
+                  f"{_PACKET}. Nothing was changed at the destination",
+    # The server sends 1153 and hangs up; a client still writing the statement sees only the hang-up.
+    "ERROR 2006": _GONE,
+    "ERROR 2013": _GONE,
 }
 
 

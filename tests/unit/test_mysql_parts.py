@@ -53,3 +53,16 @@ def test_policy_defaults_for_mysql():
     assert (config.port, config.lock_non_transactional, config.lock_wait_timeout.total_seconds()) == (3306, False, 300)
     assert MySQLServer(host="/run/mysqld/mysqld.sock", port=3306, user="u").display == \
         "mysql://u@/run/mysqld/mysqld.sock"
+
+
+@pytest.mark.parametrize("said", ["ERROR 1153 (08S01) at line 24: Got a packet bigger than 'max_allowed_packet' bytes",
+                                  "ERROR 2006 (HY000) at line 24: Server has gone away",
+                                  "ERROR 2013 (HY000) at line 24: Lost connection to server during query"])
+def test_a_restore_cut_off_by_the_packet_limit_says_how_to_raise_it(said):
+    from opsctl.sources.errors import RestoreFailed
+    from opsctl.sources.restore_tool import run_restore_tool
+
+    tool = ["sh", "-c", f"cat >/dev/null; echo \"{said}\" >&2; exit 1"]  # the client's own words, as it says them
+    with pytest.raises(RestoreFailed) as failed:
+        run_restore_tool(tool, {"PATH": "/usr/bin:/bin"}, [b"INSERT ...;\n"], "the restore failed")
+    assert "SET GLOBAL max_allowed_packet = 1073741824;" in (failed.value.hint or "")
