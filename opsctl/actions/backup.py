@@ -14,6 +14,9 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from opsctl import __version__
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
@@ -22,7 +25,7 @@ from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, IntegrityError
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.policy.model import Target as TargetConfig
-from opsctl.reports import console
+from opsctl.reports.console import human_bytes
 from opsctl.reports.progress import Board, board
 from opsctl.restic.errors import RepositoryLocked, ResticError
 from opsctl.sources import Dump, Source
@@ -74,7 +77,7 @@ class BackedUp(Outcome):
                                               "error": o.error} for o in self.targets})
 
     def show(self, app: App) -> None:
-        console.show_backup(app, self)
+        show_backup(app, self)
 
 
 def delivery(outcome: TargetOutcome) -> Delivery:
@@ -241,6 +244,60 @@ class _DumpWithManifest:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def show_backup(app: App, backed_up: BackedUp) -> None:
+    policy_name, outcomes = backed_up.policy, backed_up.targets
+    table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
+    for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
+        table.add_column(column, justify="right" if column in ("Added", "Time") else "left", no_wrap=True)
+    delivered = [(o, o.value) for o in outcomes if o.value is not None]  # every row has one, failed ones too
+    for o, d in delivered:
+        snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in d.snapshots) or "-"
+        table.add_row(escape(o.target), d.role.label, escape(snapshots), human_bytes(d.bytes_added),
+                      f"{o.duration_s:.1f}s", "ok" if o.ok else "[red]FAILED[/]")
+    app.out.print(table)
+    if any(d.role.label == "replica" for _, d in delivered):
+        app.out.print("Added: new data before compression on the primary; bytes copied (compressed) to replicas.")
+    dumps = {m.database: m for _, d in delivered for m in d.snapshots}
+    for m in dumps.values():
+        holders = [o.target for o, d in delivered if any(s.database == m.database for s in d.snapshots)]
+        app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
+                      f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, "
+                      f"now on {escape(', '.join(holders))}")
+        for warning in m.warnings:
+            app.out.print(f"  [yellow]warning:[/] {escape(warning)}")
+    _show_backup_failures(app, backed_up)
+    _show_backup_ending(app, backed_up, any(d.snapshots for _, d in delivered))
+
+
+def _show_backup_failures(app: App, backed_up: BackedUp) -> None:
+    for o in backed_up.targets:
+        if not o.ok:
+            error = o.error or ""
+            where = "" if o.location in error else f"{o.location}: "
+            app.out.print(f"[red]FAILED[/] {escape(where + error)}")
+            if o.hint:
+                app.out.print(f"  what to do: {escape(o.hint)}")
+    for f in backed_up.lost_databases:
+        app.out.print(f"[red]FAILED[/] database {escape(f.database)} was not backed up: {escape(f.error)}")
+        if f.hint:
+            app.out.print(f"  what to do: {escape(f.hint)}")
+
+
+def _show_backup_ending(app: App, backed_up: BackedUp, anything_new: bool) -> None:
+    outcomes, lost_databases = backed_up.targets, backed_up.lost_databases
+    failed = sum(not o.ok for o in outcomes)
+    if not anything_new:
+        app.out.print("No target holds a new backup. No partial snapshot was kept.")
+    elif failed == 0 and lost_databases:
+        app.out.print("Every target holds the databases that were backed up.")
+    elif failed == 0:
+        app.out.print("The target holds this backup." if len(outcomes) == 1
+                      else f"All {len(outcomes)} targets hold this backup.")
+    else:
+        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. "
+                      "No partial snapshot was kept.")
 
 
 BACKUP = Command("backup", _backup, lock=True, restic=True, secrets=Secrets.ALL)

@@ -37,7 +37,7 @@ class Checked(PerTarget[Sound]):
                           details={r.target: "ok" if r.ok else r.error for r in self.targets})
 
     def show(self, app: App) -> None:
-        console.show_check(app, self)
+        show_check(app, self)
 
 
 def _check(session: Session, request: CheckRequest) -> Checked:
@@ -60,6 +60,11 @@ def _check_one(session: Session, config: TargetConfig, request: CheckRequest) ->
     scope = f"structure and {subset} of the data read back" if subset else "structure"
     return TargetResult(config.name, location, Sound(f"no errors ({scope})", subset),
                         duration_s=time.monotonic() - started)
+
+
+def show_check(app: App, checked: Checked) -> None:
+    for r in checked.targets:
+        console.verdict_line(app, r.ok, r.location, r.value.summary if r.value else r.error, r.hint)
 
 
 DAMAGED_HINT = ("restore from another target meanwhile and do not prune this one; if it is a replica, remove "

@@ -9,6 +9,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
@@ -106,7 +109,7 @@ class DrillHistory(Outcome):
     drills: tuple[history.PastDrill, ...]
 
     def show(self, app: App) -> None:
-        view.show_drill_history(app, list(self.drills))
+        show_drill_history(app, list(self.drills))
 
 
 def _drill_history(session: Session, _: None) -> DrillHistory:
@@ -259,6 +262,25 @@ def _audit_details(report: DrillReport, runs: list[DatabaseDrill], paths: tuple[
             "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
             "recovery_s": round(sum(run.clock.recovery_s() for run in runs), 3),
             "report": str(paths[0]), "report_sha256": report.sha256}
+
+
+def show_drill_history(app: App, rows: list[history.PastDrill]) -> None:
+    if not rows:
+        app.out.print("No drills recorded yet. Run: opsctl drill")
+        return
+    table = Table("date", "target", "snapshot", "RTO", "RPO", "verdict", "report")
+    for row in rows:
+        table.add_row(escape(row.time), escape(str(row.target)), escape(", ".join(row.snapshots) or "-"),
+                      _against(row.rto_s, row.rto_objective_s), _against(row.rpo_s, row.rpo_objective_s),
+                      escape(row.verdict), escape(row.report or "-"))
+    app.out.print(table)
+
+
+def _against(measured: float | None, objective: float | None) -> str:
+    if measured is None:
+        return "-"
+    text = human_duration(measured)
+    return text if objective is None else f"{text} / {human_duration(objective)}"
 
 
 # No run lock: a drill only reads the repositories, and a backup running meanwhile is part of real life.

@@ -48,13 +48,9 @@ class PastDrill:
                    error=entry.error, report=_text(details.get("report")))
 
 
-def audit_log(state_dir: Path) -> Path:
-    return state_dir / "audit.jsonl"
-
-
 def past_drills(state_dir: Path) -> list[PastDrill]:
     """Every drill that ran (with its report) or failed running, oldest first; a refused one is no drill."""
-    return [PastDrill.of(entry) for entry in audit.read(audit_log(state_dir), "drill")
+    return [PastDrill.of(entry) for entry in audit.read(audit.trail_path(state_dir), "drill")
             if "verdict" in entry.details or entry.outcome == "failed"]
 
 
@@ -98,7 +94,7 @@ def estimate(state_dir: Path, engine: str, size_bytes: int | None) -> Estimate:
 def _recovery_runs(state_dir: Path, engine: str) -> list[tuple[int, float]]:
     """(dump bytes, seconds moving and proving them) of every finished drill and restore of the engine."""
     runs: list[tuple[int, float]] = []
-    for entry in audit.read(audit_log(state_dir)):
+    for entry in audit.read(audit.trail_path(state_dir)):
         details = entry.details
         if entry.command not in ("drill", "restore"):
             continue

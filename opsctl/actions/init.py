@@ -46,7 +46,7 @@ class Initialised(PerTarget[str]):
                           details={r.location: r.value or "failed" for r in self.targets})
 
     def show(self, app: App) -> None:
-        console.show_init(app, self)
+        show_init(app, self)
 
 
 def _init(session: Session, target_name: str | None) -> Initialised:
@@ -124,6 +124,11 @@ def _make_replica(app: App, origin: Target, target: Target) -> str:
         transfer.finish("ok")
     extra = f", {copied.files} files copied in {time.monotonic() - started:.1f}s" if copied.files else ""
     return f"replica of {origin.name} created{extra}"
+
+
+def show_init(app: App, outcome: Initialised) -> None:
+    for row in outcome.targets:
+        console.verdict_line(app, row.ok, row.location, row.error or row.value, row.hint)
 
 
 INIT = Command("init", _init, lock=True, restic=True, secrets=Secrets.REPOSITORY)

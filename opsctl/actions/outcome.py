@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from opsctl.errors import BadInput, ExitCode, OpsctlError, PolicyBusy, PolicyInvalid
+from opsctl.reports.console import show_error
 
 if TYPE_CHECKING:
     from opsctl.actions.context import App
@@ -156,8 +157,6 @@ class Refused(Outcome):
         return {"error": self.problem.message, "hint": self.problem.hint, "problems": list(self.problem.problems)}
 
     def show(self, app: App) -> None:
-        from opsctl.reports.console import show_error
-
         show_error(app, self.problem.message, self.problem.hint, self.problem.problems)
 
     def audit(self) -> AuditFacts:

@@ -6,6 +6,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from rich.markup import escape
+
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
@@ -46,7 +48,7 @@ class PruneOutcome(PerTarget[Pruned]):
                           details={"dry_run": self.dry_run, "removed": removed})
 
     def show(self, app: App) -> None:
-        console.show_prune(app, self)
+        show_prune(app, self)
 
 
 def _prune(session: Session, request: PruneRequest) -> PruneOutcome:
@@ -76,6 +78,22 @@ def _prune_one(session: Session, config: TargetConfig, dry_run: bool) -> TargetR
         return TargetResult(config.name, location, Pruned(rules), Problem.of(as_operator_error(exc, location)),
                             time.monotonic() - started)
     return TargetResult(config.name, location, Pruned(rules, kept, removed), duration_s=time.monotonic() - started)
+
+
+def show_prune(app: App, pruned: PruneOutcome) -> None:
+    verb = "would remove" if pruned.dry_run else "removed"
+    for r in pruned.targets:
+        if not r.ok:
+            console.verdict_line(app, False, r.location, r.error, r.hint)
+            continue
+        if r.value is None:  # an ok row always has its value
+            continue
+        rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.value.rules.items()))
+        app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.value.kept)}, {verb} {len(r.value.removed)}")
+        for s in r.value.removed:
+            app.out.print(f"      {verb} {s.short_id} {s.time:%Y-%m-%d %H:%M:%S} {escape(s.tag('db') or '?')}")
+    if pruned.dry_run:
+        app.out.print("Dry run: nothing was removed.")
 
 
 PRUNE = Command("prune", _prune, lock=True, restic=True, secrets=Secrets.REPOSITORY)

@@ -8,7 +8,6 @@ from typing import Any
 
 from opsctl import audit
 from opsctl.actions.context import App, Session
-from opsctl.actions.history import audit_log
 from opsctl.actions.outcome import AuditFacts, Outcome
 from opsctl.actions.runner import Command
 from opsctl.errors import BadInput, ExitCode
@@ -65,7 +64,7 @@ def _no_policy(path: Path) -> ReportChecked:
 
 def _against_audit_trail(session: Session, result: ReportCheck) -> ReportCheck:
     """The report's hash must be one the policy's own runs recorded: a recomputed hash is not."""
-    trail = audit_log(session.state_dir)
+    trail = audit.trail_path(session.state_dir)
     try:
         entries = audit.read(trail)
     except OSError as exc:

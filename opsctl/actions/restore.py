@@ -7,6 +7,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from rich.markup import escape
+
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.locate import Located, locate, locate_on
@@ -17,6 +19,7 @@ from opsctl.errors import BadInput, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import recovery_view as view
 from opsctl.reports import runbook
+from opsctl.reports.console import human_bytes, human_duration
 from opsctl.sources import Destination, Source
 
 
@@ -88,7 +91,7 @@ class Restored(Outcome):
                           details=self.details)
 
     def show(self, app: App) -> None:
-        view.show_restore(app, self.result)
+        show_restore(app, self.result)
 
 
 def _precheck(app: App, request: RestoreRequest) -> None:
@@ -109,7 +112,7 @@ def _restore_command(session: Session, request: RestoreRequest) -> Restored:
     destination = source.destination(request.to or _free_name(source, located))
     refuse_unsafe(destination, source, request)
     plan = _plan(session, source, located, destination, request)
-    view.show_restore_plan(app, plan)
+    show_restore_plan(app, plan)
     if not request.yes and not view.confirm(app, "Restore now?"):
         raise OpsctlError("not restored: you answered no, and nothing was changed", None)
     result = _restore(session, source, located, destination, plan, verify=request.verify, clock=clock)
@@ -226,6 +229,45 @@ def refuse_if_changed(before: Destination, now: Destination) -> None:
     if (now.exists, now.empty) != (before.exists, before.empty):
         raise BadInput(f"{before.display} changed while the restore ran; nothing was replaced",
                        "look at it, then run the restore again")
+
+
+def show_restore_plan(app: App, plan: RestorePlan) -> None:
+    """Everything the restore will do, before it does anything (on stderr: stdout stays the result)."""
+    out = app.err
+    size = human_bytes(plan.size_bytes) if plan.size_bytes is not None else "size unknown"
+    out.print("[bold]Restore plan[/]")
+    out.print(f"  snapshot   {plan.snapshot_id} of {escape(plan.database)}, taken "
+              f"{plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z} ({human_duration(plan.age_s)} ago), {size}")
+    out.print(f"  from       {escape(plan.location)} — {escape(plan.reason)}")
+    for other in plan.others:
+        out.print(f"             not used: {escape(other)}")
+    new = "a new file" if plan.engine == "sqlite" else "a new database"
+    action = "REPLACES it (the current one is kept, renamed aside)" if plan.replaces else new
+    out.print(f"  into       {escape(plan.destination)} — {action}")
+    check = "verify it equals the backup, table by table" if plan.verify else "no verification (--no-verify)"
+    out.print(f"  then       {check}; only then is it put in place")
+    if plan.estimate_s is None:
+        out.print(f"  time       unknown: {escape(plan.estimate_basis)}")
+    else:
+        out.print(f"  time       about {human_duration(plan.estimate_s)} ({escape(plan.estimate_basis)})")
+
+
+def show_restore(app: App, result: RestoreResult) -> None:
+    """The runbook: what was restored, whether it verified, and the exact next steps."""
+    plan, out = result.plan, app.out
+    out.print(f"[bold green]Restored[/] {escape(plan.database)} from snapshot {plan.snapshot_id} "
+              f"({plan.snapshot_time:%Y-%m-%d %H:%M:%S %Z}) on {escape(plan.target)} "
+              f"in {human_duration(result.duration_s)}")
+    out.print(f"  into        {escape(result.destination)}")
+    counts = (f"row counts match the backup: {result.tables} tables, {result.rows:,} rows" if result.rows_checked
+              else "row counts not checked")
+    out.print(f"  checked     dump SHA-256 matches the manifest ({result.dump_sha256[:16]}…); {counts}")
+    out.print(f"  verified    {escape(result.verification)}")
+    if result.moved_aside:
+        out.print(f"  the previous database was kept, renamed to {escape(result.moved_aside)} (opsctl never drops it)")
+    out.print("[bold]Next steps[/]")
+    for number, step in enumerate(result.next_steps, 1):
+        out.print(f"  {number}. {escape(step)}")
 
 
 # No run lock: the 3 a.m. restore must not wait for a nightly backup; restic's own locks keep them apart.

@@ -205,7 +205,7 @@ class AuditTrail:
         entry = audit.AuditEntry(command=run.command, policy=run.policy, policy_file=run.policy_file, outcome=word,
                                  exit_code=code, targets=targets, snapshot_ids=snapshot_ids, error=error,
                                  details=details, duration_s=run.duration_s)
-        audit.append(audit_log(run.state_dir), entry)
+        audit.append(audit.trail_path(run.state_dir), entry)
 
 
 class RunRecord:
@@ -253,10 +253,6 @@ def _signals_held() -> Iterator[None]:
 
 def default_subscribers() -> list[Subscriber]:
     return [AuditTrail(), RunRecord()]
-
-
-def audit_log(state_dir: Path) -> Path:
-    return state_dir / "audit.jsonl"
 
 
 def _policy_path(app: App) -> Path | None:

@@ -7,12 +7,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import PerTarget, Problem, TargetResult, plain
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import OpsctlError
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
+from opsctl.reports.console import human_age
 
 
 @dataclass(frozen=True)
@@ -40,7 +44,7 @@ class SnapshotsListed(PerTarget[tuple[SnapshotRow, ...]]):
                 "targets": [{**r.summary(), "snapshots": len(r.value or ())} for r in self.targets]}
 
     def show(self, app: App) -> None:
-        console.show_snapshots(app, self)
+        show_snapshots(app, self)
 
 
 def _snapshots(session: Session, target_name: str | None) -> SnapshotsListed:
@@ -60,6 +64,23 @@ def _list(session: Session, config: TargetConfig) -> TargetResult[tuple[Snapshot
                              hostname=s.hostname, paths=s.paths, opsctl_version=s.tag("opsctl-version"))
                  for s in found)
     return TargetResult(config.name, location, rows, duration_s=time.monotonic() - started)
+
+
+def show_snapshots(app: App, listed: SnapshotsListed) -> None:
+    rows = listed.rows
+    table = Table(title="Snapshots", title_justify="left")
+    for column in ("Target", "ID", "Time (UTC)", "Age", "Database", "Host", "opsctl"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(escape(row.target), row.short_id, row.time.strftime("%Y-%m-%d %H:%M:%S"),
+                      human_age(row.time), escape(row.database or "?"), escape(row.hostname),
+                      escape(row.opsctl_version or "?"))
+    app.out.print(table)
+    failed = [r for r in listed.targets if not r.ok]
+    if not rows and not failed:
+        app.out.print("No snapshots yet. Run: opsctl backup")
+    for r in failed:
+        console.verdict_line(app, False, r.location, r.error, r.hint)
 
 
 SNAPSHOTS = Command("snapshots", _snapshots, restic=True, secrets=Secrets.REPOSITORY)

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from rich.markup import escape
+
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
 from opsctl.errors import NotSupportedYet
-from opsctl.reports import console
 from opsctl.sources import sources_for
 
 
@@ -27,7 +28,7 @@ class PolicyChecked(Outcome):
         return {"ok": True, "policy": self.policy, "file": self.file, "notes": list(self.notes)}
 
     def show(self, app: App) -> None:
-        console.show_policy_ok(app, self)
+        show_policy_ok(app, self)
 
 
 def _validate(session: Session, _: None) -> PolicyChecked:
@@ -44,6 +45,14 @@ def _validate(session: Session, _: None) -> PolicyChecked:
     policy = session.policy
     return PolicyChecked(policy.name, str(session.policy_path), policy.database.engine, tuple(policy.database.names),
                          tuple((t.name, t.kind) for t in policy.targets), tuple(notes))
+
+
+def show_policy_ok(app: App, checked: PolicyChecked) -> None:
+    targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
+    app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
+                  f"database {', '.join(checked.databases)}, targets: {targets}")
+    for note in checked.notes:
+        app.err.print(f"note: {escape(note)}")
 
 
 VALIDATE = Command("policy validate", _validate)

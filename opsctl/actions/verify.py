@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,7 +11,7 @@ from typing import Any
 
 from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
-from opsctl.actions.fingerprint_check import Comparison
+from opsctl.actions.fingerprint_check import Comparison, TableCheck
 from opsctl.actions.locate import first_reachable_target
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
@@ -99,7 +99,7 @@ def _verify(session: Session, request: VerifyRequest) -> Verified:
     results = [_verify_on(session, source, target, request.snapshot) for target in targets]
     about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
              "started_at": started, "restic_version": f"restic {session.restic.version}"}
-    report = verification.build(about, results, request.all_targets)
+    report = verification.build(report_content(about, results, all_targets=request.all_targets))
     return Verified(report, verification.write(report, session.state_dir / "reports"))
 
 
@@ -193,6 +193,67 @@ class _Check:
         if checked.ok:
             return f"no errors (structure and {self._subset} of the data read back)"
         return f"DAMAGED: {first_error(checked.report)}"
+
+
+
+def report_content(about: dict[str, Any], results: Sequence[TargetVerification], *,
+                   all_targets: bool) -> dict[str, Any]:
+    """What the verification report says, from the per-target results; `about` names policy, database, tools."""
+    identical = _identical(results) if all_targets and len(results) > 1 else None
+    passed = all(r.ok for r in results) and identical is not False
+    return {"verdict": sealed.PASSED if passed else sealed.FAILED, "summary": _summary(results, passed, identical),
+            **about, "all_targets": all_targets, "targets_identical": identical,
+            "targets": [_target_content(r) for r in results]}
+
+
+def _target_content(result: TargetVerification) -> dict[str, Any]:
+    tables = result.comparison.tables if result.comparison else ()
+    return {
+        "target": result.target, "location": result.location, "snapshot_id": result.snapshot_id,
+        "snapshot_time": result.snapshot_time, "manifest_sha256": result.manifest_sha256,
+        "dump_bytes": result.dump_bytes, "server_version": result.server_version, "repository": result.repository,
+        "verdict": sealed.PASSED if result.ok else sealed.FAILED, "error": result.error, "hint": result.hint,
+        "problems": list(result.comparison.problems) if result.comparison else [],
+        "notes": list(result.comparison.notes) if result.comparison else [],
+        "started_at": result.started_at, "duration_s": result.duration_s,
+        "tables": [{"name": t.name, "rows_expected": t.rows_expected, "rows_actual": t.rows_actual,
+                    "fingerprint": _fingerprint_word(t),
+                    "seconds": t.seconds, "ok": t.ok} for t in tables],
+    }
+
+
+def _fingerprint_word(table: TableCheck) -> str:
+    if not table.comparable:
+        return "row count only (not comparable)"
+    return {True: "match", False: "MISMATCH", None: "not compared"}[table.fingerprint_match]
+
+
+def _identical(results: Sequence[TargetVerification]) -> bool:
+    hashes = {r.manifest_sha256 for r in results}
+    return len(hashes) == 1 and None not in hashes
+
+
+def _first_problem(result: TargetVerification) -> str:
+    """Why a target did not pass: its error, else its comparison's first problem (a failed one has either)."""
+    if result.error or result.comparison is None:
+        return result.error or "not proven"
+    return result.comparison.problems[0]
+
+
+def _summary(results: Sequence[TargetVerification], passed: bool, identical: bool | None) -> str:
+    if passed:
+        comparisons = [r.comparison for r in results if r.comparison is not None]  # passed: every target has one
+        tables = sum(len(c.tables) for c in comparisons)
+        where = f"{len(results)} targets, byte-identical backups" if identical else "1 target"
+        partly = sum(len(c.tables) - c.proven for c in comparisons)
+        if partly:
+            return (f"The restored database matches the backup: {tables} table checks, {partly} of them by row count "
+                    f"or presence only (see the notes), schema and values match ({where}).")
+        return f"The restored database equals the backup: {tables} table checks, schema and values match ({where})."
+    first = next((_first_problem(r) for r in results if not r.ok), None)
+    if first is None:
+        return "The targets hold different backups: their manifests' SHA-256 differ."
+    return f"The backup could not be proven: {first}"
 
 
 VERIFY = Command("verify", _verify, lock=True, restic=True, secrets=Secrets.ALL, precheck=_precheck)

@@ -62,6 +62,11 @@ class AuditEntry:
                    duration_s=float(data["duration_s"]) if isinstance(data.get("duration_s"), (int, float)) else 0.0)
 
 
+def trail_path(state_dir: Path) -> Path:
+    """Where a policy's audit trail is kept."""
+    return state_dir / "audit.jsonl"
+
+
 def append(log_path: Path, entry: AuditEntry) -> None:
     """Append one line under an exclusive lock and flush it to disk before returning."""
     line = (json.dumps(entry.to_json(), sort_keys=True, default=str) + "\n").encode()

@@ -1,30 +1,38 @@
-"""What the operator sees: rich tables on a terminal, plain text in logs, JSON with --json."""
+"""What every view is made of (durations, sizes, a target's verdict line, errors, JSON), and the report views.
+
+A command's own text lives with its outcome in `actions/`; views here get a Terminal, never the CLI's App.
+"""
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from itertools import pairwise
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
+from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-if TYPE_CHECKING:  # types only: at run time reports never import actions (actions -> reports)
-    from opsctl.actions.backup import BackedUp
-    from opsctl.actions.check import Checked
-    from opsctl.actions.context import App
-    from opsctl.actions.init import Initialised
-    from opsctl.actions.prune import PruneOutcome
-    from opsctl.actions.snapshots import SnapshotsListed
-    from opsctl.actions.validate import PolicyChecked
+if TYPE_CHECKING:
     from opsctl.reports.records import VerificationReport
     from opsctl.reports.sealed import ReportCheck
     from opsctl.reports.verification import PastVerification
     from opsctl.targets import Fact
+
+
+class Terminal(Protocol):
+    """Where views write: stdout and stderr consoles, and whether the output is JSON (the CLI's App is one)."""
+
+    @property
+    def out(self) -> Console: ...
+    @property
+    def err(self) -> Console: ...
+    @property
+    def json_output(self) -> bool: ...
+
 
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _KIB = 1024
@@ -62,18 +70,12 @@ def human_age(moment: datetime) -> str:
     return f"{seconds}s ago"
 
 
-def show_json(app: App, payload: Any) -> None:
-    def encode(value: Any) -> Any:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
-        if isinstance(value, datetime):
-            return value.isoformat()
-        return str(value)
-
-    app.out.print_json(json.dumps(payload, default=encode, sort_keys=True))
+def show_json(app: Terminal, payload: dict[str, Any]) -> None:
+    """One JSON document on stdout; outcomes hand over JSON types already (their to_json)."""
+    app.out.print_json(json.dumps(payload, sort_keys=True))
 
 
-def show_error(app: App, message: str, hint: str | None, problems: Iterable[str] = ()) -> None:
+def show_error(app: Terminal, message: str, hint: str | None, problems: Iterable[str] = ()) -> None:
     """An error on stderr (and as JSON on stdout with --json), calm and with what to do next."""
     problems = list(problems)
     app.err.print(f"[bold red]error:[/] {escape(message)}")
@@ -83,119 +85,14 @@ def show_error(app: App, message: str, hint: str | None, problems: Iterable[str]
         app.err.print(f"[bold]what to do:[/] {escape(hint)}")
 
 
-def show_policy_ok(app: App, checked: PolicyChecked) -> None:
-    targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
-    app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
-                  f"database {', '.join(checked.databases)}, targets: {targets}")
-    for note in checked.notes:
-        app.err.print(f"note: {escape(note)}")
-
-
-def show_init(app: App, outcome: Initialised) -> None:
-    for row in outcome.targets:
-        _verdict(app, row.ok, row.location, row.error or row.value, row.hint)
-
-
-def _verdict(app: App, ok: bool, where: str, text: str | None, hint: str | None) -> None:
+def verdict_line(app: Terminal, ok: bool, where: str, text: str | None, hint: str | None) -> None:
     """One target's line: ok or FAILED, what happened, and on failure what to do."""
     app.out.print(f"{'ok' if ok else '[red]FAILED[/]'}  {escape(where)}: {escape(text or '')}")
     if hint and not ok:
         app.out.print(f"      what to do: {escape(hint)}")
 
 
-def show_backup(app: App, backed_up: BackedUp) -> None:
-    policy_name, outcomes = backed_up.policy, backed_up.targets
-    table = Table(title=f"Backup of policy {policy_name}", title_justify="left")
-    for column in ("Target", "Role", "Snapshot", "Added", "Time", "Result"):
-        table.add_column(column, justify="right" if column in ("Added", "Time") else "left", no_wrap=True)
-    delivered = [(o, o.value) for o in outcomes if o.value is not None]  # every row has one, failed ones too
-    for o, d in delivered:
-        snapshots = ", ".join(f"{m.database}:{m.snapshot_id}" for m in d.snapshots) or "-"
-        table.add_row(escape(o.target), d.role.label, escape(snapshots), human_bytes(d.bytes_added),
-                      f"{o.duration_s:.1f}s", "ok" if o.ok else "[red]FAILED[/]")
-    app.out.print(table)
-    if any(d.role.label == "replica" for _, d in delivered):
-        app.out.print("Added: new data before compression on the primary; bytes copied (compressed) to replicas.")
-    dumps = {m.database: m for _, d in delivered for m in d.snapshots}
-    for m in dumps.values():
-        holders = [o.target for o, d in delivered if any(s.database == m.database for s in d.snapshots)]
-        app.out.print(f"{escape(m.database)}: one dump of {human_bytes(m.dump_bytes)} ({m.tables} tables, "
-                      f"{m.rows:,} rows), manifest SHA-256 {m.manifest_sha256[:16]}…, "
-                      f"now on {escape(', '.join(holders))}")
-        for warning in m.warnings:
-            app.out.print(f"  [yellow]warning:[/] {escape(warning)}")
-    _show_backup_failures(app, backed_up)
-    _show_backup_ending(app, backed_up, any(d.snapshots for _, d in delivered))
-
-
-def _show_backup_failures(app: App, backed_up: BackedUp) -> None:
-    for o in backed_up.targets:
-        if not o.ok:
-            error = o.error or ""
-            where = "" if o.location in error else f"{o.location}: "
-            app.out.print(f"[red]FAILED[/] {escape(where + error)}")
-            if o.hint:
-                app.out.print(f"  what to do: {escape(o.hint)}")
-    for f in backed_up.lost_databases:
-        app.out.print(f"[red]FAILED[/] database {escape(f.database)} was not backed up: {escape(f.error)}")
-        if f.hint:
-            app.out.print(f"  what to do: {escape(f.hint)}")
-
-
-def _show_backup_ending(app: App, backed_up: BackedUp, anything_new: bool) -> None:
-    outcomes, lost_databases = backed_up.targets, backed_up.lost_databases
-    failed = sum(not o.ok for o in outcomes)
-    if not anything_new:
-        app.out.print("No target holds a new backup. No partial snapshot was kept.")
-    elif failed == 0 and lost_databases:
-        app.out.print("Every target holds the databases that were backed up.")
-    elif failed == 0:
-        app.out.print("The target holds this backup." if len(outcomes) == 1
-                      else f"All {len(outcomes)} targets hold this backup.")
-    else:
-        app.out.print(f"{failed} of {len(outcomes)} targets failed; the others hold this backup. "
-                      "No partial snapshot was kept.")
-
-
-def show_snapshots(app: App, listed: SnapshotsListed) -> None:
-    rows = listed.rows
-    table = Table(title="Snapshots", title_justify="left")
-    for column in ("Target", "ID", "Time (UTC)", "Age", "Database", "Host", "opsctl"):
-        table.add_column(column)
-    for row in rows:
-        table.add_row(escape(row.target), row.short_id, row.time.strftime("%Y-%m-%d %H:%M:%S"),
-                      human_age(row.time), escape(row.database or "?"), escape(row.hostname),
-                      escape(row.opsctl_version or "?"))
-    app.out.print(table)
-    failed = [r for r in listed.targets if not r.ok]
-    if not rows and not failed:
-        app.out.print("No snapshots yet. Run: opsctl backup")
-    for r in failed:
-        _verdict(app, False, r.location, r.error, r.hint)
-
-
-def show_prune(app: App, pruned: PruneOutcome) -> None:
-    verb = "would remove" if pruned.dry_run else "removed"
-    for r in pruned.targets:
-        if not r.ok:
-            _verdict(app, False, r.location, r.error, r.hint)
-            continue
-        if r.value is None:  # an ok row always has its value
-            continue
-        rules = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in sorted(r.value.rules.items()))
-        app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.value.kept)}, {verb} {len(r.value.removed)}")
-        for s in r.value.removed:
-            app.out.print(f"      {verb} {s.short_id} {s.time:%Y-%m-%d %H:%M:%S} {escape(s.tag('db') or '?')}")
-    if pruned.dry_run:
-        app.out.print("Dry run: nothing was removed.")
-
-
-def show_check(app: App, checked: Checked) -> None:
-    for r in checked.targets:
-        _verdict(app, r.ok, r.location, r.value.summary if r.value else r.error, r.hint)
-
-
-def show_doctor(app: App, sections: list[tuple[str, list[Fact]]]) -> None:
+def show_doctor(app: Terminal, sections: list[tuple[str, list[Fact]]]) -> None:
     for name, facts in sections:
         if not facts:
             continue
@@ -210,7 +107,7 @@ def show_doctor(app: App, sections: list[tuple[str, list[Fact]]]) -> None:
                   else f"{problems} problem(s) found; fix them, then run: opsctl doctor")
 
 
-def show_verify(app: App, report: VerificationReport, paths: Iterable[Path]) -> None:
+def show_verify(app: Terminal, report: VerificationReport, paths: Iterable[Path]) -> None:
     """The verdict first, then each target's problems, then where the reports are."""
     colour = "green" if report.verdict == "PASSED" else "red"
     app.out.print(f"[bold {colour}]Verification {report.verdict}[/]: {escape(report.summary)}")
@@ -232,11 +129,11 @@ def show_verify(app: App, report: VerificationReport, paths: Iterable[Path]) -> 
         app.out.print(f"  report: {escape(str(path))}")
 
 
-def show_report_check(app: App, check: ReportCheck) -> None:
+def show_report_check(app: Terminal, check: ReportCheck) -> None:
     app.out.print(escape(check.message))
 
 
-def show_report_list(app: App, rows: Sequence[PastVerification]) -> None:
+def show_report_list(app: Terminal, rows: Sequence[PastVerification]) -> None:
     if not rows:
         app.out.print("No verifications yet. Run: opsctl verify")
         return

@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
 
 from rich.progress import (
     BarColumn,
@@ -18,10 +17,7 @@ from rich.progress import (
     TransferSpeedColumn,
 )
 
-from opsctl.reports.console import human_bytes
-
-if TYPE_CHECKING:
-    from opsctl.actions.context import App
+from opsctl.reports.console import Terminal, human_bytes
 
 
 class Transfer:
@@ -49,7 +45,7 @@ class Transfer:
 class Board:
     """All transfers of one command."""
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: Terminal) -> None:
         self._app = app
         self._lock = threading.Lock()
         self._progress: Progress | None = None
@@ -84,7 +80,7 @@ class Board:
 
 
 @contextmanager
-def board(app: App) -> Iterator[Board]:
+def board(app: Terminal) -> Iterator[Board]:
     """A progress board that is cleared from the terminal when the command's table is printed."""
     shown = Board(app)
     if shown._progress is None:
@@ -95,7 +91,7 @@ def board(app: App) -> Iterator[Board]:
 
 
 @contextmanager
-def byte_progress(app: App, label: str,
+def byte_progress(app: Terminal, label: str,
                   total: int | None = None) -> Iterator[Callable[[Iterable[bytes]], Iterator[bytes]]]:
     """Yield a wrapper for a byte stream that counts what flows through it (a bar to `total` when known)."""
     with board(app) as shown:

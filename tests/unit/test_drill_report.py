@@ -8,6 +8,7 @@ import re
 
 import pytest
 
+from opsctl.actions.verify import report_content
 from opsctl.reports import drill, sealed, verification
 from opsctl.reports.records import DrillReport
 
@@ -87,7 +88,7 @@ def test_the_page_escapes_names_and_error_text():
 
 def test_a_verification_report_still_checks_intact(tmp_path):
     about = {"policy": "p", "database": "crm", "engine": "sqlite", "started_at": "s", "restic_version": "restic"}
-    for path in verification.write(verification.build(about, [], all_targets=False), tmp_path):
+    for path in verification.write(verification.build(report_content(about, [], all_targets=False)), tmp_path):
         check = verification.check_file(path)
         assert check.intact and "(verdict PASSED," in check.message, check.message
 

@@ -9,7 +9,7 @@ import pytest
 
 from tests.support.workspace import REPO_ROOT
 
-LOWER = ["opsctl.reports.console", "opsctl.reports.keys", "opsctl.reports.recovery_view",
+LOWER = ["opsctl.reports.console", "opsctl.reports.progress", "opsctl.reports.recovery_view",
          "opsctl.reports.verification", "opsctl.reports.drill", "opsctl.audit", "opsctl.audit.runs", "opsctl.sources",
          "opsctl.targets", "opsctl.restic", "opsctl.policy"]
 

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from opsctl.actions.fingerprint_check import compare
-from opsctl.actions.verify import TargetVerification
+from opsctl.actions.verify import TargetVerification, report_content
 from opsctl.manifest import Census, Manifest, TableStats
 from opsctl.reports import sealed, verification
 from opsctl.reports.records import VerificationReport
@@ -91,7 +91,7 @@ def _report() -> VerificationReport:
                                 comparison=compare(census(), census()), error=None, hint=None, started_at="s",
                                 duration_s=1.0)
     about = {"policy": "p", "database": "crm", "engine": "sqlite", "started_at": "s", "restic_version": "restic 0.14.0"}
-    return verification.build(about, [result], all_targets=False)
+    return verification.build(report_content(about, [result], all_targets=False))
 
 
 def test_written_reports_are_intact_and_a_changed_one_is_not(tmp_path):

@@ -17,6 +17,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
@@ -24,7 +27,6 @@ from opsctl.actions.keys.password import generate, read_new_password_file, store
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
 from opsctl.actions.runner import Command
 from opsctl.errors import BadInput, ExitCode, OpsctlError
-from opsctl.reports import keys as report
 from opsctl.restic.errors import TargetUnreachable
 from opsctl.targets import Target
 from opsctl.targets.replicate import copy_file
@@ -78,9 +80,9 @@ class Rotated(Outcome):
 
     def show(self, app: App) -> None:
         if self.result is None:
-            report.show_plan(app, self.journal)
+            show_plan(app, self.journal)
         else:
-            report.show_rotation(app, self.result)
+            show_rotation(app, self.result)
 
 
 def _rotate(session: Session, request: RotateRequest) -> Rotated:
@@ -313,6 +315,33 @@ def _audit_details(result: RotationResult) -> dict[str, Any]:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def show_plan(app: App, journal: Journal) -> None:
+    """--dry-run: what the rotation would do (or, for an interrupted one, what is left)."""
+    resumed = journal.step != "plan"
+    app.out.print(f"Interrupted rotation {journal.rotation} stopped at step {journal.step}; a resume would finish:"
+                  if resumed else "Every target is reachable and opens with the current password. A rotation would:")
+    for t in journal.targets:
+        how = f"receive {t.origin}'s new key file (a replica)" if t.origin else "get a new key (restic key add)"
+        app.out.print(f"  {escape(t.display)}: {how}, then lose old key {t.old_key}")
+    app.out.print("Dry run: nothing was changed.")
+
+
+def show_rotation(app: App, result: RotationResult) -> None:
+    j = result.journal
+    table = Table(title=f"Key rotation {j.rotation}", title_justify="left")
+    for column in ("Target", "Role", "Old key", "New key", "Result"):
+        table.add_column(column, no_wrap=True)
+    for t in j.targets:
+        done = "[red]" + escape(t.error) + "[/]" if t.error else ("rotated" if t.removed else
+                                                                  "new key added" if t.added else "not yet")
+        table.add_row(escape(t.display), f"replica of {escape(t.origin)}" if t.origin else "repository",
+                      t.old_key, t.new_key or "-", done)
+    app.out.print(table)
+    app.out.print(escape(result.message))
+    if result.hint:
+        app.out.print(f"what to do: {escape(result.hint)}")
 
 
 KEYS_ROTATE = Command("keys rotate", _rotate, lock=True, restic=True)

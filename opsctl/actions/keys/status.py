@@ -6,6 +6,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from rich.markup import escape
+from rich.table import Table
+
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
@@ -13,9 +16,10 @@ from opsctl.actions.outcome import PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import OpsctlError
 from opsctl.policy.durations import format_duration
-from opsctl.reports import keys as report
 from opsctl.restic.models import Key
 from opsctl.targets import Target
+
+_DAY_S = 86400
 
 
 @dataclass(frozen=True)
@@ -47,7 +51,7 @@ class KeysStatus(PerTarget[TargetKeys]):
         return {"rotation_pending": self.rotation_pending, "targets": [r.to_json() for r in self.targets]}
 
     def show(self, app: App) -> None:
-        report.show_status(app, self)
+        show_status(app, self)
 
 
 def _status(session: Session, _: None) -> KeysStatus:
@@ -99,6 +103,33 @@ def _pending(name: str, journal: Journal | None) -> tuple[str, ...]:
         return ()
     left = "the old key is still there" if journal.switched else "the new key is not switched to yet"
     return (f"key rotation {journal.rotation} is unfinished here ({left}): run opsctl keys rotate --resume",)
+
+
+def show_status(app: App, status: KeysStatus) -> None:
+    rows = status.targets
+    table = Table(title="Repository keys", title_justify="left")
+    for column in ("Target", "Key", "Created", "Age", "User@host", "Role"):
+        table.add_column(column, no_wrap=True)
+    for row in rows:
+        for k in row.value.keys if row.value else ():  # every row has one, failed ones too
+            role = "[bold]opsctl (current)[/]" if k.role == "opsctl" else escape(k.role)
+            table.add_row(escape(row.target), k.id, f"{k.created:%Y-%m-%d %H:%M}",
+                          format_duration_short(k.age_s), escape(f"{k.user}@{k.host}"), role)
+        if row.error:
+            table.add_row(escape(row.target), "-", "-", "-", "-", "[red]cannot be read[/]")
+    app.out.print(table)
+    for row in rows:
+        for warning in row.value.warnings if row.value else ():
+            app.out.print(f"[yellow]warning:[/] {escape(row.location)}: {escape(warning)}")
+        if row.error:
+            app.out.print(f"[red]FAILED[/] {escape(row.error)}")
+            if row.hint:
+                app.out.print(f"  what to do: {escape(row.hint)}")
+
+
+def format_duration_short(seconds: int) -> str:
+    """Days for keys older than a day; a key is rotated in months, not minutes."""
+    return f"{seconds // _DAY_S}d" if seconds >= _DAY_S else format_duration(timedelta(seconds=seconds))
 
 
 KEYS_STATUS = Command("keys status", _status, restic=True, secrets=Secrets.REPOSITORY)
