@@ -146,6 +146,24 @@ def test_sigkill_at_every_step_then_resume(workspace):
     assert ws.opsctl("backup").returncode == 0
 
 
+def test_a_target_added_mid_rotation_joins_it_before_the_switch(workspace):
+    """Without this, the switch would leave the new target with only the old key: locked out of the policy."""
+    ws = initialised(workspace, [local_target("a"), local_target("b")])
+    assert ws.opsctl("keys", "rotate", env={"OPSCTL_TEST_KILL_AT": "add:a+"}).returncode == -9
+    ws.write_policy({"engine": "sqlite", "path": "bank.sqlite3"}, [local_target(n) for n in "abc"], lock_wait="3s")
+    made = ws.opsctl("init")
+    assert made.returncode == 0, made.output
+
+    finished = ws.opsctl("keys", "rotate", "--resume")
+    assert finished.returncode == 0, finished.output
+    record = [e for e in map(json.loads, ws.audit_lines()) if e["command"] == "keys rotate"][-1]
+    assert sorted(record["details"]["targets"]) == ["a", "b", "c"], record
+    for folder in ("repo-a", "repo-b", "repo-c"):
+        assert opens(ws, folder, ws.root / "repository.pass"), folder
+        assert not opens(ws, folder, old_secret(ws)), folder
+    assert key_ids(ws, "repo-c") == key_ids(ws, "repo-a")
+
+
 def test_unreachable_at_preflight_changes_nothing_then_a_separate_repository_rotates(workspace):
     ws = workspace
     # Two repositories of their own (made by restic, not replicas): each gets its own key add.

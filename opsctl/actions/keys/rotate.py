@@ -121,17 +121,21 @@ def _begin(session: Session, new_password_file: Path | None) -> Journal:
 
 def _preflight(session: Session, current: bytes) -> list[TargetState]:
     """Every target reachable and opened by the current password; otherwise stop, naming the target."""
-    targets = [session.target(c) for c in session.policy.targets]
+    try:
+        return _target_states(session, current)
+    except OpsctlError as exc:
+        raise OpsctlError(f"preflight: {exc.message}; nothing was changed on any target",
+                          exc.hint or "fix that target, then run: opsctl keys rotate") from None
+
+
+def _target_states(session: Session, current: bytes) -> list[TargetState]:
+    """Each target's current key, and for a replica the target whose key files it shares."""
     states: list[TargetState] = []
     configs: dict[str, bytes] = {}
-    for target in targets:
-        try:
-            target.probe()
-            key = next(k for k in session.restic.keys(target.repository(current)) if k.current)
-            configs[target.name] = _config_of(target)
-        except OpsctlError as exc:
-            raise OpsctlError(f"preflight: {exc.message}; nothing was changed on any target",
-                              exc.hint or "fix that target, then run: opsctl keys rotate") from None
+    for target in (session.target(c) for c in session.policy.targets):
+        target.probe()
+        key = next(k for k in session.restic.keys(target.repository(current)) if k.current)
+        configs[target.name] = _config_of(target)
         origin = next((n for n, c in configs.items() if c == configs[target.name] and n != target.name), None)
         states.append(TargetState(target.name, target.display, key.id, origin=origin))
     return states
@@ -166,6 +170,7 @@ class Rotation:
             # At step "switch" a file source's staged secret may already be renamed into place.
             if self.journal.step != "switch" and self.store.staged() is None:
                 return self._roll_back()
+            self._adopt_new_targets()
             failures = self._add_all()
             if failures:
                 return self._result("paused", ExitCode.FAILURE, failures)
@@ -180,6 +185,20 @@ class Rotation:
         self.store.finish()
         jr.remove(self.session.state_dir)
         return self._result("rotated", ExitCode.OK, [])
+
+    def _adopt_new_targets(self) -> None:
+        """Targets added to the policy since the rotation began get the new key too: a switch would lock them out."""
+        known = {t.name for t in self.journal.targets}
+        if set(self.targets) <= known:
+            return
+        try:
+            found = _target_states(self.session, self.store.current())
+        except OpsctlError as exc:
+            raise OpsctlError(f"a target added to the policy since key rotation {self.journal.rotation} began cannot "
+                              f"join it: {exc.message}. Nothing was switched",
+                              "fix that target (or take it out of the policy), then: opsctl keys rotate --resume",
+                              ) from None
+        self._save(replace(self.journal, targets=self.journal.targets + tuple(s for s in found if s.name not in known)))
 
     def _add_all(self) -> list[str]:
         failures = []
