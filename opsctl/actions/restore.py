@@ -151,7 +151,7 @@ def _plan(session: Session, source: Source, located: Located, destination: Desti
         database=source.database, engine=source.engine, snapshot_id=snapshot.short_id, snapshot_time=snapshot.time,
         age_s=(datetime.now(UTC) - snapshot.time).total_seconds(), size_bytes=size,
         target=located.target.name, location=located.target.display, reason=located.reason, others=located.others,
-        destination=destination.display, replaces=destination.exists and not destination.empty,
+        destination=destination.display, replaces=destination.exists,
         verify=request.verify, estimate_s=guess.seconds, estimate_basis=guess.basis)
 
 

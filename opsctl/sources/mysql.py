@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _DUMP_TOOLS = ("mariadb-dump", "mysqldump")
 _CLIENT_TOOLS = ("mariadb", "mysql")
+_DEFINER_PROBE = "opsctl_definer_probe"  # a scratch table in staging, dropped at once
 _SHOWN_TABLES = 5  # a warning names this many non-transactional tables, then counts the rest
 _TRIGGERS = "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
 _VIEWS = "SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = %s"
@@ -196,11 +197,11 @@ class MySQLSource:
                                 f"{self.server.user} needs SELECT on every table it restored") from None
 
     def publish(self, staging: str, destination: Destination) -> str | None:
-        """Move staging's objects into the destination; an existing one is moved aside first, and back on failure."""
+        """Move staging's objects into the destination; an existing one, even an empty one, is moved aside first, and
+        back on failure (an "empty" one may still hold routines, events or settings)."""
         aside = None
-        if destination.exists and destination.empty:
-            self._execute(f"DROP DATABASE {quote(destination.name)}")
-        elif destination.exists:
+        if destination.exists:
+            self._check_triggers_can_move(destination.name, staging)
             aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
             self._move(destination.name, aside)
         try:
@@ -218,6 +219,32 @@ class MySQLSource:
         except (pymysql.err.MySQLError, DatabaseError) as exc:
             log.warning("could not drop the staging database %s (%s); drop it by hand", staging,
                         exc.__class__.__name__)
+
+    def _check_triggers_can_move(self, database: str, scratch: str) -> None:
+        """A move drops a database's triggers and recreates them: prove first, in scratch, that this user may recreate
+        each one's DEFINER (another user's needs SET USER), so a move can never leave them lost."""
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            definers = sorted({t.definer for t in read_triggers(cur, database)})
+            if not definers:
+                return
+            cur.execute(f"CREATE TABLE {quote(scratch)}.{quote(_DEFINER_PROBE)} (v INT)")
+            try:
+                for number, definer in enumerate(definers):
+                    self._probe_definer(cur, scratch, database, Trigger(
+                        f"opsctl_probe_{number}", _DEFINER_PROBE, "BEFORE", "INSERT", "SET NEW.v = NEW.v", definer, ""))
+            finally:
+                cur.execute(f"DROP TABLE {quote(scratch)}.{quote(_DEFINER_PROBE)}")
+
+    def _probe_definer(self, cur: Cursor, scratch: str, database: str, probe: Trigger) -> None:
+        try:
+            create_triggers(cur, scratch, [probe])
+        except pymysql.err.MySQLError as exc:
+            if exc.args[0] not in NO_PRIVILEGE:
+                raise
+            raise DestinationRefused(
+                f"database {database} has triggers defined by {probe.definer}, which user {self.server.user} may not "
+                "recreate; it was left untouched", f"grant it: GRANT SET USER ON *.* TO {self.server.user}; or "
+                "restore into a new database (leave out --to)") from None
 
     def _move(self, src: str, dst: str) -> None:
         """RENAME TABLE moves the tables in one statement; triggers, views, routines and events are recreated."""

@@ -139,12 +139,11 @@ class PostgresSource:
                                 f"{self.server.user} needs to read every table and large object it restored") from None
 
     def publish(self, staging: str, destination: Destination) -> str | None:
-        """Rename staging into place; an existing database is renamed aside first, and back on failure."""
+        """Rename staging into place; an existing database, even an empty one, is renamed aside first, and back on
+        failure (an "empty" one may still hold grants, settings or objects opsctl does not count)."""
         aside = None
         with self._maintenance() as conn:
-            if destination.exists and destination.empty:
-                self._drop(conn, destination.name)
-            elif destination.exists:
+            if destination.exists:
                 aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
                 self._rename(conn, destination.name, aside)
             try:
@@ -159,16 +158,15 @@ class PostgresSource:
         """Drop the staging database; a failure here is reported but never hides the original error."""
         try:
             with self._maintenance() as conn:
-                self._drop(conn, staging, if_exists=True)
+                self._drop_staging(conn, staging)
         except (psycopg.Error, DatabaseError) as exc:
             log.warning("could not drop the staging database %s (%s); drop it by hand", staging,
                         exc.__class__.__name__)
 
-    def _drop(self, conn: psycopg.Connection, name: str, if_exists: bool = False) -> None:
+    def _drop_staging(self, conn: psycopg.Connection, name: str) -> None:
+        """Only ever opsctl's own staging database: FORCE ends sessions, which are opsctl's own there."""
         force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= _DROP_FORCE_SINCE else "")
-        query = sql.SQL("DROP DATABASE {}{}{}").format(sql.SQL("IF EXISTS " if if_exists else ""),
-                                                      sql.Identifier(name), force)
-        conn.execute(query)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
 
     def _rename(self, conn: psycopg.Connection, old: str, new: str) -> None:
         try:

@@ -138,6 +138,53 @@ def test_replace_moves_the_old_database_aside_with_its_objects(my_policy, mariad
     assert "previous database was kept" in confirmed.stdout
 
 
+def _triggers(server, database: str) -> list[tuple[str, str]]:
+    with server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT TRIGGER_NAME, DEFINER FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s",
+                    (database,))
+        return list(cur.fetchall())
+
+
+def test_replace_never_loses_triggers_this_user_may_not_recreate(my_policy, mariadb_server, my_database):
+    with mariadb_server.connect(my_database, MY_USER, MY_PASSWORD) as conn:
+        fill_awkward(conn)
+    assert my_policy.opsctl("backup").returncode == 0
+    other = my_database + "_guarded"
+    with mariadb_server.connect() as conn, conn.cursor() as cur:  # as root: a trigger owned by someone else
+        cur.execute(f"CREATE DATABASE {other}")
+        cur.execute(f"CREATE TABLE {other}.precious (v INT)")
+        cur.execute(f"CREATE DEFINER=root@localhost TRIGGER {other}.guard BEFORE INSERT ON {other}.precious "
+                    "FOR EACH ROW SET NEW.v = NEW.v")
+
+    refused = my_policy.opsctl("restore", "--yes", "--to", other, "--replace")
+    assert refused.returncode == 2, refused.output
+    assert "defined by root@localhost" in refused.stderr and f"GRANT SET USER ON *.* TO {MY_USER}" in refused.stderr
+    assert _triggers(mariadb_server, other) == [("guard", "root@localhost")]
+    assert _tables(mariadb_server, other) == ["precious"]
+    with mariadb_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SHOW DATABASES LIKE %s", (f"{my_database}%",))
+        assert sorted(r[0] for r in cur.fetchall()) == [my_database, other]  # no staging or aside copy left
+
+    with mariadb_server.granted(MY_USER, "SET USER"):
+        replaced = my_policy.opsctl("restore", "--yes", "--to", other, "--replace")
+    assert replaced.returncode == 0, replaced.output
+    aside = replaced.stdout.split("renamed to ")[1].split()[0]
+    assert _triggers(mariadb_server, aside) == [("guard", "root@localhost")]
+
+
+def test_an_existing_empty_database_is_moved_aside_not_dropped(my_policy, mariadb_server, my_database):
+    assert my_policy.opsctl("backup").returncode == 0
+    other = my_database + "_empty"
+    with mariadb_server.connect() as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {other} CHARACTER SET latin1 COLLATE latin1_swedish_ci")  # a setting, no data
+    restored = my_policy.opsctl("restore", "--yes", "--to", other)
+    assert restored.returncode == 0, restored.output
+    aside = restored.stdout.split("renamed to ")[1].split()[0]
+    with mariadb_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (aside,))
+        assert cur.fetchall() == (("latin1_swedish_ci",),)
+
+
 def test_two_databases_of_one_server_each_get_their_own_snapshot(workspace, mariadb_server, my_database):
     reporting = my_database + "_reporting"
     mariadb_server.create_user_and_database(MY_USER, MY_PASSWORD, reporting)

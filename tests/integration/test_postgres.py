@@ -102,6 +102,26 @@ def test_restore_refuses_to_overwrite_and_keeps_the_old_database_aside(pg_policy
         assert conn.execute("SELECT count(*) FROM t").fetchone()[0] == 2
 
 
+def test_an_existing_empty_database_is_moved_aside_never_dropped(pg_policy, pg_server, pg_database):
+    """No table is not nothing: owner, settings and the application's open session all survive."""
+    assert pg_policy.opsctl("backup").returncode == 0
+    other = pg_database + "_empty"
+    pg_server.create_role_and_database("crm_app", "unused", other)
+    with pg_server.connect() as conn:
+        conn.execute(f'ALTER DATABASE "{other}" SET work_mem = \'7MB\'')
+    with pg_server.connect(other) as application:
+        busy = pg_policy.opsctl("restore", "--yes", "--to", other)
+        assert busy.returncode == 1 and "is in use" in busy.stderr, busy.output
+        assert application.execute("SELECT 1").fetchone() == (1,)  # its session was not ended
+    restored = pg_policy.opsctl("restore", "--yes", "--to", other)
+    assert restored.returncode == 0, restored.output
+    aside = restored.stdout.split("renamed to ")[1].split()[0]
+    with pg_server.connect() as conn:
+        kept = conn.execute("SELECT pg_get_userbyid(d.datdba), s.setconfig FROM pg_database d "
+                            "JOIN pg_db_role_setting s ON s.setdatabase = d.oid WHERE d.datname = %s", (aside,))
+        assert kept.fetchall() == [("crm_app", ["work_mem=7MB"])]
+
+
 def _fill_big(conn, rows: int = 300_000) -> None:
     conn.execute("CREATE TABLE big (id int PRIMARY KEY, payload text)")
     conn.execute("INSERT INTO big SELECT g, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) "
