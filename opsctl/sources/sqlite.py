@@ -10,18 +10,16 @@ import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime
 from pathlib import Path
 
-from opsctl.durable import sync_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
 from opsctl.sources import census
 from opsctl.sources.base import Destination
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
+from opsctl.sources.sqlite_publish import publish_file, remove_with_sidecars
 
 DUMP_FORMAT = "SQLite database file (online backup API copy)"
-_SIDECARS = ("-wal", "-shm", "-journal")
 
 
 def _open(path: Path, private: bool = False) -> sqlite3.Connection:
@@ -200,17 +198,11 @@ class SQLiteSource:
 
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""
-        target = Path(destination.name)
-        aside = None
-        if destination.exists or _sidecars(target):
-            aside = _free_aside_name(target)
-            _move_with_sidecars(target, aside)
-        os.replace(staging, target)
-        sync_folder(target.parent)
+        aside = publish_file(Path(staging), Path(destination.name), owner_like=self.path)
         return None if aside is None else str(aside)
 
     def discard(self, staging: str) -> None:
-        _remove_with_sidecars(Path(staging))
+        remove_with_sidecars(Path(staging))
 
 
 class SQLiteDump:
@@ -235,29 +227,3 @@ def _is_empty(path: Path) -> bool:
             return objects == 0
     except sqlite3.DatabaseError:
         return False  # not a database we can read: never treat it as empty
-
-
-def _sidecars(path: Path) -> list[Path]:
-    return [Path(f"{path}{suffix}") for suffix in _SIDECARS if Path(f"{path}{suffix}").exists()]
-
-
-def _free_aside_name(path: Path) -> Path:
-    stamp = datetime.now().astimezone().strftime("%Y%m%d-%H%M%S")
-    while True:
-        aside = Path(f"{path}.before-restore-{stamp}-{secrets.token_hex(2)}")
-        if not aside.exists() and not _sidecars(aside):
-            return aside
-
-
-def _move_with_sidecars(path: Path, aside: Path) -> None:
-    """Sidecars first: a -wal left behind would be replayed into the restored file."""
-    for sidecar in _sidecars(path):
-        os.replace(sidecar, f"{aside}{str(sidecar)[len(str(path)):]}")
-    if path.exists():
-        os.replace(path, aside)
-
-
-def _remove_with_sidecars(path: Path) -> None:
-    for sidecar in _sidecars(path):
-        sidecar.unlink()
-    path.unlink(missing_ok=True)

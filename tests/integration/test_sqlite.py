@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
+import stat
+import subprocess
+import sys
 from contextlib import closing
 
 import pytest
@@ -82,6 +85,50 @@ def test_replace_keeps_the_previous_file_aside(bank):
               if p.name.startswith("copy.sqlite3.before-restore-") and not p.name.endswith(("-wal", "-shm"))]
     assert len(asides) == 2, "a second replace must never overwrite the first kept copy"
     assert not [p for p in bank.root.iterdir() if "opsctl-restore" in p.name], "staging files were left behind"
+
+
+def test_restored_file_keeps_the_owner_and_mode_of_the_file_it_replaces(bank):
+    """The application runs as its own user: a root-owned 0600 file would lock it out after the restore."""
+    assert bank.opsctl("backup").returncode == 0
+    live = bank.root / "app.sqlite3"
+    with closing(sqlite3.connect(live)) as conn, conn:
+        conn.execute("CREATE TABLE notes (text TEXT)")
+    os.chown(live, 65534, 65534)
+    os.chmod(live, 0o640)
+    replaced = bank.opsctl("restore", "--yes", "--to", "app.sqlite3", "--replace")
+    assert replaced.returncode == 0, replaced.output
+    found = live.stat()
+    assert (found.st_uid, found.st_gid, stat.S_IMODE(found.st_mode)) == (65534, 65534, 0o640)
+
+
+def test_a_file_open_in_another_process_is_not_moved_from_under_it(bank):
+    """A writer keeps its descriptor: moved aside, its next commits would land in the copy nobody uses."""
+    assert bank.opsctl("backup").returncode == 0
+    live = bank.root / "bank.sqlite3"
+    writer = subprocess.Popen([sys.executable, "-c", HOLD_OPEN, str(live)], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert writer.stdout.readline().strip() == "open"
+        refused = bank.opsctl("restore", "--yes", "--to", "bank.sqlite3", "--replace", "--confirm-source", "bank")
+        writer.communicate("commit\n", timeout=30)
+    finally:
+        writer.kill()
+    assert refused.returncode == 1, refused.output
+    assert f"is in use by PID {writer.pid} (python" in refused.stderr and "stop the application" in refused.stderr
+    assert not [p for p in bank.root.iterdir() if "before-restore" in p.name or "opsctl-restore" in p.name]
+    with closing(sqlite3.connect(live)) as conn:
+        assert conn.execute("SELECT count(*) FROM accounts WHERE owner = 'late'").fetchone() == (1,)
+
+
+HOLD_OPEN = """
+import sqlite3, sys
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("BEGIN IMMEDIATE")
+conn.execute("INSERT INTO accounts (owner, balance) VALUES ('late', 0)")
+print("open", flush=True)
+sys.stdin.readline()
+conn.execute("COMMIT")
+"""
 
 
 def test_restoring_over_the_source_needs_its_name(bank):
