@@ -5,7 +5,6 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +18,7 @@ from rich.console import Console
 
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.errors import BadInput, OpsctlError, PolicyBusy, described
+from opsctl.leftovers import scratch_folder, sweep_folders
 from opsctl.policy import Policy, load_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
@@ -73,6 +73,7 @@ class Session:
     """One command's view of the policy; secrets are read at most once, and only when needed."""
 
     attempt = Attempt()
+    swept: tuple[str, ...] = ()  # what this run removed that killed runs had left behind
 
     def attempting(self, target: str, snapshot_id: str | None = None) -> None:
         """Note the target (display name) and snapshot being worked on; recorded if the command then fails."""
@@ -89,9 +90,8 @@ class Session:
     @contextmanager
     def cold_restic_cache(self) -> Iterator[None]:
         """restic starts from an empty cache, as on a new machine, for the rest of this command."""
-        (self.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.TemporaryDirectory(prefix="opsctl-restic-cache-", dir=self.state_dir / "tmp") as folder:
-            warm, self.restic = self.restic, Restic(self.restic.binary, self.restic.lock_wait_s, cache_dir=folder)
+        with scratch_folder("restic-cache", self.state_dir / "tmp") as folder:
+            warm, self.restic = self.restic, Restic(self.restic.binary, self.restic.lock_wait_s, cache_dir=str(folder))
             try:
                 yield
             finally:
@@ -100,6 +100,28 @@ class Session:
     @cached_property
     def state_dir(self) -> Path:
         return self.policy.state_dir or default_state_dir(self.policy.name)
+
+    def sweep_leftovers(self, databases: bool) -> None:
+        """Remove what killed runs left behind: scratch folders, and (given the database password) scratch databases."""
+        found = [str(folder) for folder in sweep_folders(self.state_dir)]
+        if databases:
+            found += self._sweep_databases()
+        self.swept += tuple(found)
+
+    def _sweep_databases(self) -> list[str]:
+        removed: dict[str, None] = {}
+        for source in self.sources:
+            try:
+                for name in source.scratch_left_behind():
+                    if f"database {name}" not in removed:
+                        source.discard(name)
+                        removed[f"database {name}"] = None
+            except OpsctlError as exc:  # the command itself reports a database it cannot reach
+                log.debug("no sweep of %s: %s", source.database, exc.message)
+        if removed:
+            log.warning("removed %d scratch database(s) a killed opsctl run left behind: %s", len(removed),
+                        ", ".join(removed))
+        return list(removed)
 
     def read_secrets(self, database: bool = True) -> None:
         """Read the passwords now, so a missing one stops the command (exit 2) before anything starts."""

@@ -74,7 +74,20 @@ def _doctor(session: Session, _: None) -> Preflight:
     sections += [Section(t.display, tuple(facts), t.name) for t, facts in zip(targets, per_target, strict=True)]
     sections.append(Section("replicas", tuple(_replicas(targets, per_target) + _retention_order(session))))
     sections.append(Section("recovery", tuple(_recovery(session))))
+    sections.append(Section("leftovers of killed runs", tuple(_leftovers(session))))
     return Preflight(tuple(sections))
+
+
+def _leftovers(session: Session) -> list[Fact]:
+    """Scratch copies and secret files a killed run left: removed now (the folders already by the runner)."""
+    try:
+        session.sweep_leftovers(databases=True)
+    except OpsctlError as exc:
+        return [Fact("scratch databases", False, exc.message, exc.hint)]
+    if not session.swept:
+        return [Fact("found", True, "none")]
+    return [Fact("removed", True, name, "a run was killed (kill -9, out of memory, power loss); see its audit entry")
+            for name in session.swept]
 
 
 def _basics(session: Session) -> list[Fact]:

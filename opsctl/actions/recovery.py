@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import secrets
-import shutil
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 from opsctl.actions.context import Session
 from opsctl.actions.fingerprint_check import Comparison, compare
 from opsctl.errors import IntegrityError, OpsctlError
+from opsctl.leftovers import scratch_folder
 from opsctl.manifest import Manifest, TableStats, TrailerSplitter
 from opsctl.reports.progress import byte_progress
 from opsctl.restic import Repository
@@ -142,18 +140,12 @@ def pick_snapshot(snapshots: list[Snapshot], wanted: str, at: datetime | None = 
 @contextmanager
 def scratch(session: Session, source: Source, snapshot: Snapshot, purpose: str) -> Iterator[str]:
     """A scratch database (SQLite: a private file) that is always removed, on failure, Ctrl-C and SIGTERM too."""
-    folder = None
     name = f"opsctl_{purpose}_{source.database[:20]}_{secrets.token_hex(3)}"
-    if source.engine == "sqlite":
-        (session.state_dir / "tmp").mkdir(parents=True, exist_ok=True, mode=0o700)
-        folder = tempfile.mkdtemp(prefix=f"opsctl-{purpose}-", dir=session.state_dir / "tmp")
-        name = str(Path(folder) / f"{name}.sqlite3")
-    try:
+    with ExitStack() as stack:
+        if source.engine == "sqlite":
+            name = str(stack.enter_context(scratch_folder(purpose, session.state_dir / "tmp")) / f"{name}.sqlite3")
         staging = source.create_staging(source.destination(name), snapshot.tag_map())
         try:
             yield staging
         finally:
             source.discard(staging)
-    finally:
-        if folder is not None:
-            shutil.rmtree(folder, ignore_errors=True)

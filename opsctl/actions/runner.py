@@ -137,9 +137,18 @@ def _body(session: Session, command: Command[R], request: R, started: Callable[[
         started()  # after the lock: a run that waits for another is not yet running
         if command.secrets is not Secrets.NONE:  # before any child process: a missing one stops everything
             session.read_secrets(database=command.secrets is Secrets.ALL)
+        _sweep(session, databases=command.secrets is Secrets.ALL)
         if command.restic:
             _ = session.restic.version
         return command.body(session, request)
+
+
+def _sweep(session: Session, databases: bool) -> None:
+    """What killed runs left (scratch copies of customer data, secret files) goes before anything new is made."""
+    try:
+        session.sweep_leftovers(databases)
+    except OSError as exc:  # never the reason a command fails; the next run tries again
+        log.warning("could not remove what a killed run left behind (%s)", exc.strerror)
 
 
 INTERRUPTED = Problem("interrupted: nothing half-done was kept; run the command again when ready", None,

@@ -6,13 +6,13 @@ import json
 import logging
 import os
 import subprocess
-import tempfile
 import time
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from functools import cached_property
 from typing import TypeVar
 
+from opsctl.leftovers import memory_folder, scratch_folder
 from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, piped, read_chunks, stop, widen_pipe
 from opsctl.restic import commands
 from opsctl.restic.errors import (
@@ -265,7 +265,8 @@ def _pipe_with(secret: bytes, display: str = "the repository") -> int:
 
 @contextmanager
 def _secret_files(contents: tuple[tuple[str, bytes], ...]) -> Iterator[dict[str, str]]:
-    """Private files (mode 600, in memory where /dev/shm exists) that live only as long as one restic run.
+    """Private files (mode 600, in memory where /dev/shm exists) that live only as long as one restic run
+    (or, after a kill, until the next run sweeps them: see opsctl/leftovers.py).
 
     restic reads S3 keys from its environment or a credentials file; a file keeps them out of
     /proc/PID/environ. A pipe does not work: restic reads the file more than once.
@@ -273,13 +274,10 @@ def _secret_files(contents: tuple[tuple[str, bytes], ...]) -> Iterator[dict[str,
     if not contents:
         yield {}
         return
-    # S108: only a parent for mkdtemp (a fresh 0700 directory); the files in it are O_EXCL, mode 600.
-    shm = "/dev/shm"  # noqa: S108 - see above
-    base = shm if os.path.isdir(shm) and os.access(shm, os.W_OK) else None
-    with tempfile.TemporaryDirectory(prefix="opsctl-", dir=base) as folder:
+    with scratch_folder("secrets", memory_folder()) as folder:
         paths: dict[str, str] = {}
         for index, (variable, content) in enumerate(contents):
-            path = os.path.join(folder, f"secret-{index}")
+            path = str(folder / f"secret-{index}")
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 handle.write(content)

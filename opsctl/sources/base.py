@@ -69,3 +69,6 @@ class Source(Protocol):
 
     def discard(self, staging: str) -> None:
         """Remove the staging place after a failed restore."""
+
+    def scratch_left_behind(self) -> list[str]:
+        """Staging and scratch places opsctl marked whose run is provably gone (killed); `discard` removes them."""

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
+from opsctl.leftovers import Maker, me
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -171,7 +172,17 @@ class MySQLSource:
                                              f"{self.server.display}",
                                              f"grant it: GRANT ALL ON *.* TO {self.server.user}") from None
                 raise RestoreFailed(f"cannot create database {staging}: error {exc.args[0]}") from None
+            # What lets a later run remove it if this one is killed; a publish creates a new, unmarked database.
+            _set_mark(cur, staging)
         return staging
+
+    def scratch_left_behind(self) -> list[str]:
+        """Staging and scratch databases opsctl marked, whose run is provably gone."""
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA "
+                        "WHERE SCHEMA_COMMENT LIKE %s", ("%opsctl-scratch%",))
+            rows = cur.fetchall()
+        return [name for name, mark in rows if (maker := Maker.parse(mark)) is not None and maker.is_gone()]
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """The client runs the dump's statements; it stops at the first error (staging is then discarded)."""
@@ -285,6 +296,13 @@ class MySQLSource:
     def _execute(self, statement: str) -> None:
         with closing(self.server.connect()) as conn, conn.cursor() as cur:
             cur.execute(statement)
+
+
+def _set_mark(cur: Cursor, database: str) -> None:
+    try:
+        cur.execute(f"ALTER DATABASE {quote(database)} COMMENT = %s", (me().mark(),))
+    except pymysql.err.ProgrammingError:  # MySQL proper has no database comments: it stays unmarked
+        log.debug("database %s cannot carry opsctl's mark", database)
 
 
 def _put_back(cur: Cursor, src: str, dst: str, triggers: list[Trigger]) -> None:

@@ -12,6 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
+from opsctl.leftovers import Maker, me
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -113,7 +114,15 @@ class PostgresSource:
             except psycopg.errors.InsufficientPrivilege:
                 raise DestinationRefused(f"user {self.server.user} may not create databases on {self.server.display}",
                                          f"grant it: ALTER ROLE {self.server.user} CREATEDB;") from None
+            _set_mark(conn, staging, me().mark())  # what lets a later run remove it if this one is killed
         return staging
+
+    def scratch_left_behind(self) -> list[str]:
+        """Staging and scratch databases opsctl marked, whose run is provably gone."""
+        with self._maintenance() as conn:
+            rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
+                                "WHERE shobj_description(oid, 'pg_database') LIKE '%opsctl-scratch%'").fetchall()
+        return [name for name, mark in rows if (maker := Maker.parse(mark)) is not None and maker.is_gone()]
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """pg_restore in one transaction: a failure leaves the staging database empty."""
@@ -143,6 +152,7 @@ class PostgresSource:
         failure (an "empty" one may still hold grants, settings or objects opsctl does not count)."""
         aside = None
         with self._maintenance() as conn:
+            _set_mark(conn, staging, None)  # first: a database in place must never look like scratch to a sweep
             if destination.exists:
                 aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
                 self._rename(conn, destination.name, aside)
@@ -198,6 +208,11 @@ class PostgresSource:
                 yield conn
             return
         raise last  # type: ignore[misc]
+
+
+def _set_mark(conn: psycopg.Connection, name: str, mark: str | None) -> None:
+    conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(
+        sql.Identifier(name), sql.Literal(mark) if mark is not None else sql.SQL("NULL")))
 
 
 class PgDump(CountedDump):

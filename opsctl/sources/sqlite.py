@@ -6,12 +6,12 @@ import hashlib
 import os
 import secrets
 import sqlite3
-import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
+from opsctl.leftovers import scratch_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
 from opsctl.sources import census
@@ -133,10 +133,8 @@ class SQLiteSource:
         if not self.path.is_file():
             raise DatabaseMissing(f"the SQLite database {self.path} does not exist",
                                   "check database.path in the policy")
-        if self._scratch_dir is not None:
-            self._scratch_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with tempfile.TemporaryDirectory(prefix="opsctl-sqlite-", dir=self._scratch_dir) as folder:
-            copy = Path(folder) / self.file_name
+        with scratch_folder("sqlite", self._scratch_dir) as folder:
+            copy = folder / self.file_name
             try:
                 with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
                     src.backup(dst)  # all pages in one step: one consistent read transaction
@@ -203,6 +201,10 @@ class SQLiteSource:
 
     def discard(self, staging: str) -> None:
         remove_with_sidecars(Path(staging))
+
+    def scratch_left_behind(self) -> list[str]:
+        """None by name: SQLite's scratch copies live in marked scratch folders, which every run sweeps."""
+        return []
 
 
 class SQLiteDump:

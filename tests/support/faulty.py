@@ -1,7 +1,8 @@
 """opsctl with faults injected, for tests only: `python -m tests.support.faulty <opsctl arguments>`.
 
 The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
-key-rotation step ("add:local", "add:local+" = after it); OPSCTL_TEST_TAMPER_SQL=<statement> runs
+key-rotation step ("add:local", "add:local+" = after it) or once a restore's staging or scratch database
+is loaded ("restored"); OPSCTL_TEST_TAMPER_SQL=<statement> runs
 in the scratch database between the restore and the comparison; OPSCTL_TEST_NO_FINGERPRINTS=1
 makes backups as an opsctl older than fingerprints did (row counts only). The installed `opsctl`
 has no such switches (a test proves it ignores these variables).
@@ -32,6 +33,7 @@ class Faults(Checkpoints):
             os.kill(os.getpid(), signal.SIGKILL)  # a real SIGKILL: no finally, no atexit tidies up
 
     def restored(self, source: Source, staging: str) -> None:
+        self.reached("restored")
         if self.tamper_sql:
             tamper(source, staging, self.tamper_sql)
 

@@ -1,0 +1,152 @@
+"""What a killed run leaves behind: marked when made, removed by a later run once its maker is gone.
+
+A kill -9, an OOM kill or a power cut skips every `finally`; scratch folders (a copy of a SQLite
+database, secret files for restic) and scratch databases would then keep customers' data or keys
+for ever. Each is marked at birth with who made it (host, boot, PID and the process's start time);
+a later run removes only what carries such a mark and whose maker is provably gone: a name that
+merely looks like opsctl's is never enough.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import socket
+import stat
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass
+from functools import cache
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+MARK_FILE = ".opsctl-made-by"
+FOLDER_PREFIX = "opsctl-"
+_MARK_KIND = "opsctl-scratch"
+_SHM = Path("/dev/shm")  # noqa: S108 - memory-backed: secrets written there never reach a disk
+
+
+@dataclass(frozen=True)
+class Maker:
+    """The process that made something: enough to tell, later, whether it can still be using it."""
+
+    host: str
+    boot: str
+    pid: int
+    started: int  # the process's start time in clock ticks since boot: a reused PID has another
+
+    def mark(self) -> str:
+        return json.dumps({"kind": _MARK_KIND, **asdict(self)}, sort_keys=True)
+
+    @classmethod
+    def parse(cls, text: str) -> Maker | None:
+        """The maker a mark names; None for anything that is not opsctl's mark."""
+        try:
+            data = json.loads(text)
+            if not isinstance(data, dict) or data.pop("kind", None) != _MARK_KIND:
+                return None
+            maker = cls(**data)
+        except (ValueError, TypeError):
+            return None
+        typed = isinstance(maker.host, str) and isinstance(maker.boot, str)
+        return maker if typed and isinstance(maker.pid, int) and isinstance(maker.started, int) else None
+
+    def is_gone(self) -> bool:
+        """True only when this host can prove the maker no longer runs (another host's never is)."""
+        if self.host != socket.gethostname():
+            return False
+        return self.boot != _boot_id() or _start_time(self.pid) != self.started
+
+
+@cache
+def me() -> Maker:
+    """This process, as a mark names it."""
+    pid = os.getpid()
+    return Maker(socket.gethostname(), _boot_id(), pid, _start_time(pid) or 0)
+
+
+def _boot_id() -> str:
+    try:
+        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+    except OSError:
+        return ""
+
+
+def _start_time(pid: int) -> int | None:
+    try:
+        stat_line = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
+    return int(stat_line.rsplit(")", 1)[1].split()[19])
+
+
+def memory_folder() -> Path | None:
+    """The memory-backed shared folder where this system has one we may write to; None: the temporary folder."""
+    return _SHM if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None
+
+
+@contextmanager
+def scratch_folder(purpose: str, parent: Path | None = None) -> Iterator[Path]:
+    """A private (0700) folder, marked as this process's, removed when the block ends."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{purpose}-", dir=parent))
+    try:
+        fd = os.open(folder / MARK_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(me().mark())
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def scratch_parents(state_dir: Path) -> list[Path]:
+    """Every folder where opsctl makes scratch folders."""
+    found = [state_dir / "tmp", Path(tempfile.gettempdir())]
+    shm = memory_folder()
+    return found + ([shm] if shm is not None else [])
+
+
+def stale_folders(parents: Iterable[Path]) -> list[Path]:
+    """Scratch folders of runs that are gone: ours by mark, owned by us, and never reached through a symlink."""
+    stale = []
+    for parent in parents:
+        try:
+            entries = list(os.scandir(parent))
+        except OSError:
+            continue
+        stale += [Path(e.path) for e in entries if e.name.startswith(FOLDER_PREFIX) and _is_stale(Path(e.path))]
+    return stale
+
+
+def _is_stale(folder: Path) -> bool:
+    try:
+        info = folder.lstat()
+        mark = folder / MARK_FILE
+        mark_info = mark.lstat()
+        if not (stat.S_ISDIR(info.st_mode) and stat.S_ISREG(mark_info.st_mode)):
+            return False
+        if info.st_uid != os.geteuid() or mark_info.st_uid != os.geteuid():
+            return False
+        maker = Maker.parse(mark.read_text(errors="replace"))
+    except OSError:
+        return False
+    return maker is not None and maker.is_gone()
+
+
+def sweep_folders(state_dir: Path) -> list[Path]:
+    """Remove the scratch folders killed runs left; return what was removed (logged, names only)."""
+    removed = []
+    for folder in stale_folders(scratch_parents(state_dir)):
+        shutil.rmtree(folder, ignore_errors=True)
+        if not folder.exists():
+            removed.append(folder)
+    if removed:
+        log.warning("removed %d scratch folder(s) a killed opsctl run left behind: %s", len(removed),
+                    ", ".join(str(f) for f in removed))
+    return removed
