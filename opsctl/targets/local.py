@@ -4,24 +4,33 @@ from __future__ import annotations
 
 import errno
 import os
+import posixpath
+import re
+import secrets
 import shutil
+import stat
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
-from opsctl.durable import create_synced, sync_folder
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
-from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable
+from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable, hostile
+from opsctl.targets.replicate import check_writable
 
 if TYPE_CHECKING:
     from opsctl.policy.model import LocalTargetConfig, MountTargetConfig
 
 LOW_SPACE = 1 << 30
+SPOOL = ".opsctl-incoming"
+_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new names its spooled copies
+_DEEPEST_FOLDER = 1  # data/xx: restic keeps no folder deeper; nothing below it is listed
+_FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted pipe must not hang open()
+_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FolderConfigT = TypeVar("FolderConfigT", bound="LocalTargetConfig | MountTargetConfig")
 
 
@@ -43,6 +52,8 @@ class LocalTarget(ConfiguredTarget[FolderConfigT]):
         if not self.path.is_dir():
             raise TargetUnreachable(f"there is no restic repository at {self.display} (the folder does not exist)",
                                     MISSING_REPOSITORY_HINT)
+        with self._files() as files:  # before restic writes there: it would follow a planted link
+            files.check_layout()
 
     def prepare_init(self) -> None:
         """A new repository goes into a missing or empty folder, never among someone else's files."""
@@ -52,11 +63,21 @@ class LocalTarget(ConfiguredTarget[FolderConfigT]):
             raise BadInput(f"target {self.name}: {self.path} is not empty and holds no restic repository",
                            "point the target at an empty folder; opsctl will not write among other files")
         self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with self._files() as files:
+            files.check_layout()
 
     @contextmanager
     def files(self) -> Iterator[LocalFiles]:
         self.probe()
-        yield LocalFiles(self.path, self.display)
+        with self._files() as files:
+            yield files
+
+    def _files(self) -> LocalFiles:
+        return LocalFiles(self.path, self.display, self.trusted_path())
+
+    def trusted_path(self) -> Path:
+        """Where the operator's own path ends: a link in it is the operator's choice (below, the storage's)."""
+        return self.path
 
     def facts(self) -> list[Fact]:
         try:
@@ -68,74 +89,245 @@ class LocalTarget(ConfiguredTarget[FolderConfigT]):
 
 
 class LocalFiles:
-    """A repository's files on a filesystem; new files appear whole (written aside, then linked in)."""
+    """A repository's files on a filesystem; new files appear whole (written aside, then linked in).
 
-    def __init__(self, root: Path, display: str) -> None:
+    The storage may be hostile (a NAS share): every folder is opened from the root one part at a time
+    without following links (O_NOFOLLOW, dir_fd), so a symlink anywhere inside the repository is refused,
+    never followed, and nothing is written or deleted outside it.
+    """
+
+    def __init__(self, root: Path, display: str, trusted: Path | None = None) -> None:
         self.root = root
         self.display = display
-        self._spool = root / ".opsctl-incoming"
+        # Where the operator's own path ends: above it links are theirs; below it, the storage's.
+        self._trusted = trusted or root
+        self._folders: dict[str, int] = {}  # open folders by relative name ("" is the root); top level only
+
+    def __enter__(self) -> LocalFiles:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        for fd in self._folders.values():
+            os.close(fd)
+        self._folders.clear()
 
     def clean_spool(self, older_than_s: float = 3600) -> None:
-        """Remove half-written copies a killed run left behind (never a live run's: they are young)."""
-        if not self._spool.is_dir():
+        """Remove half-written copies a killed run left behind (never a live run's: they are young).
+
+        Only names of opsctl's own spool form that are plain files: never someone else's, never through a link.
+        """
+        try:
+            with self._folder(SPOOL) as spool, os.scandir(spool) as entries:
+                for entry in entries:
+                    if _SPOOLED.fullmatch(entry.name) and _stale(entry, older_than_s):
+                        with suppress(FileNotFoundError):
+                            os.unlink(entry.name, dir_fd=spool)
+        except FileNotFoundError:
             return
-        for entry in self._spool.iterdir():
-            if time.time() - entry.stat().st_mtime > older_than_s:
-                entry.unlink(missing_ok=True)
+
+    def check_layout(self) -> None:
+        """Refuse a link among the repository's folders (the top level and data/xx), before restic writes there."""
+        for folder in ("", "data"):
+            try:
+                with self._folder(folder) as fd, os.scandir(fd) as entries:
+                    for entry in entries:
+                        if entry.is_symlink():
+                            raise hostile(self.display, "a symbolic link", posixpath.join(folder, entry.name))
+            except FileNotFoundError:
+                continue
 
     def list(self, folder: str) -> set[str]:
-        top = self.root / folder
         found: set[str] = set()
-        for dirpath, _, filenames in os.walk(top):
-            relative = Path(dirpath).relative_to(self.root)
-            found.update(str(relative / name) for name in filenames)
+        try:
+            with self._folder(folder) as fd:
+                self._walk(fd, folder, found)
+        except FileNotFoundError:
+            pass
         return found
 
+    def _walk(self, fd: int, relative: str, found: set[str]) -> None:
+        """Files below an open folder, down to restic's depth (data/xx/ID); a link or a device is refused."""
+        with os.scandir(fd) as entries:
+            for entry in entries:
+                name = f"{relative}/{entry.name}"
+                if entry.is_file(follow_symlinks=False):
+                    found.add(name)
+                elif entry.is_dir(follow_symlinks=False):
+                    if name.count("/") <= _DEEPEST_FOLDER:
+                        self._walk_into(fd, entry.name, name, found)
+                else:
+                    raise hostile(self.display, _odd(entry.is_symlink()), name)
+
+    def _walk_into(self, parent: int, part: str, name: str, found: set[str]) -> None:
+        try:
+            fd = self._open_folder(parent, part, name)
+        except FileNotFoundError:  # removed meanwhile (a prune): as os.walk, skipped
+            return
+        try:
+            self._walk(fd, name, found)
+        finally:
+            os.close(fd)
+
     def read(self, name: str) -> bytes:
-        return (self.root / name).read_bytes()
+        check_writable(name, self.display)
+        folder, base = posixpath.split(name)
+        with self._folder(folder) as parent:
+            fd = self._open_file(parent, base, name)
+        with os.fdopen(fd, "rb") as handle:
+            return handle.read()
 
     def exists(self, name: str) -> bool:
-        return (self.root / name).exists()
+        check_writable(name, self.display)
+        folder, base = posixpath.split(name)
+        try:
+            with self._folder(folder) as parent:
+                mode = os.stat(base, dir_fd=parent, follow_symlinks=False).st_mode
+        except FileNotFoundError:
+            return False
+        if not stat.S_ISREG(mode):
+            raise hostile(self.display, _odd(stat.S_ISLNK(mode)), name)
+        return True
 
     def make_layout(self) -> None:
         """The folders restic init creates, so a seeded replica looks like any other repository."""
         for folder in repository_folders():
-            (self.root / folder).mkdir(parents=True, exist_ok=True, mode=0o700)
+            with self._folder(folder, create=True):
+                pass
 
     def write_new(self, name: str, content: bytes) -> bool:
-        final = self.root / name
-        final.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        self._spool.mkdir(exist_ok=True, mode=0o700)
-        spooled = self._spool / f"{final.name}.{uuid.uuid4().hex[:8]}"
+        check_writable(name, self.display)
+        folder, base = posixpath.split(name)
         try:
-            create_synced(spooled, content, 0o400)  # restic keeps its files read-only too
-            _link_new(spooled, final)
-        except FileExistsError:
-            return False
+            with self._folder(folder, create=True) as parent, self._folder(SPOOL, create=True) as spool:
+                return _put(spool, parent, base, content)
         except OSError as exc:
             if exc.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise TargetFull(f"{self.display} is full",
                                  "free space on that disk; the next backup completes the copy") from None
             raise
+
+    @contextmanager
+    def _folder(self, relative: str, create: bool = False) -> Iterator[int]:
+        """An open folder of the repository, reached from the root without following any link."""
+        fd, walked, opened = self._root(), "", []
+        try:
+            for part in relative.split("/") if relative else ():
+                walked = posixpath.join(walked, part)
+                known = self._folders.get(walked)
+                if known is None:
+                    known = self._open_folder(fd, part, walked, create)
+                    if "/" in walked:  # data/xx: 256 of them, opened per use (open files are limited)
+                        opened.append(known)
+                    else:
+                        self._folders[walked] = known
+                fd = known
+            yield fd
         finally:
-            spooled.unlink(missing_ok=True)
-        sync_folder(final.parent)
-        return True
+            for each in opened:
+                os.close(each)
+
+    def _root(self) -> int:
+        if "" not in self._folders:
+            fd = os.open(self._trusted, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            for part in self.root.relative_to(self._trusted).parts:
+                try:
+                    child = self._open_folder(fd, part, str(self.root))
+                finally:
+                    os.close(fd)
+                fd = child
+            self._folders[""] = fd
+        return self._folders[""]
+
+    def _open_folder(self, parent: int, part: str, name: str, create: bool = False) -> int:
+        if part in (".", "..", ""):
+            raise hostile(self.display, "a name outside its folder", name)
+        try:
+            return _open_at(parent, part, _FOLDER, self.display, name)
+        except FileNotFoundError:
+            if not create:
+                raise
+        with suppress(FileExistsError):
+            os.mkdir(part, 0o700, dir_fd=parent)
+        return _open_at(parent, part, _FOLDER, self.display, name)
+
+    def _open_file(self, parent: int, base: str, name: str) -> int:
+        fd = _open_at(parent, base, _READ, self.display, name)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise hostile(self.display, _odd(False), name)
+        return fd
+
+
+def _open_at(parent: int, part: str, flags: int, display: str, name: str) -> int:
+    """os.open relative to a folder; a link there (ELOOP) or a file where a folder belongs (ENOTDIR) is hostile."""
+    try:
+        return os.open(part, flags, dir_fd=parent)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise hostile(display, "a symbolic link", name) from None
+        if exc.errno == errno.ENOTDIR:
+            raise hostile(display, "a file where restic keeps a folder", name) from None
+        raise
+
+
+def _odd(link: bool) -> str:
+    return "a symbolic link" if link else "a device, pipe or socket where restic keeps a file"
+
+
+def _stale(entry: os.DirEntry[str], older_than_s: float) -> bool:
+    """A plain file (never a link, never followed) not touched for older_than_s."""
+    info = entry.stat(follow_symlinks=False)
+    return stat.S_ISREG(info.st_mode) and time.time() - info.st_mtime > older_than_s
+
+
+def _put(spool: int, parent: int, base: str, content: bytes) -> bool:
+    """Write aside in the spool, then link into place; False when the name was already there."""
+    spooled = f"{base}.{secrets.token_hex(4)}"
+    try:
+        _create_synced(spool, spooled, content)
+        try:
+            _link_new(spool, spooled, parent, base)
+        except FileExistsError:
+            return False
+    finally:
+        with suppress(FileNotFoundError):
+            os.unlink(spooled, dir_fd=spool)
+    os.fsync(parent)
+    return True
+
+
+def _create_synced(folder: int, name: str, content: bytes) -> None:
+    """A new file in an open folder (never an existing name, never through a link), all of content on disk."""
+    fd = os.open(name, _NEW_FILE, 0o400, dir_fd=folder)  # read-only: restic keeps its files so too
+    try:
+        view = memoryview(content)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _empty_or_unfinished_replica(path: Path) -> bool:
-    """Empty, or only restic's folders with no config: a replica whose set-up was cut off may be finished."""
-    allowed = {"keys", "locks", "snapshots", "index", "data", ".opsctl-incoming"}
-    return not (path / "config").exists() and all(e.name in allowed and e.is_dir() for e in path.iterdir())
+    """Empty, or only restic's folders (no config): a replica whose set-up was cut off may be finished."""
+    allowed = {"keys", "locks", "snapshots", "index", "data", SPOOL}
+    with os.scandir(path) as entries:  # a link is never a folder here: it is someone else's file
+        return all(e.name in allowed and e.is_dir(follow_symlinks=False) for e in entries)
 
 
-def _link_new(spooled: Path, final: Path) -> None:
+def _link_new(spool: int, spooled: str, parent: int, base: str) -> None:
     """Put a file in place without ever replacing one; shares without hard links fall back to a checked rename."""
     try:
-        os.link(spooled, final)
+        os.link(spooled, base, src_dir_fd=spool, dst_dir_fd=parent, follow_symlinks=False)
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EOPNOTSUPP, errno.ENOTSUP, errno.EXDEV):
             raise
-        if final.exists():
-            raise FileExistsError(final) from None
-        os.rename(spooled, final)
+        try:
+            os.stat(base, dir_fd=parent, follow_symlinks=False)
+        except FileNotFoundError:
+            os.rename(spooled, base, src_dir_fd=spool, dst_dir_fd=parent)
+            return
+        raise FileExistsError(base) from None

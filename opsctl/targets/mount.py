@@ -22,6 +22,10 @@ class MountTarget(LocalTarget[MountTargetConfig]):
         self._require_mount()
         super().prepare_init()
 
+    def trusted_path(self) -> Path:
+        """The share's mount point: below it the NAS decides what is a link, and none is followed."""
+        return self._mount_point() or self.path
+
     def _require_mount(self) -> None:
         if self.config.require_mountpoint and self._mount_point() is None:
             raise TargetUnreachable(

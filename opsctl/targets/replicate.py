@@ -20,7 +20,16 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from opsctl.targets.base import REPLICATION_ORDER, RepositoryFiles
-from opsctl.targets.errors import MISSING_REPOSITORY_HINT, DamagedFile, NotAReplica, ReplicaChanged, TargetUnreachable
+from opsctl.targets.errors import (
+    MISSING_REPOSITORY_HINT,
+    DamagedFile,
+    NotAReplica,
+    ReplicaChanged,
+    TargetError,
+    TargetUnreachable,
+    hostile,
+    shown,
+)
 
 log = logging.getLogger(__name__)
 
@@ -58,35 +67,76 @@ def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display:
 
 
 FORGOTTEN = ".opsctl-forgotten"
-_ID = re.compile(r"^[0-9a-f]{64}$")
+_ID = re.compile(r"[0-9a-f]{64}")
+_FLAT_FOLDERS = ("keys", "index", "snapshots")
 _DATA_FILE_DEPTH = 3  # data/<first two hex digits of the ID>/<ID>
+# Path parts no honest listing holds: they climb out of the folder listed, or name it twice.
+_CLIMBING = frozenset({"", ".", ".."})
+
+
+def restic_name(name: str) -> bool:
+    """Exactly restic's layout: config, keys|index|snapshots/<ID>, data/<first two of ID>/<ID> (ID: 64 hex)."""
+    if name == "config":
+        return True
+    parts = name.split("/")
+    if len(parts) == _DATA_FILE_DEPTH - 1:
+        return parts[0] in _FLAT_FOLDERS and _ID.fullmatch(parts[1]) is not None
+    return (len(parts) == _DATA_FILE_DEPTH and parts[0] == "data" and _ID.fullmatch(parts[2]) is not None
+            and parts[1] == parts[2][:2])
+
+
+def writable_name(name: str) -> bool:
+    """A name opsctl may create in a target: a restic file, or a mark of a forgotten snapshot."""
+    folder, _, snapshot_id = name.partition("/")
+    return restic_name(name) or (folder == FORGOTTEN and _ID.fullmatch(snapshot_id) is not None)
+
+
+def climbs(name: str) -> bool:
+    """True for a name that leaves its folder (`..`), is absolute, or is no plain relative path."""
+    return "\x00" in name or any(part in _CLIMBING for part in name.split("/"))
+
+
+def check_writable(name: str, display: str) -> None:
+    """Refuse, before any write, a name outside restic's layout (callers filter listings first: a bug otherwise)."""
+    if not writable_name(name):
+        raise TargetError(f"opsctl refused to write {shown(name)} to {display}: not a name in restic's layout",
+                          "nothing was written; this is a bug in opsctl, please report it")
+
+
+def listed_names(files: RepositoryFiles, folder: str) -> set[str]:
+    """What a target lists under one folder; a name that climbs out of it means the target is hostile."""
+    names = files.list(folder)
+    for name in names:
+        if climbs(name) or not name.startswith(f"{folder}/"):
+            raise hostile(display_of(files), "a name outside its folder", name)
+    return names
+
+
+def display_of(files: RepositoryFiles) -> str:
+    """The target's display name (every RepositoryFiles of opsctl has one)."""
+    return str(getattr(files, "display", "a target"))
 
 
 def restic_files(files: RepositoryFiles, folder: str) -> set[str]:
-    """The files restic itself would read: content-addressed names only.
+    """The files restic itself would read: content-addressed names in restic's exact layout only.
 
     restic writes `ID-tmp-N` files and renames them when complete; a killed run leaves them
-    behind, and they are not part of the repository (nor are other tools' stray files).
+    behind, and they are not part of the repository (nor are other tools' stray files): ignored.
     """
-    found = set()
-    for name in files.list(folder):
-        parts = name.split("/")
-        if not _ID.match(parts[-1]):
-            continue
-        if folder == "data" and (len(parts) != _DATA_FILE_DEPTH or parts[1] != parts[2][:2]):
-            continue
-        found.add(name)
-    return found
+    return {name for name in listed_names(files, folder) if restic_name(name)}
 
 
 def forgotten(dest: RepositoryFiles) -> set[str]:
     """Snapshot IDs this target's own prune removed: replication must not bring them back."""
-    return {posixpath.basename(name) for name in dest.list(FORGOTTEN)}
+    marks = (name.partition("/")[2] for name in listed_names(dest, FORGOTTEN))
+    return {mark for mark in marks if _ID.fullmatch(mark)}
 
 
 def mark_forgotten(dest: RepositoryFiles, snapshot_ids: Iterable[str]) -> None:
     """Remember, in the target itself, snapshots about to be forgotten there (for every policy and host)."""
     for snapshot_id in snapshot_ids:
+        if not _ID.fullmatch(snapshot_id):  # restic reported it from that target's files
+            raise hostile(display_of(dest), "a snapshot whose ID is not one", snapshot_id)
         dest.write_new(f"{FORGOTTEN}/{snapshot_id}", b"")
 
 
@@ -104,7 +154,7 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Calla
     copied: dict[str, list[str]] = {}
     size = 0
     for folder in REPLICATION_ORDER:
-        missing = sorted(listed[folder] - dest.list(folder) - skip)
+        missing = sorted(listed[folder] - listed_names(dest, folder) - skip)
         log.debug("%d files of %s to copy", len(missing), folder)
         for name in missing:
             if cancelled is not None and cancelled.is_set():
@@ -122,7 +172,7 @@ def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Calla
 def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> None:
     """A prune by another restic client during the copy can delete packs whose snapshot had not arrived."""
     for folder in ("data", "index"):
-        gone = set(copied.get(folder, ())) - dest.list(folder)
+        gone = set(copied.get(folder, ())) - listed_names(dest, folder)
         if gone:
             raise ReplicaChanged(
                 f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
@@ -131,6 +181,8 @@ def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> N
 
 def copy_file(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
     """Copy one content-addressed file, checked against its name; 0 when dest already had it."""
+    if not restic_name(name):  # rotate and seed pass names straight from a listing: never trust them here
+        raise hostile(display_of(source), "a file outside restic's layout", name)
     content = source.read(name)
     expected = posixpath.basename(name)
     if hashlib.sha256(content).hexdigest() != expected:

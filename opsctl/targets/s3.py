@@ -18,7 +18,8 @@ import botocore.exceptions
 from opsctl.policy.model import S3TargetConfig, check_private_file
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact
-from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable
+from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
+from opsctl.targets.replicate import check_writable, climbs
 
 # boto3's S3 client, typed by mypy-boto3-s3 (not installed: boto3-stubs alone types client("s3") as Any).
 S3Client = Any
@@ -192,14 +193,23 @@ class S3Files:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                       Prefix=f"{self.prefix}{folder}/")
         for page in pages:
-            found.update(item["Key"][len(self.prefix):] for item in page.get("Contents", ()))
+            found.update(self._listed(item["Key"], folder) for item in page.get("Contents", ()))
         return found
 
+    def _listed(self, key: str, folder: str) -> str:
+        """A key the bucket listed, as a repository name; one outside the folder asked for (`..`) is hostile."""
+        name = key.removeprefix(self.prefix)
+        if not key.startswith(f"{self.prefix}{folder}/") or climbs(name):
+            raise hostile(self.display, "a key outside its folder", key)
+        return name
+
     def read(self, name: str) -> bytes:
+        check_writable(name, self.display)
         data: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
         return data
 
     def exists(self, name: str) -> bool:
+        check_writable(name, self.display)
         try:
             self.client.head_object(Bucket=self.bucket, Key=self.prefix + name)
         except botocore.exceptions.ClientError as exc:
@@ -217,6 +227,7 @@ class S3Files:
     def write_new(self, name: str, content: bytes) -> bool:
         # Content-addressed names (all but config) hold the same bytes wherever they exist, so only the
         # config needs the extra round trip to be sure nothing is replaced.
+        check_writable(name, self.display)
         if name == "config" and self.exists(name):
             return False
         self.client.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=content)

@@ -6,9 +6,10 @@ The host key is always pinned by the policy's known_hosts file; opsctl never tur
 from __future__ import annotations
 
 import posixpath
+import re
+import secrets
 import stat
 import time
-import uuid
 from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager, suppress
@@ -18,12 +19,16 @@ import paramiko
 from opsctl.policy.model import SftpTargetConfig
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
-from opsctl.targets.errors import TargetFull, TargetUnreachable
+from opsctl.targets.errors import TargetFull, TargetUnreachable, hostile
+from opsctl.targets.replicate import check_writable
 
 CONNECT_TIMEOUT_S = 15
 SSH_PORT = 22  # the default: not written into display names and ssh-keyscan hints
 _LISTERS = 4
 _PARALLEL_LISTING_FROM = 8  # folders; fewer are listed over the one session (extra channels cost round trips)
+SPOOL = ".opsctl-incoming"
+_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new names its spooled copies
+_DATA_FOLDER = re.compile(r"[0-9a-f]{2}")
 
 
 class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
@@ -134,48 +139,70 @@ def _pin_hint(c: SftpTargetConfig) -> str:
 class SftpFiles:
     """A repository's files over one SFTP session; new files are written aside, then renamed in place.
 
-    OpenSSH's SFTP rename refuses to replace an existing file, so a file is never overwritten.
+    OpenSSH's SFTP rename refuses to replace an existing file, so a file is never overwritten. The NAS
+    may be hostile: listings come from lstat, a link anywhere in the repository is refused, and the
+    clean-up deletes only opsctl's own spooled names.
     """
 
     def __init__(self, sftp: paramiko.SFTPClient, root: str, display: str) -> None:
         self.sftp = sftp
         self.root = root
         self.display = display
-        self._spool = posixpath.join(root, ".opsctl-incoming")
+        self._spool = posixpath.join(root, SPOOL)
         self._made: set[str] = set()
 
     def list(self, folder: str) -> set[str]:
         found: set[str] = set()
-        self._walk(folder, found)
+        if self._folder_kind(folder) is not None:
+            self._walk(folder, found)
         return found
 
     def clean_spool(self, older_than_s: float = 3600) -> None:
         """Remove half-written copies a killed run left behind (never a live run's: they are young)."""
-        try:
-            entries = self.sftp.listdir_attr(self._spool)
-        except FileNotFoundError:
+        if self._folder_kind(SPOOL) is None:
             return
-        for entry in entries:
-            if time.time() - (entry.st_mtime or 0) > older_than_s:
+        for entry in self.sftp.listdir_attr(self._spool):
+            mode = entry.st_mode or 0
+            if (_SPOOLED.fullmatch(entry.filename) and stat.S_ISREG(mode)
+                    and time.time() - (entry.st_mtime or 0) > older_than_s):
                 self._remove_quietly(posixpath.join(self._spool, entry.filename))
+
+    def _folder_kind(self, relative: str) -> int | None:
+        """A folder's mode by lstat (None when missing); a link or a file in its place is refused."""
+        try:
+            mode = self.sftp.lstat(posixpath.join(self.root, relative)).st_mode or 0
+        except FileNotFoundError:
+            return None
+        if not stat.S_ISDIR(mode):
+            raise hostile(self.display, _odd(mode) if stat.S_ISLNK(mode) else "a file where restic keeps a folder",
+                          relative)
+        return mode
 
     def _walk(self, relative: str, found: set[str]) -> None:
         subfolders = []
         for entry in self._entries(self.sftp, relative):
             name = f"{relative}/{entry.filename}"
-            if stat.S_ISDIR(entry.st_mode or 0):
-                subfolders.append(name)
+            mode = entry.st_mode or 0
+            if stat.S_ISDIR(mode):
+                if relative == "data" and _DATA_FOLDER.fullmatch(entry.filename):
+                    subfolders.append(name)  # restic keeps no other folder: nothing else is walked into
             else:
-                found.add(name)
+                found.add(self._plain(name, mode))
         if subfolders:
             found.update(self._list_files(subfolders))
+
+    def _plain(self, name: str, mode: int) -> str:
+        """A listed name, refused when it is a link or a device (listings carry lstat's mode: no extra trip)."""
+        if stat.S_ISLNK(mode) or stat.S_ISCHR(mode) or stat.S_ISBLK(mode) or stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode):
+            raise hostile(self.display, _odd(mode), name)
+        return name
 
     def _list_files(self, folders: Sequence[str]) -> set[str]:
         """Files of many folders (data/00..ff) over a few SFTP channels at once: 256 round trips hurt on a WAN."""
         channel = self.sftp.get_channel()
         transport = channel.get_transport() if channel is not None else None
         if transport is None or len(folders) < _PARALLEL_LISTING_FROM:
-            return {f"{f}/{e.filename}" for f in folders for e in self._entries(self.sftp, f)}
+            return self._files_in(self.sftp, folders)
         shares = [folders[i::_LISTERS] for i in range(_LISTERS)]
         with ThreadPoolExecutor(max_workers=_LISTERS) as pool:
             parts = pool.map(lambda share: self._list_with_own_channel(transport, share), shares)
@@ -184,7 +211,11 @@ class SftpFiles:
     def _list_with_own_channel(self, transport: paramiko.Transport, folders: Sequence[str]) -> set[str]:
         # One SFTPClient must not serve two threads' requests at once (responses get mixed up).
         with paramiko.SFTPClient.from_transport(transport) as sftp:
-            return {f"{f}/{e.filename}" for f in folders for e in self._entries(sftp, f)}
+            return self._files_in(sftp, folders)
+
+    def _files_in(self, sftp: paramiko.SFTPClient, folders: Sequence[str]) -> set[str]:
+        return {self._plain(f"{f}/{e.filename}", e.st_mode or 0) for f in folders for e in self._entries(sftp, f)
+                if not stat.S_ISDIR(e.st_mode or 0)}
 
     def _entries(self, sftp: paramiko.SFTPClient, relative: str) -> Sequence[paramiko.SFTPAttributes]:
         try:
@@ -194,16 +225,22 @@ class SftpFiles:
         return entries
 
     def read(self, name: str) -> bytes:
+        check_writable(name, self.display)
         with self.sftp.open(posixpath.join(self.root, name), "rb") as handle:
-            handle.prefetch()
+            attrs = handle.stat()  # prefetch would ask for it anyway: no extra round trip
+            if not stat.S_ISREG(attrs.st_mode or 0):  # e.g. a link to a device: reading would never end
+                raise hostile(self.display, _odd(attrs.st_mode or 0), name)
+            handle.prefetch(attrs.st_size)
             data: bytes = handle.read()
             return data
 
     def exists(self, name: str) -> bool:
+        check_writable(name, self.display)
         try:
-            self.sftp.stat(posixpath.join(self.root, name))
+            mode = self.sftp.lstat(posixpath.join(self.root, name)).st_mode or 0
         except FileNotFoundError:
             return False
+        self._plain(name, mode)
         return True
 
     def make_layout(self) -> None:
@@ -211,12 +248,13 @@ class SftpFiles:
             self._mkdirs(posixpath.join(self.root, folder))
 
     def write_new(self, name: str, content: bytes) -> bool:
+        check_writable(name, self.display)
         final = posixpath.join(self.root, name)
         self._mkdirs(posixpath.dirname(final))
         self._mkdirs(self._spool)
-        spooled = posixpath.join(self._spool, f"{posixpath.basename(name)}.{uuid.uuid4().hex[:8]}")
+        spooled = posixpath.join(self._spool, f"{posixpath.basename(name)}.{secrets.token_hex(4)}")
         try:
-            with self.sftp.open(spooled, "wb") as handle:
+            with self.sftp.open(spooled, "wxb") as handle:  # O_EXCL: never into a name (or link) already there
                 handle.chmod(0o600)  # before any byte: the NAS's umask may let other accounts read
                 handle.set_pipelined(True)
                 handle.write(content)
@@ -241,14 +279,25 @@ class SftpFiles:
             self.sftp.remove(path)
 
     def _mkdirs(self, path: str) -> None:
+        """Make a folder of the repository (and its parents); checked by lstat once a session: never a link."""
         if path in self._made or path in ("", "/"):
             return
+        inside = path != self.root and path.startswith(self.root.rstrip("/") + "/")
         try:
-            self.sftp.stat(path)
+            mode = self.sftp.lstat(path).st_mode or 0
         except FileNotFoundError:
             self._mkdirs(posixpath.dirname(path))
             try:
                 self.sftp.mkdir(path, mode=0o700)
             except OSError:
-                self.sftp.stat(path)  # made by someone else meanwhile is fine; anything else raises
+                mode = self.sftp.lstat(path).st_mode or 0  # made by someone else meanwhile is fine
+            else:
+                mode = stat.S_IFDIR
+        if inside and not stat.S_ISDIR(mode):  # above the root, the path is the operator's own
+            raise hostile(self.display, _odd(mode) if stat.S_ISLNK(mode) else "a file where restic keeps a folder",
+                          posixpath.relpath(path, self.root))
         self._made.add(path)
+
+
+def _odd(mode: int) -> str:
+    return "a symbolic link" if stat.S_ISLNK(mode) else "a device, pipe or socket where restic keeps a file"
