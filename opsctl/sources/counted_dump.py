@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 
 from opsctl.manifest import Census, DumpFacts
 from opsctl.process import StreamTail, piped, read_chunks, widen_pipe
-from opsctl.sources.errors import DumpFailed
+from opsctl.sources.errors import DumpFailed, database_error_text
 from opsctl.sources.redact import redact_tool_output
 
 
@@ -57,7 +57,7 @@ class CountedDump:
         """Counts first: a failed count session can also be why the dump tool lost its snapshot."""
         if isinstance(self._census, Exception):
             raise DumpFailed(f"reading the row counts of database {self.database} failed: "
-                             f"{redact_tool_output(str(self._census))}",
+                             f"{database_error_text(self._census)}",
                              f"{self.census_hint}; no snapshot was kept from this run")
         if code != 0:
             detail = redact_tool_output(self._stderr.text()) or f"exit status {code}"

@@ -15,7 +15,14 @@ from psycopg import sql
 from psycopg.rows import TupleRow
 
 from opsctl.manifest import TableStats
-from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DatabaseMissing, DatabaseUnreachable, ToolMissing
+from opsctl.sources.errors import (
+    DatabaseAuthFailed,
+    DatabaseError,
+    DatabaseMissing,
+    DatabaseUnreachable,
+    ToolMissing,
+    database_error_text,
+)
 
 # Leaf tables that hold rows (partitions included, partitioned parents excluded: their rows live
 # in the partitions), leaving out system schemas and tables owned by extensions.
@@ -57,10 +64,10 @@ class PgServer:
                 application_name="opsctl", connect_timeout=10, autocommit=autocommit,
             )
         except psycopg.OperationalError as exc:
-            raise self._connect_error(database, str(exc)) from None
+            raise self._connect_error(database, exc) from None
 
-    def _connect_error(self, database: str, text: str) -> Exception:
-        lowered = text.lower()
+    def _connect_error(self, database: str, exc: psycopg.OperationalError) -> Exception:
+        lowered = str(exc).lower()  # matched here only: the message shows the redacted first line
         where = f"{self.display}/{database}"
         if any(m in lowered for m in ("password authentication failed", "no password supplied", "pg_hba.conf",
                                       "permission denied for database")):
@@ -69,8 +76,7 @@ class PgServer:
         if "does not exist" in lowered and "database" in lowered:
             return DatabaseMissing(f"database {database} does not exist at {self.display}",
                                    "check database.names in the policy")
-        first_line = text.strip().splitlines()[0] if text.strip() else "no answer"
-        return DatabaseUnreachable(f"cannot connect to PostgreSQL at {where}: {first_line}",
+        return DatabaseUnreachable(f"cannot connect to PostgreSQL at {where}: {database_error_text(exc)}",
                                    "check that the server is running and database.host/port are right")
 
     @contextmanager
