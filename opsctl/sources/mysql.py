@@ -23,7 +23,7 @@ from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
 from opsctl.sources.base import Destination
-from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed
+from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed, database_error_text
 from opsctl.sources.mysql_census import sequence_values
 from opsctl.sources.mysql_client import (
     NO_PRIVILEGE,
@@ -171,7 +171,7 @@ class MySQLSource:
                     raise DestinationRefused(f"user {self.server.user} may not create databases on "
                                              f"{self.server.display}",
                                              f"grant it: GRANT ALL ON *.* TO {self.server.user}") from None
-                raise RestoreFailed(f"cannot create database {staging}: error {exc.args[0]}") from None
+                raise RestoreFailed(f"cannot create database {staging}: {database_error_text(exc)}") from None
             # What lets a later run remove it if this one is killed; a publish creates a new, unmarked database.
             _set_mark(cur, staging)
         return staging
@@ -203,8 +203,8 @@ class MySQLSource:
                 tables = [name for name, _ in base_tables(cur, staging)]
                 return CensusPlan(staging, tuple(tables), (), expected.fingerprint_salt, sequence_values(cur, staging),
                                   expected.census.methods()).take(cur)
-        except pymysql.err.MySQLError as exc:  # the server's text may quote a value: only its code is shown
-            raise RestoreFailed(f"computing the fingerprints of {staging} failed (error {exc.args[0]})",
+        except pymysql.err.MySQLError as exc:
+            raise RestoreFailed(f"computing the fingerprints of {staging} failed: {database_error_text(exc)}",
                                 f"{self.server.user} needs SELECT on every table it restored") from None
 
     def publish(self, staging: str, destination: Destination) -> str | None:

@@ -18,7 +18,14 @@ from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
 from opsctl.sources.base import Destination
 from opsctl.sources.counted_dump import CountedDump
-from opsctl.sources.errors import DatabaseAuthFailed, DatabaseError, DatabaseMissing, DestinationRefused, RestoreFailed
+from opsctl.sources.errors import (
+    DatabaseAuthFailed,
+    DatabaseError,
+    DatabaseMissing,
+    DestinationRefused,
+    RestoreFailed,
+    database_error_text,
+)
 from opsctl.sources.pg_census import sequence_values, take_census
 from opsctl.sources.pg_client import (
     PgServer,
@@ -143,8 +150,8 @@ class PostgresSource:
                 conn.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
                 return take_census(conn, expected.fingerprint_salt, sequence_values(conn), expected.census.methods(),
                                    expected.server_version)
-        except psycopg.Error as exc:  # the server's text may quote a value: only its class is shown
-            raise RestoreFailed(f"computing the fingerprints of {staging} failed ({exc.__class__.__name__})",
+        except psycopg.Error as exc:
+            raise RestoreFailed(f"computing the fingerprints of {staging} failed: {database_error_text(exc)}",
                                 f"{self.server.user} needs to read every table and large object it restored") from None
 
     def publish(self, staging: str, destination: Destination) -> str | None:

@@ -16,7 +16,7 @@ from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
 from opsctl.sources import census
 from opsctl.sources.base import Destination
-from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed
+from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed, database_error_text
 from opsctl.sources.sqlite_publish import publish_file, remove_with_sidecars
 
 DUMP_FORMAT = "SQLite database file (online backup API copy)"
@@ -123,7 +123,7 @@ class SQLiteSource:
             with closing(_open(self.path)) as conn:
                 tables = conn.execute("SELECT count(*) FROM sqlite_schema WHERE type = 'table'").fetchone()[0]
         except sqlite3.Error as exc:
-            raise DatabaseMissing(f"the SQLite database {self.path} cannot be read: {exc}",
+            raise DatabaseMissing(f"the SQLite database {self.path} cannot be read: {database_error_text(exc)}",
                                   "check the file and its permissions") from None
         return f"{self.path} opens ({tables} tables, SQLite {sqlite3.sqlite_version})"
 
@@ -141,7 +141,7 @@ class SQLiteSource:
                 with closing(_open(copy, private=True)) as conn:
                     found = take_census(conn, census.new_salt())
             except sqlite3.Error as exc:
-                raise DumpFailed(f"copying the SQLite database {self.path} failed: {exc}",
+                raise DumpFailed(f"copying the SQLite database {self.path} failed: {database_error_text(exc)}",
                                  "no snapshot was kept from this run") from None
             facts = DumpFacts.of(found, engine="sqlite", database=self.database, dump_format=DUMP_FORMAT,
                                  server_version=sqlite3.sqlite_version)
@@ -186,7 +186,7 @@ class SQLiteSource:
                                         "restore an earlier snapshot; this one may be damaged")
                 return row_counts(conn)
         except sqlite3.DatabaseError as exc:
-            raise RestoreFailed(f"the restored SQLite file cannot be opened: {exc}") from None
+            raise RestoreFailed(f"the restored SQLite file cannot be opened: {database_error_text(exc)}") from None
 
     def census(self, staging: str, expected: DumpFacts) -> Census:
         """Fingerprints and inventory of a restored file (after SQLite's own integrity check)."""
