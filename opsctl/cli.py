@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import io
 import logging
 import signal
 import sys
@@ -45,6 +46,10 @@ pass_app = click.make_pass_decorator(App)
 class OpsctlGroup(click.Group):
     """The last line of defence: an error outside a command's run is still calm, never a traceback."""
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        _tolerant_output()
+        return super().main(*args, **kwargs)
+
     def invoke(self, ctx: click.Context) -> Any:
         given = _unparsed(ctx)
         try:
@@ -68,6 +73,17 @@ class OpsctlGroup(click.Group):
                 f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
                 "run the same command with --verbose to see where it happened, and report it")))
             ctx.exit(ExitCode.FAILURE)
+
+
+def _tolerant_output() -> None:
+    """Echoing a name that came in as bytes that are not UTF-8 (a file, a target) must not crash the output.
+
+    Python hands such bytes over as lone surrogates, which strict UTF-8 output refuses: they are
+    written as backslash escapes instead (inside JSON, a valid escape).
+    """
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
 
 
 def _unparsed(ctx: click.Context) -> list[str]:

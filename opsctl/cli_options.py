@@ -51,7 +51,8 @@ class Moment(_TimeParam):
             return value
         try:
             moment = datetime.fromisoformat(value.strip())
-        except ValueError:
+            # Local time of the first or last day there is can fall outside the calendar once zoned.
+            return moment if moment.tzinfo else moment.astimezone()
+        except (ValueError, OverflowError, OSError):
             self.fail(f"'{value}' is not a time; write it like \"2026-11-20 03:00\" (local time) "
                       "or 2026-11-20T03:00:00+00:00", param, ctx)
-        return moment if moment.tzinfo else moment.astimezone()

@@ -46,7 +46,12 @@ def _check_report(session: Session, path: Path) -> ReportChecked:
 
 
 def _unsealed(path: Path) -> ReportCheck:
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as exc:  # e.g. a name longer than the system allows
+        raise BadInput(f"cannot look at {path}: {exc.strerror or exc.__class__.__name__}",
+                       "give the path of a report: opsctl report list shows verifications") from None
+    if not found:
         raise BadInput(f"there is no file {path}", "give the path of a report: opsctl report list shows "
                                                    "verifications, opsctl drill --history shows drills")
     return sealed.check_file(path)

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.durable import replace_synced
+from opsctl.policy.trust import check_state_dir
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ def _locked(state_dir: Path) -> Iterator[None]:
     """One writer at a time: read, merge and replace happen under this lock."""
     folder = runs_dir(state_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_state_dir(state_dir)  # never write into a folder another user controls (the run says why)
     fd = os.open(folder / ".lock", os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl import __version__
+from opsctl.policy.trust import check_state_dir
 
 OUTCOMES = ("ok", "partial", "failed", "refused", "busy", "interrupted")
 
@@ -71,6 +72,7 @@ def append(log_path: Path, entry: AuditEntry) -> None:
     """Append one line under an exclusive lock and flush it to disk before returning."""
     line = (json.dumps(entry.to_json(), sort_keys=True, default=str) + "\n").encode()
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    check_state_dir(log_path.parent)  # never write into a folder another user controls (the run says why)
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
 from opsctl.errors import BadInput, PolicyInvalid
+from opsctl.policy import trust
 from opsctl.policy.model import (
     NAME_PATTERN,
     NAME_RULE,
@@ -31,6 +32,10 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
     seen: dict[Any, bool] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node)
+        if not _hashable(key):  # `? [a]: 1` or `{[1]: x}`: valid YAML, but no Python mapping can hold it
+            raise yaml.constructor.ConstructorError(
+                None, None, "a key must be a plain word such as name: or targets:, not a list or mapping",
+                key_node.start_mark)
         if key in seen:
             line = key_node.start_mark.line + 1
             raise yaml.constructor.ConstructorError(
@@ -43,11 +48,23 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
 
+def _hashable(value: object) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
 def load_policy(path: Path) -> Policy:
-    """Load and validate a policy file; raise PolicyInvalid listing every problem found."""
+    """Load and validate a policy file; raise PolicyInvalid listing every problem found.
+
+    A file another user could change is refused before it is read (trust.py): its commands never run.
+    """
+    trust.check_trusted(path, "the policy file")
     data = read_yaml(path)
     try:
-        return Policy.model_validate(data, context={"base_dir": path.resolve().parent})
+        policy = Policy.model_validate(data, context={"base_dir": path.resolve().parent})
     except ValidationError as exc:
         errors = _without_consequences(exc.errors())
         problems = [describe_error(err) for err in errors] + _duplicate_target_names(data)
@@ -55,6 +72,8 @@ def load_policy(path: Path) -> Policy:
         if isinstance(database, dict) and "name" in database:  # `name: x` is read as `names: [x]`
             problems = [p.replace("'database.names[0]'", "'database.name'") for p in problems]
         raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
+    trust.check_state_dir(policy.state_dir or default_state_dir(policy.name))
+    return policy
 
 
 def _without_consequences(errors: list[ErrorDetails]) -> list[ErrorDetails]:
@@ -68,7 +87,8 @@ def _duplicate_target_names(data: dict[Any, Any]) -> list[str]:
     """Checked on the raw file too, so a clash is reported even while other target fields fail."""
     targets = data.get("targets")
     names = [t.get("name") for t in targets if isinstance(t, dict)] if isinstance(targets, list) else []
-    duplicates = sorted({n for n in names if n is not None and names.count(n) > 1}, key=str)
+    texts = [n for n in names if isinstance(n, str)]  # a name that is a list or number is reported on its own
+    duplicates = sorted({n for n in texts if texts.count(n) > 1})
     return [f"At 'targets': {duplicate_names_message(n)}" for n in duplicates]
 
 
@@ -78,15 +98,28 @@ def read_yaml(path: Path) -> dict[Any, Any]:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"policy file {path} not found", "pass --policy FILE or set OPSCTL_POLICY") from None
-    except (PermissionError, IsADirectoryError, UnicodeDecodeError) as exc:
-        raise BadInput(f"policy file {path} cannot be read: {exc.__class__.__name__}") from None
+    except (OSError, ValueError) as exc:  # a folder, a name too long, not UTF-8, a NUL byte in the name, ...
+        raise BadInput(f"policy file {path} cannot be read: {_reason(exc)}",
+                       "pass --policy with the path of a YAML policy file") from None
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - _UniqueKeyLoader is a yaml.SafeLoader subclass
     except yaml.YAMLError as exc:
         raise PolicyInvalid(str(path), [_yaml_problem(exc)]) from None
+    except ValueError as exc:  # PyYAML's own constructors: `!!int 0xZZ`, `2026-13-45` read as a date
+        problem = f"a value cannot be read as the type it looks like ({exc}); quote it if it is meant as text"
+        raise PolicyInvalid(str(path), [problem]) from None
+    except RecursionError:
+        raise PolicyInvalid(str(path), ["the file is nested too deeply to be a policy"]) from None
     if not isinstance(data, dict):
         raise PolicyInvalid(str(path), ["the file must be a YAML mapping (name:, database:, targets: ...)"])
     return data
+
+
+def _reason(exc: Exception) -> str:
+    """An OSError in the system's words; otherwise the class (a decoding error's text quotes the file)."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "it is not UTF-8 text"
+    return (exc.strerror if isinstance(exc, OSError) else None) or exc.__class__.__name__
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -206,8 +239,10 @@ def state_dir_despite_errors(path: Path | None) -> Path:
     holds every policy's state (for a missing or unreadable file).
     """
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None else None
-    except (OSError, ValueError, yaml.YAMLError):
+        # A file another user could change must not choose where root writes, even the refusal's audit line.
+        trusted = path is not None and trust.untrusted(path) is None
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None and trusted else None
+    except (OSError, ValueError, RecursionError, yaml.YAMLError):
         data = None
     if isinstance(data, dict):
         folder, name = data.get("state_dir"), data.get("name")

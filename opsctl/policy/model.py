@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from opsctl.policy.durations import parse_duration
+from opsctl.policy.trust import chown_line, untrusted
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"
@@ -61,7 +62,11 @@ def check_private_file(path: Path) -> None:
         mode = stat.S_IMODE(info.st_mode)
         raise ValueError(f"{path} can be read by other users (mode {mode:o}); run: chmod 600 {path}")
     if info.st_uid != os.geteuid():
-        raise ValueError(f"{path} is owned by uid {info.st_uid}, not by the user running opsctl (uid {os.geteuid()})")
+        raise ValueError(f"{path} is owned by uid {info.st_uid}, not by the user running opsctl (uid {os.geteuid()}); "
+                         f"run: {chown_line(path)}")
+    distrust = untrusted(path, private=True)  # the file is ours: now no folder above it may be another's
+    if distrust is not None:
+        raise ValueError(str(distrust))
 
 
 class SecretSource(Strict):
@@ -228,9 +233,13 @@ class SftpTargetConfig(TargetConfigBase):
 
     @field_validator("identity_file", "known_hosts")
     @classmethod
-    def _plain_path(cls, path: Path) -> Path:
+    def _plain_path(cls, path: Path, info: ValidationInfo) -> Path:
         if not re.match(_SSH_WORD, str(path)):
             raise ValueError(f"{path}: use a path with {_SSH_WORD_RULE}")
+        # Another user's key or known_hosts would let them be the NAS; a missing one is the target's to report.
+        distrust = untrusted(path, private=info.field_name == "identity_file")
+        if distrust is not None:
+            raise ValueError(str(distrust))
         return path
 
 

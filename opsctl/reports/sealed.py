@@ -114,7 +114,10 @@ def check_file(path: Path) -> ReportCheck:
     if kind is None:
         return ReportCheck(path, False, f"{path} is not an opsctl report (or it was damaged)")
     content = {k: v for k, v in report.items() if k != "sha256"}
-    if content_sha256(content) != report["sha256"]:
+    digest = _digest(content)
+    if digest is None:
+        return ReportCheck(path, False, f"{path} is not an opsctl report (or it was damaged)")
+    if digest != report["sha256"]:
         return ReportCheck(path, False, f"ALTERED: the content of {path} does not match its SHA-256")
     module, noun = kind
     if page and _rendered(module, report) != text:
@@ -123,6 +126,14 @@ def check_file(path: Path) -> ReportCheck:
     verdict = "verdict" if noun == "verification" else f"{noun} verdict"
     return ReportCheck(path, True, f"intact: {path} is as opsctl wrote it ({verdict} {report.get('verdict')}, "
                                    f"SHA-256 {report['sha256']})", report["sha256"], report.get("verdict"))
+
+
+def _digest(content: dict[str, Any]) -> str | None:
+    """The content's SHA-256; None when it has no canonical form (opsctl never writes such a report)."""
+    try:
+        return content_sha256(content)
+    except (UnicodeEncodeError, RecursionError):  # a lone surrogate such as "\ud800" has no UTF-8 form
+        return None
 
 
 def _rendered(module: str, report: dict[str, Any]) -> str | None:
@@ -142,7 +153,7 @@ def embedded_report(text: str) -> Any:
 def loads(text: str) -> Any:
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON, or nested deeper than Python's stack (a crafted file)
         return None
 
 
