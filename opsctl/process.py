@@ -5,6 +5,7 @@ from __future__ import annotations
 import ctypes
 import fcntl
 import os
+import resource
 import signal
 import subprocess
 import threading
@@ -158,6 +159,22 @@ class StreamTail:
         return "\n".join(self._lines)
 
 
+# Secrets other tools read from the environment: no child but restic (which opsctl gives its own) needs them.
+_SECRET_PREFIXES = ("AWS_", "RESTIC_")
+_SECRET_VARIABLES = frozenset({"PGPASSWORD", "MYSQL_PWD", "MARIADB_PWD"})
+
+
+def no_core_dumps() -> None:
+    """A crash of opsctl or of any child it starts (limits are inherited) writes no core file: it would hold secrets."""
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def tool_environment(*dropped: str) -> dict[str, str]:
+    """opsctl's environment for a database tool or a password command: without anyone's secrets (and `dropped`)."""
+    return {key: value for key, value in os.environ.items()
+            if not key.startswith(_SECRET_PREFIXES) and key not in _SECRET_VARIABLES and key not in dropped}
+
+
 def stop(proc: subprocess.Popen[bytes]) -> None:
     """Kill a child that must not finish (its output would be incomplete) and reap it."""
     if proc.poll() is None:
@@ -167,12 +184,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 def run_store_command(argv: list[str], secret: bytes, timeout: float = 60) -> int:
     """Run a command that saves a secret read from its stdin (never argv); return its exit status."""
-    return subprocess.run(argv, input=secret, stdout=subprocess.DEVNULL, timeout=timeout, check=False).returncode
+    return subprocess.run(argv, input=secret, stdout=subprocess.DEVNULL, env=tool_environment(), timeout=timeout,
+                          check=False).returncode
 
 
 def run_secret_command(argv: list[str], timeout: float = 60) -> bytes:
     """Run a password command and return its standard output; its stderr goes to the terminal."""
-    result = subprocess.run(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=timeout, check=False)
+    result = subprocess.run(argv, stdout=subprocess.PIPE, stdin=subprocess.DEVNULL, env=tool_environment(),
+                            timeout=timeout, check=False)
     if result.returncode != 0:
         raise subprocess.CalledProcessError(result.returncode, argv[0])
     return result.stdout

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pymysql
 
 from opsctl.manifest import TableStats
+from opsctl.process import tool_environment as process_environment
 from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
 
 if TYPE_CHECKING:
@@ -108,7 +109,7 @@ def _option_value(value: str) -> str:
 
 
 def tool_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in _DROPPED_ENV}
+    return process_environment(*_DROPPED_ENV)
 
 
 @cache
@@ -124,7 +125,8 @@ def tool(*names: str) -> str:
 @cache
 def is_oracle_mysqldump(path: str) -> bool:
     """Oracle's mysqldump writes GTID statements a restore into a new database cannot run; MariaDB's never."""
-    version = subprocess.run([path, "--version"], capture_output=True, text=True, check=False).stdout
+    version = subprocess.run([path, "--version"], capture_output=True, text=True, env=tool_environment(),
+                             check=False).stdout
     return "mariadb" not in version.lower()
 
 

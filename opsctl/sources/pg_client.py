@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import psycopg
 from psycopg import sql
 from psycopg.rows import TupleRow
 
+from opsctl.leftovers import memory_folder, scratch_folder
 from opsctl.manifest import TableStats
+from opsctl.process import tool_environment
 from opsctl.sources.errors import (
     DatabaseAuthFailed,
     DatabaseError,
@@ -84,20 +84,19 @@ class PgServer:
         """Environment for pg_dump/pg_restore: connection by PG* variables, password by a 0600 passfile."""
         # Ambient TLS settings (PGSSLMODE, PGSSLROOTCERT, ...) apply to the tools as they do to our own
         # sessions; a stray PGPASSWORD would win over the passfile, and a service could change the server.
-        env = {k: v for k, v in os.environ.items() if k not in ("PGPASSWORD", "PGPASSFILE", "PGSERVICE")}
+        env = tool_environment("PGPASSFILE", "PGSERVICE")
         env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=database,
                    PGAPPNAME="opsctl", PGCONNECT_TIMEOUT="10")
-        folder = tempfile.mkdtemp(prefix="opsctl-pg-")
-        try:
-            if self.password is not None:
-                passfile = Path(folder) / "pgpass"
-                fd = os.open(passfile, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-                with os.fdopen(fd, "w") as handle:
-                    handle.write(f"*:*:*:*:{_escape(self.password)}\n")
-                env["PGPASSFILE"] = str(passfile)
+        if self.password is None:
             yield env
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
+            return
+        # In memory, private, and marked: a killed run's passfile is removed by the next run (leftovers.py).
+        with scratch_folder("pg", memory_folder()) as folder:
+            fd = os.open(folder / "pgpass", os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(f"*:*:*:*:{_escape(self.password)}\n")
+            env["PGPASSFILE"] = str(folder / "pgpass")
+            yield env
 
 
 def first_row(cursor: psycopg.Cursor[TupleRow]) -> TupleRow:
