@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 MARK_FILE = ".opsctl-made-by"
 FOLDER_PREFIX = "opsctl-"
 _MARK_KIND = "opsctl-scratch"
+_POINTER = "pointer-"  # a scratch folder that only says where another one is
+_POINTS_TO = "points-to"
 _SHM = Path("/dev/shm")  # noqa: S108 - memory-backed: secrets written there never reach a disk
 
 
@@ -93,16 +95,41 @@ def memory_folder() -> Path | None:
 @contextmanager
 def scratch_folder(purpose: str, parent: Path | None = None) -> Iterator[Path]:
     """A private (0700) folder, marked as this process's, removed when the block ends."""
-    if parent is not None:
-        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    folder = Path(tempfile.mkdtemp(prefix=f"{FOLDER_PREFIX}{purpose}-", dir=parent))
+    folder = marked_folder(purpose, parent)
     try:
-        fd = os.open(folder / MARK_FILE, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-        with os.fdopen(fd, "w") as handle:
-            handle.write(me().mark())
         yield folder
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def marked_folder(purpose: str, parent: Path | None = None, prefix: str = FOLDER_PREFIX) -> Path:
+    """A new private (0700) folder holding this process's mark; the caller removes it."""
+    if parent is not None:
+        parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    folder = Path(tempfile.mkdtemp(prefix=f"{prefix}{purpose}-", dir=parent))
+    _write_new(folder / MARK_FILE, me().mark())
+    return folder
+
+
+def remote_scratch(purpose: str, parent: Path, registry: Path) -> Path:
+    """A marked folder outside the scratch parents (beside a restore's destination), with a pointer to it in
+    `registry` so a sweep finds it after a kill."""
+    folder = marked_folder(purpose, parent, prefix=f".{FOLDER_PREFIX}")
+    _write_new(marked_folder(f"{_POINTER}{folder.name}", registry) / _POINTS_TO, str(folder))
+    return folder
+
+
+def remove_remote_scratch(folder: Path, registry: Path) -> None:
+    """The folder, then its pointer (a kill between the two leaves a pointer the sweep drops)."""
+    shutil.rmtree(folder, ignore_errors=True)
+    for pointer in registry.glob(f"{FOLDER_PREFIX}{_POINTER}{folder.name}-*"):
+        shutil.rmtree(pointer, ignore_errors=True)
+
+
+def _write_new(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
 
 
 def scratch_parents(state_dir: Path) -> list[Path]:
@@ -143,10 +170,26 @@ def sweep_folders(state_dir: Path) -> list[Path]:
     """Remove the scratch folders killed runs left; return what was removed (logged, names only)."""
     removed = []
     for folder in stale_folders(scratch_parents(state_dir)):
+        removed += _pointed_to(folder)
         shutil.rmtree(folder, ignore_errors=True)
-        if not folder.exists():
+        if not folder.exists() and not folder.name.startswith(f"{FOLDER_PREFIX}{_POINTER}"):
             removed.append(folder)
     if removed:
         log.warning("removed %d scratch folder(s) a killed opsctl run left behind: %s", len(removed),
                     ", ".join(str(f) for f in removed))
     return removed
+
+
+def _pointed_to(pointer: Path) -> list[Path]:
+    """The folder a stale pointer names, removed when it carries the very same (dead) maker's mark."""
+    if not pointer.name.startswith(f"{FOLDER_PREFIX}{_POINTER}"):
+        return []
+    try:
+        folder = Path((pointer / _POINTS_TO).read_text())
+        same_maker = (folder / MARK_FILE).read_text() == (pointer / MARK_FILE).read_text()
+    except (OSError, ValueError):
+        return []
+    if not (folder.is_absolute() and same_maker and _is_stale(folder)):
+        return []
+    shutil.rmtree(folder, ignore_errors=True)
+    return [folder]

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import secrets
 import sqlite3
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
 from pathlib import Path
 
-from opsctl.leftovers import scratch_folder
+from opsctl.leftovers import remote_scratch, remove_remote_scratch, scratch_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
 from opsctl.sources import census
@@ -167,7 +167,9 @@ class SQLiteSource:
                        properties: dict[str, str]) -> str:  # noqa: ARG002 - Source protocol; a file has none
         target = Path(destination.name)
         target.parent.mkdir(parents=True, exist_ok=True)
-        staging = target.parent / f".{target.name}.opsctl-restore-{secrets.token_hex(3)}"
+        # Beside the destination (the same filesystem, for the final link) in a marked folder: after a kill,
+        # the next run finds it through its pointer in the scratch folder and removes it.
+        staging = remote_scratch("restore", target.parent, self._registry) / target.name
         os.close(os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
         return str(staging)
 
@@ -197,10 +199,16 @@ class SQLiteSource:
     def publish(self, staging: str, destination: Destination) -> str | None:
         """Move staging into place; an existing file (with its -wal/-journal) is renamed aside, never deleted."""
         aside = publish_file(Path(staging), Path(destination.name), owner_like=self.path)
+        remove_remote_scratch(Path(staging).parent, self._registry)
         return None if aside is None else str(aside)
 
     def discard(self, staging: str) -> None:
         remove_with_sidecars(Path(staging))
+        remove_remote_scratch(Path(staging).parent, self._registry)
+
+    @property
+    def _registry(self) -> Path:
+        return self._scratch_dir or Path(tempfile.gettempdir())
 
     def scratch_left_behind(self) -> list[str]:
         """None by name: SQLite's scratch copies live in marked scratch folders, which every run sweeps."""

@@ -91,6 +91,23 @@ def test_a_killed_sqlite_verify_leaves_a_copy_any_next_command_removes(workspace
     shutil.rmtree(alive)
 
 
+def test_a_killed_sqlite_restore_leaves_its_staging_copy_beside_the_destination_until_the_next_run(workspace):
+    make_bank(workspace.root / "bank.sqlite3")
+    workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"})
+    assert workspace.opsctl("init").returncode == 0
+    assert workspace.opsctl("backup").returncode == 0
+    (workspace.root / "restored").mkdir()
+    killed = workspace.opsctl("restore", "--yes", "--to", "restored/bank.sqlite3", env=KILLED_ONCE_RESTORED)
+    assert killed.returncode == -9, killed.output
+    staged = list((workspace.root / "restored").iterdir())
+    assert [p.name.startswith(".opsctl-restore-") for p in staged] == [True], staged
+
+    listed = workspace.opsctl("snapshots")
+    assert listed.returncode == 0, listed.output
+    assert list((workspace.root / "restored").iterdir()) == []
+    assert not [p for p in (workspace.root / "state" / "tmp").iterdir() if "pointer" in p.name]
+
+
 def _marked_folder(folder: Path, maker: Maker) -> Path:
     folder.mkdir(mode=0o700)
     (folder / MARK_FILE).write_text(maker.mark())
