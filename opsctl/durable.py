@@ -8,9 +8,12 @@ import secrets
 from pathlib import Path
 
 
-def create_synced(path: Path, content: bytes, mode: int = 0o600) -> None:
-    """Create a new file (never an existing one) with all of content, flushed to disk."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+def create_synced(path: Path | str, content: bytes, mode: int = 0o600, *, dir_fd: int | None = None) -> None:
+    """Create a new file (never an existing one, never through a link) with all of content, flushed to disk.
+
+    With dir_fd, path is a name in that open folder.
+    """
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
         view = memoryview(content)
         while view:

@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
+from opsctl.durable import create_synced
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
@@ -30,7 +31,6 @@ _SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new
 _DEEPEST_FOLDER = 1  # data/xx: restic keeps no folder deeper; nothing below it is listed
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted pipe must not hang open()
-_NEW_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 FolderConfigT = TypeVar("FolderConfigT", bound="LocalTargetConfig | MountTargetConfig")
 
 
@@ -287,7 +287,7 @@ def _put(spool: int, parent: int, base: str, content: bytes) -> bool:
     """Write aside in the spool, then link into place; False when the name was already there."""
     spooled = f"{base}.{secrets.token_hex(4)}"
     try:
-        _create_synced(spool, spooled, content)
+        create_synced(spooled, content, 0o400, dir_fd=spool)  # read-only: restic keeps its files so too
         try:
             _link_new(spool, spooled, parent, base)
         except FileExistsError:
@@ -297,18 +297,6 @@ def _put(spool: int, parent: int, base: str, content: bytes) -> bool:
             os.unlink(spooled, dir_fd=spool)
     os.fsync(parent)
     return True
-
-
-def _create_synced(folder: int, name: str, content: bytes) -> None:
-    """A new file in an open folder (never an existing name, never through a link), all of content on disk."""
-    fd = os.open(name, _NEW_FILE, 0o400, dir_fd=folder)  # read-only: restic keeps its files so too
-    try:
-        view = memoryview(content)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _empty_or_unfinished_replica(path: Path) -> bool:
