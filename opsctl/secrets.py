@@ -4,11 +4,22 @@ from __future__ import annotations
 
 import os
 import subprocess
+from collections.abc import Iterable
 from pathlib import Path
 
 from opsctl.errors import OpsctlError, SecretUnavailable
 from opsctl.policy.model import SecretSource, check_private_file
 from opsctl.process import run_secret_command, run_store_command
+
+_withheld: dict[str, str] = {}  # secrets taken out of the environment before any child process started
+
+
+def withhold_environment(names: Iterable[str]) -> None:
+    """Take these variables out of the environment now, so that no child (restic, pg_dump, ...) inherits them,
+    also in a command that never reads them; read_secret still finds them."""
+    for name in names:
+        if name in os.environ:
+            _withheld[name] = os.environ.pop(name)
 
 
 def read_secret(source: SecretSource, purpose: str) -> bytes:
@@ -16,8 +27,8 @@ def read_secret(source: SecretSource, purpose: str) -> bytes:
     if source.file is not None:
         return _from_file(source.file, purpose)
     if source.env is not None:
-        # Taken out of the environment so that no child process (restic, pg_dump, ...) inherits it.
-        value = os.environ.pop(source.env, None)
+        withhold_environment([source.env])
+        value = _withheld.get(source.env)
         if not value:
             raise SecretUnavailable(
                 f"the {purpose} comes from environment variable {source.env}, which is not set",

@@ -23,9 +23,9 @@ from opsctl.policy import Policy, load_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
 from opsctl.restic import Repository, Restic
-from opsctl.secrets import as_text, read_secret
+from opsctl.secrets import as_text, read_secret, withhold_environment
 from opsctl.sources import Source, sources_for
-from opsctl.targets import Target, target_for
+from opsctl.targets import Access, Target, target_for
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -80,10 +80,12 @@ class Session:
         self.attempt = Attempt((*self.attempt.targets, target),
                                (*self.attempt.snapshot_ids, *([snapshot_id] if snapshot_id else [])))
 
-    def __init__(self, app: App) -> None:
+    def __init__(self, app: App, access: Access = Access.WRITE) -> None:
         self.app = app
+        self.access = access  # what the command does to targets' files: it picks an S3 target's keys
         self.policy_path = app.resolve_policy_path()
         self.policy: Policy = load_policy(self.policy_path)
+        withhold_environment(self._secret_variables())
         self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"),
                              lock_wait_s=self.policy.lock_wait.total_seconds())
 
@@ -100,6 +102,11 @@ class Session:
     @cached_property
     def state_dir(self) -> Path:
         return self.policy.state_dir or default_state_dir(self.policy.name)
+
+    def _secret_variables(self) -> list[str]:
+        """The environment variables this policy's passwords come from (restic and the tools must not inherit them)."""
+        sources = (self.policy.repository_password, getattr(self.policy.database, "password", None))
+        return [source.env for source in sources if source is not None and source.env]
 
     def sweep_leftovers(self, databases: bool) -> None:
         """Remove what killed runs left behind: scratch folders, and (given the database password) scratch databases."""
@@ -147,7 +154,7 @@ class Session:
         return [config]
 
     def target(self, config: TargetConfig) -> Target:
-        return target_for(config, self.policy.stall_timeout.total_seconds())
+        return target_for(config, self.policy.stall_timeout.total_seconds(), self.access)
 
     def on_each_target(self, target_name: str | None, work: Callable[[TargetConfig], T]) -> list[T]:
         """Run work(config) for every target (or the one named) at once; results in policy order."""

@@ -13,7 +13,17 @@ from functools import cached_property
 from typing import TypeVar
 
 from opsctl.leftovers import memory_folder, scratch_folder
-from opsctl.process import StallWatch, StreamTail, die_with_parent, feed, piped, read_chunks, stop, widen_pipe
+from opsctl.process import (
+    StallWatch,
+    StreamTail,
+    die_with_parent,
+    feed,
+    piped,
+    read_chunks,
+    stop,
+    tool_environment,
+    widen_pipe,
+)
 from opsctl.restic import commands
 from opsctl.restic.errors import (
     RepositoryLocked,
@@ -59,7 +69,7 @@ class Restic:
         """restic's version, checked once: a missing or too old restic is a clear error."""
         try:
             out = subprocess.run([self.binary, "version"], capture_output=True, text=True, timeout=30,
-                                 check=False).stdout
+                                 env=tool_environment(), check=False).stdout
         except subprocess.TimeoutExpired:
             raise ResticError(f"'{self.binary} version' did not answer within 30 s") from None
         except (FileNotFoundError, PermissionError):
@@ -227,7 +237,8 @@ class Restic:
                stdin: int | None = None, stdout: int | None = None) -> Iterator[subprocess.Popen[bytes]]:
         _ = self.version
         read_end = _pipe_with(repo.password, repo.display)
-        argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options, self.cache_dir), *args]
+        argv = [self.binary, *commands.global_args(repo.location, read_end, repo.options, self.cache_dir),
+                *(["--cacert", repo.cacert] if repo.cacert else []), *args]
         log.debug("running %s", " ".join(argv))
         with _secret_files(repo.secret_files) as files:
             try:

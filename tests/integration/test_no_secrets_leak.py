@@ -136,3 +136,22 @@ def test_s3_keys_and_repository_password_never_leak_with_three_targets(workspace
         assert not any(n.decode() in text for n in needles), text
     for path in (p for p in (workspace.root / "state").rglob("*") if p.is_file()):
         assert not any(n in path.read_bytes() for n in needles), path
+
+
+def test_a_password_from_the_environment_reaches_no_child_even_in_commands_that_never_read_it(workspace, pg_server):
+    """restic (init, snapshots, check) must not inherit the database password's variable just because it was set."""
+    pg_server.create_role_and_database(CANARY_ROLE, CANARY_DB, "canary_env_crm")
+    workspace.secret("repository.pass", CANARY_REPO)
+    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port, "user": CANARY_ROLE,
+                            "password": {"env": "CRM_DB_PASSWORD"}, "name": "canary_env_crm"})
+    scanner = ProcScanner([CANARY_DB.encode()], allowed={CANARY_DB.encode(): {Path(sys.executable).name}})
+    scanner.start()
+    try:
+        for args in (["init"], ["snapshots"], ["check"], ["keys", "status"], ["-v", "backup"]):
+            result = workspace.opsctl(*args, env={"CRM_DB_PASSWORD": CANARY_DB})
+            assert result.returncode == 0, result.output
+    finally:
+        scanner.stop.set()
+        scanner.join()
+    assert {"restic", "pg_dump"} <= scanner.processes_seen, scanner.processes_seen
+    assert scanner.hits == []
