@@ -12,6 +12,8 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
+import secrets
 import shutil
 import socket
 import stat
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 MARK_FILE = ".opsctl-made-by"
 FOLDER_PREFIX = "opsctl-"
 _MARK_KIND = "opsctl-scratch"
+_STAGING_SUFFIX = "_opsctl_restore_"
+_STAGING = re.compile(rf"{_STAGING_SUFFIX}[0-9a-f]{{6}}\Z")
 _POINTER = "pointer-"  # a scratch folder that only says where another one is
 _POINTS_TO = "points-to"
 _SHM = Path("/dev/shm")  # noqa: S108 - memory-backed: secrets written there never reach a disk
@@ -38,6 +42,8 @@ class Maker:
 
     host: str
     boot: str
+    pidns: int  # the PID namespace: a container sharing the host name and /dev/shm has PIDs of its own
+    uid: int
     pid: int
     started: int  # the process's start time in clock ticks since boot: a reused PID has another
 
@@ -54,21 +60,36 @@ class Maker:
             maker = cls(**data)
         except (ValueError, TypeError):
             return None
-        typed = isinstance(maker.host, str) and isinstance(maker.boot, str)
-        return maker if typed and isinstance(maker.pid, int) and isinstance(maker.started, int) else None
+        texts = isinstance(maker.host, str) and isinstance(maker.boot, str)
+        numbers = all(isinstance(n, int) for n in (maker.pidns, maker.uid, maker.pid, maker.started))
+        return maker if texts and numbers else None
 
     def is_gone(self) -> bool:
-        """True only when this host can prove the maker no longer runs (another host's never is)."""
-        if self.host != socket.gethostname():
+        """True only when this process can prove the maker no longer runs.
+
+        Never for another host's, another PID namespace's (a container), or, unless we are root, another
+        user's (hidepid may hide their processes): those may be running where we cannot see.
+        """
+        me_now = me()
+        if (self.host, self.pidns) != (me_now.host, me_now.pidns) or not self.boot:
             return False
-        return self.boot != _boot_id() or _start_time(self.pid) != self.started
+        if me_now.uid not in (self.uid, 0):
+            return False
+        return self.boot != me_now.boot or _start_time(self.pid) != self.started
 
 
 @cache
 def me() -> Maker:
     """This process, as a mark names it."""
     pid = os.getpid()
-    return Maker(socket.gethostname(), _boot_id(), pid, _start_time(pid) or 0)
+    return Maker(socket.gethostname(), _boot_id(), _pid_namespace(), os.geteuid(), pid, _start_time(pid) or 0)
+
+
+def _pid_namespace() -> int:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        return 0
 
 
 def _boot_id() -> str:
@@ -85,6 +106,16 @@ def _start_time(pid: int) -> int | None:
         return None
     # The command name (field 2) may hold spaces and parentheses: count fields after its last ')'.
     return int(stat_line.rsplit(")", 1)[1].split()[19])
+
+
+def staging_name(beside: str) -> str:
+    """A new staging database's name next to `beside` (cut so it fits the engines' 63/64-character limits)."""
+    return f"{beside[:40]}{_STAGING_SUFFIX}{secrets.token_hex(3)}"
+
+
+def is_staging_name(name: str) -> bool:
+    """Whether a database name is of the form staging_name makes (a mark alone is never enough to drop one)."""
+    return _STAGING.search(name) is not None
 
 
 def memory_folder() -> Path | None:

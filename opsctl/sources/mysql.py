@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
-from opsctl.leftovers import Maker, me
+from opsctl.leftovers import Maker, is_staging_name, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -162,7 +162,7 @@ class MySQLSource:
 
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         """A new database with the original's default character set and collation."""
-        staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"
+        staging = staging_name(destination.name)
         with closing(self.server.connect()) as conn, conn.cursor() as cur:
             try:
                 cur.execute(create_database_sql(staging, properties))
@@ -182,7 +182,9 @@ class MySQLSource:
             cur.execute("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA "
                         "WHERE SCHEMA_COMMENT LIKE %s", ("%opsctl-scratch%",))
             rows = cur.fetchall()
-        return [name for name, mark in rows if (maker := Maker.parse(mark)) is not None and maker.is_gone()]
+        # Whoever may ALTER a database can write its comment: only a staging name is believed (never a source).
+        return [name for name, mark in rows if is_staging_name(name) and name not in self._protected
+                and (maker := Maker.parse(mark)) is not None and maker.is_gone()]
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """The client runs the dump's statements; it stops at the first error (staging is then discarded)."""

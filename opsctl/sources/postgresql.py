@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from opsctl.leftovers import Maker, me
+from opsctl.leftovers import Maker, is_staging_name, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -109,7 +109,7 @@ class PostgresSource:
 
     def create_staging(self, destination: Destination, properties: dict[str, str]) -> str:
         """A new database with the original's encoding and locale (the server's defaults if it lacks them)."""
-        staging = f"{destination.name[:40]}_opsctl_restore_{secrets.token_hex(3)}"
+        staging = staging_name(destination.name)
         with self._maintenance() as conn:
             try:
                 try:
@@ -126,10 +126,16 @@ class PostgresSource:
 
     def scratch_left_behind(self) -> list[str]:
         """Staging and scratch databases opsctl marked, whose run is provably gone."""
+        # A database's owner can write any comment: only a staging name, owned by this role, is believed.
         with self._maintenance() as conn:
             rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                                "WHERE shobj_description(oid, 'pg_database') LIKE '%opsctl-scratch%'").fetchall()
-        return [name for name, mark in rows if (maker := Maker.parse(mark)) is not None and maker.is_gone()]
+                                "WHERE pg_get_userbyid(datdba) = current_user "
+                                "AND shobj_description(oid, 'pg_database') LIKE '%opsctl-scratch%'").fetchall()
+        return [name for name, mark in rows if self._is_scratch(name, mark)]
+
+    def _is_scratch(self, name: str, mark: str) -> bool:
+        maker = Maker.parse(mark)
+        return is_staging_name(name) and name not in self._protected and maker is not None and maker.is_gone()
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """pg_restore in one transaction: a failure leaves the staging database empty."""
@@ -159,7 +165,6 @@ class PostgresSource:
         failure (an "empty" one may still hold grants, settings or objects opsctl does not count)."""
         aside = None
         with self._maintenance() as conn:
-            _set_mark(conn, staging, None)  # first: a database in place must never look like scratch to a sweep
             if destination.exists:
                 aside = f"{destination.name[:40]}_before_restore_{secrets.token_hex(3)}"
                 self._rename(conn, destination.name, aside)
@@ -169,6 +174,9 @@ class PostgresSource:
                 if aside is not None:
                     self._rename(conn, aside, destination.name)
                 raise
+            # Only now: until here a kill leaves a marked staging copy the next run removes; from the rename on,
+            # its name is no staging name, so no sweep ever touches it, mark or not.
+            _set_mark(conn, destination.name, None)
         return aside
 
     def discard(self, staging: str) -> None:

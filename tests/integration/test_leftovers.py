@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
+from dataclasses import replace
 from pathlib import Path
+
+from psycopg import sql
 
 from opsctl.leftovers import MARK_FILE, Maker, me
 from tests.conftest import MY_PASSWORD, MY_USER, PG_ROLE, PG_ROLE_PASSWORD
@@ -44,6 +46,26 @@ def test_a_killed_verify_leaves_a_scratch_database_the_next_backup_removes(pg_po
     assert list(_pg_scratch(pg_server)) == [look_alike]
 
 
+def test_a_forged_mark_never_gets_a_database_dropped(pg_policy, pg_server, pg_database):
+    """A database's owner writes its comment: a mark on the source, or on any name that is not a staging one, or
+    on a database another role owns, is ignored."""
+    forged = replace(me(), boot="forged").mark()
+    other = pg_database + "_app"
+    look_alike = pg_database + "_opsctl_restore_abc123"
+    pg_server.create_role_and_database("crm_someone_else", "unused", look_alike)  # staging name, not our role
+    with pg_server.connect() as conn:
+        conn.autocommit = True
+        conn.execute(f'CREATE DATABASE "{other}" OWNER {PG_ROLE}')
+        for name in (pg_database, other, look_alike):
+            conn.execute(sql.SQL("COMMENT ON DATABASE {} IS {}").format(sql.Identifier(name), sql.Literal(forged)))
+    backup = pg_policy.opsctl("backup")
+    assert backup.returncode == 0, backup.output
+    with pg_server.connect() as conn:
+        found = conn.execute("SELECT datname FROM pg_database WHERE datname LIKE %s", (pg_database + "%",))
+        names = {row[0] for row in found}
+    assert names == {pg_database, other, look_alike}, backup.stderr
+
+
 def test_doctor_lists_the_scratch_databases_it_removed(my_policy, mariadb_server, my_database):
     with mariadb_server.connect(my_database, MY_USER, MY_PASSWORD) as conn, conn.cursor() as cur:
         cur.execute("CREATE TABLE customers (email TEXT)")
@@ -76,18 +98,19 @@ def test_a_killed_sqlite_verify_leaves_a_copy_any_next_command_removes(workspace
     assert len(left) == 1 and [p.name for p in left[0].iterdir() if p.name != MARK_FILE]  # a copy of the database
 
     alive = _marked_folder(scratch / "opsctl-verify-alive", me())  # a live run's: this test process
-    elsewhere = _marked_folder(scratch / "opsctl-verify-other-host", Maker("another-host", "boot", 1, 1))
+    elsewhere = _marked_folder(scratch / "opsctl-verify-other-host", replace(me(), host="another-host", pid=1))
     unmarked = scratch / "opsctl-verify-unmarked"
     unmarked.mkdir()
     outside = workspace.root / "outside"
     outside.mkdir()
-    (outside / MARK_FILE).write_text(Maker(socket.gethostname(), "old-boot", 1, 1).mark())
+    (outside / MARK_FILE).write_text(replace(me(), boot="old-boot").mark())
+    container = _marked_folder(scratch / "opsctl-verify-container", replace(me(), pidns=1, pid=_a_dead_pid()))
     (scratch / "opsctl-verify-link").symlink_to(outside)  # a planted link to a folder that looks dead
 
     listed = workspace.opsctl("snapshots")  # no database, no secrets: still sweeps
     assert listed.returncode == 0, listed.output
     assert not left[0].exists()
-    assert all(p.exists() for p in (alive, elsewhere, unmarked, outside / MARK_FILE))
+    assert all(p.exists() for p in (alive, elsewhere, unmarked, outside / MARK_FILE, container))
     shutil.rmtree(alive)
 
 
@@ -118,7 +141,7 @@ def test_a_dead_makers_secret_folder_in_shared_memory_is_removed(workspace):
     """restic's S3 keys live in /dev/shm for one run; after a kill -9 the next run removes them."""
     make_bank(workspace.root / "bank.sqlite3")
     workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"})
-    dead = Maker(socket.gethostname(), me().boot, _a_dead_pid(), 12345)
+    dead = replace(me(), pid=_a_dead_pid(), started=12345)
     folder = _marked_folder(Path("/dev/shm") / f"opsctl-secrets-test{os.getpid()}", dead)  # noqa: S108
     (folder / "secret-0").write_text("[default]\naws_secret_access_key = not-a-real-key\n")
     try:
