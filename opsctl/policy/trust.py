@@ -9,6 +9,7 @@ exact `chmod`/`chown` line that fixes it.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
 import re
@@ -21,6 +22,7 @@ from opsctl.errors import BadInput
 
 _OTHERS_WRITE = stat.S_IWGRP | stat.S_IWOTH
 _OTHERS_ANY = 0o077
+_GROUP_BITS = 0o070
 # The caller's own open files: `--policy /dev/stdin`, `--policy <(...)`. Nobody else can plant those.
 _CALLERS_OWN = re.compile(r"^/(dev/stdin|dev/fd/\d+|proc/self/fd/\d+)$")
 
@@ -76,7 +78,7 @@ def untrusted_state_dir(folder: Path) -> Distrust | None:
         return Distrust(f"the folder {folder} is owned by {_user(info.st_uid)}, not by {_user(os.geteuid())}, "
                         "so that user can change opsctl's records and journal",
                         f"{_sudo()}chown -R {_user(os.geteuid())}: {_quoted(folder)} && chmod 700 {_quoted(folder)}")
-    if info.st_mode & _OTHERS_WRITE:
+    if info.st_mode & _others(info, _OTHERS_WRITE):
         return Distrust(f"the folder {folder} can be changed by other users (mode {_mode(info)})",
                         f"chmod 700 {_quoted(folder)}")
     return _folders_problem(folder)
@@ -113,12 +115,31 @@ def _file_problem(path: Path, info: os.stat_result, private: bool) -> Distrust |
     if info.st_uid not in (os.geteuid(), 0):
         return Distrust(f"{path} is owned by {_user(info.st_uid)}, not by {_trusted_owners()}, "
                         "so that user decides what it says", chown_line(path))
-    if private and info.st_mode & _OTHERS_ANY:
+    if private and info.st_mode & _OTHERS_ANY:  # as ssh itself: a key or secret is its owner's alone
         return Distrust(f"{path} can be read or changed by other users (mode {_mode(info)})",
                         f"chmod 600 {_quoted(path)}")
-    if info.st_mode & _OTHERS_WRITE:
+    if info.st_mode & _others(info, _OTHERS_WRITE):
         return Distrust(f"{path} can be changed by other users (mode {_mode(info)})", f"chmod go-w {_quoted(path)}")
     return None
+
+
+def _others(info: os.stat_result, bits: int) -> int:
+    """The permission bits that reach other users: the group's only when the group is not the owner's alone.
+
+    With a user private group (Debian and Ubuntu give each user one, and umask 002 is common), a
+    group-writable file is still writable by its owner only.
+    """
+    return bits & ~_GROUP_BITS if _group_is_owners_alone(info.st_gid, info.st_uid) else bits
+
+
+def _group_is_owners_alone(gid: int, uid: int) -> bool:
+    try:
+        group = grp.getgrgid(gid)
+        owner = pwd.getpwuid(uid)
+    except KeyError:
+        return False
+    others = [user.pw_name for user in pwd.getpwall() if user.pw_gid == gid and user.pw_uid != uid]
+    return owner.pw_gid == gid and not others and set(group.gr_mem) <= {owner.pw_name}
 
 
 def _folders_problem(path: Path) -> Distrust | None:
@@ -141,7 +162,7 @@ def _folder_problem(folder: Path, path: Path) -> Distrust | None:
         return Distrust(f"the folder {folder} is owned by {_user(info.st_uid)}, so that user can replace {path}",
                         f"{_sudo()}chown {_user(os.geteuid())}: {_quoted(folder)} "
                         f"(or move {path} to a folder only you and root can change)")
-    if info.st_mode & _OTHERS_WRITE and not info.st_mode & stat.S_ISVTX:
+    if info.st_mode & _others(info, _OTHERS_WRITE) and not info.st_mode & stat.S_ISVTX:
         return Distrust(f"the folder {folder} can be changed by other users (mode {_mode(info)}), so they can "
                         f"replace {path}", f"chmod go-w {_quoted(folder)}")
     return None

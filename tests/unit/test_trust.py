@@ -63,7 +63,7 @@ def test_a_file_owned_by_another_user_is_refused_with_the_chown_line(tmp_path: P
     assert distrust.fix == f"chown root: {path}"
 
 
-@pytest.mark.parametrize("mode", [0o666, 0o646, 0o664])
+@pytest.mark.parametrize("mode", [0o666, 0o646])  # 0o664: see the group tests below
 def test_a_file_others_can_write_is_refused_with_the_chmod_line(tmp_path: Path, mode: int) -> None:
     path = write(tmp_path / "policy.yaml", mode=mode)
     distrust = untrusted(path)
@@ -230,3 +230,19 @@ def test_every_policy_source_is_checked(tmp_path: Path, monkeypatch: pytest.Monk
         assert result.exit_code == 2, result.output
         assert "is owned by nobody" in result.stderr and f"chown root: {planted.name}" in result.stderr.replace(
             str(tmp_path) + "/", "")
+
+
+def test_group_write_is_the_owners_own_with_a_user_private_group(tmp_path, nobody):
+    """umask 002 with a private group (Debian's default layout) is fine; a group with other users is not."""
+    private = write(tmp_path / "private.yaml", mode=0o664)
+    assert untrusted(private) is None
+    shared_gid = _a_group_with_another_user(nobody)
+    shared = write(tmp_path / "shared.yaml", mode=0o664)
+    os.chown(shared, 0, shared_gid)
+    distrust = untrusted(shared)
+    assert distrust is not None and distrust.fix == f"chmod go-w {shared}"
+
+
+def _a_group_with_another_user(uid: int) -> int:
+    """nobody's own primary group: a group that a user other than root belongs to."""
+    return pwd.getpwuid(uid).pw_gid
