@@ -121,21 +121,17 @@ def _begin(session: Session, new_password_file: Path | None) -> Journal:
 
 def _preflight(session: Session, current: bytes) -> list[TargetState]:
     """Every target reachable and opened by the current password; otherwise stop, naming the target."""
-    try:
-        return _target_states(session, current)
-    except OpsctlError as exc:
-        raise OpsctlError(f"preflight: {exc.message}; nothing was changed on any target",
-                          exc.hint or "fix that target, then run: opsctl keys rotate") from None
-
-
-def _target_states(session: Session, current: bytes) -> list[TargetState]:
-    """Each target's current key, and for a replica the target whose key files it shares."""
+    targets = [session.target(c) for c in session.policy.targets]
     states: list[TargetState] = []
     configs: dict[str, bytes] = {}
-    for target in (session.target(c) for c in session.policy.targets):
-        target.probe()
-        key = next(k for k in session.restic.keys(target.repository(current)) if k.current)
-        configs[target.name] = _config_of(target)
+    for target in targets:
+        try:
+            target.probe()
+            key = next(k for k in session.restic.keys(target.repository(current)) if k.current)
+            configs[target.name] = _config_of(target)
+        except OpsctlError as exc:
+            raise OpsctlError(f"preflight: {exc.message}; nothing was changed on any target",
+                              exc.hint or "fix that target, then run: opsctl keys rotate") from None
         origin = next((n for n, c in configs.items() if c == configs[target.name] and n != target.name), None)
         states.append(TargetState(target.name, target.display, key.id, origin=origin))
     return states
@@ -188,17 +184,34 @@ class Rotation:
 
     def _adopt_new_targets(self) -> None:
         """Targets added to the policy since the rotation began get the new key too: a switch would lock them out."""
-        known = {t.name for t in self.journal.targets}
-        if set(self.targets) <= known:
-            return
+        new = [name for name in self.targets if name not in {t.name for t in self.journal.targets}]
+        for name in new:
+            try:
+                state = self._new_state(name)
+            except OpsctlError as exc:
+                raise OpsctlError(f"target {name} was added to the policy after key rotation {self.journal.rotation} "
+                                  f"began and cannot join it: {exc.message}. Nothing was switched",
+                                  "fix that target (or take it out of the policy), then: opsctl keys rotate --resume",
+                                  ) from None
+            self._save(replace(self.journal, targets=(*self.journal.targets, state)))
+
+    def _new_state(self, name: str) -> TargetState:
+        """A late target's current key and, for a replica, which journaled target's key files it shares."""
+        if self.journal.step == "switch":  # the policy's password may be either one now: do not guess
+            raise OpsctlError("the rotation stopped while switching passwords")
+        target = self.targets[name]
+        target.probe()
+        key = next(k for k in self.session.restic.keys(target.repository(self.store.current())) if k.current)
+        config = _config_of(target)
+        origin = next((t.name for t in self.journal.targets if self._config_or_none(t.name) == config), None)
+        return TargetState(name, target.display, key.id, origin=origin)
+
+    def _config_or_none(self, name: str) -> bytes | None:
+        """A journaled target's config; one that is down now is simply no origin (it pauses at its own turn)."""
         try:
-            found = _target_states(self.session, self.store.current())
-        except OpsctlError as exc:
-            raise OpsctlError(f"a target added to the policy since key rotation {self.journal.rotation} began cannot "
-                              f"join it: {exc.message}. Nothing was switched",
-                              "fix that target (or take it out of the policy), then: opsctl keys rotate --resume",
-                              ) from None
-        self._save(replace(self.journal, targets=self.journal.targets + tuple(s for s in found if s.name not in known)))
+            return _config_of(self.targets[name])
+        except OpsctlError:
+            return None
 
     def _add_all(self) -> list[str]:
         failures = []
