@@ -55,6 +55,11 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 _DUMP_TOOLS = ("mariadb-dump", "mysqldump")
 _CLIENT_TOOLS = ("mariadb", "mysql")
+# Where a move keeps the triggers' definitions while they exist nowhere else (README: MySQL and MariaDB).
+IN_FLIGHT = "opsctl_triggers_in_flight"
+_TRIGGER_DEFINITIONS = ("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER, "
+                        "ACTION_STATEMENT, DEFINER, SQL_MODE FROM information_schema.TRIGGERS "
+                        "WHERE TRIGGER_SCHEMA = %s")
 _DEFINER_PROBE = "opsctl_definer_probe"  # a scratch table in staging, dropped at once
 _SHOWN_TABLES = 5  # a warning names this many non-transactional tables, then counts the rest
 _TRIGGERS = "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = %s"
@@ -269,6 +274,8 @@ class MySQLSource:
             triggers = read_triggers(cur, src)
             cur.execute(create_database_sql(dst, database_properties(cur, src)))
             tables = names_of(cur, _MOVABLE, src)
+            if triggers:  # on the server before any is dropped: a kill from here on loses none of them
+                cur.execute(f"CREATE TABLE {quote(dst)}.{quote(IN_FLIGHT)} AS {_TRIGGER_DEFINITIONS}", (src,))
             for trigger in triggers:  # a table with triggers cannot change database
                 cur.execute(f"DROP TRIGGER {quote(src)}.{quote(trigger.name)}")
             try:
@@ -279,6 +286,7 @@ class MySQLSource:
                 log.warning("moving database %s to %s failed; putting it back", src, dst)
                 _put_back(cur, src, dst, triggers)
                 raise
+            cur.execute(f"DROP TABLE IF EXISTS {quote(dst)}.{quote(IN_FLIGHT)}")
             cur.execute(f"DROP DATABASE {quote(src)}")
 
     def _schema_dump(self, database: str, options: tuple[str, ...], objects: Sequence[str] = ()) -> bytes:

@@ -8,6 +8,7 @@ import subprocess
 import threading
 import time
 
+from opsctl.sources.mysql import IN_FLIGHT
 from tests.conftest import MY_PASSWORD, MY_USER, write_mysql_policy
 from tests.integration.test_no_secrets_leak import ProcScanner
 from tests.support.servers import free_port
@@ -170,6 +171,25 @@ def test_replace_never_loses_triggers_this_user_may_not_recreate(my_policy, mari
     assert replaced.returncode == 0, replaced.output
     aside = replaced.stdout.split("renamed to ")[1].split()[0]
     assert _triggers(mariadb_server, aside) == [("guard", "root@localhost")]
+
+
+def test_a_move_killed_after_dropping_the_triggers_keeps_their_definitions_on_the_server(my_policy, mariadb_server,
+                                                                                          my_database):
+    """A table with triggers cannot change database: between the drop and the re-creation they live in a table."""
+    assert my_policy.opsctl("backup").returncode == 0
+    other = my_database + "_kept"
+    with mariadb_server.connect(user=MY_USER, password=MY_PASSWORD) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {other}")
+        cur.execute(f"CREATE TABLE {other}.precious (v INT)")
+        cur.execute(f"CREATE TRIGGER {other}.guard BEFORE INSERT ON {other}.precious FOR EACH ROW SET NEW.v = NEW.v")
+    killed = my_policy.opsctl("restore", "--yes", "--to", other, "--replace", env={"OPSCTL_TEST_KILL_IN_MOVE": "1"})
+    assert killed.returncode == -9, killed.output
+    with mariadb_server.connect() as conn, conn.cursor() as cur:
+        cur.execute("SELECT TABLE_SCHEMA FROM information_schema.TABLES WHERE TABLE_NAME = 'opsctl_triggers_in_flight' "
+                    "AND TABLE_SCHEMA LIKE %s", (f"{other}_before_restore_%",))
+        (aside,), = cur.fetchall()
+        cur.execute(f"SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE, ACTION_STATEMENT FROM `{aside}`.{IN_FLIGHT}")
+        assert cur.fetchall() == (("guard", "precious", "SET NEW.v = NEW.v"),)
 
 
 def test_an_existing_empty_database_is_moved_aside_not_dropped(my_policy, mariadb_server, my_database):

@@ -3,7 +3,8 @@
 The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
 key-rotation step ("add:local", "add:local+" = after it) or once a restore's staging or scratch database
 is loaded ("restored"); OPSCTL_TEST_TAMPER_SQL=<statement> runs
-in the scratch database between the restore and the comparison; OPSCTL_TEST_NO_FINGERPRINTS=1
+in the scratch database between the restore and the comparison; OPSCTL_TEST_KILL_IN_MOVE=1 kills a MySQL
+move right after it dropped the triggers of the tables it moves; OPSCTL_TEST_NO_FINGERPRINTS=1
 makes backups as an opsctl older than fingerprints did (row counts only). The installed `opsctl`
 has no such switches (a test proves it ignores these variables).
 """
@@ -22,6 +23,7 @@ from opsctl.sources import Source, census
 KILL_AT = "OPSCTL_TEST_KILL_AT"
 TAMPER_SQL = "OPSCTL_TEST_TAMPER_SQL"
 NO_FINGERPRINTS = "OPSCTL_TEST_NO_FINGERPRINTS"
+KILL_IN_MOVE = "OPSCTL_TEST_KILL_IN_MOVE"
 
 
 class Faults(Checkpoints):
@@ -51,7 +53,19 @@ def tamper(source: Source, staging: str, statement: str) -> None:
             cur.execute(statement)
 
 
+def _killed_in_move() -> None:
+    """A MySQL move dies right after it dropped the triggers it moves (the worst moment for them)."""
+    from opsctl.sources import mysql
+
+    def die(*_args: object) -> None:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    mysql._rename = die  # called right after the DROP TRIGGERs
+
+
 if __name__ == "__main__":
+    if os.environ.get(KILL_IN_MOVE) == "1":
+        _killed_in_move()
     if os.environ.get(NO_FINGERPRINTS) == "1":
         census.new_salt = lambda: ""  # an empty salt: the dump records row counts only
     main(obj=Faults(os.environ.get(KILL_AT), os.environ.get(TAMPER_SQL)), prog_name="opsctl")
