@@ -25,6 +25,7 @@ from opsctl.policy.model import default_state_dir
 from opsctl.restic import Repository, Restic
 from opsctl.secrets import as_text, read_secret, withhold_environment
 from opsctl.sources import Source, sources_for
+from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Access, Target, target_for
 
 log = logging.getLogger(__name__)
@@ -216,7 +217,7 @@ def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
     """Any failure as an OpsctlError; a library's own exception is named by its class, never its data."""
     if isinstance(exc, OpsctlError):
         return exc
-    log.debug("failure on %s", where, exc_info=exc)
+    log.debug("failure on %s", where, exc_info=traceback_safe(exc))
     return OpsctlError(f"{where}: {described(exc)}", "run again with --verbose to see where it happened")
 
 

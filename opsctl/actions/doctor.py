@@ -16,6 +16,7 @@ from opsctl.actions.runner import Command
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.console import human_duration
+from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
 
@@ -179,7 +180,7 @@ def _fact(check: str, probe: Callable[[], str]) -> Fact:
         return Fact(check, False, exc.message, exc.hint)
     except Exception as exc:
         # Named by its class only: a library's message may quote data, and this text reaches the audit trail.
-        log.debug("%s: unexpected failure", check, exc_info=exc)
+        log.debug("%s: unexpected failure", check, exc_info=traceback_safe(exc))
         return Fact(check, False, f"unexpected {exc.__class__.__name__}",
                     "run: opsctl --verbose doctor (the details are logged there, on stderr only)")
 

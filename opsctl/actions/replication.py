@@ -16,6 +16,7 @@ from opsctl.actions.context import Session
 from opsctl.actions.outcome import Problem, Role, TargetResult
 from opsctl.errors import OpsctlError, described
 from opsctl.reports.progress import Board, Transfer
+from opsctl.sources.errors import traceback_safe
 from opsctl.targets import NotAReplica, Target
 from opsctl.targets.replicate import Cancelled, check_identity, replicate
 
@@ -65,7 +66,7 @@ def failed(target: Target, role: Role, exc: BaseException, started: float) -> Ta
 def _explain(target: Target, exc: BaseException) -> OpsctlError:
     if isinstance(exc, OpsctlError):
         return exc
-    log.debug("failure on %s", target.display, exc_info=exc)
+    log.debug("failure on %s", target.display, exc_info=traceback_safe(exc))
     code = getattr(exc, "response", {}).get("Error", {}).get("Code") if hasattr(exc, "response") else None
     if code:  # S3 answered, and refused
         return OpsctlError(f"{target.display} refused the copy ({code})",

@@ -28,6 +28,7 @@ from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.audit import runs
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.load import state_dir_despite_errors
+from opsctl.sources.errors import traceback_safe
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -95,10 +96,10 @@ def run(app: App, command: Command[R], request: R,
         outcome = _body(_loaded(session, unloadable), command, request, lambda: listeners.started(current))
     except (OpsctlError, KeyboardInterrupt) as exc:
         return listeners.failed(_attempted(current, session), exc)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - every ending is an outcome; --verbose re-raises a safe stand-in
         refused = listeners.failed(_attempted(current, session), exc)
-        if app.verbose:
-            raise  # the traceback is what --verbose is for
+        if app.verbose:  # the traceback is what --verbose is for; never a driver's text (it quotes rows)
+            raise traceback_safe(exc) from None
         return refused
     listeners.finished(current, outcome)
     return outcome
@@ -173,7 +174,7 @@ class _Listeners:
         elif isinstance(error, OpsctlError):
             problem = Problem.of(error)
         else:  # never the exception's text: a library's message may quote data
-            log.debug("unexpected error", exc_info=error)
+            log.debug("unexpected error", exc_info=traceback_safe(error))
             problem = Problem(f"unexpected error ({error.__class__.__name__}); this is a bug in opsctl",
                               "run the same command with --verbose to see where it happened, and report it")
         word = failure_word(error)

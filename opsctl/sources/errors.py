@@ -92,3 +92,20 @@ def _redacted(text: str) -> str:
     """Redacted first (a value may span lines), then its first line: the rest is hints, or a value's remains."""
     lines = redact_message(text).strip().splitlines()
     return lines[0] if lines else "no message"
+
+
+class Withheld(Exception):
+    """Stands in for an exception whose text may quote data: same traceback, safe text (what --verbose shows)."""
+
+
+# Their text is about opsctl's code, never about the data it handles: shown as they are.
+_CODE_ERRORS = (TypeError, AttributeError, NameError, ImportError, NotImplementedError, RecursionError)
+
+
+def traceback_safe(exc: BaseException) -> BaseException:
+    """exc when its text cannot carry data; otherwise a stand-in with its traceback, class, and redacted text."""
+    if isinstance(exc, (OpsctlError, *_CODE_ERRORS)) and exc.__cause__ is None and exc.__context__ is None:
+        return exc
+    stand_in = Withheld(f"{type(exc).__module__}.{type(exc).__name__}: {database_error_text(exc)}")
+    stand_in.__suppress_context__ = True  # a chained exception may be a driver's, DETAIL lines and all
+    return stand_in.with_traceback(exc.__traceback__)
