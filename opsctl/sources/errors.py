@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
 import sqlite3
 
 from opsctl.errors import BadInput, OpsctlError, described
-from opsctl.sources.redact import WITHHELD, redact_message
+from opsctl.sources.redact import RAISED_CONTEXT, WITHHELD, redact_message
 
 
 class DatabaseError(OpsctlError):
@@ -46,7 +45,6 @@ _SIGNAL_ERRNOS = frozenset({1642, 1643, 1644})
 # PL/pgSQL's RAISE and ASSERT: the same, in PostgreSQL; a RAISE may also give any other SQLSTATE,
 # which only the context line tells.
 _RAISE_SQLSTATES = frozenset({"P0001", "P0004"})
-_RAISED = re.compile(r"\bat (?:RAISE|ASSERT)\b")
 
 
 def database_error_text(exc: BaseException) -> str:
@@ -69,7 +67,7 @@ def _postgres_text(exc: BaseException) -> str:
 
     if not isinstance(exc, psycopg.Error):
         return described(exc)
-    raised = exc.sqlstate in _RAISE_SQLSTATES or _RAISED.search(exc.diag.context or "")
+    raised = exc.sqlstate in _RAISE_SQLSTATES or RAISED_CONTEXT.search(exc.diag.context or "")
     text = WITHHELD if raised else _redacted(exc.diag.message_primary or str(exc))
     return f"{text} (SQLSTATE {exc.sqlstate})" if exc.sqlstate else text
 

@@ -115,7 +115,8 @@ _VALUE_KINDS = r"(?:DETAIL|CONTEXT|LINE \d+|QUERY|STATEMENT|WHERE|Command was|Qu
 _HEAD = re.compile(rf"^\s*(?:{_PROGRAMS}:\s|{_SEVERITIES}\b|{_VALUE_KINDS}|ERROR \d+)")
 # pg_dump's "detail: Error message from server: ERROR: …" is the error itself: kept, redacted.
 _VALUE_HEAD = re.compile(rf"^\s*(?:{_PROGRAMS}:\s*(?:detail:\s*)?)?{_VALUE_KINDS}")
-_RAISED_CONTEXT = re.compile(r"\bat (?:RAISE|ASSERT)\b")  # CONTEXT: PL/pgSQL function f(text) line 3 at RAISE
+# CONTEXT: PL/pgSQL function f(text) line 3 at RAISE; PL/Python, PL/Perl and PL/Tcl raise whatever text they like.
+RAISED_CONTEXT = re.compile(r"\bat (?:RAISE|ASSERT)\b|\bPL/(?:Python|Perl|Tcl)\w* function\b")
 _RAISED_ERROR = re.compile(r"(ERROR:\s*).*", re.DOTALL)
 _SIGNALLED = re.compile(r"^(\s*ERROR 164[234] \(\w+\)(?: at line \d+)?:\s*).*", re.DOTALL)  # MariaDB SIGNAL
 
@@ -125,7 +126,7 @@ def redact_tool_output(text: str, keep: int = 5) -> str:
     kept: list[str] = []
     for message in _messages(_outside_fences(text.splitlines())):
         if _VALUE_HEAD.match(message):
-            if kept and _RAISED_CONTEXT.search(message):
+            if kept and RAISED_CONTEXT.search(message):
                 kept[-1] = _withheld(kept[-1])
             continue
         kept.append(_SIGNALLED.sub(rf"\1{WITHHELD}", message))

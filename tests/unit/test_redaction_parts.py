@@ -102,3 +102,11 @@ def test_a_tail_cut_in_the_middle_of_a_value_drops_the_remains():
     """StreamTail keeps the last lines: the first may be the end of a value that spans lines."""
     said = '4111111111111111" is out of range\npg_restore: error: COPY failed for table "cards": ERROR:  x'
     assert redact_tool_output(said) == 'pg_restore: error: COPY failed for table "cards": ERROR:  x'
+
+
+def test_text_a_plpython_function_raised_is_withheld():
+    """plpy.error() and PL/Perl's die write any text, with no 'at RAISE' in the context to tell."""
+    stderr = ('pg_restore: error: COPY failed for table "cards": ERROR:  card 4111111111111111 refused\n'
+              'CONTEXT:  Traceback (most recent call last):\n  PL/Python function "check_card", line 3, in <module>\n')
+    shown = redact_tool_output(stderr)
+    assert "4111" not in shown and WITHHELD in shown, shown
