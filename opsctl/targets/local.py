@@ -20,7 +20,7 @@ from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable, hostile
-from opsctl.targets.replicate import check_writable
+from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable
 
 if TYPE_CHECKING:
     from opsctl.policy.model import LocalTargetConfig, MountTargetConfig
@@ -255,9 +255,10 @@ class LocalFiles:
 
     def _open_file(self, parent: int, base: str, name: str) -> int:
         fd = _open_at(parent, base, _READ, self.display, name)
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_FILE_SIZE:
             os.close(fd)
-            raise hostile(self.display, _odd(False), name)
+            raise hostile(self.display, _odd(False) if not stat.S_ISREG(info.st_mode) else TOO_BIG, name)
         return fd
 
 

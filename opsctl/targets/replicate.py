@@ -70,6 +70,10 @@ FORGOTTEN = ".opsctl-forgotten"
 _ID = re.compile(r"[0-9a-f]{64}")
 _FLAT_FOLDERS = ("keys", "index", "snapshots")
 _DATA_FILE_DEPTH = 3  # data/<first two hex digits of the ID>/<ID>
+# restic 0.14 writes packs of at most 128 MiB (--pack-size); a file far larger is no restic file and, read
+# whole, would exhaust memory.
+MAX_FILE_SIZE = 256 << 20
+TOO_BIG = "a file larger than restic ever writes"
 # Path parts no honest listing holds: they climb out of the folder listed, or name it twice.
 _CLIMBING = frozenset({"", ".", ".."})
 

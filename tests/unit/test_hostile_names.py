@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from opsctl.targets.errors import TargetError, shown
+from opsctl.targets.errors import HostileTarget, TargetError, shown
+from opsctl.targets.local import LocalFiles
 from opsctl.targets.replicate import FORGOTTEN, copy_file, forgotten, restic_files, restic_name
 
 ID = "ab" + "0" * 62
@@ -94,3 +95,14 @@ def test_forgotten_marks_are_snapshot_ids_only():
 def test_a_planted_name_is_printed_harmlessly():
     assert shown("index/\x1b[2Jboo") == "index/?[2Jboo"
     assert len(shown("x" * 10_000)) < 200
+
+
+def test_a_file_larger_than_restic_writes_is_never_read_into_memory(tmp_path):
+    """A NAS can show a huge (sparse) file under a pack's name: refused by its size, before any byte is read."""
+    pack = tmp_path / "data" / "ab" / ID
+    pack.parent.mkdir(parents=True)
+    with open(pack, "wb") as handle:
+        handle.truncate(1 << 40)  # a terabyte, and no disk used
+    with LocalFiles(tmp_path, "nas (mount /mnt/nas/crm)") as files, pytest.raises(HostileTarget) as refused:
+        files.read(f"data/ab/{ID}")
+    assert "larger than restic ever writes" in refused.value.message
