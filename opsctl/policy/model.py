@@ -6,6 +6,7 @@ is for. Relative paths resolve against the policy file's folder (given as valida
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import stat
@@ -113,6 +114,47 @@ def _secret_not_inline(value: object) -> object:
 Secret = Annotated[SecretSource, BeforeValidator(_secret_not_inline)]
 
 
+TlsMode = Literal["disable", "require", "verify-ca", "verify-full"]
+VERIFYING_TLS_MODES = ("verify-ca", "verify-full")
+# Debian's bundle of the system's trusted CAs. Named explicitly: libpq 15 has no sslrootcert=system, and its
+# default (~/.postgresql/root.crt) would depend on the home folder of whoever runs opsctl.
+SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
+
+
+def is_local_host(host: str) -> bool:
+    """A Unix socket or a loopback name or address: traffic that never leaves this machine."""
+    if host.startswith(("/", "@")) or host.lower().rstrip(".") == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class DatabaseTls(Strict):
+    """Encryption in transit to the database server, in PostgreSQL's sslmode words (MySQL/MariaDB too)."""
+
+    mode: TlsMode | None = Field(
+        None, description="disable, require, verify-ca or verify-full; default: verify-full for a host that is not "
+                          "loopback or a socket (there: the client's own default)")
+    ca_file: PolicyPath | None = Field(
+        None, description="PEM file with the CA certificate(s) that signed the server's certificate; "
+                          f"default for the verify modes: the system's trust store {SYSTEM_CA_FILE}")
+
+    @field_validator("ca_file")
+    @classmethod
+    def _trusted_ca(cls, path: Path | None) -> Path | None:
+        # Whoever can change the CA file can make opsctl trust their server, and send it the password.
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ValueError(f"tls.ca_file {path} does not exist or is not a file")
+        distrust = untrusted(path)
+        if distrust is not None:
+            raise ValueError(str(distrust))
+        return path
+
+
 class ServerDatabase(Strict):
     """Connection to a database server; several databases of one server may be backed up together."""
 
@@ -121,6 +163,35 @@ class ServerDatabase(Strict):
     user: str = Field(..., min_length=1, description="the role that runs the dump")
     password: Secret | None = Field(None, description="where the database password comes from")
     names: tuple[Name, ...] = Field(..., min_length=1, description="the databases to back up, e.g. [crm]")
+    tls: DatabaseTls = Field(DatabaseTls(), description="encryption in transit: mode and ca_file")
+
+    @model_validator(mode="after")
+    def _tls_fits(self) -> ServerDatabase:
+        mode = self.tls_mode
+        if mode not in (None, "disable") and self.host.startswith("/"):
+            raise ValueError(f"tls.mode {mode} cannot apply to the Unix socket {self.host}: its traffic never leaves "
+                             "this machine; remove tls, or set database.host to the server's host name")
+        if self.tls.ca_file is not None and mode not in VERIFYING_TLS_MODES:
+            raise ValueError(f"tls.ca_file is used only by tls.mode verify-ca or verify-full (mode here: {mode}); "
+                             "set tls.mode: verify-full, or remove tls.ca_file")
+        if mode in VERIFYING_TLS_MODES and self.tls.ca_file is None and not SYSTEM_CA_FILE.is_file():
+            raise ValueError(f"tls.mode {mode} needs tls.ca_file (the CA certificate that signed the server's): "
+                             f"the system's trust store {SYSTEM_CA_FILE} is missing")
+        return self
+
+    @property
+    def tls_mode(self) -> TlsMode | None:
+        """The mode in force: the policy's; else verify-full off this machine or with a ca_file; else the client's."""
+        if self.tls.mode is not None:
+            return self.tls.mode
+        return "verify-full" if self.tls.ca_file is not None or not is_local_host(self.host) else None
+
+    @property
+    def tls_ca_file(self) -> Path | None:
+        """The CA file the verify modes check the server's certificate against."""
+        if self.tls_mode not in VERIFYING_TLS_MODES:
+            return None
+        return self.tls.ca_file or SYSTEM_CA_FILE
 
     @model_validator(mode="before")
     @classmethod

@@ -83,11 +83,12 @@ class MySQLSource:
         self._protected = {database, *protected}  # every database the policy backs up
 
     def probe(self) -> str:
-        """Log in and read the server version; raises a clear error when that fails."""
+        """Log in, read the server version and how the session is protected; raises a clear error when that fails."""
         with closing(self.server.connect(self.database)) as conn, conn.cursor() as cur:
             cur.execute("SELECT VERSION()")
             version = cur.fetchone()[0]
-        return f"{self.server.display}/{self.database} answers ({version})"
+            transit = self.server.tls.describe(self.server.tls_protocol(cur))
+        return f"{self.server.display}/{self.database} answers ({version}; {transit})"
 
     @contextmanager
     def dump(self) -> Iterator[MySQLDump]:

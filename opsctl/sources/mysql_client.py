@@ -4,18 +4,26 @@ from __future__ import annotations
 
 import os
 import shutil
+import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pymysql
 
 from opsctl.manifest import TableStats
 from opsctl.process import tool_environment as process_environment
-from opsctl.sources.errors import DatabaseAuthFailed, DatabaseMissing, DatabaseUnreachable, ToolMissing
+from opsctl.sources import Tls
+from opsctl.sources.errors import (
+    DatabaseAuthFailed,
+    DatabaseMissing,
+    DatabaseUnreachable,
+    ToolMissing,
+    database_error_text,
+)
 
 if TYPE_CHECKING:
     from pymysql.cursors import Cursor
@@ -46,6 +54,7 @@ class MySQLServer:
     port: int
     user: str
     password: str | None = field(default=None, repr=False)
+    tls: Tls = field(default_factory=Tls)
 
     @property
     def display(self) -> str:
@@ -57,18 +66,45 @@ class MySQLServer:
         return self.host.startswith("/")
 
     def connect(self, database: str | None = None) -> pymysql.connections.Connection:
-        """An autocommit session with a clear error for the usual failures (down, wrong password, no database)."""
-        where = {"unix_socket": self.host} if self.is_socket else {"host": self.host, "port": self.port}
+        """An autocommit session with a clear error for the usual failures (down, wrong password, no database, TLS)."""
+        where: dict[str, Any] = {"unix_socket": self.host} if self.is_socket else {"host": self.host, "port": self.port}
         try:
             return pymysql.connect(user=self.user, password=self.password or "", database=database,
                                    charset="utf8mb4", autocommit=True, connect_timeout=10,
-                                   program_name="opsctl", **where)
+                                   program_name="opsctl", **where, **self._tls_settings())
         except pymysql.err.MySQLError as exc:
             raise self._connect_error(database, exc) from None
+
+    def _tls_settings(self) -> dict[str, Any]:
+        """pymysql's TLS arguments: a context (pymysql then refuses a server without TLS), or TLS turned off."""
+        if self.tls.mode is None:
+            return {}  # loopback or a socket with no tls in the policy: pymysql's default, as before
+        if self.tls.mode == "disable":
+            return {"ssl_disabled": True}
+        if not self.tls.verifies:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+            return {"ssl": context}
+        context = ssl.create_default_context(cafile=str(self.tls.ca_file) if self.tls.ca_file else None)
+        context.check_hostname = self.tls.mode == "verify-full"
+        # As OpenSSL checks for the client tools: Python 3.13's strict X.509 checks would refuse more than they do.
+        context.verify_flags &= ~getattr(ssl, "VERIFY_X509_STRICT", 0)
+        return {"ssl": context}
+
+    def tls_protocol(self, cur: Cursor) -> str | None:
+        """The TLS version of a session ("TLSv1.3"), or None when it is not encrypted."""
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_version'")
+        row = cur.fetchone()
+        return row[1] if row and row[1] else None
 
     def _connect_error(self, database: str | None, exc: pymysql.err.MySQLError) -> Exception:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else 0
         where = f"{self.display}/{database or ''}"
+        said = exc.args[1] if len(exc.args) > 1 and isinstance(exc.args[1], str) else ""
+        refused = self.tls.refusal(said.lower(), "MySQL", where, self.host, database_error_text(exc))
+        if refused is not None:
+            return refused
         if code in _AUTH_ERRORS:
             return DatabaseAuthFailed(f"MySQL refused the login of user {self.user} at {where} (error {code})",
                                       "check the policy's database.password source and the user's grants")
@@ -79,12 +115,31 @@ class MySQLServer:
                                    "check that the server is running and database.host/port are right")
 
     def tool_argv(self, program: str, defaults_fd: int) -> list[str]:
-        """A client tool's first arguments: the password file by descriptor, then where to connect."""
-        # --defaults-extra-file must come first; the operator's own option files (TLS, ...) still apply.
+        """A client tool's first arguments: the password file by descriptor, then where to connect, then TLS."""
+        # --defaults-extra-file must come first; the operator's own option files still apply, except where the
+        # command line overrides them.
         argv = [program, f"--defaults-extra-file=/dev/fd/{defaults_fd}", f"--user={self.user}"]
         if self.is_socket:
-            return [*argv, "--protocol=SOCKET", f"--socket={self.host}"]
-        return [*argv, "--protocol=TCP", f"--host={self.host}", f"--port={self.port}"]
+            return [*argv, "--protocol=SOCKET", f"--socket={self.host}", *self._tls_options()]
+        return [*argv, "--protocol=TCP", f"--host={self.host}", f"--port={self.port}", *self._tls_options()]
+
+    def _tls_options(self) -> list[str]:
+        """MariaDB 10.11's client options for the policy's tls.mode (11.4+ clients verify by default; 10.11 not).
+
+        On the command line, not in the defaults file: ~/.my.cnf is read after that file and would win over it.
+        Only --ssl-verify-server-cert makes these tools refuse a server without TLS; with require and verify-ca
+        opsctl's own sessions (which always come first) refuse it instead.
+        """
+        if self.tls.mode is None:
+            return []
+        if self.tls.mode == "disable":
+            return ["--skip-ssl"]
+        options = ["--ssl"]
+        if self.tls.ca_file is not None:  # a CA makes the client check the certificate's chain
+            options.append(f"--ssl-ca={self.tls.ca_file}")
+        if self.tls.mode == "verify-full":
+            options.append("--ssl-verify-server-cert")
+        return options
 
     @contextmanager
     def defaults_file(self) -> Iterator[int]:

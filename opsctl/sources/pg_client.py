@@ -7,6 +7,7 @@ import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import psycopg
 from psycopg import sql
@@ -15,6 +16,7 @@ from psycopg.rows import TupleRow
 from opsctl.leftovers import memory_folder, scratch_folder
 from opsctl.manifest import TableStats
 from opsctl.process import tool_environment
+from opsctl.sources import Tls
 from opsctl.sources.errors import (
     DatabaseAuthFailed,
     DatabaseError,
@@ -51,24 +53,42 @@ class PgServer:
     port: int
     user: str
     password: str | None = field(default=None, repr=False)
+    tls: Tls = field(default_factory=Tls)
 
     @property
     def display(self) -> str:
         return f"postgresql://{self.user}@{self.host}:{self.port}"
 
     def connect(self, database: str, autocommit: bool = False) -> psycopg.Connection:
-        """A session with a clear error for the usual failures (down, wrong password, no database)."""
+        """A session with a clear error for the usual failures (down, wrong password, no database, TLS)."""
         try:
             return psycopg.connect(
                 host=self.host, port=self.port, user=self.user, dbname=database, password=self.password,
-                application_name="opsctl", connect_timeout=10, autocommit=autocommit,
+                application_name="opsctl", connect_timeout=10, autocommit=autocommit, **self._tls_settings(),
             )
         except psycopg.OperationalError as exc:
             raise self._connect_error(database, exc) from None
 
+    def _tls_settings(self) -> dict[str, Any]:
+        """sslmode and sslrootcert as libpq names them; passed explicitly, they win over PGSSLMODE/PGSSLROOTCERT."""
+        if self.tls.mode is None:
+            return {}  # loopback or a socket with no tls in the policy: libpq's default, as before
+        settings: dict[str, Any] = {"sslmode": self.tls.mode}
+        if self.tls.ca_file is not None:
+            settings["sslrootcert"] = str(self.tls.ca_file)
+        return settings
+
+    def tls_protocol(self, conn: psycopg.Connection) -> str | None:
+        """The TLS version of a session ("TLSv1.3"), or None when it is not encrypted."""
+        row = conn.execute("SELECT version FROM pg_stat_ssl WHERE pid = pg_backend_pid() AND ssl").fetchone()
+        return row[0] if row else None
+
     def _connect_error(self, database: str, exc: psycopg.OperationalError) -> Exception:
         lowered = str(exc).lower()  # matched here only: the message shows the redacted first line
         where = f"{self.display}/{database}"
+        refused = self.tls.refusal(lowered, "PostgreSQL", where, self.host, database_error_text(exc))
+        if refused is not None:
+            return refused
         if any(m in lowered for m in ("password authentication failed", "no password supplied", "pg_hba.conf",
                                       "permission denied for database")):
             return DatabaseAuthFailed(f"PostgreSQL refused the login of user {self.user} at {where}",
@@ -82,11 +102,12 @@ class PgServer:
     @contextmanager
     def tool_environment(self, database: str) -> Iterator[dict[str, str]]:
         """Environment for pg_dump/pg_restore: connection by PG* variables, password by a 0600 passfile."""
-        # Ambient TLS settings (PGSSLMODE, PGSSLROOTCERT, ...) apply to the tools as they do to our own
-        # sessions; a stray PGPASSWORD would win over the passfile, and a service could change the server.
+        # A stray PGPASSWORD would win over the passfile, and a service could change the server. Ambient TLS
+        # settings apply only where the policy leaves TLS to libpq's default (loopback, sockets): the policy wins.
         env = tool_environment("PGPASSFILE", "PGSERVICE")
         env.update(PGHOST=self.host, PGPORT=str(self.port), PGUSER=self.user, PGDATABASE=database,
                    PGAPPNAME="opsctl", PGCONNECT_TIMEOUT="10")
+        env.update({f"PG{name.upper()}": value for name, value in self._tls_settings().items()})
         if self.password is None:
             yield env
             return

@@ -58,10 +58,11 @@ class PostgresSource:
         self._lock_wait_ms = lock_wait_timeout_s * 1000
 
     def probe(self) -> str:
-        """Log in and read the server version; raises a clear error when that fails."""
+        """Log in, read the server version and how the session is protected; raises a clear error when that fails."""
         with self.server.connect(self.database) as conn:
             version = first_row(conn.execute("SHOW server_version"))[0]
-        return f"{self.server.display}/{self.database} answers (PostgreSQL {version})"
+            transit = self.server.tls.describe(self.server.tls_protocol(conn))
+        return f"{self.server.display}/{self.database} answers (PostgreSQL {version}; {transit})"
 
     @contextmanager
     def dump(self) -> Iterator[PgDump]:

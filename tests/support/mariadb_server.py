@@ -11,10 +11,14 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pymysql
 
 from tests.support.servers import LOOPBACK, free_port
+
+if TYPE_CHECKING:
+    from tests.support.certs import ServerFiles
 
 # What the README documents for the opsctl user: reading and locking to back up, creating to restore.
 BACKUP_AND_RESTORE_PRIVILEGES = ("SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, LOCK TABLES, INSERT, CREATE, DROP, "
@@ -34,7 +38,9 @@ class MariaDBServer:
     --skip-name-resolve makes TCP logins come from '127.0.0.1', which root is not allowed from.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, tls: ServerFiles | None = None) -> None:
+        """With `tls`: the server offers TLS with that certificate (users still choose whether to REQUIRE SSL)."""
+        self.tls = tls
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="opsctl-test-mariadb-"))
         self.data = self.root / "data"
@@ -66,10 +72,25 @@ class MariaDBServer:
              "--skip-name-resolve", "--log-bin=binlog", "--server-id=1", "--log-bin-trust-function-creators=1",
              "--innodb-buffer-pool-size=256M",
              "--innodb-flush-log-at-trx-commit=0", "--sync-binlog=0", "--innodb-doublewrite=0",
-             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci"],
+             "--character-set-server=utf8mb4", "--collation-server=utf8mb4_unicode_ci", *self._tls_options()],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.wait_ready()
         return self
+
+    def _tls_options(self) -> list[str]:
+        """Copies of the certificate, key and CA that mariadbd (the mysql user, when we are root) can read."""
+        if self.tls is None:
+            return []
+        copies = {}
+        for option, source in (("cert", self.tls.cert), ("key", self.tls.key), ("ca", self.tls.ca)):
+            copy = self.root / f"tls-{source.name}"
+            shutil.copyfile(source, copy)
+            copy.chmod(0o600)
+            if os.geteuid() == 0:
+                pw = pwd.getpwnam("mysql")
+                os.chown(copy, pw.pw_uid, pw.pw_gid)
+            copies[option] = copy
+        return [f"--ssl-cert={copies['cert']}", f"--ssl-key={copies['key']}", f"--ssl-ca={copies['ca']}"]
 
     def wait_ready(self, timeout: float = 60) -> None:
         deadline = time.monotonic() + timeout

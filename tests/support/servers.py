@@ -12,8 +12,12 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psycopg
+
+if TYPE_CHECKING:
+    from tests.support.certs import ServerFiles
 
 LOOPBACK = "127.0.0.1"
 
@@ -46,8 +50,10 @@ class PostgresServer:
 
     superuser = "postgres"
 
-    def __init__(self, bindir: Path) -> None:
+    def __init__(self, bindir: Path, tls: ServerFiles | None = None) -> None:
+        """With `tls`: TLS on with that certificate, and TCP logins only over TLS (hostssl in pg_hba.conf)."""
         self.bindir = bindir
+        self.tls = tls
         self.port = free_port()
         self.root = Path(tempfile.mkdtemp(prefix="opsctl-test-pg-"))
         self.data = self.root / "data"
@@ -74,9 +80,27 @@ class PostgresServer:
                   "--auth-local=trust", "--auth-host=scram-sha-256", "-E", "UTF8", "--locale=C.UTF-8")
         options = (f"-c listen_addresses={LOOPBACK} -c port={self.port} -c unix_socket_directories={self.sockets} "
                    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=50")
+        if self.tls is not None:
+            options += self._tls_options(self.tls)
         self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", str(self.root / "log"), "-w", "-t", "60",
                   "start")
         return self
+
+    def _tls_options(self, tls: ServerFiles) -> str:
+        """Copies of the certificate and key the server user owns (it refuses a key others can read)."""
+        copies = []
+        for source in (tls.cert, tls.key):
+            copy = self.root / source.name
+            shutil.copyfile(source, copy)
+            copy.chmod(0o600)
+            if self._as_postgres:
+                pw = pwd.getpwnam("postgres")
+                os.chown(copy, pw.pw_uid, pw.pw_gid)
+            copies.append(copy)
+        hba = self.data / "pg_hba.conf"
+        hba.write_text("\n".join("hostssl" + line[4:] if line.startswith("host ") else line
+                                 for line in hba.read_text().splitlines()) + "\n")
+        return f" -c ssl=on -c ssl_cert_file={copies[0]} -c ssl_key_file={copies[1]}"
 
     def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
