@@ -21,6 +21,7 @@ from opsctl.actions import (
     check,
     doctor,
     drill,
+    iam_policy,
     init,
     keys,
     prune,
@@ -256,6 +257,17 @@ def check_command(ctx: click.Context, read_data_subset: str | None, target_name:
 def doctor_command(ctx: click.Context, json_output: bool) -> None:
     """Preflight: restic, secrets, database, each target and its repository. Exit 1 on any problem."""
     _run(ctx, doctor.DOCTOR, None, json_output)
+
+
+@main.command("iam-policy")
+@click.option("--target", "target_name", metavar="NAME", required=True, help="The S3 target (its name in the policy).")
+@click.option("--role", type=click.Choice([r.value for r in iam_policy.S3Role]), default="backup", show_default=True,
+              help="backup: cannot delete; prune: may delete (prune_credentials); audit: read only.")
+@option.json_output()
+@click.pass_context
+def iam_policy_command(ctx: click.Context, target_name: str, role: str, json_output: bool) -> None:
+    """Print the least-privilege AWS IAM policy for an S3 target's keys in one role."""
+    _run(ctx, iam_policy.IAM_POLICY, iam_policy.IamPolicyRequest(target_name, iam_policy.S3Role(role)), json_output)
 
 
 @main.group("keys")

@@ -19,7 +19,7 @@ from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.progress import board
-from opsctl.targets import Target
+from opsctl.targets import Access, Target
 from opsctl.targets.errors import NotAReplica
 from opsctl.targets.replicate import check_identity, replicate, seed
 
@@ -131,4 +131,6 @@ def show_init(app: App, outcome: Initialised) -> None:
         console.verdict_line(app, row.ok, row.location, row.error or row.value, row.hint)
 
 
-INIT = Command("init", _init, lock=True, restic=True, secrets=Secrets.REPOSITORY)
+# restic init asks whether the bucket exists, which keys limited to the repository's prefix may not: init
+# is a one-time set-up, done with the keys that may do more (prune_credentials, when the target has them).
+INIT = Command("init", _init, lock=True, restic=True, secrets=Secrets.REPOSITORY, access=Access.DELETE)

@@ -14,6 +14,7 @@ from opsctl.actions.runner import Command, Secrets
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
+from opsctl.targets import Access
 from opsctl.targets.replicate import mark_forgotten
 
 
@@ -96,4 +97,4 @@ def show_prune(app: App, pruned: PruneOutcome) -> None:
         app.out.print("Dry run: nothing was removed.")
 
 
-PRUNE = Command("prune", _prune, lock=True, restic=True, secrets=Secrets.REPOSITORY)
+PRUNE = Command("prune", _prune, lock=True, restic=True, secrets=Secrets.REPOSITORY, access=Access.DELETE)

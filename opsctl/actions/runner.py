@@ -29,6 +29,7 @@ from opsctl.audit import runs
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.load import state_dir_despite_errors
 from opsctl.sources.errors import traceback_safe
+from opsctl.targets import Access
 
 log = logging.getLogger(__name__)
 R = TypeVar("R")
@@ -53,6 +54,7 @@ class Command(Generic[R]):
     restic: bool = False
     without_policy: Callable[[R], Outcome] | None = None  # what it can still do when no policy file is found
     precheck: Callable[[App, R], None] | None = None  # refuses a request that cannot work, before anything else
+    access: Access = Access.WRITE  # DELETE: it removes files from targets (S3 then uses its prune_credentials)
 
 
 @dataclass(frozen=True)
@@ -85,7 +87,7 @@ def run(app: App, command: Command[R], request: R,
         subscribers: Sequence[Subscriber] | None = None) -> Outcome:
     """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
     listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
-    session, current, unloadable = _open(app, command.name)
+    session, current, unloadable = _open(app, command)
     try:
         if command.precheck is not None:
             command.precheck(app, request)
@@ -105,11 +107,11 @@ def run(app: App, command: Command[R], request: R,
     return outcome
 
 
-def _open(app: App, name: str) -> tuple[Session | None, Run, OpsctlError | None]:
+def _open(app: App, command: Command[R]) -> tuple[Session | None, Run, OpsctlError | None]:
     """The session, and the run as subscribers see it; a policy that cannot be loaded is still given a place."""
-    started = Run(name, _now(), time.monotonic(), Path("."))
+    started = Run(command.name, _now(), time.monotonic(), Path("."))
     try:
-        session = Session(app)
+        session = Session(app, command.access)
     except OpsctlError as exc:
         path = _policy_path(app)
         return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path)), exc

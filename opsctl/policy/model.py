@@ -331,15 +331,48 @@ class S3Credentials(Strict):
 
 class S3TargetConfig(TargetConfigBase):
     kind: Literal["s3"]
+    # Declared before endpoint: the endpoint's check reads it.
+    allow_plain_http: bool = Field(
+        False, description="true to accept an http:// endpoint (meant for a loopback test server only)"
+    )
     endpoint: str = Field(
         ..., pattern=r"^https?://[^/@\s]+(/[^@\s]*)?$",
-        description="an http:// or https:// URL without credentials, e.g. https://s3.eu-west-1.amazonaws.com",
+        description="an https:// URL without credentials, e.g. https://s3.eu-west-1.amazonaws.com",
+    )
+    ca_file: PolicyPath | None = Field(
+        None, description="a PEM file of the CA that signed the endpoint's certificate (default: the system's)"
     )
     bucket: str = Field(..., min_length=3, description="the bucket name")
     prefix: str = Field("", description="a folder inside the bucket")
     region: str = Field("us-east-1")
     path_style: bool = Field(True, description="path-style addressing (needed by most non-AWS endpoints)")
-    credentials: S3Credentials = Field(..., description="where the S3 access keys come from")
+    credentials: S3Credentials = Field(..., description="where the S3 access keys come from (keys that cannot delete)")
+    prune_credentials: S3Credentials | None = Field(
+        None, description="keys that may also delete, used only by prune and keys rotate; default: credentials"
+    )
+
+    @field_validator("endpoint")
+    @classmethod
+    def _encrypted(cls, endpoint: str, info: ValidationInfo) -> str:
+        # Plain HTTP lets anyone on the path read the requests and answer in the bucket's place.
+        if endpoint.lower().startswith("http://") and info.data.get("allow_plain_http") is not True:
+            raise ValueError("an http:// endpoint is not encrypted; use https://, or for a loopback test "
+                             "endpoint only, set allow_plain_http: true on this target")
+        return endpoint
+
+    @field_validator("ca_file")
+    @classmethod
+    def _usable_ca(cls, path: Path | None) -> Path | None:
+        if path is None:
+            return None
+        if not path.is_file():
+            raise ValueError(f"{path} is not a file; give the PEM file of the CA that signed the endpoint's "
+                             "certificate, or leave ca_file out to use the system's")
+        # A CA file another user can change lets them be the endpoint.
+        distrust = untrusted(path)
+        if distrust is not None:
+            raise ValueError(str(distrust))
+        return path
 
 
 Target = Annotated[

@@ -17,3 +17,4 @@ class Repository:
     unset_environment: tuple[str, ...] = ()
     # (variable, content): each content goes into a private file for the run, the variable names it.
     secret_files: tuple[tuple[str, bytes], ...] = field(default=(), repr=False)
+    cacert: str | None = None  # a PEM file of CAs restic trusts for this repository (restic's --cacert)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from enum import Enum
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from opsctl.restic.repository import Repository
@@ -19,6 +20,13 @@ REPLICATION_ORDER = ("data", "index", "snapshots", "keys")
 def repository_folders() -> list[str]:
     """Every folder of restic's default layout (data has 256 subfolders)."""
     return ["keys", "locks", "snapshots", "index", *(f"data/{i:02x}" for i in range(256))]
+
+
+class Access(Enum):
+    """What a command does to a target's files; an S3 target picks its keys by it (least privilege)."""
+
+    WRITE = "write"  # read and add files; delete only restic's own lock files
+    DELETE = "delete"  # also delete any file of the repository (prune, key removal)
 
 
 @dataclass(frozen=True)
@@ -86,8 +94,9 @@ class ConfiguredTarget(Generic[ConfigT]):
 
     kind = ""
 
-    def __init__(self, config: ConfigT, stall_timeout_s: float = 300.0) -> None:
+    def __init__(self, config: ConfigT, stall_timeout_s: float = 300.0, access: Access = Access.WRITE) -> None:
         self.config = config
         self.name = config.name
         self.offsite = config.offsite
         self.stall_timeout_s = stall_timeout_s
+        self.access = access

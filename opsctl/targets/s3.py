@@ -2,7 +2,8 @@
 
 Credentials come from a private file or the environment and reach restic only through its environment,
 never its command line. Without them restic would go anonymous and blame the repository, so opsctl
-checks them first and says what is missing.
+checks them first and says what is missing. A command that deletes files (Access.DELETE) uses the
+target's prune_credentials when the policy gives them; every other command uses keys that cannot delete.
 """
 
 from __future__ import annotations
@@ -15,9 +16,9 @@ from typing import Any
 
 import botocore.exceptions
 
-from opsctl.policy.model import S3TargetConfig, check_private_file
+from opsctl.policy.model import S3Credentials, S3TargetConfig, check_private_file
 from opsctl.restic.repository import Repository
-from opsctl.targets.base import ConfiguredTarget, Fact
+from opsctl.targets.base import Access, ConfiguredTarget, Fact
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
 from opsctl.targets.replicate import check_writable, climbs
 
@@ -39,19 +40,33 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
         c = self.config
         options = (f"s3.bucket-lookup={'path' if c.path_style else 'dns'}", f"s3.region={c.region}")
         location = f"s3:{c.endpoint.rstrip('/')}/{c.bucket}{self._key_prefix('/')}"
-        if c.credentials.env:  # the operator chose the environment: restic inherits it as it is
-            return Repository(location, self.display, password, options)
+        cacert = str(c.ca_file) if c.ca_file is not None else None
+        if self._key_source.env:  # the operator chose the environment: restic inherits it as it is
+            return Repository(location, self.display, password, options, cacert=cacert)
         # Keys from the policy's file reach restic as a private credentials file, never as variables.
         return Repository(location, self.display, password, options, environment=(("AWS_PROFILE", "default"),),
                           unset_environment=(*_KEYS, "AWS_CONFIG_FILE"),
-                          secret_files=(("AWS_SHARED_CREDENTIALS_FILE", _credentials_ini(self._credentials)),))
+                          secret_files=(("AWS_SHARED_CREDENTIALS_FILE", _credentials_ini(self._credentials)),),
+                          cacert=cacert)
+
+    @property
+    def _key_source(self) -> S3Credentials:
+        """The keys this command may use: the deleting ones only for a command that deletes, and only if given."""
+        c = self.config
+        if self.access is Access.DELETE and c.prune_credentials is not None:
+            return c.prune_credentials
+        return c.credentials
+
+    @property
+    def _key_field(self) -> str:
+        return "prune_credentials" if self._key_source is self.config.prune_credentials else "credentials"
 
     def probe(self) -> None:
-        self._head_bucket(missing_ok=False)
+        self._bucket_answers(missing_ok=False)
 
     def prepare_init(self) -> None:
         """Check the endpoint and the credentials, and create the bucket if it is missing."""
-        if self._head_bucket(missing_ok=True):
+        if self._bucket_answers(missing_ok=True):
             return
         c = self.config
         where = {} if c.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": c.region}}
@@ -102,12 +117,12 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
     @cached_property
     def _credentials(self) -> dict[str, str]:
         """The access keys, from the policy's private file or from the environment; never logged."""
-        source = self.config.credentials
+        source = self._key_source
         if source.file is not None:
             try:
                 check_private_file(source.file)
             except ValueError as exc:
-                raise TargetUnreachable(f"{self.display}: S3 credentials file: {exc}", None) from None
+                raise TargetUnreachable(f"{self.display}: S3 {self._key_field} file: {exc}", None) from None
             values = _parse_credentials(source.file.read_text(encoding="utf-8"))
             where = f"the file {source.file}"
         else:
@@ -115,8 +130,8 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
             where = "the environment"
         missing = [key for key in _KEYS[:2] if not values.get(key)]
         if missing:
-            raise TargetUnreachable(f"{self.display}: no S3 credentials: {' and '.join(missing)} missing from {where}",
-                                    "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY there")
+            raise TargetUnreachable(f"{self.display}: no S3 {self._key_field}: {' and '.join(missing)} missing "
+                                    f"from {where}", "set both AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY there")
         return values
 
     @cached_property
@@ -134,17 +149,22 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
             # Optional checksums of newer boto3 releases are refused by some S3-compatible servers.
             request_checksum_calculation="when_required", response_checksum_validation="when_required",
         )
+        verify = str(c.ca_file) if c.ca_file is not None else None  # None: the system's CAs
         return boto3.session.Session().client(
-            "s3", endpoint_url=c.endpoint, config=config,
+            "s3", endpoint_url=c.endpoint, config=config, verify=verify,
             aws_access_key_id=credentials["AWS_ACCESS_KEY_ID"],
             aws_secret_access_key=credentials["AWS_SECRET_ACCESS_KEY"],
             aws_session_token=credentials.get("AWS_SESSION_TOKEN"))
 
-    def _head_bucket(self, missing_ok: bool) -> bool:
-        """True when the bucket exists; False when it does not and missing_ok."""
-        c = self.config
+    def _bucket_answers(self, missing_ok: bool) -> bool:
+        """True when the bucket exists; False when it does not and missing_ok.
+
+        A listing under the prefix, not HeadBucket: that needs s3:ListBucket on the whole bucket, which
+        the least-privilege policies (opsctl iam-policy) grant only for the prefix.
+        """
+        c, prefix = self.config, self._key_prefix("")
         try:
-            self._client.head_bucket(Bucket=c.bucket)
+            self._client.list_objects_v2(Bucket=c.bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         except botocore.exceptions.ClientError as exc:
             code = str(exc.response.get("Error", {}).get("Code", ""))
             if code in ("404", "NoSuchBucket"):
@@ -153,9 +173,9 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
                 raise TargetUnreachable(f"{self.display}: the bucket {c.bucket} does not exist",
                                         f"check the bucket name; {MISSING_REPOSITORY_HINT}") from None
             if code in ("403", "AccessDenied", "InvalidAccessKeyId", "SignatureDoesNotMatch"):
-                raise TargetUnreachable(f"{self.display}: the S3 service refused these credentials ({code})",
-                                        "check the access key, its secret, and the key's rights on the bucket",
-                                        ) from None
+                raise TargetUnreachable(f"{self.display}: the S3 service refused the keys of {self._key_field} "
+                                        f"({code})", "check the access key, its secret, and the key's rights on the "
+                                        f"bucket (opsctl iam-policy --target {self.name} prints them)") from None
             raise TargetUnreachable(f"{self.display}: S3 answered {code}", "check the endpoint and bucket") from None
         except botocore.exceptions.BotoCoreError as exc:
             raise TargetUnreachable(f"{self.display} cannot be reached: {exc.__class__.__name__}",

@@ -29,6 +29,17 @@ _PARALLEL_LISTING_FROM = 8  # folders; fewer are listed over the one session (ex
 SPOOL = ".opsctl-incoming"
 _SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new names its spooled copies
 _DATA_FOLDER = re.compile(r"[0-9a-f]{2}")
+# What restic's ssh may do, whatever ssh_config says elsewhere: only the policy's known_hosts (no
+# global file, no command, no alias, no learning new keys), only the policy's key (no agent), a direct
+# connection (no proxy, no shared master connection), no forwarding, no local command.
+_PINNED_SSH_OPTIONS = (
+    "GlobalKnownHostsFile=/dev/null", "KnownHostsCommand=none", "StrictHostKeyChecking=yes", "UpdateHostKeys=no",
+    "CheckHostIP=no", "VerifyHostKeyDNS=no", "BatchMode=yes", "IdentitiesOnly=yes", "IdentityAgent=none",
+    "PubkeyAuthentication=yes", "PasswordAuthentication=no", "KbdInteractiveAuthentication=no",
+    "HostbasedAuthentication=no", "GSSAPIAuthentication=no", "ProxyCommand=none", "ProxyJump=none",
+    "ControlMaster=no", "ControlPath=none", "ForwardAgent=no", "ForwardX11=no", "ClearAllForwardings=yes",
+    "PermitLocalCommand=no", "CanonicalizeHostname=no",
+)
 
 
 class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
@@ -46,13 +57,16 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
                           options=(f"sftp.command={' '.join(self.ssh_command())}",))
 
     def ssh_command(self) -> list[str]:
-        """The ssh command restic runs; the policy validates every piece so restic's splitter keeps it intact."""
+        """The ssh command restic runs; the policy validates every piece so restic's splitter keeps it intact.
+
+        `-F /dev/null`: no user or system ssh_config is read, so none can add a ProxyCommand, a
+        KnownHostsCommand, a HostKeyAlias or another key; the options below are all ssh uses.
+        """
         c = self.config
-        return ["ssh", "-p", str(c.port), "-i", str(c.identity_file),
-                "-o", f"UserKnownHostsFile={c.known_hosts}", "-o", "GlobalKnownHostsFile=/dev/null",
-                "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-                "-o", f"ConnectTimeout={CONNECT_TIMEOUT_S}", "-o", "ServerAliveInterval=15",
-                "-o", "ServerAliveCountMax=4", f"{c.user}@{c.host}", "-s", "sftp"]
+        options = [f"UserKnownHostsFile={c.known_hosts}", *_PINNED_SSH_OPTIONS,
+                   f"ConnectTimeout={CONNECT_TIMEOUT_S}", "ServerAliveInterval=15", "ServerAliveCountMax=4"]
+        return ["ssh", "-F", "/dev/null", "-p", str(c.port), "-i", str(c.identity_file),
+                *(word for option in options for word in ("-o", option)), f"{c.user}@{c.host}", "-s", "sftp"]
 
     def probe(self) -> None:
         with self._session():
@@ -98,6 +112,7 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
     def _connect(self, client: paramiko.SSHClient) -> None:
         c = self.config
         try:
+            # Only the policy's file: never load_system_host_keys() (~/.ssh/known_hosts), never an ssh_config.
             client.load_host_keys(str(c.known_hosts))
         except (OSError, paramiko.SSHException) as exc:
             raise TargetUnreachable(f"{self.display}: cannot read known_hosts {c.known_hosts} ({exc})",

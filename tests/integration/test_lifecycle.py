@@ -31,6 +31,7 @@ COMMANDS: list[tuple[tuple[str, ...], int, str]] = [
     (("keys", "status"), 0, "keys status"),
     (("keys", "rotate", "--dry-run"), 0, "keys rotate"),
     (("doctor",), 0, "doctor"),
+    (("iam-policy", "--target", "offsite"), 2, "iam-policy"),  # refused: offsite is no S3 target here
     (("report", "list"), 0, "report list"),
     (("restore",), 2, "restore"),  # refused: no terminal to confirm on, and no --yes
     (("snapshots", "--target", "nowhere"), 2, "snapshots"),  # refused: no such target

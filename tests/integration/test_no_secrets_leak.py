@@ -49,8 +49,8 @@ class ProcScanner(threading.Thread):
                 data = (entry / name).read_bytes()
             except OSError:
                 continue
-            if name == "cmdline" and data:
-                program = data.split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1]
+            if name == "cmdline":
+                program = _program(entry, data)
                 self.processes_seen.add(program)
                 self._check_core_limit(entry, program)
             for needle in self.needles:
@@ -65,6 +65,16 @@ class ProcScanner(threading.Thread):
         core = next((line.split()[4] for line in limits.splitlines() if line.startswith("Max core file size")), "0")
         if core != "0":
             self.may_dump_core.add(program)
+
+
+def _program(entry: Path, cmdline: bytes) -> str:
+    """The program's name; an exiting process has an empty command line, but still its name (comm)."""
+    if cmdline:
+        return cmdline.split(b"\0")[0].decode(errors="replace").rsplit("/", 1)[-1]
+    try:
+        return (entry / "comm").read_text().strip()
+    except OSError:
+        return ""
 
 
 def test_no_password_in_argv_environment_output_or_audit(workspace, pg_server):

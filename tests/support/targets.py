@@ -15,8 +15,10 @@ def sftp_target(server, name: str = "nas", **extra) -> dict:
 
 def s3_target(moto, workspace: Workspace, name: str = "offsite", bucket: str | None = None, **extra) -> dict:
     workspace.secret("s3.env", "AWS_ACCESS_KEY_ID=testing\nAWS_SECRET_ACCESS_KEY=testing-secret")
-    return {"name": name, "kind": "s3", "endpoint": moto.endpoint, "bucket": bucket or f"crm-{uuid.uuid4().hex[:10]}",
-            "prefix": "crm", "offsite": True, "credentials": {"file": "s3.env"}, **extra}
+    # moto serves plain HTTP on loopback: the one case allow_plain_http is for.
+    return {"name": name, "kind": "s3", "endpoint": moto.endpoint, "allow_plain_http": True,
+            "bucket": bucket or f"crm-{uuid.uuid4().hex[:10]}", "prefix": "crm", "offsite": True,
+            "credentials": {"file": "s3.env"}, **extra}
 
 
 def local_target(name: str = "local", **extra) -> dict:

@@ -28,7 +28,7 @@ from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, p
 from opsctl.actions.runner import Command
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.restic.errors import TargetUnreachable
-from opsctl.targets import Target
+from opsctl.targets import Access, Target
 from opsctl.targets.replicate import copy_file
 
 
@@ -376,4 +376,5 @@ def show_rotation(app: App, result: RotationResult) -> None:
         app.out.print(f"what to do: {escape(result.hint)}")
 
 
-KEYS_ROTATE = Command("keys rotate", _rotate, lock=True, restic=True)
+# Removing the old key deletes its key file: the deleting keys of an S3 target.
+KEYS_ROTATE = Command("keys rotate", _rotate, lock=True, restic=True, access=Access.DELETE)

@@ -1,0 +1,92 @@
+"""opsctl iam-policy: the least-privilege AWS IAM policy for one S3 target and one role.
+
+backup: list the prefix, read and add objects under it, delete only restic's lock files (every
+restic command removes its own lock). prune: backup's rights, deleting anything under the prefix,
+and listing the whole bucket (restic init asks whether the bucket exists). audit: list and read only.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import Enum
+from typing import Any
+
+from opsctl.actions.context import App, Session
+from opsctl.actions.outcome import Outcome
+from opsctl.actions.runner import Command
+from opsctl.errors import BadInput
+from opsctl.policy.model import S3TargetConfig
+
+Statement = dict[str, Any]
+
+
+class S3Role(Enum):
+    """Who uses the keys: the backing-up host, the host that prunes, or someone who only reads."""
+
+    BACKUP = "backup"
+    PRUNE = "prune"
+    AUDIT = "audit"
+
+
+@dataclass(frozen=True)
+class IamPolicyRequest:
+    target: str
+    role: S3Role = S3Role.BACKUP
+
+
+@dataclass(frozen=True)
+class IamPolicy(Outcome):
+    """The policy document for one target and role."""
+
+    target: str
+    role: S3Role
+    document: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"target": self.target, "role": self.role.value, "policy": self.document}
+
+    def show(self, app: App) -> None:
+        # Plain JSON on stdout, ready for `aws iam put-user-policy --policy-document file:///dev/stdin`.
+        app.out.print(json.dumps(self.document, indent=2), markup=False, highlight=False)
+
+
+def policy_document(config: S3TargetConfig, role: S3Role) -> dict[str, Any]:
+    """The IAM policy that lets `role` do its part on the target's bucket and prefix, and nothing else."""
+    bucket = f"arn:aws:s3:::{config.bucket}"
+    prefix = config.prefix.strip("/")
+    objects = f"{bucket}/{prefix}/*" if prefix else f"{bucket}/*"
+    statements = [_listing(bucket, prefix, whole_bucket=role is S3Role.PRUNE),
+                  _allow("ReadRepository", ["s3:GetObject"], objects)]
+    if role is not S3Role.AUDIT:
+        statements.append(_allow("AddFiles", ["s3:PutObject"], objects))
+        locks = f"{bucket}/{prefix}/locks/*" if prefix else f"{bucket}/locks/*"
+        deletable = objects if role is S3Role.PRUNE else locks
+        statements.append(_allow("DeleteFiles" if role is S3Role.PRUNE else "DeleteLocksOnly",
+                                 ["s3:DeleteObject"], deletable))
+    statements.append(_allow("BucketFacts", ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
+                             bucket))  # read by opsctl doctor: whether deleted files can be recovered
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _listing(bucket: str, prefix: str, whole_bucket: bool) -> Statement:
+    """s3:ListBucket, limited to the prefix; the prune role's init needs the whole bucket (HeadBucket)."""
+    statement = _allow("ListRepository", ["s3:ListBucket"], bucket)
+    if prefix and not whole_bucket:
+        statement["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+    return statement
+
+
+def _allow(sid: str, actions: list[str], resource: str) -> Statement:
+    return {"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": resource}
+
+
+def _iam_policy(session: Session, request: IamPolicyRequest) -> IamPolicy:
+    config = session.target_configs(request.target)[0]
+    if not isinstance(config, S3TargetConfig):
+        raise BadInput(f"target '{config.name}' is a {config.kind} target; IAM policies exist only for S3 targets",
+                       "name an S3 target with --target (kind: s3 in the policy)")
+    return IamPolicy(config.name, request.role, policy_document(config, request.role))
+
+
+IAM_POLICY = Command("iam-policy", _iam_policy)

@@ -1,0 +1,177 @@
+"""Least privilege and transport settings of S3 and SFTP targets, without servers: the printed IAM
+policies, the policy checks (plain HTTP, ca_file), which keys a command gets, and restic's ssh command."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from opsctl.cli import main
+from opsctl.policy import load_policy
+from opsctl.targets import Access, target_for
+
+ENDPOINT = "https://s3.eu-central-1.amazonaws.com"
+
+
+def s3_entry(**extra) -> dict:
+    return {"name": "offsite", "kind": "s3", "endpoint": ENDPOINT, "bucket": "acme-crm", "prefix": "crm-prod",
+            "credentials": {"file": "s3.env"}, **extra}
+
+
+def write(tmp_path, *targets: dict):
+    for name, key in (("s3.env", "BACKUPKEY"), ("prune.env", "PRUNEKEY")):
+        path = tmp_path / name
+        path.write_text(f"AWS_ACCESS_KEY_ID={key}\nAWS_SECRET_ACCESS_KEY={key.lower()}-secret\n")
+        path.chmod(0o600)
+    (tmp_path / "repo.pass").write_text("s3cret-password\n")
+    (tmp_path / "repo.pass").chmod(0o600)
+    policy = {"name": "crm-prod", "database": {"engine": "sqlite", "path": "crm.sqlite3"},
+              "targets": [{"name": "local", "kind": "local", "path": "repo"}, *targets],
+              "repository_password": {"file": "repo.pass"}}
+    path = tmp_path / "policy.yaml"
+    path.write_text(yaml.safe_dump(policy))
+    return path
+
+
+def opsctl(path, *args: str):
+    return CliRunner().invoke(main, ["--policy", str(path), *args])
+
+
+def statements(document: dict) -> dict[str, dict]:
+    return {s["Sid"]: s for s in document["Statement"]}
+
+
+def actions(document: dict) -> set[str]:
+    return {a for s in document["Statement"] for a in s["Action"]}
+
+
+def iam(tmp_path, role: str, **extra) -> dict:
+    result = opsctl(write(tmp_path, s3_entry(**extra)), "--json", "iam-policy", "--target", "offsite", "--role", role)
+    assert result.exit_code == 0, result.output
+    envelope = json.loads(result.stdout)
+    assert envelope["command"] == "iam-policy" and envelope["outcome"] == "ok" and envelope["role"] == role
+    return envelope["policy"]
+
+
+def test_backup_role_deletes_only_locks_and_lists_only_its_prefix(tmp_path):
+    document = iam(tmp_path, "backup")
+    by_sid = statements(document)
+    assert by_sid["DeleteLocksOnly"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/locks/*"
+    assert by_sid["AddFiles"]["Resource"] == by_sid["ReadRepository"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/*"
+    assert by_sid["ListRepository"]["Condition"] == {"StringLike": {"s3:prefix": ["crm-prod", "crm-prod/*"]}}
+    deleting = [s for s in document["Statement"] if "s3:DeleteObject" in s["Action"]]
+    assert [s["Resource"] for s in deleting] == ["arn:aws:s3:::acme-crm/crm-prod/locks/*"]
+    assert not any(a.startswith("s3:Delete") and a != "s3:DeleteObject" for a in actions(document))
+    assert all(s["Effect"] == "Allow" for s in document["Statement"]) and document["Version"] == "2012-10-17"
+
+
+def test_prune_role_may_delete_under_the_prefix_only(tmp_path):
+    by_sid = statements(iam(tmp_path, "prune"))
+    assert by_sid["DeleteFiles"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/*"
+    assert "Condition" not in by_sid["ListRepository"]  # restic init asks whether the bucket exists
+
+
+def test_audit_role_only_lists_and_reads(tmp_path):
+    document = iam(tmp_path, "audit")
+    assert actions(document) == {"s3:ListBucket", "s3:GetObject", "s3:GetBucketVersioning",
+                                 "s3:GetBucketObjectLockConfiguration"}
+
+
+def test_a_target_without_prefix_gets_the_whole_bucket(tmp_path):
+    by_sid = statements(iam(tmp_path, "backup", prefix=""))
+    assert by_sid["DeleteLocksOnly"]["Resource"] == "arn:aws:s3:::acme-crm/locks/*"
+    assert "Condition" not in by_sid["ListRepository"]
+
+
+def test_text_output_is_the_bare_document(tmp_path):
+    result = opsctl(write(tmp_path, s3_entry()), "iam-policy", "--target", "offsite")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == iam(tmp_path, "backup")
+
+
+def test_a_non_s3_target_is_refused_by_name(tmp_path):
+    result = opsctl(write(tmp_path, s3_entry()), "--json", "iam-policy", "--target", "local")
+    assert result.exit_code == 2, result.output
+    envelope = json.loads(result.stdout)
+    assert envelope["outcome"] == "refused" and "target 'local'" in envelope["error"] and envelope["hint"]
+
+
+def test_an_unknown_role_is_refused(tmp_path):
+    assert opsctl(write(tmp_path, s3_entry()), "iam-policy", "--target", "offsite", "--role", "root").exit_code == 2
+
+
+def test_plain_http_endpoint_is_refused_unless_allowed(tmp_path):
+    result = opsctl(write(tmp_path, s3_entry(endpoint="http://127.0.0.1:9000")), "policy", "validate")
+    assert result.exit_code == 2, result.output
+    assert "At 'targets[1].endpoint'" in result.stderr and "allow_plain_http: true" in result.stderr
+    allowed = write(tmp_path, s3_entry(endpoint="http://127.0.0.1:9000", allow_plain_http=True))
+    assert opsctl(allowed, "policy", "validate").exit_code == 0
+
+
+def test_ca_file_must_exist_and_be_trusted(tmp_path):
+    result = opsctl(write(tmp_path, s3_entry(ca_file="ca.pem")), "policy", "validate")
+    assert result.exit_code == 2 and "At 'targets[1].ca_file'" in result.stderr, result.output
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    ca.chmod(0o666)  # anyone could swap in their own CA
+    result = opsctl(write(tmp_path, s3_entry(ca_file="ca.pem")), "policy", "validate")
+    assert result.exit_code == 2 and "At 'targets[1].ca_file'" in result.stderr and "chmod" in result.stderr
+    ca.chmod(0o644)
+    path = write(tmp_path, s3_entry(ca_file="ca.pem"))
+    assert opsctl(path, "policy", "validate").exit_code == 0
+    target = target_for(load_policy(path).targets[1])
+    assert target.repository(b"pw").cacert == str(ca)
+    assert target._client.meta.endpoint_url == ENDPOINT and target._client._endpoint.http_session._verify == str(ca)
+
+
+@pytest.mark.parametrize(("access", "key"), [(Access.WRITE, "BACKUPKEY"), (Access.DELETE, "PRUNEKEY")])
+def test_only_a_deleting_command_gets_the_prune_credentials(tmp_path, access, key):
+    config = load_policy(write(tmp_path, s3_entry(prune_credentials={"file": "prune.env"}))).targets[1]
+    repository = target_for(config, access=access).repository(b"pw")
+    files = dict(repository.secret_files)
+    assert f"aws_access_key_id = {key}" in files["AWS_SHARED_CREDENTIALS_FILE"].decode()
+
+
+def test_without_prune_credentials_a_deleting_command_uses_credentials(tmp_path):
+    config = load_policy(write(tmp_path, s3_entry())).targets[1]
+    files = dict(target_for(config, access=Access.DELETE).repository(b"pw").secret_files)
+    assert "BACKUPKEY" in files["AWS_SHARED_CREDENTIALS_FILE"].decode()
+
+
+def test_prune_and_key_rotation_declare_that_they_delete():
+    from opsctl.actions import backup, check, keys, prune, restore, verify
+
+    assert prune.PRUNE.access is Access.DELETE and keys.KEYS_ROTATE.access is Access.DELETE
+    assert all(c.access is Access.WRITE for c in (backup.BACKUP, verify.VERIFY, restore.RESTORE, check.CHECK))
+
+
+def test_restic_gets_the_ca_file_as_cacert(tmp_path):
+    from opsctl.restic import Repository, Restic
+
+    seen = tmp_path / "argv"
+    fake = tmp_path / "restic"
+    fake.write_text(f'#!/bin/sh\n[ "$1" = version ] && echo "restic 0.14.0" && exit 0\necho "$@" > {seen}\n')
+    fake.chmod(0o700)
+    Restic(str(fake)).init(Repository("s3:https://x/b", "x", b"pw", cacert="/etc/ca.pem"))
+    assert "--cacert /etc/ca.pem" in seen.read_text()
+
+
+def test_restics_ssh_reads_no_ssh_config_and_pins_everything(tmp_path):
+    key, known = tmp_path / "id", tmp_path / "known_hosts"
+    config = load_policy(write(tmp_path, {"name": "nas", "kind": "sftp", "host": "nas.example", "user": "backup",
+                                          "path": "/backups", "identity_file": str(key),
+                                          "known_hosts": str(known)})).targets[1]
+    argv = target_for(config).ssh_command()
+    assert argv[:3] == ["ssh", "-F", "/dev/null"]
+    options = {argv[i + 1] for i, word in enumerate(argv) if word == "-o"}
+    assert {f"UserKnownHostsFile={known}", "GlobalKnownHostsFile=/dev/null", "StrictHostKeyChecking=yes",
+            "KnownHostsCommand=none", "ProxyCommand=none", "ProxyJump=none", "IdentityAgent=none",
+            "ControlPath=none", "IdentitiesOnly=yes", "BatchMode=yes", "UpdateHostKeys=no"} <= options
+    # OpenSSH itself accepts every option (`ssh -G` prints the resulting configuration without connecting).
+    shown = subprocess.run([*argv[:-3], "-G", argv[-3]], capture_output=True, text=True, timeout=30, check=False)
+    assert shown.returncode == 0, shown.stderr
+    assert "identityagent none" in shown.stdout and "proxycommand" not in shown.stdout
