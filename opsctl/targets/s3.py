@@ -20,7 +20,7 @@ from opsctl.policy.model import S3Credentials, S3TargetConfig, check_private_fil
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import Access, ConfiguredTarget, Fact
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
-from opsctl.targets.replicate import check_writable, climbs
+from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable, climbs
 
 # boto3's S3 client, typed by mypy-boto3-s3 (not installed: boto3-stubs alone types client("s3") as Any).
 S3Client = Any
@@ -213,7 +213,9 @@ class S3Files:
         pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket,
                                                                       Prefix=f"{self.prefix}{folder}/")
         for page in pages:
-            found.update(self._listed(item["Key"], folder) for item in page.get("Contents", ()))
+            # A key ending in "/" is a "folder" marker (the AWS console, s3fs): not a file, and no harm.
+            found.update(self._listed(item["Key"], folder) for item in page.get("Contents", ())
+                         if not item["Key"].endswith("/"))
         return found
 
     def _listed(self, key: str, folder: str) -> str:
@@ -225,7 +227,13 @@ class S3Files:
 
     def read(self, name: str) -> bytes:
         check_writable(name, self.display)
-        data: bytes = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)["Body"].read()
+        answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)
+        if answer.get("ContentLength", 0) > MAX_FILE_SIZE:
+            answer["Body"].close()
+            raise hostile(self.display, TOO_BIG, name)
+        data: bytes = answer["Body"].read(MAX_FILE_SIZE + 1)  # a server may lie about the length
+        if len(data) > MAX_FILE_SIZE:
+            raise hostile(self.display, TOO_BIG, name)
         return data
 
     def exists(self, name: str) -> bool:

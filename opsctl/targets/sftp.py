@@ -20,7 +20,7 @@ from opsctl.policy.model import SftpTargetConfig
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable, hostile
-from opsctl.targets.replicate import check_writable
+from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable
 
 CONNECT_TIMEOUT_S = 15
 SSH_PORT = 22  # the default: not written into display names and ssh-keyscan hints
@@ -226,6 +226,9 @@ class SftpFiles:
     def _list_with_own_channel(self, transport: paramiko.Transport, folders: Sequence[str]) -> set[str]:
         # One SFTPClient must not serve two threads' requests at once (responses get mixed up).
         with paramiko.SFTPClient.from_transport(transport) as sftp:
+            channel, main = sftp.get_channel(), self.sftp.get_channel()
+            if channel is not None and main is not None:  # a NAS that stops answering must not hang the listing
+                channel.settimeout(main.gettimeout())
             return self._files_in(sftp, folders)
 
     def _files_in(self, sftp: paramiko.SFTPClient, folders: Sequence[str]) -> set[str]:
@@ -245,8 +248,12 @@ class SftpFiles:
             attrs = handle.stat()  # prefetch would ask for it anyway: no extra round trip
             if not stat.S_ISREG(attrs.st_mode or 0):  # e.g. a link to a device: reading would never end
                 raise hostile(self.display, _odd(attrs.st_mode or 0), name)
+            if (attrs.st_size or 0) > MAX_FILE_SIZE:  # would queue requests, and memory, without end
+                raise hostile(self.display, TOO_BIG, name)
             handle.prefetch(attrs.st_size)
-            data: bytes = handle.read()
+            data: bytes = handle.read(MAX_FILE_SIZE + 1)  # the size a server reports may be a lie
+            if len(data) > MAX_FILE_SIZE:
+                raise hostile(self.display, TOO_BIG, name)
             return data
 
     def exists(self, name: str) -> bool:

@@ -6,6 +6,7 @@ import pytest
 
 from opsctl.targets.errors import HostileTarget, TargetError, shown
 from opsctl.targets.local import LocalFiles
+from opsctl.targets.s3 import S3Files
 from opsctl.targets.replicate import FORGOTTEN, copy_file, forgotten, restic_files, restic_name
 
 ID = "ab" + "0" * 62
@@ -106,3 +107,17 @@ def test_a_file_larger_than_restic_writes_is_never_read_into_memory(tmp_path):
     with LocalFiles(tmp_path, "nas (mount /mnt/nas/crm)") as files, pytest.raises(HostileTarget) as refused:
         files.read(f"data/ab/{ID}")
     assert "larger than restic ever writes" in refused.value.message
+
+
+def test_s3_folder_markers_are_no_files_and_no_attack():
+    """The AWS console's "Create folder" leaves a zero-byte key ending in "/": an honest bucket, not a hostile one."""
+
+    class Paginator:
+        def paginate(self, **_: object) -> list[dict[str, list[dict[str, str]]]]:
+            return [{"Contents": [{"Key": "crm/data/"}, {"Key": f"crm/data/ab/{ID}"}]}]
+
+    class Client:
+        def get_paginator(self, _name: str) -> Paginator:
+            return Paginator()
+
+    assert S3Files(Client(), "bucket", "crm", "offsite (s3)").list("data") == {f"data/ab/{ID}"}
