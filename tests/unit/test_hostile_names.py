@@ -6,8 +6,8 @@ import pytest
 
 from opsctl.targets.errors import HostileTarget, TargetError, shown
 from opsctl.targets.local import LocalFiles
-from opsctl.targets.s3 import S3Files
 from opsctl.targets.replicate import FORGOTTEN, copy_file, forgotten, restic_files, restic_name
+from opsctl.targets.s3 import S3Files
 
 ID = "ab" + "0" * 62
 
