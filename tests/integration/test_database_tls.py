@@ -120,22 +120,22 @@ def test_pg_backup_and_restore_over_verified_tls_whatever_pgsslmode_says(workspa
     assert "TLS verify-full, TLSv1.3" in doctor.output, doctor.output
 
 
-def test_pg_with_the_wrong_ca_is_refused(workspace, pg_tls_server, certificates):
-    with_ca(workspace, certificates, wrong=True)
-    pg_policy(workspace, pg_tls_server)
-    refused(backup(workspace), WRONG_CA)
+# per engine: (policy writer, TLS server fixture, server without TLS fixture)
+ENGINES = {"postgresql": (pg_policy, "pg_tls_server", "pg_server"), "mariadb": (my_policy, "my_tls_server",
+                                                                                "mariadb_server")}
+# what the certificate check meets: (the wrong CA?, the host name to connect to, a server without TLS?, message)
+REFUSALS = {"wrong-ca": (True, "localhost", False, WRONG_CA), "wrong-host": (False, "127.0.0.1", False, WRONG_HOST),
+            "no-tls": (False, "localhost", True, NO_TLS)}
 
 
-def test_pg_with_a_host_name_the_certificate_lacks_is_refused(workspace, pg_tls_server, certificates):
-    with_ca(workspace, certificates)
-    pg_policy(workspace, pg_tls_server, host="127.0.0.1")
-    refused(backup(workspace), WRONG_HOST)
-
-
-def test_pg_server_without_tls_is_refused(workspace, pg_server, certificates):
-    with_ca(workspace, certificates)
-    pg_policy(workspace, pg_server)
-    refused(backup(workspace), NO_TLS)
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("case", REFUSALS)
+def test_a_server_tls_cannot_vouch_for_is_refused(workspace, certificates, request, engine, case):
+    wrong_ca, host, plain, message = REFUSALS[case]
+    write_policy, tls_server, plain_server = ENGINES[engine]
+    with_ca(workspace, certificates, wrong=wrong_ca)
+    write_policy(workspace, request.getfixturevalue(plain_server if plain else tls_server), host=host)
+    refused(backup(workspace), message)
 
 
 @pytest.mark.parametrize("case", [
@@ -195,24 +195,6 @@ def test_mariadb_backup_and_restore_over_verified_tls_whatever_my_cnf_says(works
         cur.execute("SELECT count(*) FROM t")
         assert cur.fetchone() == (100,)
     assert "TLS verify-full, TLSv1.3" in doctor.output, doctor.output
-
-
-def test_mariadb_with_the_wrong_ca_is_refused(workspace, my_tls_server, certificates):
-    with_ca(workspace, certificates, wrong=True)
-    my_policy(workspace, my_tls_server)
-    refused(backup(workspace), WRONG_CA)
-
-
-def test_mariadb_with_a_host_name_the_certificate_lacks_is_refused(workspace, my_tls_server, certificates):
-    with_ca(workspace, certificates)
-    my_policy(workspace, my_tls_server, host="127.0.0.1")
-    refused(backup(workspace), WRONG_HOST)
-
-
-def test_mariadb_server_without_tls_is_refused(workspace, mariadb_server, certificates):
-    with_ca(workspace, certificates)
-    my_policy(workspace, mariadb_server)
-    refused(backup(workspace), NO_TLS)
 
 
 @pytest.mark.parametrize("case", [
