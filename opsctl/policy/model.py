@@ -9,6 +9,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import ssl
 import stat
 from datetime import timedelta
 from pathlib import Path
@@ -123,7 +124,9 @@ SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
 
 def is_local_host(host: str) -> bool:
     """A Unix socket or a loopback name or address: traffic that never leaves this machine."""
-    if host.startswith(("/", "@")) or host.lower().rstrip(".") == "localhost":
+    if "," in host:  # libpq tries each host of a list in turn: one remote is enough to leave the machine
+        return False
+    if host.startswith(("/", "@")) or host.lower() == "localhost":  # not "localhost.": that one goes to DNS
         return True
     try:
         return ipaddress.ip_address(host.strip("[]")).is_loopback
@@ -152,6 +155,11 @@ class DatabaseTls(Strict):
         distrust = untrusted(path)
         if distrust is not None:
             raise ValueError(str(distrust))
+        try:
+            ssl.create_default_context(cafile=str(path))
+        except (ssl.SSLError, OSError):
+            raise ValueError(f"tls.ca_file {path} holds no PEM certificate; give the CA certificate that signed the "
+                             "server's (a file that starts with -----BEGIN CERTIFICATE-----)") from None
         return path
 
 
@@ -168,12 +176,15 @@ class ServerDatabase(Strict):
     @model_validator(mode="after")
     def _tls_fits(self) -> ServerDatabase:
         mode = self.tls_mode
-        if mode not in (None, "disable") and self.host.startswith("/"):
+        if mode not in (None, "disable") and self.host.startswith("/") and "," not in self.host:
             raise ValueError(f"tls.mode {mode} cannot apply to the Unix socket {self.host}: its traffic never leaves "
                              "this machine; remove tls, or set database.host to the server's host name")
         if self.tls.ca_file is not None and mode not in VERIFYING_TLS_MODES:
             raise ValueError(f"tls.ca_file is used only by tls.mode verify-ca or verify-full (mode here: {mode}); "
                              "set tls.mode: verify-full, or remove tls.ca_file")
+        if mode == "verify-ca" and self.tls.ca_file is None:
+            raise ValueError("tls.mode verify-ca checks only who signed the certificate, so with the system's CAs any "
+                             "public certificate passes; set tls.ca_file to your own CA, or use tls.mode: verify-full")
         if mode in VERIFYING_TLS_MODES and self.tls.ca_file is None and not SYSTEM_CA_FILE.is_file():
             raise ValueError(f"tls.mode {mode} needs tls.ca_file (the CA certificate that signed the server's): "
                              f"the system's trust store {SYSTEM_CA_FILE} is missing")
@@ -228,6 +239,16 @@ class MySQLConfig(ServerDatabase):
     lock_non_transactional: bool = Field(
         False, description="true: hold commits for the whole dump so MyISAM/Aria tables are consistent too"
     )
+
+    @model_validator(mode="after")
+    def _tools_insist_on_tls(self) -> MySQLConfig:
+        # MariaDB 10.11's dump and client tools fall back to plain text unless told to verify the server's
+        # certificate: with require or verify-ca, someone in between could strip TLS from the dump itself.
+        if self.tls.mode in ("require", "verify-ca"):
+            raise ValueError(f"tls.mode {self.tls.mode} cannot be kept by MariaDB's tools (they would fall back to "
+                             "plain text); set tls.mode: verify-full (with tls.ca_file for your own CA), or disable on "
+                             "a network you trust")
+        return self
 
 
 class SQLiteConfig(Strict):

@@ -36,8 +36,11 @@ def validate(tmp_path: Path, engine: str, **database: object) -> tuple[int, str]
 
 
 def ca_file(tmp_path: Path, mode: int = 0o644) -> Path:
+    """A real CA certificate (the first of the system's), as a policy's ca_file."""
+    bundle = SYSTEM_CA_FILE.read_text()
+    end = "-----END CERTIFICATE-----\n"
     path = tmp_path / "ca.pem"
-    path.write_text("-----BEGIN CERTIFICATE-----\n")
+    path.write_text(bundle[:bundle.index(end) + len(end)])
     path.chmod(mode)
     return path
 
@@ -69,9 +72,38 @@ def test_a_ca_file_alone_means_verify_full_even_on_loopback(tmp_path, engine):
 
 @pytest.mark.parametrize("mode", ["disable", "require", "verify-ca"])
 def test_the_policys_mode_wins_over_the_default(tmp_path, mode):
-    database = parsed(tmp_path, "postgresql", host="db.internal.example", tls={"mode": mode}).database
+    ca_file(tmp_path)
+    tls = {"mode": mode, "ca_file": "ca.pem"} if mode == "verify-ca" else {"mode": mode}
+    database = parsed(tmp_path, "postgresql", host="db.internal.example", tls=tls).database
     assert database.tls_mode == mode
-    assert database.tls_ca_file == (SYSTEM_CA_FILE if mode == "verify-ca" else None)
+    assert database.tls_ca_file == (tmp_path / "ca.pem" if mode == "verify-ca" else None)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_verify_ca_against_the_public_cas_is_refused(tmp_path, engine):
+    """verify-ca checks no host name: with the system's CAs, anyone's public certificate would pass."""
+    code, output = validate(tmp_path, engine, host="db.internal.example", tls={"mode": "verify-ca"})
+    assert code == 2 and "set tls.ca_file to your own CA, or use tls.mode: verify-full" in output, output
+
+
+@pytest.mark.parametrize("mode", ["require", "verify-ca"])
+def test_modes_mariadbs_tools_would_not_keep_are_refused(tmp_path, mode):
+    """MariaDB 10.11's tools fall back to plain text unless they verify the certificate (seen with a fake server)."""
+    ca_file(tmp_path)
+    tls = {"mode": mode, "ca_file": "ca.pem"} if mode == "verify-ca" else {"mode": mode}
+    code, output = validate(tmp_path, "mysql", host="db.internal.example", tls=tls)
+    assert code == 2 and f"tls.mode {mode} cannot be kept by MariaDB's tools" in output, output
+
+
+def test_a_ca_file_that_holds_no_certificate_is_refused(tmp_path):
+    (tmp_path / "ca.pem").write_text("not a certificate\n")
+    code, output = validate(tmp_path, "postgresql", host="db.internal.example", tls={"ca_file": "ca.pem"})
+    assert code == 2 and "holds no PEM certificate" in output, output
+
+
+@pytest.mark.parametrize("host", ["localhost.", "LOCALHOST.", "/run/postgresql,db.internal.example"])
+def test_names_that_may_leave_the_machine_are_not_loopback(tmp_path, host):
+    assert parsed(tmp_path, "postgresql", host=host).database.tls_mode == "verify-full"
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -90,7 +122,8 @@ def test_a_ca_file_others_can_change_is_refused_with_the_fix(tmp_path):
 
 def test_a_ca_file_without_a_verify_mode_is_refused(tmp_path):
     ca_file(tmp_path)
-    code, output = validate(tmp_path, "mysql", host="db.internal.example", tls={"mode": "require", "ca_file": "ca.pem"})
+    code, output = validate(tmp_path, "postgresql", host="db.internal.example",
+                            tls={"mode": "require", "ca_file": "ca.pem"})
     assert code == 2, output
     assert "tls.ca_file is used only by tls.mode verify-ca or verify-full" in output, output
 
