@@ -160,7 +160,7 @@ class StreamTail:
 
 
 # Secrets other tools read from the environment: no child but restic (which opsctl gives its own) needs them.
-_SECRET_PREFIXES = ("AWS_", "RESTIC_")
+_SECRET_PREFIXES = ("AWS_", "RESTIC_", "MINIO_")
 _SECRET_VARIABLES = frozenset({"PGPASSWORD", "MYSQL_PWD", "MARIADB_PWD"})
 
 

@@ -26,6 +26,12 @@ from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable, cli
 S3Client = Any
 CONNECT_TIMEOUT_S = 15
 _KEYS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+# restic's S3 library (minio-go) tries these before a credentials file: left in its environment, they would
+# silently replace the policy's keys (a MinIO admin's, say), and the least-privilege split with them.
+_COMPETING_KEYS = (*_KEYS, "AWS_CONFIG_FILE", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_ROLE_ARN",
+                   "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+                   "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "MINIO_ROOT_USER",
+                   "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
 
 
 class S3Target(ConfiguredTarget[S3TargetConfig]):
@@ -45,7 +51,7 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
             return Repository(location, self.display, password, options, cacert=cacert)
         # Keys from the policy's file reach restic as a private credentials file, never as variables.
         return Repository(location, self.display, password, options, environment=(("AWS_PROFILE", "default"),),
-                          unset_environment=(*_KEYS, "AWS_CONFIG_FILE"),
+                          unset_environment=_COMPETING_KEYS,
                           secret_files=(("AWS_SHARED_CREDENTIALS_FILE", _credentials_ini(self._credentials)),),
                           cacert=cacert)
 

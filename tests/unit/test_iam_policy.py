@@ -175,3 +175,15 @@ def test_restics_ssh_reads_no_ssh_config_and_pins_everything(tmp_path):
     shown = subprocess.run([*argv[:-3], "-G", argv[-3]], capture_output=True, text=True, timeout=30, check=False)
     assert shown.returncode == 0, shown.stderr
     assert "identityagent none" in shown.stdout and "proxycommand" not in shown.stdout
+
+
+def test_keys_restics_s3_library_would_prefer_never_reach_it(tmp_path, monkeypatch):
+    """minio-go reads MinIO's and AWS's older variables before the credentials file: they would replace the
+    policy's keys (and the least-privilege split) without a word."""
+    from opsctl.restic import Restic
+
+    for name in ("MINIO_ROOT_USER", "MINIO_ACCESS_KEY", "AWS_ACCESS_KEY", "AWS_SECRET_KEY", "AWS_ROLE_ARN"):
+        monkeypatch.setenv(name, "ADMINKEY")
+    repository = target_for(load_policy(write(tmp_path, s3_entry())).targets[1]).repository(b"pw")
+    environment = Restic._environment(repository, {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "keys")})
+    assert "ADMINKEY" not in environment.values()
