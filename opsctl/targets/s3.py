@@ -104,8 +104,13 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
             code = exc.response.get("Error", {}).get("Code", "")
             return Fact("versioning", True, f"not readable with this key ({code})",
                         "allow s3:GetBucketVersioning to see whether deleted files can be recovered")
-        return Fact("versioning", True, f"versioning {status.lower()}",
-                    None if status == "Enabled" else "enable bucket versioning so a deleted file can be recovered")
+        if status == "Enabled":
+            return Fact("versioning", True, "versioning enabled")
+        # Keys that may not delete may still overwrite (a PUT replaces an object): only versions keep the old one.
+        split = self.config.prune_credentials is not None
+        return Fact("versioning", not split, f"versioning {status.lower()}",
+                    "enable bucket versioning: without it, the backup keys cannot delete but can overwrite every file"
+                    if split else "enable bucket versioning so a deleted file can be recovered")
 
     def _object_lock_fact(self) -> Fact:
         try:

@@ -187,3 +187,18 @@ def test_keys_restics_s3_library_would_prefer_never_reach_it(tmp_path, monkeypat
     repository = target_for(load_policy(write(tmp_path, s3_entry())).targets[1]).repository(b"pw")
     environment = Restic._environment(repository, {"AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "keys")})
     assert "ADMINKEY" not in environment.values()
+
+
+@pytest.mark.parametrize(("prune_credentials", "ok"), [(True, False), (False, True)])
+def test_doctor_requires_versioning_once_the_keys_are_split(tmp_path, prune_credentials, ok):
+    """Keys that cannot delete can still overwrite: only bucket versioning keeps what they overwrote."""
+    extra = {"prune_credentials": {"file": "prune.env"}} if prune_credentials else {}
+    target = target_for(load_policy(write(tmp_path, s3_entry(**extra))).targets[1])
+
+    class Unversioned:
+        def get_bucket_versioning(self, **_: object) -> dict[str, str]:
+            return {}
+
+    target.__dict__["_client"] = Unversioned()
+    fact = target._versioning_fact()
+    assert fact.ok is ok and "versioning disabled" in fact.detail
