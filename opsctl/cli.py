@@ -36,7 +36,7 @@ from opsctl.actions.context import App
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.actions.runner import INTERRUPTED, Command, run
 from opsctl.errors import BadInput, ExitCode, OpsctlError
-from opsctl.process import no_core_dumps
+from opsctl.process import drop_redirecting_environment, no_core_dumps
 from opsctl.reports.console import show_json
 
 R = TypeVar("R")
@@ -156,6 +156,7 @@ def main(ctx: click.Context, policy_path: Path | None, json_output: bool, verbos
     # systemd stops a unit with SIGTERM: unwind like Ctrl-C so staging copies are cleaned up.
     signal.signal(signal.SIGTERM, _interrupt)
     no_core_dumps()
+    drop_redirecting_environment()
     # Only a test harness calling main(obj=...) passes its own checkpoints; the installed command never does.
     checkpoints = ctx.obj if isinstance(ctx.obj, Checkpoints) else Checkpoints()
     ctx.obj = App(policy_path=policy_path, json_output=json_output, verbose=verbose, checkpoints=checkpoints)

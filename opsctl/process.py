@@ -169,6 +169,18 @@ def no_core_dumps() -> None:
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
 
 
+# Settings that would send a database client elsewhere or loosen its checks behind the policy's back
+# (PGHOSTADDR overrides the host name; MYSQL_HOME adds a my.cnf with its own CAs and ciphers).
+_REDIRECTING = ("PGHOSTADDR", "PGSERVICE", "PGSERVICEFILE", "PGSYSCONFDIR", "PGGSSENCMODE", "PGREQUIRESSL",
+                "PGSSLNEGOTIATION", "PGSSLMINPROTOCOLVERSION", "PGSSLMAXPROTOCOLVERSION", "MYSQL_HOME", "MARIADB_HOME")
+
+
+def drop_redirecting_environment() -> None:
+    """Forget, for opsctl's own sessions and every child, the variables that would override the policy's server."""
+    for name in _REDIRECTING:
+        os.environ.pop(name, None)
+
+
 def tool_environment(*dropped: str) -> dict[str, str]:
     """opsctl's environment for a database tool or a password command: without anyone's secrets (and `dropped`)."""
     return {key: value for key, value in os.environ.items()

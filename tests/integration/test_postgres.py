@@ -299,3 +299,13 @@ def test_pgbench_writing_during_backup_still_restores_with_matching_counts(pg_po
     assert 0 < history < history_after_backup, "the load must have written before and after the snapshot"
     assert sums[0] == sums[1] == sums[2]
     assert counted == 5 * 100_000 + 5 + 50 + history
+
+
+def test_the_environment_cannot_send_opsctl_to_another_server(pg_policy):
+    """PGHOSTADDR beats the host name in libpq: left in place it would take the session, password and all,
+    wherever the environment says."""
+    redirected = {"PGHOSTADDR": "127.0.0.8", "PGSERVICE": "elsewhere"}
+    backup = pg_policy.opsctl("backup", env=redirected)
+    assert backup.returncode == 0, backup.output
+    restore = pg_policy.opsctl("restore", "--yes", env=redirected)
+    assert restore.returncode == 0, restore.output
