@@ -73,7 +73,8 @@ def _listing(bucket: str, prefix: str, whole_bucket: bool) -> Statement:
     """s3:ListBucket, limited to the prefix; the prune role's init needs the whole bucket (HeadBucket)."""
     statement = _allow("ListRepository", ["s3:ListBucket"], bucket)
     if prefix and not whole_bucket:
-        statement["Condition"] = {"StringLike": {"s3:prefix": [prefix, f"{prefix}/*"]}}
+        # Only "prefix/...": a bare "prefix" would also list sibling prefixes such as prefix-hr/.
+        statement["Condition"] = {"StringLike": {"s3:prefix": [f"{prefix}/*"]}}
     return statement
 
 

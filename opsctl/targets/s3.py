@@ -248,14 +248,12 @@ class S3Files:
         return data
 
     def exists(self, name: str) -> bool:
+        # By listing, not HEAD: AWS answers a HEAD of a missing key with 403, not 404, to keys whose ListBucket
+        # right is limited to a prefix (the backup role), and "forbidden" is no answer to "is it there?".
         check_writable(name, self.display)
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self.prefix + name)
-        except botocore.exceptions.ClientError as exc:
-            if str(exc.response.get("Error", {}).get("Code")) in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        key = self.prefix + name
+        found = self.client.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1).get("Contents", ())
+        return any(item["Key"] == key for item in found)
 
     def make_layout(self) -> None:
         """Object storage has no folders."""

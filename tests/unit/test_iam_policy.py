@@ -62,7 +62,7 @@ def test_backup_role_deletes_only_locks_and_lists_only_its_prefix(tmp_path):
     by_sid = statements(document)
     assert by_sid["DeleteLocksOnly"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/locks/*"
     assert by_sid["AddFiles"]["Resource"] == by_sid["ReadRepository"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/*"
-    assert by_sid["ListRepository"]["Condition"] == {"StringLike": {"s3:prefix": ["crm-prod", "crm-prod/*"]}}
+    assert by_sid["ListRepository"]["Condition"] == {"StringLike": {"s3:prefix": ["crm-prod/*"]}}
     deleting = [s for s in document["Statement"] if "s3:DeleteObject" in s["Action"]]
     assert [s["Resource"] for s in deleting] == ["arn:aws:s3:::acme-crm/crm-prod/locks/*"]
     assert not any(a.startswith("s3:Delete") and a != "s3:DeleteObject" for a in actions(document))
