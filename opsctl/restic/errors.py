@@ -96,6 +96,11 @@ def classify(stderr: str, display: str, action: str) -> ResticError:  # noqa: PL
         return ResticError(f"{display} is full (no space left on device)",
                            "free space there, or move the repository to a bigger disk; "
                            "the other targets were not held up")
+    if "access denied" in lowered:  # an S3 key that may not do this (restic names the call, e.g. RemoveObject)
+        return ResticError(f"{display} refused this key: {_last_line(text)}",
+                           f"the target's keys may not do what restic {action} needs; a command that deletes (prune, "
+                           "keys rotate, init) uses the target's prune_credentials: see opsctl iam-policy "
+                           "--target NAME --role prune")
     if any(marker in lowered for marker in _UNREACHABLE):
         return TargetUnreachable(f"{display} cannot be reached: {_last_line(text)}",
                                  "check the network and the target host")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pymysql
 
+from opsctl.errors import described
 from opsctl.manifest import TableStats
 from opsctl.process import tool_environment as process_environment
 from opsctl.sources import Tls
@@ -74,6 +75,9 @@ class MySQLServer:
                                    program_name="opsctl", **where, **self._tls_settings())
         except pymysql.err.MySQLError as exc:
             raise self._connect_error(database, exc) from None
+        except (ssl.SSLError, OSError) as exc:  # the CA file changed since the policy was checked
+            raise DatabaseUnreachable(f"tls.ca_file {self.tls.ca_file} cannot be used: {described(exc)}",
+                                      "give database.tls.ca_file the PEM certificate of the server's CA") from None
 
     def _tls_settings(self) -> dict[str, Any]:
         """pymysql's TLS arguments: a context (pymysql then refuses a server without TLS), or TLS turned off."""

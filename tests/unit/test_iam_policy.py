@@ -202,3 +202,12 @@ def test_doctor_requires_versioning_once_the_keys_are_split(tmp_path, prune_cred
     target.__dict__["_client"] = Unversioned()
     fact = target._versioning_fact()
     assert fact.ok is ok and "versioning disabled" in fact.detail
+
+
+def test_a_key_that_may_not_delete_is_named_with_what_to_do():
+    from opsctl.restic.errors import classify
+
+    said = "unable to remove pack: client.RemoveObject: Access Denied."
+    error = classify(said, "offsite (s3 https://s3.example/b/crm)", "forget")
+    assert "offsite (s3 https://s3.example/b/crm) refused this key" in error.message
+    assert error.hint is not None and "prune_credentials" in error.hint
