@@ -87,6 +87,16 @@ def backup(workspace: Workspace) -> Result:
     return workspace.opsctl("backup")
 
 
+def round_trip(workspace: Workspace, name: str, ambient: dict[str, str]) -> None:
+    """init, backup, restore into NAME_back and doctor, all in a hostile environment; doctor sees verified TLS."""
+    assert workspace.opsctl("init", env=ambient).returncode == 0
+    for args in (("backup",), ("restore", "--yes", "--to", name + "_back")):
+        result = workspace.opsctl(*args, env=ambient)
+        assert result.returncode == 0, result.output
+    doctor = workspace.opsctl("doctor", env=ambient)
+    assert "TLS verify-full, TLSv1.3" in doctor.output, doctor.output
+
+
 def refused(result: Result, expected: str) -> None:
     """Refused as any other connection failure (exit 1), with the TLS message, its hint, and no secret."""
     assert result.returncode == 1, result.output
@@ -108,16 +118,9 @@ def test_pg_backup_and_restore_over_verified_tls_whatever_pgsslmode_says(workspa
     # The server takes no login without TLS: were PGSSLMODE=disable to reach psycopg or pg_dump, they would fail.
     ambient = {"PGSSLMODE": "disable", "PGSSLROOTCERT": str(certificates[1])}
 
-    assert workspace.opsctl("init", env=ambient).returncode == 0
-    backup = workspace.opsctl("backup", env=ambient)
-    restore = workspace.opsctl("restore", "--yes", "--to", name + "_back", env=ambient)
-    doctor = workspace.opsctl("doctor", env=ambient)
-
-    assert backup.returncode == 0, backup.output
-    assert restore.returncode == 0, restore.output
+    round_trip(workspace, name, ambient)
     with pg_tls_server.connect(name + "_back") as conn:
         assert conn.execute("SELECT count(*) FROM t").fetchone() == (100,)
-    assert "TLS verify-full, TLSv1.3" in doctor.output, doctor.output
 
 
 # per engine: (policy writer, TLS server fixture, server without TLS fixture)
@@ -184,17 +187,10 @@ def test_mariadb_backup_and_restore_over_verified_tls_whatever_my_cnf_says(works
     (home / ".my.cnf").write_text("[client]\nskip-ssl\nssl-verify-server-cert=0\n")
     ambient = {"HOME": str(home)}
 
-    assert workspace.opsctl("init", env=ambient).returncode == 0
-    backup = workspace.opsctl("backup", env=ambient)
-    restore = workspace.opsctl("restore", "--yes", "--to", name + "_back", env=ambient)
-    doctor = workspace.opsctl("doctor", env=ambient)
-
-    assert backup.returncode == 0, backup.output
-    assert restore.returncode == 0, restore.output
+    round_trip(workspace, name, ambient)
     with my_tls_server.connect(name + "_back") as conn, conn.cursor() as cur:
         cur.execute("SELECT count(*) FROM t")
         assert cur.fetchone() == (100,)
-    assert "TLS verify-full, TLSv1.3" in doctor.output, doctor.output
 
 
 @pytest.mark.parametrize("case", [

@@ -105,16 +105,22 @@ def _tables(server, database: str) -> list[str]:
         return [r[0] for r in cur.fetchall()]
 
 
+def _guarded_database(server, name: str, value: int | None = None) -> str:
+    """A database of the application: one table, a trigger on it, and a row if `value` is given."""
+    with server.connect(user=MY_USER, password=MY_PASSWORD) as conn, conn.cursor() as cur:
+        cur.execute(f"CREATE DATABASE {name}")
+        cur.execute(f"CREATE TABLE {name}.precious (v INT)")
+        if value is not None:
+            cur.execute(f"INSERT INTO {name}.precious VALUES (%s)", (value,))
+        cur.execute(f"CREATE TRIGGER {name}.guard BEFORE INSERT ON {name}.precious FOR EACH ROW SET NEW.v = NEW.v")
+    return name
+
+
 def test_replace_moves_the_old_database_aside_with_its_objects(my_policy, mariadb_server, my_database):
     with mariadb_server.connect(my_database, MY_USER, MY_PASSWORD) as conn:
         fill_awkward(conn)
     assert my_policy.opsctl("backup").returncode == 0
-    other = my_database + "_busy"
-    with mariadb_server.connect(user=MY_USER, password=MY_PASSWORD) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {other}")
-        cur.execute(f"CREATE TABLE {other}.precious (v INT)")
-        cur.execute(f"INSERT INTO {other}.precious VALUES (7)")
-        cur.execute(f"CREATE TRIGGER {other}.guard BEFORE INSERT ON {other}.precious FOR EACH ROW SET NEW.v = NEW.v")
+    other = _guarded_database(mariadb_server, my_database + "_busy", value=7)
 
     refused = my_policy.opsctl("restore", "--yes", "--to", other)
     assert refused.returncode == 2
@@ -177,11 +183,7 @@ def test_a_move_killed_after_dropping_the_triggers_keeps_their_definitions_on_th
                                                                                           my_database):
     """A table with triggers cannot change database: between the drop and the re-creation they live in a table."""
     assert my_policy.opsctl("backup").returncode == 0
-    other = my_database + "_kept"
-    with mariadb_server.connect(user=MY_USER, password=MY_PASSWORD) as conn, conn.cursor() as cur:
-        cur.execute(f"CREATE DATABASE {other}")
-        cur.execute(f"CREATE TABLE {other}.precious (v INT)")
-        cur.execute(f"CREATE TRIGGER {other}.guard BEFORE INSERT ON {other}.precious FOR EACH ROW SET NEW.v = NEW.v")
+    other = _guarded_database(mariadb_server, my_database + "_kept")
     killed = my_policy.opsctl("restore", "--yes", "--to", other, "--replace", env={"OPSCTL_TEST_KILL_IN_MOVE": "1"})
     assert killed.returncode == -9, killed.output
     with mariadb_server.connect() as conn, conn.cursor() as cur:
