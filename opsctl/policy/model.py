@@ -134,6 +134,23 @@ def is_local_host(host: str) -> bool:
         return False
 
 
+def usable_ca_file(path: Path, field: str) -> Path:
+    """A CA certificate file opsctl may trust: there, holding a certificate, and changeable by nobody else
+    (whoever can change it can make opsctl trust their server, and send it a password)."""
+    if not path.is_file():
+        raise ValueError(f"{field} {path} does not exist or is not a file; give the PEM file of the CA that signed "
+                         "the server's certificate")
+    distrust = untrusted(path)
+    if distrust is not None:
+        raise ValueError(str(distrust))
+    try:
+        ssl.create_default_context(cafile=str(path))
+    except (ssl.SSLError, OSError):
+        raise ValueError(f"{field} {path} holds no PEM certificate; give the CA certificate that signed the "
+                         "server's (a file that starts with -----BEGIN CERTIFICATE-----)") from None
+    return path
+
+
 class DatabaseTls(Strict):
     """Encryption in transit to the database server, in PostgreSQL's sslmode words (MySQL/MariaDB too)."""
 
@@ -147,20 +164,7 @@ class DatabaseTls(Strict):
     @field_validator("ca_file")
     @classmethod
     def _trusted_ca(cls, path: Path | None) -> Path | None:
-        # Whoever can change the CA file can make opsctl trust their server, and send it the password.
-        if path is None:
-            return None
-        if not path.is_file():
-            raise ValueError(f"tls.ca_file {path} does not exist or is not a file")
-        distrust = untrusted(path)
-        if distrust is not None:
-            raise ValueError(str(distrust))
-        try:
-            ssl.create_default_context(cafile=str(path))
-        except (ssl.SSLError, OSError):
-            raise ValueError(f"tls.ca_file {path} holds no PEM certificate; give the CA certificate that signed the "
-                             "server's (a file that starts with -----BEGIN CERTIFICATE-----)") from None
-        return path
+        return None if path is None else usable_ca_file(path, "tls.ca_file")
 
 
 class ServerDatabase(Strict):
@@ -384,16 +388,7 @@ class S3TargetConfig(TargetConfigBase):
     @field_validator("ca_file")
     @classmethod
     def _usable_ca(cls, path: Path | None) -> Path | None:
-        if path is None:
-            return None
-        if not path.is_file():
-            raise ValueError(f"{path} is not a file; give the PEM file of the CA that signed the endpoint's "
-                             "certificate, or leave ca_file out to use the system's")
-        # A CA file another user can change lets them be the endpoint.
-        distrust = untrusted(path)
-        if distrust is not None:
-            raise ValueError(str(distrust))
-        return path
+        return None if path is None else usable_ca_file(path, "ca_file")
 
 
 Target = Annotated[

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -116,7 +117,8 @@ def test_ca_file_must_exist_and_be_trusted(tmp_path):
     result = opsctl(write(tmp_path, s3_entry(ca_file="ca.pem")), "policy", "validate")
     assert result.exit_code == 2 and "At 'targets[1].ca_file'" in result.stderr, result.output
     ca = tmp_path / "ca.pem"
-    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    bundle, end = Path("/etc/ssl/certs/ca-certificates.crt").read_text(), "-----END CERTIFICATE-----\n"
+    ca.write_text(bundle[:bundle.index(end) + len(end)])  # a real certificate: the first of the system's
     ca.chmod(0o666)  # anyone could swap in their own CA
     result = opsctl(write(tmp_path, s3_entry(ca_file="ca.pem")), "policy", "validate")
     assert result.exit_code == 2 and "At 'targets[1].ca_file'" in result.stderr and "chmod" in result.stderr
