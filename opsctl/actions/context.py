@@ -111,12 +111,15 @@ class Session:
 
     def sweep_leftovers(self, databases: bool) -> None:
         """Remove what killed runs left behind: scratch folders, and (given the database password) scratch databases."""
-        found = [str(folder) for folder in sweep_folders(self.state_dir)]
+        self.swept += tuple(str(folder) for folder in sweep_folders(self.state_dir))
         if databases:
-            found += self._sweep_databases()
-        self.swept += tuple(found)
+            self.sweep_databases()
 
-    def _sweep_databases(self) -> list[str]:
+    def sweep_databases(self) -> None:
+        """Drop the scratch and staging databases killed runs left (needs the database password)."""
+        self.swept += tuple(self._swept_databases())
+
+    def _swept_databases(self) -> list[str]:
         removed: dict[str, None] = {}
         for source in self.sources:
             try:

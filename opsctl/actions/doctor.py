@@ -82,7 +82,7 @@ def _doctor(session: Session, _: None) -> Preflight:
 def _leftovers(session: Session) -> list[Fact]:
     """Scratch copies and secret files a killed run left: removed now (the folders already by the runner)."""
     try:
-        session.sweep_leftovers(databases=True)
+        session.sweep_databases()
     except OpsctlError as exc:
         return [Fact("scratch databases", False, exc.message, exc.hint)]
     if not session.swept:
