@@ -118,6 +118,15 @@ def is_staging_name(name: str) -> bool:
     return _STAGING.search(name) is not None
 
 
+def left_behind_database(name: str, mark: str | None, protected: Iterable[str]) -> bool:
+    """A database a killed run made: a staging name, not one the policy backs up, marked by a maker that is gone.
+
+    Whoever may change a database's comment can write a mark: the name and the sources decide too.
+    """
+    maker = Maker.parse(mark or "")
+    return is_staging_name(name) and name not in protected and maker is not None and maker.is_gone()
+
+
 def memory_folder() -> Path | None:
     """The memory-backed shared folder where this system has one we may write to; None: the temporary folder."""
     return _SHM if _SHM.is_dir() and os.access(_SHM, os.W_OK) else None

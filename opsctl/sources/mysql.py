@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pymysql
 
-from opsctl.leftovers import Maker, is_staging_name, me, staging_name
+from opsctl.leftovers import left_behind_database, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -188,9 +188,7 @@ class MySQLSource:
             cur.execute("SELECT SCHEMA_NAME, SCHEMA_COMMENT FROM information_schema.SCHEMATA "
                         "WHERE SCHEMA_COMMENT LIKE %s", ("%opsctl-scratch%",))
             rows = cur.fetchall()
-        # Whoever may ALTER a database can write its comment: only a staging name is believed (never a source).
-        return [name for name, mark in rows if is_staging_name(name) and name not in self._protected
-                and (maker := Maker.parse(mark)) is not None and maker.is_gone()]
+        return [name for name, mark in rows if left_behind_database(name, mark, self._protected)]
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """The client runs the dump's statements; it stops at the first error (staging is then discarded)."""

@@ -12,7 +12,7 @@ import psycopg
 from psycopg import sql
 from psycopg.conninfo import make_conninfo
 
-from opsctl.leftovers import Maker, is_staging_name, me, staging_name
+from opsctl.leftovers import left_behind_database, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
 from opsctl.sources import census
@@ -132,11 +132,7 @@ class PostgresSource:
             rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
                                 "WHERE pg_get_userbyid(datdba) = current_user "
                                 "AND shobj_description(oid, 'pg_database') LIKE '%opsctl-scratch%'").fetchall()
-        return [name for name, mark in rows if self._is_scratch(name, mark)]
-
-    def _is_scratch(self, name: str, mark: str) -> bool:
-        maker = Maker.parse(mark)
-        return is_staging_name(name) and name not in self._protected and maker is not None and maker.is_gone()
+        return [name for name, mark in rows if left_behind_database(name, mark, self._protected)]
 
     def load(self, staging: str, chunks: Iterable[bytes]) -> None:
         """pg_restore in one transaction: a failure leaves the staging database empty."""
