@@ -8,7 +8,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from opsctl.errors import OpsctlError, SecretUnavailable
-from opsctl.policy.model import SecretSource, check_private_file
+from opsctl.policy.fields import SecretSource, check_private_file
 from opsctl.process import run_secret_command, run_store_command
 
 _withheld: dict[str, str] = {}  # secrets taken out of the environment before any child process started

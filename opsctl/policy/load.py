@@ -14,14 +14,8 @@ from pydantic_core import ErrorDetails
 
 from opsctl.errors import BadInput, PolicyInvalid
 from opsctl.policy import trust
-from opsctl.policy.model import (
-    NAME_PATTERN,
-    NAME_RULE,
-    Policy,
-    default_state_dir,
-    duplicate_names_message,
-    is_valid_name,
-)
+from opsctl.policy.fields import NAME_PATTERN, NAME_RULE, is_valid_name
+from opsctl.policy.model import Policy, default_state_dir, duplicate_names_message
 
 
 class _UniqueKeyLoader(yaml.SafeLoader):

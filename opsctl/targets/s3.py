@@ -16,7 +16,8 @@ from typing import Any
 
 import botocore.exceptions
 
-from opsctl.policy.model import S3Credentials, S3TargetConfig, check_private_file
+from opsctl.policy.fields import check_private_file
+from opsctl.policy.model import S3Credentials, S3TargetConfig
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import Access, ConfiguredTarget, Fact
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile

@@ -11,7 +11,7 @@ import pytest
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.password import FileStore, generate, read_new_password_file, store_for
 from opsctl.errors import BadInput
-from opsctl.policy.model import SecretSource
+from opsctl.policy.fields import SecretSource
 from opsctl.restic import commands
 from opsctl.restic.models import key_from_json
 

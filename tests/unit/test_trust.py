@@ -18,8 +18,8 @@ from opsctl.audit import AuditEntry, append
 from opsctl.cli import main
 from opsctl.errors import PolicyInvalid
 from opsctl.policy import load_policy
+from opsctl.policy.fields import check_private_file
 from opsctl.policy.load import state_dir_despite_errors
-from opsctl.policy.model import check_private_file
 from opsctl.policy.trust import UntrustedFile, untrusted, untrusted_state_dir
 
 

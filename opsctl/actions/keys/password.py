@@ -15,7 +15,7 @@ from pathlib import Path
 
 from opsctl.durable import replace_synced, sync_folder
 from opsctl.errors import BadInput, OpsctlError
-from opsctl.policy.model import SecretSource, check_private_file
+from opsctl.policy.fields import SecretSource, check_private_file
 from opsctl.secrets import read_secret, store_secret
 
 PURPOSE = "repository password"
