@@ -11,7 +11,8 @@ from tests.support.workspace import REPO_ROOT
 
 LOWER = ["opsctl.reports.console", "opsctl.reports.progress", "opsctl.reports.recovery_view",
          "opsctl.reports.verification", "opsctl.reports.drill", "opsctl.audit", "opsctl.audit.runs", "opsctl.sources",
-         "opsctl.targets", "opsctl.restic", "opsctl.policy"]
+         "opsctl.targets", "opsctl.restic", "opsctl.policy", "opsctl.notify", "opsctl.schedule.units",
+         "opsctl.schedule.systemd"]
 
 
 @pytest.mark.parametrize("module", LOWER)
