@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from opsctl.policy.durations import format_duration
 from opsctl.policy.fields import (
     NAME_RULE,
     Duration,
@@ -26,6 +27,8 @@ from opsctl.policy.fields import (
     check_private_file,
     is_valid_name,
 )
+from opsctl.policy.notify import Notify
+from opsctl.policy.schedule import Schedule
 from opsctl.policy.trust import untrusted
 
 TlsMode = Literal["disable", "require", "verify-ca", "verify-full"]
@@ -342,6 +345,20 @@ class Policy(Strict):
     max_key_age: Duration = Field(
         timedelta(days=365), description="keys status warns when opsctl's repository key is older than this"
     )
+    schedule: Schedule = Field(Schedule(), description="when each job runs on its own (schedule install / run)")
+    notify: Notify = Field(Notify(), description="who hears about runs: healthchecks pings, webhooks, commands")
+
+    def rpo_note(self) -> str | None:
+        """Why the backup schedule cannot keep the RPO (None when it can): a failure just before a backup loses more."""
+        backup = self.schedule.backup
+        if backup is None:
+            return None
+        worst = backup.longest_gap() + self.schedule.randomized_delay
+        if worst <= self.objectives.rpo:
+            return None
+        return (f"schedule.backup '{backup.text}' leaves up to {format_duration(worst)} between backups (with "
+                f"randomized_delay), more than objectives.rpo {format_duration(self.objectives.rpo)}; back up more "
+                "often, or raise objectives.rpo")
 
     @field_validator("targets")
     @classmethod
