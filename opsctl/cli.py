@@ -24,9 +24,15 @@ from opsctl.actions import (
     iam_policy,
     init,
     keys,
+    notify_test,
     prune,
     reports,
     restore,
+    schedule_daemon,
+    schedule_failed,
+    schedule_install,
+    schedule_job,
+    schedule_status,
     snapshots,
     validate,
     verify,
@@ -36,6 +42,7 @@ from opsctl.actions.context import App
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.actions.runner import INTERRUPTED, Command, run
 from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.policy.schedule import JOBS
 from opsctl.process import drop_redirecting_environment, no_core_dumps
 from opsctl.reports.console import show_json
 
@@ -347,3 +354,83 @@ def report_verify(ctx: click.Context, file: Path, json_output: bool) -> None:
 def report_list(ctx: click.Context, json_output: bool) -> None:
     """Past verifications of this policy: date, target, snapshot, verdict."""
     _run(ctx, reports.REPORT_LIST, None, json_output)
+
+
+@main.group("schedule")
+def schedule_group() -> None:
+    """Run the policy's jobs on their own: systemd timers, or `schedule run` where systemd is not."""
+
+
+def _unit_options(command: Any) -> Any:
+    command = click.option("--user", is_flag=True,
+                           help="Your own user's systemd (~/.config/systemd/user), not root's.")(command)
+    return click.option("--output", type=click.Path(path_type=Path, file_okay=False), metavar="DIR",
+                        help="Use this folder instead (for review or Ansible); systemd is not asked to do anything.")(
+        command)
+
+
+@schedule_group.command("install")
+@_unit_options
+@option.json_output()
+@click.pass_context
+def schedule_install_command(ctx: click.Context, user: bool, output: Path | None, json_output: bool) -> None:
+    """Write a systemd .service and .timer per job, show what changed, and start the timers."""
+    _run(ctx, schedule_install.SCHEDULE_INSTALL, schedule_install.InstallRequest(user, output), json_output)
+
+
+@schedule_group.command("remove")
+@_unit_options
+@option.json_output()
+@click.pass_context
+def schedule_remove_command(ctx: click.Context, user: bool, output: Path | None, json_output: bool) -> None:
+    """Stop the policy's timers and delete the units opsctl wrote for it (never any other file)."""
+    request = schedule_install.InstallRequest(user, output, remove=True)
+    _run(ctx, schedule_install.SCHEDULE_REMOVE, request, json_output)
+
+
+@schedule_group.command("status")
+@option.json_output()
+@click.pass_context
+def schedule_status_command(ctx: click.Context, json_output: bool) -> None:
+    """Each job: when it runs, its next and last run, how that run really ended. Exit 1: a failed or missed run."""
+    _run(ctx, schedule_status.SCHEDULE_STATUS, None, json_output)
+
+
+@schedule_group.command("run")
+@click.option("--log-format", type=click.Choice(["text", "json"]), default="text", show_default=True,
+              help="One line per job run on stdout: plain text (journald) or JSON.")
+@click.pass_context
+def schedule_run_command(ctx: click.Context, log_format: str) -> None:
+    """Run the jobs in the foreground at their scheduled times (for hosts and containers without systemd)."""
+    request = schedule_daemon.DaemonRequest("json" if log_format == "json" else "text")
+    _run(ctx, schedule_daemon.SCHEDULE_RUN, request)
+
+
+@schedule_group.command("job")
+@click.argument("name", type=click.Choice(JOBS))
+@option.json_output()
+@click.pass_context
+def schedule_job_command(ctx: click.Context, name: str, json_output: bool) -> None:
+    """Run one job as its timer does (waits for a running job only until its own next run is due; exit 75: skipped)."""
+    _run(ctx, schedule_job.job_command(name), None, json_output)
+
+
+@schedule_group.command("failed")
+@click.argument("name", type=click.Choice(JOBS))
+@click.pass_context
+def schedule_failed_command(ctx: click.Context, name: str) -> None:
+    """Run by systemd when a job's process ended badly: reports a run that was killed before it could."""
+    _run(ctx, schedule_failed.SCHEDULE_FAILED, name)
+
+
+@main.group("notify")
+def notify_group() -> None:
+    """Notifications: healthchecks pings, webhooks and commands named in the policy."""
+
+
+@notify_group.command("test")
+@option.json_output()
+@click.pass_context
+def notify_test_command(ctx: click.Context, json_output: bool) -> None:
+    """Send a test event to every channel and say which ones answered. Exit 1: none did, 3: some did not."""
+    _run(ctx, notify_test.NOTIFY_TEST, None, json_output)

@@ -12,6 +12,7 @@ class ExitCode(IntEnum):
     FAILURE = 1
     BAD_INPUT = 2
     PARTIAL = 3
+    SKIPPED = 75  # a scheduled run that did not start: the run before it still held the policy (EX_TEMPFAIL)
     INTERRUPTED = 130
 
 
@@ -59,6 +60,12 @@ class IntegrityError(OpsctlError):
 
 class PolicyBusy(OpsctlError):
     """Another opsctl run of the same policy holds the run lock (exit 1: try again later)."""
+
+
+class JobSkipped(OpsctlError):
+    """A scheduled run found the policy still busy when its next run was due: skipped, not queued (exit 75)."""
+
+    exit_code = ExitCode.SKIPPED
 
 
 def described(error: BaseException) -> str:

@@ -17,6 +17,7 @@ from opsctl.reports import console
 class CheckRequest:
     read_data_subset: str | None = None
     target: str | None = None
+    per_target: tuple[tuple[str, str], ...] = ()  # a scheduled check: each target's own part, e.g. ("nas", "3/20")
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,8 @@ def _check(session: Session, request: CheckRequest) -> Checked:
 
 
 def _check_one(session: Session, config: TargetConfig, request: CheckRequest) -> TargetResult[Sound]:
-    started, location, subset = time.monotonic(), config.name, request.read_data_subset
+    started, location = time.monotonic(), config.name
+    subset = dict(request.per_target).get(config.name, request.read_data_subset)
     try:
         target = session.target(config)
         location = target.display

@@ -172,14 +172,14 @@ class Session:
         return {key: value for key, value in rules.model_dump().items() if value is not None}
 
     @contextmanager
-    def exclusive(self, command: str) -> Iterator[None]:
-        """One opsctl run at a time per policy on this host; a second one waits up to lock_wait."""
+    def exclusive(self, command: str, wait_s: float | None = None) -> Iterator[None]:
+        """One opsctl run at a time per policy on this host; a second one waits up to wait_s (default lock_wait)."""
         self.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         path = self.state_dir / "run.lock"
         # O_NOFOLLOW: a link planted in the state folder must not make opsctl truncate the file it points to.
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         with open(fd, "r+") as handle:
-            deadline = time.monotonic() + self.policy.lock_wait.total_seconds()
+            deadline = time.monotonic() + (self.policy.lock_wait.total_seconds() if wait_s is None else wait_s)
             while not _try_lock(handle):
                 if time.monotonic() >= deadline:
                     handle.seek(0)

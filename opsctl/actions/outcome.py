@@ -14,7 +14,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from opsctl.errors import BadInput, ExitCode, OpsctlError, PolicyBusy, PolicyInvalid
+from opsctl.errors import BadInput, ExitCode, JobSkipped, OpsctlError, PolicyBusy, PolicyInvalid
 from opsctl.reports.console import show_error
 
 if TYPE_CHECKING:
@@ -167,6 +167,8 @@ def failure_word(error: BaseException) -> str:
     """The audit trail's word for how a command stopped."""
     if isinstance(error, KeyboardInterrupt):
         return "interrupted"
+    if isinstance(error, JobSkipped):
+        return "skipped"
     if isinstance(error, PolicyBusy):
         return "busy"
     if isinstance(error, BadInput):

@@ -20,13 +20,15 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
 from pathlib import Path
-from typing import Generic, Protocol, TypeVar
+from typing import Generic, TypeVar
 
 from opsctl import audit
 from opsctl.actions.context import App, Session
+from opsctl.actions.events import Run, Subscriber
+from opsctl.actions.notifications import Notifier
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.audit import runs
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.errors import ExitCode, JobSkipped, OpsctlError, PolicyBusy
 from opsctl.policy.load import state_dir_despite_errors
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Access
@@ -55,32 +57,8 @@ class Command(Generic[R]):
     without_policy: Callable[[R], Outcome] | None = None  # what it can still do when no policy file is found
     precheck: Callable[[App, R], None] | None = None  # refuses a request that cannot work, before anything else
     access: Access = Access.WRITE  # DELETE: it removes files from targets (S3 then uses its prune_credentials)
-
-
-@dataclass(frozen=True)
-class Run:
-    """One run of a command, as subscribers see it."""
-
-    command: str
-    started_at: str
-    clock: float
-    state_dir: Path
-    policy: str | None = None
-    policy_file: str | None = None
-    targets: tuple[str, ...] = ()  # what a run that stopped was working on
-    snapshot_ids: tuple[str, ...] = ()
-
-    @property
-    def duration_s(self) -> float:
-        return round(time.monotonic() - self.clock, 3)
-
-
-class Subscriber(Protocol):
-    def started(self, run: Run) -> None: ...
-
-    def finished(self, run: Run, outcome: Outcome) -> None: ...
-
-    def failed(self, run: Run, problem: Problem, word: str) -> None: ...
+    scheduled: bool = False  # a timer's run: a busy policy past lock_wait means skipped, not failed
+    lock_wait: Callable[[Session], float] | None = None  # seconds to wait for the policy lock (default lock_wait)
 
 
 def run(app: App, command: Command[R], request: R,
@@ -109,14 +87,14 @@ def run(app: App, command: Command[R], request: R,
 
 def _open(app: App, command: Command[R]) -> tuple[Session | None, Run, OpsctlError | None]:
     """The session, and the run as subscribers see it; a policy that cannot be loaded is still given a place."""
-    started = Run(command.name, _now(), time.monotonic(), Path("."))
+    started = Run(command.name, _now(), time.monotonic(), Path("."), scheduled=command.scheduled)
     try:
         session = Session(app, command.access)
     except OpsctlError as exc:
         path = _policy_path(app)
         return None, replace(started, state_dir=state_dir_despite_errors(path), policy_file=_text(path)), exc
     return session, replace(started, state_dir=session.state_dir, policy=session.policy.name,
-                            policy_file=str(session.policy_path)), None
+                            policy_file=str(session.policy_path), settings=session.policy), None
 
 
 def _attempted(run: Run, session: Session | None) -> Run:
@@ -136,7 +114,13 @@ def _loaded(session: Session | None, unloadable: OpsctlError | None) -> Session:
 def _body(session: Session, command: Command[R], request: R, started: Callable[[], None]) -> Outcome:
     with ExitStack() as stack:
         if command.lock:
-            stack.enter_context(session.exclusive(command.name))
+            wait_s = None if command.lock_wait is None else command.lock_wait(session)
+            try:
+                stack.enter_context(session.exclusive(command.name, wait_s))
+            except PolicyBusy as busy:
+                if command.scheduled:
+                    raise _skipped(command, busy) from None
+                raise
         started()  # after the lock: a run that waits for another is not yet running
         if command.secrets is not Secrets.NONE:  # before any child process: a missing one stops everything
             session.read_secrets(database=command.secrets is Secrets.ALL)
@@ -144,6 +128,12 @@ def _body(session: Session, command: Command[R], request: R, started: Callable[[
         if command.restic:
             _ = session.restic.version
         return command.body(session, request)
+
+
+def _skipped(command: Command[R], busy: PolicyBusy) -> JobSkipped:
+    return JobSkipped(f"{command.name} skipped: {busy}; its next run was due before the policy was free",
+                      "this run is not queued: the next one runs on time; if runs overlap often, space the "
+                      "schedule out (see opsctl schedule status)")
 
 
 def _sweep(session: Session, databases: bool) -> None:
@@ -241,6 +231,9 @@ class RunRecord:
         self._record(run, outcome.word, int(outcome.exit_code), outcome.audit().error, targets)
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
+        if word == "skipped" and run.policy is not None:  # never started, yet the schedule must show it
+            runs.skipped(run.state_dir, run.command, run.started_at, problem.message)
+            return
         self._record(run, word, int(problem.exit_code), problem.message, ())
 
     def _record(self, run: Run, word: str, code: int, error: str | None, targets: tuple[runs.TargetRun, ...]) -> None:
@@ -264,7 +257,8 @@ def _signals_held() -> Iterator[None]:
 
 
 def default_subscribers() -> list[Subscriber]:
-    return [AuditTrail(), RunRecord()]
+    """The records first, then notifications (which may take seconds when an endpoint is slow)."""
+    return [AuditTrail(), RunRecord(), Notifier()]
 
 
 def _policy_path(app: App) -> Path | None:

@@ -9,7 +9,9 @@ from rich.markup import escape
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
-from opsctl.errors import NotSupportedYet
+from opsctl.errors import NotSupportedYet, PolicyInvalid
+from opsctl.policy.calendar import systemd_disagrees
+from opsctl.policy.schedule import JOBS, Schedule
 from opsctl.sources import sources_for
 
 
@@ -23,9 +25,12 @@ class PolicyChecked(Outcome):
     databases: tuple[str, ...]
     targets: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
+    schedule: tuple[tuple[str, str | None], ...] = ()  # each job and when it runs (None: off)
+    channels: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
-        return {"ok": True, "policy": self.policy, "file": self.file, "notes": list(self.notes)}
+        return {"ok": True, "policy": self.policy, "file": self.file, "notes": list(self.notes),
+                "schedule": dict(self.schedule), "notify": list(self.channels)}
 
     def show(self, app: App) -> None:
         show_policy_ok(app, self)
@@ -43,14 +48,30 @@ def _validate(session: Session, _: None) -> PolicyChecked:
         except NotSupportedYet as exc:
             notes.append(exc.message)
     policy = session.policy
+    notes += [note] if (note := policy.rpo_note()) else []
     return PolicyChecked(policy.name, str(session.policy_path), policy.database.engine, tuple(policy.database.names),
-                         tuple((t.name, t.kind) for t in policy.targets), tuple(notes))
+                         tuple((t.name, t.kind) for t in policy.targets), tuple(notes),
+                         _schedule(policy.schedule, str(session.policy_path)),
+                         tuple(f"{c.kind} ({', '.join(c.events)})" for c in policy.notify.channels))
+
+
+def _schedule(schedule: Schedule, source: str) -> tuple[tuple[str, str | None], ...]:
+    """Each job and when it runs, as systemd reads it; where systemd is installed, it must agree."""
+    problems = [f"schedule.{job}: {why}" for job, when in schedule.jobs().items()
+                if (why := systemd_disagrees(when)) is not None]
+    if problems:
+        raise PolicyInvalid(source, problems)
+    return tuple((job, when.normalized if (when := getattr(schedule, job)) else None) for job in JOBS)
 
 
 def show_policy_ok(app: App, checked: PolicyChecked) -> None:
     targets = ", ".join(f"{name} ({kind})" for name, kind in checked.targets)
     app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
                   f"database {', '.join(checked.databases)}, targets: {targets}")
+    if checked.schedule:
+        app.out.print("schedule: " + ", ".join(f"{job} {when or 'off'}" for job, when in checked.schedule))
+    if checked.channels:
+        app.out.print("notify: " + ", ".join(checked.channels))
     for note in checked.notes:
         app.err.print(f"note: {escape(note)}")
 

@@ -47,6 +47,15 @@ class Running:
 
 
 @dataclass(frozen=True)
+class Skip:
+    """The newest scheduled run that did not start (the policy was still busy), and how many did so far."""
+
+    at: str
+    reason: str
+    count: int = 1
+
+
+@dataclass(frozen=True)
 class CommandRun:
     """How a command last ended (None before it ever ended), each target's own last outcome, and a run going on."""
 
@@ -58,6 +67,7 @@ class CommandRun:
     error: str | None = None
     targets: tuple[TargetRun, ...] = ()
     running: Running | None = None
+    last_skip: Skip | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "targets": {t.target: asdict(t) for t in self.targets}}
@@ -66,7 +76,8 @@ class CommandRun:
     def from_json(cls, data: dict[str, Any]) -> CommandRun:
         targets = tuple(TargetRun(**t) for t in (data.get("targets") or {}).values())
         running = Running(**data["running"]) if data.get("running") else None
-        return cls(**{**data, "targets": targets, "running": running})
+        skip = Skip(**data["last_skip"]) if data.get("last_skip") else None
+        return cls(**{**data, "targets": targets, "running": running, "last_skip": skip})
 
 
 def runs_dir(state_dir: Path) -> Path:
@@ -91,7 +102,44 @@ def record(state_dir: Path, run: CommandRun, started_at: str) -> None:
         touched = {t.target for t in run.targets}
         kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
         mark = earlier.running if earlier and earlier.running != this_run(started_at) else None
-        _write(state_dir, replace(run, targets=kept + run.targets, running=mark))
+        skip = earlier.last_skip if earlier else None
+        _write(state_dir, replace(run, targets=kept + run.targets, running=mark, last_skip=skip))
+
+
+def skipped(state_dir: Path, command: str, at: str, reason: str) -> None:
+    """Count a scheduled run that did not start, keeping the command's last real outcome as it was."""
+    with _locked(state_dir):
+        earlier = read(state_dir, command) or CommandRun(command)
+        count = earlier.last_skip.count + 1 if earlier.last_skip else 1
+        _write(state_dir, replace(earlier, last_skip=Skip(at, reason, count)))
+
+
+def killed(state_dir: Path, mark: Running, ended: CommandRun) -> None:
+    """Record how a run that could not say so itself ended (killed, per systemd), and clear its mark."""
+    with _locked(state_dir):
+        earlier = read(state_dir, ended.command) or CommandRun(ended.command)
+        if earlier.running != mark:
+            return  # another run has started since: its mark and outcome are newer
+        _write(state_dir, replace(ended, targets=earlier.targets, running=None, last_skip=earlier.last_skip))
+
+
+def ended_unreported(state_dir: Path, command: str) -> Running | None:
+    """The mark of a run of this command on this host whose process is gone without saying how it ended."""
+    earlier = read(state_dir, command)
+    mark = earlier.running if earlier else None
+    if mark is None or mark.host != socket.gethostname() or _alive(mark.pid):
+        return None
+    return mark
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process: alive
+    return True
 
 
 def read(state_dir: Path, command: str) -> CommandRun | None:

@@ -1,0 +1,90 @@
+"""opsctl schedule job NAME: one scheduled run of a job, as a systemd timer or `schedule run` starts it.
+
+It is the command a person would run (backup, prune, check, verify, drill) with three differences:
+it waits for the policy only until its own next run is due, and then counts as skipped (visible
+in `schedule status`), never queued; check and verify work in turns (rotation.py); and it always
+takes the policy's run lock, so two jobs of one policy never run at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from typing import Any
+
+from opsctl.actions import backup, check, drill, prune, rotation, verify
+from opsctl.actions.context import Session
+from opsctl.actions.outcome import Outcome
+from opsctl.actions.runner import Command
+from opsctl.policy.schedule import check_parts, next_run
+
+# A job waits for the run before it until its own next run is due (at least a second), never longer than a day.
+SHORTEST_WAIT_S = 1.0
+LONGEST_WAIT_S = 86400.0
+
+
+def job_command(job: str) -> Command[None]:
+    """The scheduled form of a job's command: same name, secrets and records, a request made in turn."""
+    base, body = _JOBS[job]
+    return Command(base.name, body, lock=True, secrets=base.secrets, restic=base.restic, access=base.access,
+                   scheduled=True, lock_wait=_until_next_due(job))
+
+
+def _until_next_due(job: str) -> Callable[[Session], float]:
+    def wait_s(session: Session) -> float:
+        when = session.policy.schedule.jobs().get(job)
+        now = datetime.now(UTC)
+        due = next_run(when, now) if when is not None else None
+        if due is None:  # run by hand while off in the schedule (or never due again): wait as any command does
+            return session.policy.lock_wait.total_seconds()
+        return min(max((due - now).total_seconds(), SHORTEST_WAIT_S), LONGEST_WAIT_S)
+    return wait_s
+
+
+def _backup(session: Session, _request: None) -> Outcome:
+    return backup.BACKUP.body(session, None)
+
+
+def _prune(session: Session, _request: None) -> Outcome:
+    return prune.PRUNE.body(session, prune.PruneRequest())
+
+
+def _drill(session: Session, _request: None) -> Outcome:
+    return drill.DRILL.body(session, drill.DrillRequest())
+
+
+def _check(session: Session, _request: None) -> Outcome:
+    """Each target reads its next part of the data; a target whose check failed reads the same part again."""
+    subset = session.policy.verification.read_data_subset
+    cycle = check_parts(subset)
+    if cycle is None:  # a size: restic reads that much of randomly chosen packs, there are no turns
+        return check.CHECK.body(session, check.CheckRequest(read_data_subset=subset))
+    turn = rotation.read(session.state_dir)
+    parts = tuple((t.name, f"{turn.check_part(t.name, cycle)}/{cycle}") for t in session.policy.targets)
+    outcome = check.CHECK.body(session, check.CheckRequest(per_target=parts))
+    for result in outcome.target_results():
+        if result.ok:
+            turn = turn.after_check(result.target, cycle)
+    rotation.write(session.state_dir, turn)
+    return outcome
+
+
+def _verify(session: Session, _request: None) -> Outcome:
+    """The next target and database in turn; the turn moves on even when this one fails, so one dead
+    target never keeps the others unverified."""
+    turns = rotation.verify_turns(session.policy)
+    turn = rotation.read(session.state_dir)
+    index = turn.verify_next % len(turns)
+    rotation.write(session.state_dir, replace(turn, verify_next=(index + 1) % len(turns)))
+    target, database = turns[index]
+    return verify.VERIFY.body(session, verify.VerifyRequest(target=target, database=database))
+
+
+_JOBS: dict[str, tuple[Command[Any], Callable[[Session, None], Outcome]]] = {
+    "backup": (backup.BACKUP, _backup),
+    "prune": (prune.PRUNE, _prune),
+    "check": (check.CHECK, _check),
+    "verify": (verify.VERIFY, _verify),
+    "drill": (drill.DRILL, _drill),
+}
