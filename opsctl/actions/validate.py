@@ -25,12 +25,12 @@ class PolicyChecked(Outcome):
     databases: tuple[str, ...]
     targets: tuple[tuple[str, str], ...]
     notes: tuple[str, ...]
-    schedule: tuple[tuple[str, str | None], ...] = ()  # each job and when it runs (None: off)
+    schedule: tuple[tuple[str, str | None, str | None], ...] = ()  # job, as written, as systemd reads it (off: None)
     channels: tuple[str, ...] = ()
 
     def to_json(self) -> dict[str, object]:
         return {"ok": True, "policy": self.policy, "file": self.file, "notes": list(self.notes),
-                "schedule": dict(self.schedule), "notify": list(self.channels)}
+                "schedule": {job: normalized for job, _, normalized in self.schedule}, "notify": list(self.channels)}
 
     def show(self, app: App) -> None:
         show_policy_ok(app, self)
@@ -55,13 +55,14 @@ def _validate(session: Session, _: None) -> PolicyChecked:
                          tuple(f"{c.kind} ({', '.join(c.events)})" for c in policy.notify.channels))
 
 
-def _schedule(schedule: Schedule, source: str) -> tuple[tuple[str, str | None], ...]:
+def _schedule(schedule: Schedule, source: str) -> tuple[tuple[str, str | None, str | None], ...]:
     """Each job and when it runs, as systemd reads it; where systemd is installed, it must agree."""
     problems = [f"schedule.{job}: {why}" for job, when in schedule.jobs().items()
                 if (why := systemd_disagrees(when)) is not None]
     if problems:
         raise PolicyInvalid(source, problems)
-    return tuple((job, when.normalized if (when := getattr(schedule, job)) else None) for job in JOBS)
+    whens = [(job, getattr(schedule, job)) for job in JOBS]
+    return tuple((job, when.text, when.normalized) if when else (job, None, None) for job, when in whens)
 
 
 def show_policy_ok(app: App, checked: PolicyChecked) -> None:
@@ -69,7 +70,7 @@ def show_policy_ok(app: App, checked: PolicyChecked) -> None:
     app.out.print(f"OK: {checked.file} — policy {checked.policy}, {checked.engine} "
                   f"database {', '.join(checked.databases)}, targets: {targets}")
     if checked.schedule:
-        app.out.print("schedule: " + ", ".join(f"{job} {when or 'off'}" for job, when in checked.schedule))
+        app.out.print("schedule: " + ", ".join(f"{job} {escape(text or 'off')}" for job, text, _ in checked.schedule))
     if checked.channels:
         app.out.print("notify: " + ", ".join(checked.channels))
     for note in checked.notes:
