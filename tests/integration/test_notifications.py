@@ -52,7 +52,8 @@ def crm(workspace: Workspace, server: WebhookServer) -> Workspace:
 def write_policy(workspace: Workspace, server: WebhookServer, **notify) -> None:
     channels = [
         {"kind": "healthchecks", "url": f"{server.url}/hc/{HC_UUID}", "commands": ["backup", "verify"]},
-        {"kind": "webhook", "url": f"{server.url}/hook", "secret_file": "webhook.key", "events": ["failure", "success"]},
+        {"kind": "webhook", "url": f"{server.url}/hook", "secret_file": "webhook.key",
+         "events": ["failure", "success"]},
         {"kind": "command", "argv": [str(workspace.root / "on-failure.sh")], "timeout": "10s"},
     ]
     workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"}, lock_wait="1s",
