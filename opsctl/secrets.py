@@ -22,6 +22,11 @@ def withhold_environment(names: Iterable[str]) -> None:
             _withheld[name] = os.environ.pop(name)
 
 
+def withheld() -> dict[str, str]:
+    """The variables withheld so far, for an opsctl child that reads them itself (the schedule daemon's jobs)."""
+    return dict(_withheld)
+
+
 def read_secret(source: SecretSource, purpose: str) -> bytes:
     """The raw secret bytes; SecretUnavailable names the source and what to do, never the value."""
     if source.file is not None:

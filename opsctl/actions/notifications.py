@@ -22,10 +22,18 @@ from opsctl.actions.outcome import Outcome, Problem
 from opsctl.notify import Channel, CommandHook, Delivery, Event, Healthchecks, TargetLine, Webhook, deliver
 from opsctl.notify.event import Kind
 from opsctl.policy.fields import check_private_file
-from opsctl.policy.notify import CommandChannel, HealthchecksChannel, Notify, UrlChannel, WebhookChannel
+from opsctl.policy.notify import (
+    CommandChannel,
+    HealthchecksChannel,
+    Notify,
+    UrlChannel,
+    WebhookChannel,
+    channel_problem,
+)
 
 log = logging.getLogger(__name__)
 DEADLINE_S = 30.0
+START_DEADLINE_S = 10.0
 _TAIL_LINES = 40
 
 
@@ -41,8 +49,9 @@ class Notifier:
     def started(self, run: Run) -> None:
         self._began = True
         event = self._event(run, "start")
-        if _wanted(run, "start"):
-            self._start = threading.Thread(target=send, args=(_notify(run), event, "start"), daemon=True)
+        if _wanted(run, "start"):  # one attempt, in the background: a slow endpoint never delays the work
+            self._start = threading.Thread(target=send, args=(_notify(run), event, "start"),
+                                           kwargs={"deadline_s": START_DEADLINE_S, "retries": 0}, daemon=True)
             self._start.start()
 
     def finished(self, run: Run, outcome: Outcome) -> None:
@@ -53,8 +62,8 @@ class Notifier:
                                    error=facts.error))
 
     def failed(self, run: Run, problem: Problem, word: str) -> None:
-        if word != "skipped" and not self._began:
-            self._tail.close()  # refused before it began (a typo, a busy lock): no run to report
+        if word != "skipped" and not self._began and not run.scheduled:
+            self._tail.close()  # a person's command refused before it began (a typo, a busy lock): nothing ran
             return
         kind: Kind = "skipped" if word == "skipped" else "failure"
         self._end(run, self._event(run, kind, code=int(problem.exit_code), word=word, error=problem.message,
@@ -63,7 +72,7 @@ class Notifier:
     def _end(self, run: Run, event: Event) -> None:
         self._tail.close()
         if self._start is not None:  # the start ping first, or the receiver sees a run begin after it ended
-            self._start.join(DEADLINE_S / 3)
+            self._start.join(START_DEADLINE_S + 1)  # its one attempt is cut off at START_DEADLINE_S
         if _wanted(run, event.kind):
             send(_notify(run), event, event.kind)
 
@@ -92,7 +101,8 @@ def channels_for(notify: Notify, command: str, kind: str) -> list[CommandChannel
     return [c for c in notify.channels if command in c.commands and kind in c.events]
 
 
-def send(notify: Notify, event: Event, kind: str) -> list[Delivery]:
+def send(notify: Notify, event: Event, kind: str, *, deadline_s: float = DEADLINE_S,
+         retries: int | None = None) -> list[Delivery]:
     """Deliver the event to each channel that wants it; logs failures (never the URL), never raises."""
     wanted = channels_for(notify, event.command, kind)
     channels: list[Channel] = []
@@ -105,8 +115,9 @@ def send(notify: Notify, event: Event, kind: str) -> list[Delivery]:
     started = time.monotonic()
     # A command channel has its own timeout, which may be longer than the one for URLs.
     longest = max((c.timeout.total_seconds() + 5 for c in wanted if isinstance(c, CommandChannel)), default=0)
-    deliveries = failed + deliver(channels, event, timeout_s=notify.timeout.total_seconds(),
-                                  retries=notify.retries, deadline_s=max(DEADLINE_S, longest))
+    deliveries = failed + deliver(channels, event, timeout_s=min(notify.timeout.total_seconds(), deadline_s),
+                                  retries=notify.retries if retries is None else retries,
+                                  deadline_s=max(deadline_s, longest))
     for d in deliveries:
         if not d.ok:
             log.warning("notification to %s failed: %s", d.channel, d.error)
@@ -116,6 +127,9 @@ def send(notify: Notify, event: Event, kind: str) -> list[Delivery]:
 
 def channel_of(config: CommandChannel | HealthchecksChannel | WebhookChannel) -> Channel:
     """The channel that sends for this part of the policy (URLs and signing secrets read from their files)."""
+    problem = channel_problem(config)
+    if problem is not None:
+        raise ValueError(problem)
     if isinstance(config, CommandChannel):
         return _TimedCommand(CommandHook(config.argv), config.timeout.total_seconds())
     url = _url(config)

@@ -179,7 +179,7 @@ def failure_word(error: BaseException) -> str:
 def outcome_word(code: ExitCode) -> str:
     """The audit trail's word for an exit code."""
     return {ExitCode.OK: "ok", ExitCode.PARTIAL: "partial", ExitCode.BAD_INPUT: "refused",
-            ExitCode.INTERRUPTED: "interrupted"}.get(code, "failed")
+            ExitCode.INTERRUPTED: "interrupted", ExitCode.SKIPPED: "skipped"}.get(code, "failed")
 
 
 def exit_code_for(results: Sequence[TargetResult[Any]]) -> ExitCode:

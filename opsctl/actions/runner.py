@@ -15,7 +15,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -158,7 +158,7 @@ class _Listeners:
         self._tell(lambda s: s.started(run))
 
     def finished(self, run: Run, outcome: Outcome) -> None:
-        self._tell(lambda s: s.finished(run, outcome))
+        self._tell_ending(lambda s: s.finished(run, outcome))
 
     def failed(self, run: Run, error: BaseException) -> Refused:
         if isinstance(error, KeyboardInterrupt):
@@ -170,12 +170,18 @@ class _Listeners:
             problem = Problem(f"unexpected error ({error.__class__.__name__}); this is a bug in opsctl",
                               "run the same command with --verbose to see where it happened, and report it")
         word = failure_word(error)
-        self._tell(lambda s: s.failed(run, problem, word))
+        self._tell_ending(lambda s: s.failed(run, problem, word))
         return Refused(problem, word)
 
     def _tell(self, event: Callable[[Subscriber], None]) -> None:
         with _signals_held():  # a Ctrl-C or SIGTERM now would leave half the records written; it waits
             self._tell_each(event)
+
+    def _tell_ending(self, event: Callable[[Subscriber], None]) -> None:
+        """A stop request held while the ending was told arrives here: the run is over and recorded as it
+        ended, so the process ends with that outcome, never "interrupted" after a backup that worked."""
+        with suppress(KeyboardInterrupt):
+            self._tell(event)
 
     def _tell_each(self, event: Callable[[Subscriber], None]) -> None:
         for subscriber in self._subscribers:
@@ -237,7 +243,7 @@ class RunRecord:
         self._record(run, word, int(problem.exit_code), problem.message, ())
 
     def _record(self, run: Run, word: str, code: int, error: str | None, targets: tuple[runs.TargetRun, ...]) -> None:
-        if not self._started:
+        if not self._started and not (run.scheduled and run.policy is not None):  # a timer's refusal is its outcome
             return
         ended = runs.CommandRun(run.command, word, code, _now(), run.duration_s, error, targets)
         runs.record(run.state_dir, ended, run.started_at)

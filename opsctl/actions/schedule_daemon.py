@@ -29,13 +29,14 @@ from typing import Any, Literal
 
 import schedule
 
+from opsctl import secrets
 from opsctl.actions.context import App, Session
-from opsctl.actions.outcome import AuditFacts, Outcome
+from opsctl.actions.outcome import AuditFacts, Outcome, outcome_word
 from opsctl.actions.runner import Command
 from opsctl.audit import runs
 from opsctl.errors import BadInput, ExitCode
 from opsctl.policy.calendar import Calendar
-from opsctl.policy.schedule import next_run
+from opsctl.policy.schedule import local_iso, next_run
 
 LogFormat = Literal["text", "json"]
 STOP_GRACE_S = 120  # as the generated units' TimeoutStopSec: a job gets this long to clean up
@@ -107,9 +108,11 @@ class Daemon:
         return self.jobs_run
 
     def _overdue(self, name: str, when: Calendar) -> bool:
-        last = last_start(self.session.state_dir, name)
+        """Ran before, and a run has come due since (as Persistent=true: a job that never ran waits its turn)."""
+        record = runs.read(self.session.state_dir, name)
+        last = record.last_started() if record else None
         due = next_run(when, last) if last is not None else None
-        return last is None or (due is not None and due <= datetime.now(UTC))
+        return due is not None and due <= datetime.now(UTC)
 
     def run_job(self, job: CalendarJob) -> None:
         if self.stopping.is_set():
@@ -118,18 +121,14 @@ class Daemon:
         code = self._child(["job", job.name])
         ended = datetime.now(UTC)
         self.jobs_run += 1
-        if code < 0:  # killed: it could not record or notify; the same handler as systemd's OnFailure= does
-            self._child(["failed", job.name], monitor=signal.Signals(-code).name.removeprefix("SIG"))
-        again = next_run(job.when, started)
-        overlapped = code != ExitCode.SKIPPED and again is not None and again < ended  # a skip is counted by the job
-        if overlapped and not self.stopping.is_set():
-            runs.skipped(self.session.state_dir, job.name, ended.isoformat(timespec="seconds"),
-                         f"the {job.name} run that started {started:%H:%M:%S} was still running when the next was due")
+        if code not in (ExitCode.OK, ExitCode.SKIPPED):  # as systemd's OnFailure=: reports what the run could not
+            self._child(["failed", job.name], monitor=_monitor(code))
         self._log_line(job, code, started, ended)
 
-    def _child(self, args: list[str], monitor: str | None = None) -> int:
+    def _child(self, args: list[str], monitor: dict[str, str] | None = None) -> int:
         argv = [sys.executable, "-m", "opsctl", "--policy", str(self.session.policy_path), "schedule", *args]
-        env = dict(os.environ, **({"MONITOR_EXIT_CODE": "killed", "MONITOR_EXIT_STATUS": monitor} if monitor else {}))
+        # The policy's password variables were taken out of this process's environment: the job reads them itself.
+        env = {**os.environ, **secrets.withheld(), **(monitor or {})}
         # The job's own report goes to stderr: stdout carries only the daemon's one line per job.
         self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), env=env)
         try:
@@ -146,8 +145,7 @@ class Daemon:
             threading.Thread(target=_kill_after, args=(child, STOP_GRACE_S), daemon=True).start()
 
     def _log_line(self, job: CalendarJob, code: int, started: datetime, ended: datetime) -> None:
-        record = runs.read(self.session.state_dir, job.name)
-        outcome = "skipped" if code == ExitCode.SKIPPED else (record.outcome if record and code >= 0 else "killed")
+        outcome = outcome_word(ExitCode(code)) if code in set(ExitCode) else "killed" if code < 0 else "failed"
         line: dict[str, Any] = {
             "job": job.name, "policy": self.session.policy.name, "outcome": outcome, "exit_code": code,
             "started_at": started.isoformat(timespec="seconds"),
@@ -157,9 +155,11 @@ class Daemon:
         sys.stdout.flush()
 
 
-def local_iso(moment: datetime | None) -> str | None:
-    """The moment in this machine's time zone, as the schedule is written."""
-    return None if moment is None else moment.astimezone().isoformat(timespec="seconds")
+def _monitor(code: int) -> dict[str, str]:
+    """What systemd tells an OnFailure= unit about the run, in its MONITOR_* words."""
+    if code < 0:
+        return {"MONITOR_EXIT_CODE": "killed", "MONITOR_EXIT_STATUS": signal.Signals(-code).name.removeprefix("SIG")}
+    return {"MONITOR_EXIT_CODE": "exited", "MONITOR_EXIT_STATUS": str(code)}
 
 
 def _text_line(line: dict[str, Any]) -> str:
@@ -172,18 +172,6 @@ def _kill_after(child: subprocess.Popen[bytes], grace_s: float) -> None:
         child.wait(grace_s)
     except subprocess.TimeoutExpired:
         child.kill()
-
-
-def last_start(state_dir: Path, job: str) -> datetime | None:
-    """When the job's last real run started (a run in progress counts), from the run record."""
-    record = runs.read(state_dir, job)
-    if record is None:
-        return None
-    if record.running is not None:
-        return datetime.fromisoformat(record.running.started_at)
-    if record.finished_at is None:
-        return None
-    return datetime.fromisoformat(record.finished_at) - timedelta(seconds=record.duration_s or 0)
 
 
 @contextmanager

@@ -125,8 +125,9 @@ def opsctl_argv() -> tuple[str, ...]:
 def _install(session: Session, request: InstallRequest) -> Installed:
     folder = request.output or systemd.unit_folder(request.user)
     wanted = {} if request.remove else _rendered(session, request.user)
-    existing = _our_units(folder, session.policy.name)
-    _refuse_foreign(folder, wanted, session.policy.name)
+    policy_file = session.policy_path.absolute()
+    existing = _our_units(folder, session.policy.name, policy_file)
+    _refuse_foreign(folder, wanted, session.policy.name, policy_file)
     changes = [_change(name, existing.get(name), text) for name, text in wanted.items()]
     changes += [UnitChange(name, "removed") for name in existing if name not in wanted]
     return _apply(session, request, folder, wanted, tuple(changes))
@@ -139,7 +140,12 @@ def _apply(session: Session, request: InstallRequest, folder: Path, wanted: dict
     changed = any(c.change != "unchanged" for c in changes)
     if request.output is None and changed:
         _stop(gone, request.user)
-    _write(folder, wanted, changes)
+    try:
+        _write(folder, wanted, changes)
+    except OSError as exc:
+        raise BadInput(f"cannot write the units into {folder} ({exc.strerror})",
+                       "run it as root, or add --user for your own systemd, or --output DIR for a folder of your "
+                       "choice") from None
     if not request.remove:
         session.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # ReadWritePaths= needs it to exist
     if request.output is not None or not systemd.systemd_is_running():
@@ -160,24 +166,25 @@ def _rendered(session: Session, user: bool) -> dict[str, str]:
                        "rename the file or folder named above, or use opsctl schedule run instead") from None
 
 
-def _our_units(folder: Path, policy: str) -> dict[str, str]:
-    """This policy's units that opsctl wrote in the folder."""
-    prefix = units.unit_prefix(policy)
+def _our_units(folder: Path, policy: str, policy_file: Path) -> dict[str, str]:
+    """The units that opsctl wrote in the folder for this policy file (never a link: not opsctl's)."""
     found: dict[str, str] = {}
-    for path in sorted(folder.glob(f"{prefix}*")) if folder.is_dir() else []:
-        text = _read(path)
-        if text is not None and units.is_ours(text, policy):
+    for path in sorted(folder.glob(f"{units.unit_prefix(policy)}*")) if folder.is_dir() else []:
+        text = None if path.is_symlink() else _read(path)
+        if text is not None and units.is_ours(text, policy, policy_file):
             found[path.name] = text
     return found
 
 
-def _refuse_foreign(folder: Path, wanted: dict[str, str], policy: str) -> None:
+def _refuse_foreign(folder: Path, wanted: dict[str, str], policy: str, policy_file: Path) -> None:
+    """opsctl never changes a unit it did not write, nor one it wrote for another file of the same name."""
     foreign = [name for name in wanted if (folder / name).is_symlink() or (
-        (text := _read(folder / name)) is not None and not units.is_ours(text, policy))]
+        (text := _read(folder / name)) is not None and not units.is_ours(text, policy, policy_file))]
     if foreign:
-        raise BadInput(f"{', '.join(foreign)} in {folder} were not written by opsctl for policy {policy}; "
-                       "opsctl never changes a unit it did not write",
-                       "move them away (or remove them) if they are stale copies, then run schedule install again")
+        raise BadInput(f"{', '.join(foreign)} in {folder} were not written by opsctl for the policy file "
+                       f"{policy_file}; opsctl never changes a unit it did not write",
+                       "if they are stale copies, move them away; if another policy file has the same name, "
+                       "give one of them another name; then run schedule install again")
 
 
 def _read(path: Path) -> str | None:

@@ -10,25 +10,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsctl.actions import backup, check, drill, prune, rotation, verify
 from opsctl.actions.context import Session
 from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
-from opsctl.policy.schedule import check_parts, next_run
+from opsctl.audit import runs
+from opsctl.policy.schedule import check_parts, local_iso, next_run
 
 # A job waits for the run before it until its own next run is due (at least a second), never longer than a day.
 SHORTEST_WAIT_S = 1.0
 LONGEST_WAIT_S = 86400.0
+HAND_OVER_S = 30.0
 
 
 def job_command(job: str) -> Command[None]:
     """The scheduled form of a job's command: same name, secrets and records, a request made in turn."""
     base, body = _JOBS[job]
-    return Command(base.name, body, lock=True, secrets=base.secrets, restic=base.restic, access=base.access,
-                   scheduled=True, lock_wait=_until_next_due(job))
+    return Command(base.name, _noting_overlaps(job, body), lock=True, secrets=base.secrets, restic=base.restic,
+                   access=base.access, scheduled=True, lock_wait=_until_next_due(job))
 
 
 def _until_next_due(job: str) -> Callable[[Session], float]:
@@ -38,8 +40,32 @@ def _until_next_due(job: str) -> Callable[[Session], float]:
         due = next_run(when, now) if when is not None else None
         if due is None:  # run by hand while off in the schedule (or never due again): wait as any command does
             return session.policy.lock_wait.total_seconds()
-        return min(max((due - now).total_seconds(), SHORTEST_WAIT_S), LONGEST_WAIT_S)
+        # Stop short of it: the skipped run still records and notifies, and must be gone when the next starts.
+        return min(max((due - now).total_seconds() - HAND_OVER_S, SHORTEST_WAIT_S), LONGEST_WAIT_S)
     return wait_s
+
+
+def _noting_overlaps(job: str, body: Callable[[Session, None], Outcome]) -> Callable[[Session, None], Outcome]:
+    def run(session: Session, request: None) -> Outcome:
+        _note_overlap(session, job)
+        return body(session, request)
+    return run
+
+
+def _note_overlap(session: Session, job: str) -> None:
+    """Count a run that came due while the previous one still ran as skipped: neither systemd (it starts no
+    second copy of a running service) nor the daemon (one job at a time) starts it, and it was not missed."""
+    when = session.policy.schedule.jobs().get(job)
+    record = runs.read(session.state_dir, job)
+    ended = record.last_ended() if record else None
+    if when is None or record is None or ended is None:
+        return
+    started = ended - timedelta(seconds=record.duration_s or 0)
+    due = next_run(when, started)
+    if due is None or due >= ended or (record.last_skip and record.last_skip.at == due.isoformat()):
+        return
+    runs.skipped(session.state_dir, job, due.isoformat(), f"the {job} run that started {local_iso(started)} was "
+                                                           "still going when this one was due")
 
 
 def _backup(session: Session, _request: None) -> Outcome:

@@ -17,11 +17,10 @@ from opsctl.actions import rotation
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, Outcome
 from opsctl.actions.runner import Command
-from opsctl.actions.schedule_daemon import last_start, local_iso
 from opsctl.audit import runs
 from opsctl.errors import ExitCode
 from opsctl.policy.calendar import Calendar
-from opsctl.policy.schedule import JOBS, check_parts, next_run
+from opsctl.policy.schedule import JOBS, check_parts, local_iso, next_run
 from opsctl.schedule import systemd, units
 
 # A run counts as missed once it is this late beyond its randomized delay (time to start and take the lock).
@@ -92,38 +91,49 @@ def job_status(session: Session, job: str, when: Calendar | None) -> JobStatus:
     """One job's line, from the policy, the run record, the rotation and (when it runs) systemd."""
     record = runs.read(session.state_dir, job)
     now = datetime.now(UTC)
-    last = last_start(session.state_dir, job)
+    timer = _timer(session.policy.name, job)
     return JobStatus(
         job=job, when=when.normalized if when else None,
         next_run=local_iso(next_run(when, now)) if when else None,
         last_outcome=record.outcome if record else None, last_exit_code=record.exit_code if record else None,
         last_finished_at=record.finished_at if record else None,
         running_since=record.running.started_at if record and record.running else None,
-        missed_since=_missed(when, last, session.policy.schedule.randomized_delay, now,
-                             running=bool(record and record.running)),
+        missed_since=_missed(when, record, session.policy.schedule.randomized_delay, now, timer),
         skipped=record.last_skip.count if record and record.last_skip else 0,
         last_skip=record.last_skip.at if record and record.last_skip else None,
-        timer=_timer(session.policy.name, job), turn=_turn(session, job))
+        timer=timer.word, turn=_turn(session, job))
 
 
-def _missed(when: Calendar | None, last: datetime | None, delay: timedelta, now: datetime, *,
-            running: bool) -> str | None:
-    if when is None or last is None or running:
+def _missed(when: Calendar | None, record: runs.CommandRun | None, delay: timedelta, now: datetime,
+            timer: Timer) -> str | None:
+    """The first run due after the last one ended that never started (one due while it still ran was
+    skipped, not missed); with no run at all, a timer that fired and started nothing."""
+    if when is None or (record is not None and record.running is not None):
         return None
-    due = next_run(when, last)
+    ended = record.last_ended() if record else None
+    if ended is None:
+        fired = timer.state.last_trigger if timer.state else None
+        return local_iso(fired) if fired is not None and fired + delay + MISSED_AFTER < now else None
+    due = next_run(when, ended)
     return local_iso(due) if due is not None and due + delay + MISSED_AFTER < now else None
 
 
-def _timer(policy: str, job: str) -> str:
+@dataclass(frozen=True)
+class Timer:
+    word: str
+    state: systemd.TimerState | None = None
+
+
+def _timer(policy: str, job: str) -> Timer:
     name = f"{units.unit_prefix(policy)}{job}.timer"
     for user in (False, True):
-        path = systemd.unit_folder(user) / name
-        if path.is_file():
+        if (systemd.unit_folder(user) / name).is_file():
             state = systemd.timer_state(name, user)
+            where = " (--user)" if user else ""
             if state is None:
-                return "installed" + (" (--user)" if user else "")
-            return ("enabled" if state.enabled else "installed, not enabled") + (" (--user)" if user else "")
-    return "not installed"
+                return Timer("installed" + where)
+            return Timer(("enabled" if state.enabled else "installed, not enabled") + where, state)
+    return Timer("not installed")
 
 
 def _turn(session: Session, job: str) -> str | None:

@@ -11,6 +11,7 @@ from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
 from opsctl.errors import NotSupportedYet, PolicyInvalid
 from opsctl.policy.calendar import systemd_disagrees
+from opsctl.policy.notify import Notify, channel_problem
 from opsctl.policy.schedule import JOBS, Schedule
 from opsctl.sources import sources_for
 
@@ -48,19 +49,33 @@ def _validate(session: Session, _: None) -> PolicyChecked:
         except NotSupportedYet as exc:
             notes.append(exc.message)
     policy = session.policy
+    problems = _schedule_problems(policy.schedule) + _channel_problems(policy.notify)
+    if problems:
+        raise PolicyInvalid(str(session.policy_path), problems)
     notes += [note] if (note := policy.rpo_note()) else []
+    notes += [f"notify.channels[{i}] sends over plain http: anyone on the way can read what it sends, and its URL's "
+              "token; use https"
+              for i, c in enumerate(policy.notify.channels) if (getattr(c, "url", None) or "").startswith("http:")]
     return PolicyChecked(policy.name, str(session.policy_path), policy.database.engine, tuple(policy.database.names),
                          tuple((t.name, t.kind) for t in policy.targets), tuple(notes),
-                         _schedule(policy.schedule, str(session.policy_path)),
+                         _schedule(policy.schedule),
                          tuple(f"{c.kind} ({', '.join(c.events)})" for c in policy.notify.channels))
 
 
-def _schedule(schedule: Schedule, source: str) -> tuple[tuple[str, str | None, str | None], ...]:
-    """Each job and when it runs, as systemd reads it; where systemd is installed, it must agree."""
-    problems = [f"schedule.{job}: {why}" for job, when in schedule.jobs().items()
-                if (why := systemd_disagrees(when)) is not None]
-    if problems:
-        raise PolicyInvalid(source, problems)
+def _schedule_problems(schedule: Schedule) -> list[str]:
+    """Where systemd is installed, it must read every expression as opsctl does."""
+    return [f"schedule.{job}: {why}" for job, when in schedule.jobs().items()
+            if (why := systemd_disagrees(when)) is not None]
+
+
+def _channel_problems(notify: Notify) -> list[str]:
+    """A channel that could not be used now (at run time it would be a failed notification, not a failed job)."""
+    return [f"notify.channels[{i}]: {why}" for i, channel in enumerate(notify.channels)
+            if (why := channel_problem(channel)) is not None]
+
+
+def _schedule(schedule: Schedule) -> tuple[tuple[str, str | None, str | None], ...]:
+    """Each job, as written and as systemd reads it (None, None: off)."""
     whens = [(job, getattr(schedule, job)) for job in JOBS]
     return tuple((job, when.text, when.normalized) if when else (job, None, None) for job, when in whens)
 

@@ -17,6 +17,7 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,16 @@ class CommandRun:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "targets": {t.target: asdict(t) for t in self.targets}}
+
+    def last_started(self) -> datetime | None:
+        """When the last run started; a run going on counts."""
+        if self.running is not None:
+            return datetime.fromisoformat(self.running.started_at)
+        ended = self.last_ended()
+        return None if ended is None else ended - timedelta(seconds=self.duration_s or 0)
+
+    def last_ended(self) -> datetime | None:
+        return None if self.finished_at is None else datetime.fromisoformat(self.finished_at)
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CommandRun:

@@ -62,7 +62,7 @@ class CommandHook:
 
 def hook_environment(event: Event) -> dict[str, str]:
     """opsctl's environment without secrets, plus the event as OPSCTL_* variables (empty when not known)."""
-    values = {"EVENT": event.kind, "COMMAND": event.command, "POLICY": event.policy, "HOST": event.host,
+    values = {"EVENT": event.kind, "COMMAND": event.command, "POLICY_NAME": event.policy, "HOST": event.host,
               "EXIT_CODE": "" if event.exit_code is None else str(event.exit_code), "OUTCOME": event.outcome or "",
               "FAILED_TARGETS": ",".join(event.failed_targets), "ERROR": event.error or "", "HINT": event.hint or "",
               "RUN_ID": event.run_id, "DURATION_S": "" if event.duration_s is None else f"{event.duration_s:.1f}"}

@@ -31,7 +31,8 @@ class Webhook:
     def send(self, event: Event, timeout_s: float) -> None:
         """One POST; raises DeliveryFailed."""
         body = json.dumps(event.to_json(), ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json"}
+        # A retry after an answer that got lost sends the same event again: receivers drop it by this id.
+        headers = {"Content-Type": "application/json", "X-Opsctl-Event-Id": f"{event.run_id}:{event.kind}"}
         if self._secret is not None:
             headers |= signature_headers(self._secret, body, int(time.time()))
         post(self._url, body, headers, timeout_s)

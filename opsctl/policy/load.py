@@ -42,13 +42,21 @@ def _mapping_without_duplicates(loader: yaml.SafeLoader, node: yaml.MappingNode)
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates)
 
-# YAML 1.2 booleans: only true and false. PyYAML follows YAML 1.1, where on, off, yes, no, y and n are
-# booleans too, so a key written `on:` arrived as True and `backup: off` as false.
+# YAML 1.2 booleans and numbers. PyYAML follows YAML 1.1, where on, off, yes, no, y and n are booleans
+# (a key written `on:` arrived as True, `backup: off` as false), 12:00 is the base-60 number 720 and
+# 1_000 is 1000.
+_YAML_11_ONLY = {"tag:yaml.org,2002:bool", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float"}
 _UniqueKeyLoader.yaml_implicit_resolvers = {
-    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    first: [(tag, regexp) for tag, regexp in resolvers if tag not in _YAML_11_ONLY]
     for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()}
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_UniqueKeyLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
+    list("-+.0123456789"))
 
 
 def _hashable(value: object) -> bool:
@@ -244,7 +252,7 @@ def state_dir_despite_errors(path: Path | None) -> Path:
     try:
         # A file another user could change must not choose where root writes, even the refusal's audit line.
         trusted = path is not None and trust.untrusted(path) is None
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) if path is not None and trusted else None
+        data = yaml.load(path.read_text(encoding="utf-8"), _UniqueKeyLoader) if path is not None and trusted else None  # noqa: S506 - a SafeLoader
     except (OSError, ValueError, RecursionError, yaml.YAMLError):
         data = None
     if isinstance(data, dict):

@@ -38,8 +38,6 @@ class UrlChannel(ChannelBase):
     def _one_url(self) -> UrlChannel:
         if (self.url is None) == (self.url_file is None):
             raise ValueError("give exactly one of url or url_file (a private file holding the URL)")
-        if self.url_file is not None:
-            check_private_file(self.url_file)
         return self
 
 
@@ -58,13 +56,6 @@ class WebhookChannel(UrlChannel):
     secret_file: PolicyPath | None = Field(
         None, description="a private file whose contents sign each request (header X-Opsctl-Signature)")
 
-    @field_validator("secret_file")
-    @classmethod
-    def _private(cls, path: Path | None) -> Path | None:
-        if path is not None:
-            check_private_file(path)
-        return path
-
 
 class CommandChannel(ChannelBase):
     """A program (never a shell) run with OPSCTL_* variables that describe the run."""
@@ -72,21 +63,45 @@ class CommandChannel(ChannelBase):
     kind: Literal["command"]
     events: tuple[When, ...] = Field(("failure",), min_length=1)
     argv: tuple[str, ...] = Field(..., min_length=1, description="the program (absolute path) and its arguments")
-    timeout: Duration = Field(timedelta(seconds=60), description="the program is stopped after this long")
+    timeout: Duration = Field(timedelta(seconds=60), le=timedelta(seconds=60),
+                              description="the program is stopped after this long (at most 60s)")
 
     @field_validator("argv")
     @classmethod
-    def _trusted_program(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
-        program = Path(argv[0])
-        if not program.is_absolute() or re.search(r"[\x00-\x1f]", argv[0]):
+    def _absolute_program(cls, argv: tuple[str, ...]) -> tuple[str, ...]:
+        if not Path(argv[0]).is_absolute() or any(re.search(r"[\x00-\x1f]", word) for word in argv):
             raise ValueError(f"{argv[0]!r}: give the program's absolute path, e.g. /usr/local/bin/page-oncall "
                              "(opsctl runs it without a shell or a search of PATH)")
-        if not program.is_file() or not os.access(program, os.X_OK):
-            raise ValueError(f"{program} does not exist or cannot be run; install it, or fix the path")
-        distrust = untrusted(program)  # another user who can change it would run code as opsctl's user
-        if distrust is not None:
-            raise ValueError(str(distrust))
         return argv
+
+
+def channel_problem(channel: HealthchecksChannel | WebhookChannel | CommandChannel) -> str | None:
+    """Why a channel cannot be used now (a file gone, readable or changeable by others), or None.
+
+    Checked when a notification is sent, not when the policy is read: a channel that cannot be used is
+    a failed notification, never the reason a backup does not run. `policy validate` reports it too.
+    """
+    try:
+        if isinstance(channel, CommandChannel):
+            return _program_problem(channel.argv)
+        for path in (channel.url_file, getattr(channel, "secret_file", None)):
+            if path is not None:
+                check_private_file(path)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _program_problem(argv: tuple[str, ...]) -> str | None:
+    program = Path(argv[0])
+    if not program.is_file() or not os.access(program, os.X_OK):
+        return f"{program} does not exist or cannot be run; install it, or fix the path"
+    # Another user who can change the program, or a script it is given (sh /path/hook.sh), runs code as opsctl.
+    for word in argv:
+        distrust = untrusted(Path(word)) if word.startswith("/") else None
+        if distrust is not None:
+            return str(distrust)
+    return None
 
 
 Channel = Annotated[HealthchecksChannel | WebhookChannel | CommandChannel, Field(discriminator="kind")]

@@ -7,13 +7,14 @@ host with systemd and a container without it run the jobs at the same moments.
 from __future__ import annotations
 
 import math
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
 from pydantic import BeforeValidator, Field
 
 from opsctl.policy.calendar import Calendar, CalendarError, parse_calendar
-from opsctl.policy.fields import Duration, Strict
+from opsctl.policy.durations import parse_duration
+from opsctl.policy.fields import Strict
 
 JOBS = ("backup", "prune", "check", "verify", "drill")
 _OFF_WORDS = ("off", "never", "none", "disabled")
@@ -28,7 +29,17 @@ def _when(value: object) -> object:
     if not isinstance(value, str):
         raise ValueError(  # noqa: TRY004 - pydantic reports only ValueError as a policy error
             'expected a calendar expression such as hourly or "*-*-* 01:30:00", or off')
-    return parse_calendar(value)
+    when = parse_calendar(value)
+    if next_run(when, datetime.now(UTC)) is None:  # its years are over, or its date never falls on its weekday
+        raise ValueError(f'"{when.text}" never comes due again; write one that does, e.g. "*-*-* 01:30:00", or off')
+    return when
+
+
+def _delay(value: object) -> timedelta:
+    """A duration, or 0 (every run starts on the dot)."""
+    if value in (0, "0", "0s"):
+        return timedelta(0)
+    return parse_duration(value)
 
 
 When = Annotated[Calendar | None, BeforeValidator(_when)]
@@ -47,7 +58,7 @@ class Schedule(Strict):
                                      "default daily 05:00")
     drill: When = Field(parse_calendar("*-*-01 06:00:00"),
                         description="when a disaster-recovery drill runs; default the 1st of each month at 06:00")
-    randomized_delay: Duration = Field(
+    randomized_delay: Annotated[timedelta, BeforeValidator(_delay)] = Field(
         timedelta(minutes=5), description="each run starts up to this much later, so many hosts do not start at once")
 
     def jobs(self) -> dict[str, Calendar]:
@@ -72,3 +83,8 @@ def next_run(when: Calendar, after: datetime) -> datetime | None:
         return when.next_after(after)
     except CalendarError:
         return None
+
+
+def local_iso(moment: datetime | None) -> str | None:
+    """The moment in this machine's time zone, as the schedule is written."""
+    return None if moment is None else moment.astimezone().isoformat(timespec="seconds")

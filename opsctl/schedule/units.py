@@ -72,9 +72,12 @@ def render(spec: UnitSpec) -> dict[str, str]:
     return dict(sorted(files.items()))
 
 
-def is_ours(text: str, policy: str) -> bool:
-    """The file carries opsctl's marker for this policy: not another policy's, not a hand-written unit."""
+def is_ours(text: str, policy: str, policy_file: Path | None = None) -> bool:
+    """The file carries opsctl's marker for this policy (and, when given, this policy file): not another
+    policy's, not a hand-written unit."""
     first_line = text.partition("\n")[0]
+    if policy_file is not None:
+        return first_line.startswith(f"{MARKER}: policy {policy} ({policy_file}); ")
     return first_line.startswith(f"{MARKER}: policy {policy} (")
 
 
@@ -116,7 +119,8 @@ def _failure_service(spec: UnitSpec) -> str:
         "[Service]",
         "Type=oneshot",
         *_exec_start(spec, "schedule failed %i"),
-        *_service_settings(spec),
+        # Every folder may be missing here: the job may have failed because one was, and the report must start.
+        *_service_settings(spec, all_optional=True),
     ])
 
 
@@ -148,7 +152,7 @@ def _network(spec: UnitSpec) -> list[str]:
     return [] if spec.user else ["Wants=network-online.target", "After=network-online.target"]
 
 
-def _service_settings(spec: UnitSpec) -> list[str]:
+def _service_settings(spec: UnitSpec, *, all_optional: bool = False) -> list[str]:
     return [
         "Nice=10",
         "IOSchedulingClass=idle",
@@ -160,11 +164,11 @@ def _service_settings(spec: UnitSpec) -> list[str]:
         # restic keeps its cache there: kept between runs, and writable under ProtectSystem=strict.
         "CacheDirectory=opsctl",
         "Environment=XDG_CACHE_HOME=%C/opsctl",
-        *_sandbox(spec),
+        *_sandbox(spec, all_optional=all_optional),
     ]
 
 
-def _sandbox(spec: UnitSpec) -> list[str]:
+def _sandbox(spec: UnitSpec, *, all_optional: bool = False) -> list[str]:
     if spec.user:
         # A user manager cannot mount. systemd 252 skips ProtectSystem=, ReadWritePaths=, PrivateTmp=,
         # ProtectHome= and the Protect{Kernel*,ControlGroups}= mounts in user units; from 253 on they turn
@@ -172,9 +176,11 @@ def _sandbox(spec: UnitSpec) -> list[str]:
         # refuses the policy (/ and /etc are "another user's") and ssh refuses its config. Both are worse
         # than no mounts: user units keep the filters only.
         return [_NO_MOUNTS, *_FILTERS]
-    paths = [f"ReadWritePaths={_word(str(path))}" for path in spec.read_write_paths]
+    required = () if all_optional else spec.read_write_paths
+    optional = (*spec.read_write_paths, *spec.optional_paths) if all_optional else spec.optional_paths
+    paths = [f"ReadWritePaths={_word(str(path))}" for path in required]
     # '-': a folder missing at start (a NAS not mounted) is skipped, not a failed start.
-    paths += [f"ReadWritePaths={_word(f'-{path}')}" for path in spec.optional_paths]
+    paths += [f"ReadWritePaths={_word(f'-{path}')}" for path in optional]
     home = ["ProtectHome=yes"] if spec.protect_home else []
     namespaces = [n for n in _NAMESPACES if spec.private_tmp or n != "PrivateTmp=yes"]
     return ["ProtectSystem=strict", *paths, *namespaces, *home, *_FILTERS]

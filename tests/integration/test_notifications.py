@@ -89,6 +89,7 @@ def test_a_failed_backup_pings_once_with_its_exit_code_and_never_sends_secrets_o
     assert len(posts) == 1
     event = json.loads(posts[0].body)
     assert (event["kind"], event["command"], event["exit_code"], event["outcome"]) == ("failure", "backup", 1, "failed")
+    assert posts[0].headers["x-opsctl-event-id"] == f"{event['run_id']}:failure"  # receivers drop a retry's repeat
     key = (crm.root / "webhook.key").read_bytes().strip()
     signed = posts[0].headers["x-opsctl-timestamp"].encode() + b"." + posts[0].body
     assert posts[0].headers["x-opsctl-signature"] == "sha256=" + hmac.new(key, signed, hashlib.sha256).hexdigest()
@@ -165,3 +166,23 @@ def test_a_run_that_failed_on_its_own_is_not_reported_again(crm, server):
     assert crm.opsctl("schedule", "job", "backup").returncode == 1  # no repository
     assert crm.opsctl("schedule", "failed", "backup").returncode == 0  # what OnFailure= runs next
     assert len(server.to(f"/hc/{HC_UUID}/1")) == 1 and len(hook_runs(crm)) == 1
+
+
+def test_a_scheduled_run_that_cannot_even_start_still_pages(crm, server):
+    (crm.root / "state").mkdir(exist_ok=True)
+    (crm.root / "state" / "run.lock").mkdir()  # the policy's lock cannot be taken: the run never starts
+    result = crm.opsctl("schedule", "job", "backup")
+    assert result.returncode == 1, result.output
+    assert len(server.to(f"/hc/{HC_UUID}/1")) == 1 and len(hook_runs(crm)) == 1
+    status = crm.opsctl("schedule", "status", "--json")
+    backup = next(j for j in json.loads(status.stdout)["jobs"] if j["job"] == "backup")
+    assert backup["last_outcome"] == "failed" and status.returncode == 1
+
+
+def test_a_notification_channel_that_cannot_be_used_never_stops_the_backup(crm, server):
+    (crm.root / "webhook.key").chmod(0o644)  # readable by others: that channel refuses to sign with it
+    assert crm.opsctl("init").returncode == 0
+    result = crm.opsctl("backup")
+    assert result.returncode == 0 and "can be read by other users" in result.stderr, result.output
+    assert len(server.to(f"/hc/{HC_UUID}")) == 1  # the other channels still hear about it
+    assert crm.opsctl("policy", "validate").returncode == 2  # and validate names the channel

@@ -35,6 +35,9 @@ def crm(workspace: Workspace) -> Workspace:
     return workspace
 
 
+REPO_PASS_VARIABLE = "CRM_TEST_REPOSITORY_PASSWORD"
+
+
 def write_schedule(workspace: Workspace, schedule: dict, **extra) -> None:
     workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"},
                            [{"name": "local", "kind": "local", "path": "repo-local"},
@@ -46,7 +49,8 @@ class Daemon:
     """`opsctl schedule run --log-format json` in the background, its stdout lines in a queue."""
 
     def __init__(self, workspace: Workspace) -> None:
-        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(workspace.root / ".cache")}
+        env = {**os.environ, "PYTHONPATH": str(REPO_ROOT), "XDG_CACHE_HOME": str(workspace.root / ".cache"),
+               REPO_PASS_VARIABLE: workspace.repository_password}
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "opsctl", "--policy", str(workspace.root / "policy.yaml"), "schedule", "run",
              "--log-format", "json"], cwd=workspace.root, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -95,17 +99,28 @@ def wait_for(found, timeout: float = 15):
     return result
 
 
-def test_the_daemon_catches_up_runs_on_time_survives_a_failing_job_and_stops_cleanly(crm, daemon):
+def test_the_daemon_runs_on_time_survives_a_failing_job_and_stops_cleanly(crm):
+    # The password from an environment variable, as in a container: the daemon's jobs must still get it.
+    write_schedule(crm, {"backup": EVERY_FEW_SECONDS, "prune": "off", "check": "off", "verify": "off",
+                         "drill": "off", "randomized_delay": "0"}, repository_password={"env": REPO_PASS_VARIABLE})
+    daemon = Daemon(crm)
+    try:
+        _runs_on_time_survives_a_failing_job_and_stops_cleanly(crm, daemon)
+    finally:
+        daemon.proc.kill()
+
+
+def _runs_on_time_survives_a_failing_job_and_stops_cleanly(crm, daemon):
     first = daemon.next_line()
-    assert (first["job"], first["outcome"], first["exit_code"]) == ("backup", "ok", 0)  # never ran: runs at start
+    assert (first["job"], first["outcome"], first["exit_code"]) == ("backup", "ok", 0), first
 
     shutil.rmtree(crm.root / "repo-local")  # the primary is gone: the next runs fail on it
     shutil.rmtree(crm.root / "repo-offsite")
     failing = daemon.next_line()
-    assert failing["outcome"] == "failed" and failing["exit_code"] == 1
+    assert failing["outcome"] == "failed" and failing["exit_code"] == 1, failing
     assert daemon.proc.poll() is None  # a failing job is a line in the log, not the daemon's end
 
-    assert crm.opsctl("init").returncode == 0
+    assert crm.opsctl("init", env={REPO_PASS_VARIABLE: crm.repository_password}).returncode == 0
     again = daemon.next_line()
     assert again["outcome"] in ("ok", "failed")  # the one that was already under way may still fail
     back = again if again["outcome"] == "ok" else daemon.next_line()
@@ -203,6 +218,14 @@ def test_install_writes_verifiable_units_once_shows_diffs_and_never_touches_fore
     assert foreign.read_text() == "[Timer]\nOnCalendar=daily\n"
 
     foreign.unlink()
+    twin = crm.root / "twin"
+    twin.mkdir()
+    (twin / "policy.yaml").write_text((crm.root / "policy.yaml").read_text())  # another file, the same name
+    (twin / "repository.pass").write_text(crm.repository_password)
+    (twin / "repository.pass").chmod(0o600)
+    clash = crm.opsctl("schedule", "install", "--output", str(out), policy="twin/policy.yaml")
+    assert clash.returncode == 2 and "another policy file has the same name" in clash.stderr, clash.output
+
     (out / "hand-made.service").write_text("[Service]\nExecStart=/bin/true\n")
     removed = crm.opsctl("schedule", "remove", "--output", str(out))
     assert removed.returncode == 0, removed.output

@@ -306,7 +306,7 @@ def test_a_command_hook_gets_the_event_in_its_environment_and_no_secrets(tmp_pat
     (delivery,) = deliver([hook], event("failure", exit_code=3, outcome="partial"))
     assert delivery == Delivery("sh", True, 1, None, delivery.seconds)
     seen = dict(line.split("=", 1) for line in out.read_text().splitlines() if line.startswith("OPSCTL_"))
-    assert seen == {"OPSCTL_EVENT": "failure", "OPSCTL_COMMAND": "backup", "OPSCTL_POLICY": "crm-prod",
+    assert seen == {"OPSCTL_EVENT": "failure", "OPSCTL_COMMAND": "backup", "OPSCTL_POLICY_NAME": "crm-prod",
                     "OPSCTL_HOST": "db1", "OPSCTL_EXIT_CODE": "3", "OPSCTL_OUTCOME": "partial",
                     "OPSCTL_FAILED_TARGETS": "offsite", "OPSCTL_ERROR": "1 of 2 targets failed", "OPSCTL_HINT": "",
                     "OPSCTL_RUN_ID": RUN_ID, "OPSCTL_DURATION_S": "12.3"}

@@ -11,6 +11,7 @@ from opsctl.actions.rotation import Rotation
 from opsctl.actions.schedule_install import unit_spec
 from opsctl.errors import PolicyInvalid
 from opsctl.policy import load_policy
+from opsctl.policy.notify import channel_problem
 from opsctl.policy.schedule import check_parts
 from opsctl.schedule.units import render
 
@@ -86,25 +87,31 @@ def test_off_in_yaml_turns_a_job_off_and_yes_still_means_true(tmp_path):
 
 @pytest.mark.parametrize(("channel", "said"), [
     ({"kind": "command", "argv": ["page-oncall"]}, "absolute path"),
-    ({"kind": "command", "argv": ["/nonexistent/page"]}, "does not exist"),
     ({"kind": "webhook", "url": "file:///etc/passwd"}, "notify.channels"),
     ({"kind": "webhook", "url": "https://user:pw@hooks.example.com/x"}, "notify.channels"),
-    ({"kind": "healthchecks", "url_file": "hc.url"}, "can be read by other users"),
     ({"kind": "healthchecks", "url": "https://hc-ping.com/x", "on": ["failure"]}, "events"),
+    ({"kind": "command", "argv": ["/bin/true"], "timeout": "2h"}, "timeout"),
 ])
-def test_a_channel_that_cannot_be_trusted_is_refused(tmp_path, channel, said):
-    (tmp_path / "hc.url").write_text("https://hc-ping.com/secret\n")
-    (tmp_path / "hc.url").chmod(0o644)
+def test_a_channel_that_cannot_work_is_refused_when_the_policy_is_read(tmp_path, channel, said):
     with pytest.raises(PolicyInvalid) as refused:
         load_policy(policy_file(tmp_path, notify={"channels": [channel]}))
     problems = " ".join(refused.value.problems)
-    assert said in problems and "secret" not in problems and "pw@" not in problems, problems
+    assert said in problems and "pw@" not in problems, problems
 
 
-def test_a_hook_program_others_can_change_is_refused(tmp_path):
+@pytest.mark.parametrize(("channel", "said"), [
+    ({"kind": "command", "argv": ["/nonexistent/page"]}, "does not exist"),
+    ({"kind": "healthchecks", "url_file": "hc.url"}, "can be read by other users"),
+    ({"kind": "command", "argv": ["/bin/sh", "hook.sh"]}, "can be changed by other users"),
+])
+def test_a_channel_others_could_use_fails_when_sent_but_never_stops_the_backup(tmp_path, channel, said):
+    (tmp_path / "hc.url").write_text("https://hc-ping.com/secret\n")
+    (tmp_path / "hc.url").chmod(0o644)
     hook = tmp_path / "hook.sh"
     hook.write_text("#!/bin/sh\n")
-    hook.chmod(0o777)
-    with pytest.raises(PolicyInvalid) as refused:
-        load_policy(policy_file(tmp_path, notify={"channels": [{"kind": "command", "argv": [str(hook)]}]}))
-    assert "chmod" in " ".join(refused.value.problems)
+    hook.chmod(0o777)  # a script handed to a trusted interpreter is code all the same
+    if channel.get("argv", [""])[-1] == "hook.sh":
+        channel = {**channel, "argv": ["/bin/sh", str(hook)]}
+    policy = load_policy(policy_file(tmp_path, notify={"channels": [channel]}))  # the backup still runs
+    problem = channel_problem(policy.notify.channels[0])
+    assert problem is not None and said in problem and "secret" not in problem, problem
