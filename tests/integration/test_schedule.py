@@ -121,10 +121,11 @@ def _runs_on_time_survives_a_failing_job_and_stops_cleanly(crm, daemon):
     assert daemon.proc.poll() is None  # a failing job is a line in the log, not the daemon's end
 
     assert crm.opsctl("init", env={REPO_PASS_VARIABLE: crm.repository_password}).returncode == 0
-    again = daemon.next_line()
-    assert again["outcome"] in ("ok", "failed")  # the one that was already under way may still fail
-    back = again if again["outcome"] == "ok" else daemon.next_line()
-    assert back["outcome"] == "ok"
+    # The run already under way may still fail, and one due while init held the policy is skipped: then ok.
+    outcomes = [daemon.next_line()["outcome"]]
+    while outcomes[-1] != "ok" and len(outcomes) < 4:
+        outcomes.append(daemon.next_line()["outcome"])
+    assert outcomes[-1] == "ok" and set(outcomes) <= {"ok", "failed", "skipped"}, outcomes
     assert daemon.stop() == 0
     record = json.loads((crm.root / "state" / "runs" / "backup.json").read_text())
     assert record["outcome"] == "ok" and record["running"] is None
@@ -175,21 +176,21 @@ def test_a_missed_run_shows_in_status(crm):
 
 
 def test_scheduled_checks_read_every_part_in_turn_and_verifies_take_targets_in_turn(crm):
-    write_schedule(crm, {"randomized_delay": "1s"}, verification={"read_data_subset": "1/3"})
+    write_schedule(crm, {"randomized_delay": "1s"}, verification={"read_data_subset": "1/2"})
     assert crm.opsctl("backup").returncode == 0
     parts = []
-    for _ in range(4):
+    for _ in range(3):
         result = crm.opsctl("schedule", "job", "check", "--json")
         assert result.returncode == 0, result.output
         parts.append([t["summary"] for t in json.loads(result.stdout)["targets"]])
-    assert [p[0].split("and ")[1].split(" of")[0] for p in parts] == ["1/3", "2/3", "3/3", "1/3"]
+    assert [p[0].split("and ")[1].split(" of")[0] for p in parts] == ["1/2", "2/2", "1/2"]  # all read, then again
 
     targets = []
-    for _ in range(3):
+    for _ in range(2):
         result = crm.opsctl("schedule", "job", "verify", "--json")
         assert result.returncode == 0, result.output
         targets.append(json.loads(crm.audit_lines()[-1])["targets"])
-    assert targets[0] != targets[1] and targets[0] == targets[2]
+    assert targets[0] != targets[1]  # the next verify proves the other target
 
 
 def test_install_writes_verifiable_units_once_shows_diffs_and_never_touches_foreign_files(crm, tmp_path):
