@@ -22,6 +22,7 @@ from opsctl.leftovers import scratch_folder, sweep_folders
 from opsctl.policy import Policy, load_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
+from opsctl.policy.trust import check_state_dir
 from opsctl.restic import Repository, Restic
 from opsctl.secrets import as_text, read_secret, withhold_environment
 from opsctl.sources import Source, sources_for
@@ -85,7 +86,9 @@ class Session:
         self.app = app
         self.access = access  # what the command does to targets' files: it picks an S3 target's keys
         self.policy_path = app.resolve_policy_path()
-        self.policy: Policy = load_policy(self.policy_path)
+        # The state folder is checked when the run begins (check_state_dir): a refusal there is still a run of
+        # this policy, whose notifications can say so.
+        self.policy: Policy = load_policy(self.policy_path, check_state_dir=False)
         withhold_environment(self._secret_variables())
         self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"),
                              lock_wait_s=self.policy.lock_wait.total_seconds())
@@ -170,6 +173,10 @@ class Session:
         """The keep-rules of one target (its own, or the policy's), as restic option names."""
         rules = config.retention or self.policy.retention
         return {key: value for key, value in rules.model_dump().items() if value is not None}
+
+    def check_state_dir(self) -> None:
+        """Refuse (exit 2) a state folder another user could change: opsctl keeps its records and journal there."""
+        check_state_dir(self.state_dir)
 
     @contextmanager
     def exclusive(self, command: str, wait_s: float | None = None) -> Iterator[None]:

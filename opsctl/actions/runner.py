@@ -112,6 +112,7 @@ def _loaded(session: Session | None, unloadable: OpsctlError | None) -> Session:
 
 
 def _body(session: Session, command: Command[R], request: R, started: Callable[[], None]) -> Outcome:
+    session.check_state_dir()
     with ExitStack() as stack:
         if command.lock:
             wait_s = None if command.lock_wait is None else command.lock_wait(session)
@@ -251,15 +252,23 @@ class RunRecord:
 
 @contextmanager
 def _signals_held() -> Iterator[None]:
-    """Hold SIGINT and SIGTERM (main thread only); they are delivered, as an interrupt, right after."""
+    """Hold SIGINT and SIGTERM: noted, and raised as an interrupt right after. (Masking them is not enough:
+    the kernel may hand a signal to another thread, and Python then runs the handler in this one anyway.)"""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    arrived: list[int] = []
+    earlier = {s: signal.signal(s, lambda signum, _frame: arrived.append(signum)) for s in _STOP_SIGNALS}
     try:
         yield
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, held)
+        for signum, handler in earlier.items():
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)  # None: set outside Python
+    if arrived:
+        raise KeyboardInterrupt
+
+
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def default_subscribers() -> list[Subscriber]:

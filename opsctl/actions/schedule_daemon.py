@@ -121,7 +121,8 @@ class Daemon:
         code = self._child(["job", job.name])
         ended = datetime.now(UTC)
         self.jobs_run += 1
-        if code not in (ExitCode.OK, ExitCode.SKIPPED):  # as systemd's OnFailure=: reports what the run could not
+        stopped = self.stopping.is_set() and code == ExitCode.INTERRUPTED  # it reported its own interruption
+        if code not in (ExitCode.OK, ExitCode.SKIPPED) and not stopped:  # as OnFailure=: what the run could not
             self._child(["failed", job.name], monitor=_monitor(code))
         self._log_line(job, code, started, ended)
 
@@ -131,6 +132,8 @@ class Daemon:
         env = {**os.environ, **secrets.withheld(), **(monitor or {})}
         # The job's own report goes to stderr: stdout carries only the daemon's one line per job.
         self.child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=sys.stderr.fileno(), env=env)
+        if self.stopping.is_set():  # the stop came while it was being started: it must not run a whole job
+            self.child.send_signal(signal.SIGTERM)
         try:
             return self.child.wait()
         finally:

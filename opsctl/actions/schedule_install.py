@@ -75,7 +75,7 @@ class Installed(Outcome):
 
 def unit_spec(policy: Policy, policy_file: Path, state_dir: Path, user: bool) -> units.UnitSpec:
     """What the units must say for this policy: how to start opsctl, which paths a job writes, its jobs."""
-    policy_file, state_dir = policy_file.absolute(), state_dir.absolute()
+    policy_file, state_dir = policy_file.resolve(), state_dir.absolute()
     writes, optional = writable_paths(policy, state_dir)
     reads = (*policy_paths(policy), policy_file, Path(sys.executable), *writes, *optional)
     jobs = tuple(units.JobUnit(job, when.normalized, int(policy.schedule.randomized_delay.total_seconds()))
@@ -125,7 +125,7 @@ def opsctl_argv() -> tuple[str, ...]:
 def _install(session: Session, request: InstallRequest) -> Installed:
     folder = request.output or systemd.unit_folder(request.user)
     wanted = {} if request.remove else _rendered(session, request.user)
-    policy_file = session.policy_path.absolute()
+    policy_file = session.policy_path.resolve()  # one spelling per file: through a link, or with .., it is the same
     existing = _our_units(folder, session.policy.name, policy_file)
     _refuse_foreign(folder, wanted, session.policy.name, policy_file)
     changes = [_change(name, existing.get(name), text) for name, text in wanted.items()]

@@ -23,7 +23,11 @@ from opsctl.policy.schedule import check_parts, local_iso, next_run
 # A job waits for the run before it until its own next run is due (at least a second), never longer than a day.
 SHORTEST_WAIT_S = 1.0
 LONGEST_WAIT_S = 86400.0
-HAND_OVER_S = 30.0
+# A skipped run still records and notifies (up to 30 s, a command channel up to 65 s) and must be gone when
+# the next starts: systemd would fold a start into a service still finishing, and that run would never happen.
+HAND_OVER_S = 120.0
+# When this process started: a job's run starts at its slot (plus the randomized delay), whatever it waited.
+_PROCESS_STARTED = datetime.now(UTC)
 
 
 def job_command(job: str) -> Command[None]:
@@ -40,7 +44,6 @@ def _until_next_due(job: str) -> Callable[[Session], float]:
         due = next_run(when, now) if when is not None else None
         if due is None:  # run by hand while off in the schedule (or never due again): wait as any command does
             return session.policy.lock_wait.total_seconds()
-        # Stop short of it: the skipped run still records and notifies, and must be gone when the next starts.
         return min(max((due - now).total_seconds() - HAND_OVER_S, SHORTEST_WAIT_S), LONGEST_WAIT_S)
     return wait_s
 
@@ -62,7 +65,10 @@ def _note_overlap(session: Session, job: str) -> None:
         return
     started = ended - timedelta(seconds=record.duration_s or 0)
     due = next_run(when, started)
-    if due is None or due >= ended or (record.last_skip and record.last_skip.at == due.isoformat()):
+    after = next_run(when, due) if due is not None else None
+    counted = record.last_skip is not None and datetime.fromisoformat(record.last_skip.at) >= due if due else True
+    # Not when this run is that slot's own (it waited for the lock), nor when its skip was counted already.
+    if due is None or due >= ended or after is None or after > _PROCESS_STARTED or counted:
         return
     runs.skipped(session.state_dir, job, due.isoformat(), f"the {job} run that started {local_iso(started)} was "
                                                            "still going when this one was due")

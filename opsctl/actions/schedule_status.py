@@ -114,7 +114,8 @@ def _missed(when: Calendar | None, record: runs.CommandRun | None, delay: timede
     if ended is None:
         fired = timer.state.last_trigger if timer.state else None
         return local_iso(fired) if fired is not None and fired + delay + MISSED_AFTER < now else None
-    due = next_run(when, ended)
+    skipped = datetime.fromisoformat(record.last_skip.at) if record and record.last_skip else None
+    due = next_run(when, max(ended, skipped) if skipped else ended)
     return local_iso(due) if due is not None and due + delay + MISSED_AFTER < now else None
 
 

@@ -53,10 +53,19 @@ _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF"))
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:int", re.compile(r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$"), list("-+0123456789"))
+_UniqueKeyLoader.add_constructor(  # 1.2 integers: 012 is twelve (1.1 read it as octal ten, and 08 as an error)
+    "tag:yaml.org,2002:int", lambda loader, node: _yaml12_int(loader.construct_scalar(node)))  # type: ignore[arg-type]
 _UniqueKeyLoader.add_implicit_resolver(
     "tag:yaml.org,2002:float",
     re.compile(r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$"),
     list("-+.0123456789"))
+
+
+def _yaml12_int(text: object) -> int:
+    digits = str(text)
+    if digits.startswith(("0o", "0x")):
+        return int(digits[2:], 8 if digits[1] == "o" else 16)
+    return int(digits, 10)
 
 
 def _hashable(value: object) -> bool:
@@ -67,7 +76,7 @@ def _hashable(value: object) -> bool:
     return True
 
 
-def load_policy(path: Path) -> Policy:
+def load_policy(path: Path, *, check_state_dir: bool = True) -> Policy:
     """Load and validate a policy file; raise PolicyInvalid listing every problem found.
 
     A file another user could change is refused before it is read (trust.py): its commands never run.
@@ -83,7 +92,8 @@ def load_policy(path: Path) -> Policy:
         if isinstance(database, dict) and "name" in database:  # `name: x` is read as `names: [x]`
             problems = [p.replace("'database.names[0]'", "'database.name'") for p in problems]
         raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
-    trust.check_state_dir(policy.state_dir or default_state_dir(policy.name))
+    if check_state_dir:
+        trust.check_state_dir(policy.state_dir or default_state_dir(policy.name))
     return policy
 
 

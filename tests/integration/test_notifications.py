@@ -186,3 +186,11 @@ def test_a_notification_channel_that_cannot_be_used_never_stops_the_backup(crm, 
     assert result.returncode == 0 and "can be read by other users" in result.stderr, result.output
     assert len(server.to(f"/hc/{HC_UUID}")) == 1  # the other channels still hear about it
     assert crm.opsctl("policy", "validate").returncode == 2  # and validate names the channel
+
+
+def test_a_scheduled_run_refused_for_an_unsafe_state_folder_still_pages(crm, server):
+    (crm.root / "state").mkdir(exist_ok=True)
+    (crm.root / "state").chmod(0o777)  # others could rewrite opsctl's records: refused, and someone must hear
+    result = crm.opsctl("schedule", "job", "backup")
+    assert result.returncode == 2 and "chmod 700" in result.stderr, result.output
+    assert len(server.to(f"/hc/{HC_UUID}/2")) == 1 and len(hook_runs(crm)) == 1
