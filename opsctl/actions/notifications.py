@@ -48,9 +48,8 @@ class Notifier:
 
     def started(self, run: Run) -> None:
         self._began = True
-        event = self._event(run, "start")
         if _wanted(run, "start"):  # one attempt, in the background: a slow endpoint never delays the work
-            self._start = threading.Thread(target=send, args=(_notify(run), event, "start"),
+            self._start = threading.Thread(target=send, args=(_notify(run), self._event(run, "start")),
                                            kwargs={"deadline_s": START_DEADLINE_S, "retries": 0}, daemon=True)
             self._start.start()
 
@@ -74,7 +73,7 @@ class Notifier:
         if self._start is not None:  # the start ping first, or the receiver sees a run begin after it ended
             self._start.join(START_DEADLINE_S + 1)  # its one attempt is cut off at START_DEADLINE_S
         if _wanted(run, event.kind):
-            send(_notify(run), event, event.kind)
+            send(_notify(run), event)
 
     def _event(self, run: Run, kind: Kind, *, code: int | None = None, word: str | None = None,
                targets: tuple[TargetLine, ...] = (), error: str | None = None, hint: str | None = None) -> Event:
@@ -101,10 +100,10 @@ def channels_for(notify: Notify, command: str, kind: str) -> list[CommandChannel
     return [c for c in notify.channels if command in c.commands and kind in c.events]
 
 
-def send(notify: Notify, event: Event, kind: str, *, deadline_s: float = DEADLINE_S,
+def send(notify: Notify, event: Event, *, deadline_s: float = DEADLINE_S,
          retries: int | None = None) -> list[Delivery]:
     """Deliver the event to each channel that wants it; logs failures (never the URL), never raises."""
-    wanted = channels_for(notify, event.command, kind)
+    wanted = channels_for(notify, event.command, event.kind)
     channels: list[Channel] = []
     failed: list[Delivery] = []
     for config in wanted:

@@ -54,7 +54,7 @@ def _test(session: Session, _request: None) -> Tested:
                        "add notify.channels (healthchecks, webhook or command); see policies/reference.yaml")
     event = Event("test", "test", session.policy.name, socket.gethostname(), str(uuid.uuid4()),
                   datetime.now(UTC).isoformat(timespec="seconds"), outcome="test")
-    return Tested(tuple(send(notify, event, "test")))
+    return Tested(tuple(send(notify, event)))
 
 
 NOTIFY_TEST = Command("notify test", _test)

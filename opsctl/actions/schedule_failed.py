@@ -57,7 +57,7 @@ def _failed(session: Session, job: str) -> FailureReported:
         job, "killed", code, now.isoformat(timespec="seconds"), round((now - started).total_seconds(), 3), error))
     event = Event("failure", job, session.policy.name, socket.gethostname(), str(uuid.uuid4()), mark.started_at,
                   exit_code=code, outcome="killed", error=error, hint=KILLED_HINT)
-    send(session.policy.notify, event, "failure")
+    send(session.policy.notify, event)
     return FailureReported(job, killed=True, how=how)
 
 

@@ -50,7 +50,6 @@ class Installed(Outcome):
     changes: tuple[UnitChange, ...]
     activated: bool
     next_steps: tuple[str, ...]
-    removing: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {"folder": self.folder, "activated": self.activated, "next_steps": list(self.next_steps),
@@ -149,13 +148,13 @@ def _apply(session: Session, request: InstallRequest, folder: Path, wanted: dict
     if not request.remove:
         session.state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)  # ReadWritePaths= needs it to exist
     if request.output is not None or not systemd.systemd_is_running():
-        return Installed(str(folder), changes, False, _steps(request, timers, gone, changed), request.remove)
+        return Installed(str(folder), changes, False, _steps(request, timers, gone, changed))
     if changed:
         _systemctl(request.user, "daemon-reload")
     idle = [t for t in timers if not _enabled(t, request.user)]
     if idle:
         _systemctl(request.user, "enable", "--now", *idle)
-    return Installed(str(folder), changes, True, (), request.remove)
+    return Installed(str(folder), changes, True, ())
 
 
 def _rendered(session: Session, user: bool) -> dict[str, str]:

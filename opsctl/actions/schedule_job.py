@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any
 
 from opsctl.actions import backup, check, drill, prune, rotation, verify
@@ -61,9 +61,9 @@ def _note_overlap(session: Session, job: str) -> None:
     when = session.policy.schedule.jobs().get(job)
     record = runs.read(session.state_dir, job)
     ended = record.last_ended() if record else None
-    if when is None or record is None or ended is None:
+    started = record.ended_run_started() if record else None
+    if when is None or record is None or ended is None or started is None:
         return
-    started = ended - timedelta(seconds=record.duration_s or 0)
     due = next_run(when, started)
     after = next_run(when, due) if due is not None else None
     counted = record.last_skip is not None and datetime.fromisoformat(record.last_skip.at) >= due if due else True

@@ -126,7 +126,7 @@ class Timer:
 
 
 def _timer(policy: str, job: str) -> Timer:
-    name = f"{units.unit_prefix(policy)}{job}.timer"
+    name = units.timer_name(policy, job)
     for user in (False, True):
         if (systemd.unit_folder(user) / name).is_file():
             state = systemd.timer_state(name, user)

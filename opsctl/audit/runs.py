@@ -77,6 +77,10 @@ class CommandRun:
         """When the last run started; a run going on counts."""
         if self.running is not None:
             return datetime.fromisoformat(self.running.started_at)
+        return self.ended_run_started()
+
+    def ended_run_started(self) -> datetime | None:
+        """When the last run that has ended started (not one going on now)."""
         ended = self.last_ended()
         return None if ended is None else ended - timedelta(seconds=self.duration_s or 0)
 

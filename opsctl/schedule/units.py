@@ -68,7 +68,7 @@ def render(spec: UnitSpec) -> dict[str, str]:
     files = {_failed_template(spec.policy): _failure_service(spec)}
     for job in spec.jobs:
         files[_service(spec.policy, job.job)] = _job_service(spec, job)
-        files[_timer(spec.policy, job.job)] = _job_timer(spec, job)
+        files[timer_name(spec.policy, job.job)] = _job_timer(spec, job)
     return dict(sorted(files.items()))
 
 
@@ -85,7 +85,8 @@ def _service(policy: str, job: str) -> str:
     return f"{unit_prefix(policy)}{job}.service"
 
 
-def _timer(policy: str, job: str) -> str:
+def timer_name(policy: str, job: str) -> str:
+    """The file (and unit) name of a job's timer."""
     return f"{unit_prefix(policy)}{job}.timer"
 
 
