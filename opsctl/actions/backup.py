@@ -19,7 +19,7 @@ from rich.table import Table
 
 from opsctl import __version__
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
+from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, Role, TargetResult, plain, snapshot_fact
 from opsctl.actions.replication import Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered, failed
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import ExitCode, IntegrityError
@@ -75,6 +75,12 @@ class BackedUp(Outcome):
                           error="; ".join(errors) or None,
                           details={o.target: {"bytes_added": delivery(o).bytes_added, "role": delivery(o).role.label,
                                               "error": o.error} for o in self.targets})
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """Each target's newest snapshot of each database it received, and the bytes this run added to it."""
+        return {o.target: {**{snapshot_fact(m.database): m.taken_at for m in delivery(o).snapshots},
+                           "bytes_added": delivery(o).bytes_added}
+                for o in self.targets if delivery(o).snapshots}
 
     def show(self, app: App) -> None:
         show_backup(app, self)
@@ -198,6 +204,7 @@ def _backup_into(session: Session, source: Source, target: Target, shown: Board)
 
 def _stream(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:
     transfer = shown.transfer(f"{source.database} → {target.name}")
+    taken_at = datetime.now(UTC).isoformat(timespec="seconds")  # restic stamps the snapshot a moment later
     with source.dump() as dump:
         tags = (*session.snapshot_tags(source), f"opsctl-version={__version__}",
                 *(f"{key}={value}" for key, value in dump.properties.items() if "," not in value))
@@ -217,7 +224,7 @@ def _stream(session: Session, source: Source, target: Target, shown: Board) -> S
                         dump_bytes=manifest.dump_bytes, tables=len(manifest.facts.tables),
                         rows=manifest.facts.total_rows, file_name=source.file_name, tags=tags,
                         bytes_added=summary.bytes_added, duration_s=summary.duration_s,
-                        warnings=manifest.facts.warnings)
+                        warnings=manifest.facts.warnings, taken_at=taken_at)
 
 
 class _DumpWithManifest:

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from opsctl.actions.context import App
 
 V = TypeVar("V")
+Fact = str | int | float | bool | None
+"""A fact an outcome states about a target, kept in the run record: `snapshot:DB` (the time of its newest
+snapshot of DB), `verified:DB` (the time of the newest snapshot of DB proven there), `key_created`, ..."""
+
+
+def snapshot_fact(database: str) -> str:
+    return f"snapshot:{database}"
+
+
+def verified_fact(database: str) -> str:
+    return f"verified:{database}"
 
 
 @dataclass(frozen=True)
@@ -117,6 +128,11 @@ class Outcome:
 
     def target_results(self) -> Sequence[TargetResult[Any]]:
         return ()
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """What this run learnt about each target (by name), for the run record; earlier facts it does not
+        restate are kept there."""
+        return {}
 
     def audit(self) -> AuditFacts:
         results = self.target_results()

@@ -38,6 +38,7 @@ class SnapshotMade:
     bytes_added: int = 0
     duration_s: float = 0.0
     warnings: tuple[str, ...] = ()
+    taken_at: str = ""  # when the dump began: the snapshot's time, to the second
 
 
 @dataclass(frozen=True)

@@ -233,7 +233,9 @@ class RunRecord:
             runs.started(run.state_dir, run.command, run.started_at)
 
     def finished(self, run: Run, outcome: Outcome) -> None:
-        targets = tuple(runs.TargetRun(r.target, r.location, r.ok, _now(), round(r.duration_s, 3), r.error, r.hint)
+        facts = outcome.target_facts()
+        targets = tuple(runs.TargetRun(r.target, r.location, r.ok, _now(), round(r.duration_s, 3), r.error, r.hint,
+                                       facts=facts.get(r.target, {}))
                         for r in outcome.target_results())
         self._record(run, outcome.word, int(outcome.exit_code), outcome.audit().error, targets)
 

@@ -16,7 +16,7 @@ import re
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -36,6 +36,15 @@ class TargetRun:
     duration_s: float
     error: str | None = None
     hint: str | None = None
+    last_ok_at: str | None = None  # when the command last worked on this target (kept through failures)
+    facts: dict[str, str | int | float | bool | None] = field(default_factory=dict)  # what runs learnt there
+
+    def after(self, earlier: TargetRun | None) -> TargetRun:
+        """This outcome, keeping what earlier runs learnt that this one does not restate, and their last success."""
+        if earlier is None:
+            return replace(self, last_ok_at=self.finished_at if self.ok else None)
+        return replace(self, last_ok_at=self.finished_at if self.ok else earlier.last_ok_at,
+                       facts={**earlier.facts, **self.facts})
 
 
 @dataclass(frozen=True)
@@ -72,6 +81,9 @@ class CommandRun:
 
     def to_json(self) -> dict[str, Any]:
         return {**asdict(self), "targets": {t.target: asdict(t) for t in self.targets}}
+
+    def target(self, name: str) -> TargetRun | None:
+        return next((t for t in self.targets if t.target == name), None)
 
     def last_started(self) -> datetime | None:
         """When the last run started; a run going on counts."""
@@ -114,11 +126,12 @@ def record(state_dir: Path, run: CommandRun, started_at: str) -> None:
     """Store how the run ended, keeping earlier results of targets it did not touch, and another run's mark."""
     with _locked(state_dir):
         earlier = read(state_dir, run.command)
-        touched = {t.target for t in run.targets}
-        kept = tuple(t for t in (earlier.targets if earlier else ()) if t.target not in touched)
+        before = {t.target: t for t in (earlier.targets if earlier else ())}
+        touched = tuple(t.after(before.get(t.target)) for t in run.targets)
+        kept = tuple(t for name, t in before.items() if name not in {t.target for t in touched})
         mark = earlier.running if earlier and earlier.running != this_run(started_at) else None
         skip = earlier.last_skip if earlier else None
-        _write(state_dir, replace(run, targets=kept + run.targets, running=mark, last_skip=skip))
+        _write(state_dir, replace(run, targets=kept + touched, running=mark, last_skip=skip))
 
 
 def skipped(state_dir: Path, command: str, at: str, reason: str) -> None:

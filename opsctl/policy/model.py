@@ -16,6 +16,7 @@ from typing import Annotated, Literal
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from opsctl.policy.compliance import Compliance, Metrics, ObjectLock, retention_span
 from opsctl.policy.durations import format_duration
 from opsctl.policy.fields import (
     NAME_RULE,
@@ -215,6 +216,8 @@ DEFAULT_RETENTION = Retention(keep_daily=7, keep_weekly=5, keep_monthly=12)
 class TargetConfigBase(Strict):
     name: Name = Field(..., description="a short unique name for this target, e.g. local or offsite")
     offsite: bool = Field(False, description="true for the copy that survives losing the site (S3, a remote NAS)")
+    offline: bool = Field(False, description="true for a copy kept disconnected between backups (a rotated disk, a NAS "
+                                             "switched off): the offline copy of 3-2-1-1-0")
     retention: Retention | None = Field(None, description="keep-rules for this target; default: the policy's")
 
 
@@ -291,6 +294,9 @@ class S3TargetConfig(TargetConfigBase):
     prune_credentials: S3Credentials | None = Field(
         None, description="keys that may also delete, used only by prune and keys rotate; default: credentials"
     )
+    object_lock: ObjectLock | None = Field(
+        None, description="S3 Object Lock: mode (GOVERNANCE or COMPLIANCE) and days; opsctl init creates the bucket "
+                          "with it, status checks the bucket has it")
 
     @field_validator("endpoint")
     @classmethod
@@ -347,6 +353,38 @@ class Policy(Strict):
     )
     schedule: Schedule = Field(Schedule(), description="when each job runs on its own (schedule install / run)")
     notify: Notify = Field(Notify(), description="who hears about runs: healthchecks pings, webhooks, commands")
+    compliance: Compliance = Field(Compliance(), description="the rules opsctl status requires (default 3-2-1, rpo)")
+    metrics: Metrics = Field(Metrics(), description="Prometheus textfile metrics written after every command")
+
+    @model_validator(mode="after")
+    def _locks_outlast_retention(self) -> Policy:
+        """A snapshot the keep-rules still keep must not lose its lock first: then it could be deleted after all."""
+        gap = self.schedule.backup.longest_gap() if self.schedule.backup is not None else None
+        for index, target in enumerate(self.targets):
+            lock = getattr(target, "object_lock", None)
+            if lock is None:
+                continue
+            keep = (target.retention or self.retention).model_dump(exclude_none=True)
+            span = retention_span(keep, gap)
+            if span is not None and timedelta(days=lock.days) < span:
+                raise ValueError(
+                    f"targets[{index}].object_lock.days {lock.days} is shorter than the {span.days + 1} days its "
+                    "retention keeps a snapshot: a snapshot still kept would become deletable (by anyone with the "
+                    f"keys) before retention lets it go; set object_lock.days to at least {span.days + 1}, or keep "
+                    "snapshots for less time on this target (targets[].retention)")
+        return self
+
+    def compliance_note(self) -> str | None:
+        """Why the rpo rule will fail between verifications (None when it cannot): it counts verified snapshots only."""
+        verify = self.schedule.verify
+        if "rpo" not in self.compliance.rules or verify is None:
+            return None
+        worst = verify.longest_gap() + self.schedule.randomized_delay
+        if worst <= self.objectives.rpo:
+            return None
+        return (f"schedule.verify '{verify.text}' leaves up to {format_duration(worst)} between verifications, "
+                f"more than objectives.rpo {format_duration(self.objectives.rpo)}: the rpo rule of opsctl status "
+                "counts only verified snapshots, so it would fail before each verification; verify more often")
 
     def rpo_note(self) -> str | None:
         """Why the backup schedule cannot keep the RPO (None when it can): a failure just before a backup loses more."""

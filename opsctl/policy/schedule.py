@@ -53,9 +53,9 @@ class Schedule(Strict):
     check: When = Field(parse_calendar("Sun *-*-* 04:30:00"),
                         description="when every repository is checked, reading the next part of its data; "
                                     "default Sundays 04:30")
-    verify: When = Field(parse_calendar("*-*-* 05:00:00"),
+    verify: When = Field(parse_calendar("*-*-* 05,17:00:00"),
                          description="when the newest snapshot is restored and proven, one target per run in turn; "
-                                     "default daily 05:00")
+                                     "default twice a day, 05:00 and 17:00")
     drill: When = Field(parse_calendar("*-*-01 06:00:00"),
                         description="when a disaster-recovery drill runs; default the 1st of each month at 06:00")
     randomized_delay: Annotated[timedelta, BeforeValidator(_delay)] = Field(

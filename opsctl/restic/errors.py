@@ -47,6 +47,10 @@ class TargetStalled(TargetUnreachable):
     pass
 
 
+class ResticTimeout(TargetUnreachable):
+    """A quick look (status) that took longer than it may."""
+
+
 class SnapshotNotFound(ResticError):
     exit_code = ExitCode.BAD_INPUT
 

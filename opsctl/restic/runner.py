@@ -30,6 +30,7 @@ from opsctl.restic.errors import (
     RepositoryNotFound,
     ResticError,
     ResticMissing,
+    ResticTimeout,
     ResticTooOld,
     TargetStalled,
     WrongPassword,
@@ -59,10 +60,16 @@ _MAX_PASSWORD = 32 * 1024  # must fit a pipe buffer: it is written before restic
 class Restic:
     """Runs restic for one operator command. Password by pipe, never argv or environment."""
 
-    def __init__(self, binary: str = "restic", lock_wait_s: float = 0.0, cache_dir: str | None = None) -> None:
+    def __init__(self, binary: str = "restic", lock_wait_s: float = 0.0, cache_dir: str | None = None,
+                 answer_within_s: float | None = None) -> None:
         self.binary = binary
         self.lock_wait_s = lock_wait_s
         self.cache_dir = cache_dir
+        self.answer_within_s = answer_within_s  # a short command that takes longer is stopped (None: no limit)
+
+    def answering_within(self, seconds: float) -> Restic:
+        """The same restic, for quick looks: a command that takes longer than `seconds` is stopped, and says so."""
+        return Restic(self.binary, 0.0, self.cache_dir, seconds)
 
     @cached_property
     def version(self) -> str:
@@ -102,9 +109,10 @@ class Restic:
             return False
         return True
 
-    def keys(self, repo: Repository) -> list[Key]:
-        """The repository's keys; the one the password opened is marked current."""
-        out = self._run(repo, commands.key_list_args(), "key list")
+    def keys(self, repo: Repository, *, lock: bool = True) -> list[Key]:
+        """The repository's keys; the one the password opened is marked current (lock=False: a look that writes
+        nothing into the repository)."""
+        out = self._run(repo, commands.key_list_args(lock), "key list")
         return [key_from_json(item) for item in json.loads(out or "[]")]
 
     def add_key(self, repo: Repository, new_password: bytes) -> None:
@@ -227,7 +235,11 @@ class Restic:
 
     def _run_once(self, repo: Repository, args: list[str], action: str, pass_fds: tuple[int, ...] = ()) -> str:
         with self._popen(repo, args, pass_fds=pass_fds, stdout=subprocess.PIPE) as proc:
-            stdout, stderr = proc.communicate()
+            try:
+                stdout, stderr = proc.communicate(timeout=self.answer_within_s)
+            except subprocess.TimeoutExpired:
+                raise ResticTimeout(f"{repo.display} did not answer within {self.answer_within_s:.0f} s ({action})",
+                                    "check that the target is up and reachable from this host") from None
         if proc.returncode != 0:
             raise classify(stderr.decode("utf-8", "replace"), repo.display, action)
         return stdout.decode("utf-8", "replace")

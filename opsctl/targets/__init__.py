@@ -6,13 +6,14 @@ from collections.abc import Callable
 from typing import Any
 
 from opsctl.errors import NotSupportedYet
-from opsctl.targets.base import Access, Fact, RepositoryFiles, Target
+from opsctl.targets.base import Access, Fact, Immutability, RepositoryFiles, Target
 from opsctl.targets.errors import DamagedFile, NotAReplica, TargetError, TargetFull, TargetUnreachable
 
 __all__ = [
     "Access",
     "DamagedFile",
     "Fact",
+    "Immutability",
     "NotAReplica",
     "RepositoryFiles",
     "Target",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from datetime import datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
@@ -37,6 +38,18 @@ class Fact:
     ok: bool
     detail: str
     hint: str | None = None
+
+
+@dataclass(frozen=True)
+class Immutability:
+    """Whether the storage itself refuses to delete or change what a target holds, as it says now."""
+
+    locked: bool
+    detail: str  # one line for status and doctor, e.g. "object lock COMPLIANCE, 400 days"
+    mode: str | None = None  # GOVERNANCE or COMPLIANCE
+    days: int | None = None  # the bucket's default retention
+    until: datetime | None = None  # when the newest snapshot's own lock ends (None: unknown or unlocked)
+    hint: str | None = None  # what to do when the storage does not keep what the policy asks for
 
 
 class RepositoryFiles(Protocol):
@@ -85,6 +98,9 @@ class Target(Protocol):
     def facts(self) -> list[Fact]:
         """Kind-specific health facts for doctor (free space, host key, bucket versioning)."""
 
+    def immutability(self, newest_snapshot_id: str | None) -> Immutability | None:
+        """What the storage says about deleting this target's files now (None: storage without such a lock)."""
+
 
 ConfigT = TypeVar("ConfigT", bound="TargetConfigBase")
 
@@ -100,3 +116,7 @@ class ConfiguredTarget(Generic[ConfigT]):
         self.offsite = config.offsite
         self.stall_timeout_s = stall_timeout_s
         self.access = access
+
+    def immutability(self, newest_snapshot_id: str | None) -> Immutability | None:  # noqa: ARG002 - S3's needs it
+        """Folders and SFTP servers have no lock opsctl can read: None."""
+        return None
