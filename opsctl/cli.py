@@ -34,6 +34,7 @@ from opsctl.actions import (
     schedule_job,
     schedule_status,
     snapshots,
+    status,
     validate,
     verify,
 )
@@ -265,6 +266,24 @@ def check_command(ctx: click.Context, read_data_subset: str | None, target_name:
 def doctor_command(ctx: click.Context, json_output: bool) -> None:
     """Preflight: restic, secrets, database, each target and its repository. Exit 1 on any problem."""
     _run(ctx, doctor.DOCTOR, None, json_output)
+
+
+@main.command("status")
+@click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target (under a second).")
+@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1, max=3600), default=status.DEFAULT_TIMEOUT_S,
+              show_default=True, metavar="SECONDS", help="How long each target may take to answer.")
+@click.option("--prometheus", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also write Prometheus textfile metrics to FILE (atomically).")
+@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Also write the sealed compliance page for auditors to FILE.")
+@option.json_output()
+@click.pass_context
+def status_command(ctx: click.Context, *, offline: bool, timeout_s: float, prometheus: Path | None, html: Path | None,
+                   json_output: bool) -> None:
+    """Is the database protected as the policy requires? Exit 0: every required rule passes, 1: one fails,
+    3: one is unknown (a target did not answer)."""
+    command = status.STATUS_OFFLINE if offline else status.STATUS
+    _run(ctx, command, status.StatusRequest(offline, timeout_s, prometheus, html), json_output)
 
 
 @main.command("iam-policy")

@@ -79,7 +79,7 @@ class BackedUp(Outcome):
     def target_facts(self) -> dict[str, dict[str, Fact]]:
         """Each target's newest snapshot of each database it received, and the bytes this run added to it."""
         return {o.target: {**{snapshot_fact(m.database): m.taken_at for m in delivery(o).snapshots},
-                           "bytes_added": delivery(o).bytes_added}
+                           "bytes_added": delivery(o).bytes_added, "role": delivery(o).role.label}
                 for o in self.targets if delivery(o).snapshots}
 
     def show(self, app: App) -> None:

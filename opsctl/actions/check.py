@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
+from opsctl.actions.outcome import AuditFacts, Fact, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
@@ -36,6 +36,10 @@ class Checked(PerTarget[Sound]):
     def audit(self) -> AuditFacts:
         return AuditFacts(targets=tuple(r.location for r in self.targets),
                           details={r.target: "ok" if r.ok else r.error for r in self.targets})
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """How much of each sound repository's data this check read back."""
+        return {r.target: {"read_data_subset": r.value.read_data_subset} for r in self.targets if r.value}
 
     def show(self, app: App) -> None:
         show_check(app, self)

@@ -14,8 +14,8 @@ from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
 from opsctl.actions.runner import Command
 from opsctl.errors import ExitCode, OpsctlError
+from opsctl.policy.durations import human_duration
 from opsctl.reports import console
-from opsctl.reports.console import human_duration
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity

@@ -15,15 +15,15 @@ from rich.table import Table
 from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
+from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, verified_fact
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode
+from opsctl.policy.durations import human_duration
 from opsctl.policy.model import Objectives
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
-from opsctl.reports.console import human_duration
 from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED
 from opsctl.sources import Source
@@ -76,6 +76,13 @@ class Drilled(Outcome):
         return [TargetResult(self.report.target, self.report.location,
                              problem=Problem(self.report.summary, None) if failed else None,
                              duration_s=self.report.measured.rto_s or 0.0)]
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """The snapshots proven on the drill's target, and the RTO and RPO it measured."""
+        proven = {verified_fact(row.database): row.snapshot_time for row in self.report.databases
+                  if row.verdict == PASSED and row.snapshot_time}
+        return {self.report.target: {**proven, "rto_s": self.report.measured.rto_s,
+                                     "rpo_s": self.report.measured.rpo_s}}
 
     def audit(self) -> AuditFacts:
         snapshots = tuple(row.snapshot_id for row in self.report.databases if row.snapshot_id)

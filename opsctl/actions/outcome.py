@@ -19,6 +19,7 @@ from opsctl.reports.console import show_error
 
 if TYPE_CHECKING:
     from opsctl.actions.context import App
+    from opsctl.compliance.rules import RuleVerdict
 
 V = TypeVar("V")
 Fact = str | int | float | bool | None
@@ -133,6 +134,10 @@ class Outcome:
         """What this run learnt about each target (by name), for the run record; earlier facts it does not
         restate are kept there."""
         return {}
+
+    def compliance(self) -> tuple[RuleVerdict, ...] | None:
+        """The rules' verdicts, for an outcome that evaluated them (status)."""
+        return None
 
     def audit(self) -> AuditFacts:
         results = self.target_results()

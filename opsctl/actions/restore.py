@@ -17,9 +17,10 @@ from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot,
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest
+from opsctl.policy.durations import human_duration
 from opsctl.reports import recovery_view as view
 from opsctl.reports import runbook
-from opsctl.reports.console import human_bytes, human_duration
+from opsctl.reports.console import human_bytes
 from opsctl.sources import Destination, Source
 
 

@@ -25,6 +25,7 @@ from typing import Generic, TypeVar
 from opsctl import audit
 from opsctl.actions.context import App, Session
 from opsctl.actions.events import Run, Subscriber
+from opsctl.actions.metrics import MetricsFile
 from opsctl.actions.notifications import Notifier
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.audit import runs
@@ -274,8 +275,8 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def default_subscribers() -> list[Subscriber]:
-    """The records first, then notifications (which may take seconds when an endpoint is slow)."""
-    return [AuditTrail(), RunRecord(), Notifier()]
+    """The records first, then the metrics they feed, then notifications (seconds when an endpoint is slow)."""
+    return [AuditTrail(), RunRecord(), MetricsFile(), Notifier()]
 
 
 def _policy_path(app: App) -> Path | None:

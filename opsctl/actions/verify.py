@@ -13,7 +13,7 @@ from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
 from opsctl.actions.fingerprint_check import Comparison, TableCheck
 from opsctl.actions.locate import first_reachable_target
-from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
+from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, verified_fact
 from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, ExitCode, OpsctlError
@@ -77,6 +77,11 @@ class Verified(Outcome):
                              problem=None if t.verdict == sealed.PASSED else
                              Problem(t.error or "; ".join(t.problems[:3]) or "not proven", t.hint))
                 for t in self.report.targets]
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """The snapshot proven on each target that passed: the newest verified snapshot there, for status."""
+        return {t.target: {verified_fact(self.report.database): t.snapshot_time} for t in self.report.targets
+                if t.verdict == sealed.PASSED and t.snapshot_time}
 
     def audit(self) -> AuditFacts:
         targets = self.report.targets

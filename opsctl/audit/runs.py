@@ -170,10 +170,21 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def read_all(state_dir: Path) -> list[CommandRun]:
+    """Every command's record, by command name (an unreadable one is left out)."""
+    folder = runs_dir(state_dir)
+    found = [read_file(path) for path in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return [run for run in found if run is not None]
+
+
 def read(state_dir: Path, command: str) -> CommandRun | None:
     """The command's record, or None when it never ran (or its record cannot be read)."""
+    return read_file(_path(state_dir, command))
+
+
+def read_file(path: Path) -> CommandRun | None:
     try:
-        return CommandRun.from_json(json.loads(_path(state_dir, command).read_text(encoding="utf-8")))
+        return CommandRun.from_json(json.loads(path.read_text(encoding="utf-8")))
     except (OSError, ValueError, TypeError, AttributeError, KeyError):
         return None
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from datetime import timedelta
+from itertools import pairwise
 
 _PART = re.compile(r"([0-9]+)([wdhms])")
 _SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -13,6 +14,8 @@ LONGEST = timedelta(days=36500)
 _LONGEST_TEXT = "36500d (100 years)"
 _MAX_DIGITS = 12  # more digits than any duration up to LONGEST needs; int() of thousands of digits is refused
 _SHOWN = 40  # a pasted novel is not echoed back whole
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_TENTHS_BELOW_S = 10  # durations shorter than this are shown with tenths of a second
 
 
 def parse_duration(text: object) -> timedelta:
@@ -51,3 +54,17 @@ def format_duration(value: timedelta) -> str:
         if count:
             out.append(f"{count}{unit}")
     return "".join(out) or "0s"
+
+
+def human_duration(seconds: float) -> str:
+    """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
+    if seconds < 0:
+        return "-" + human_duration(-seconds)
+    if round(seconds, 1) < _TENTHS_BELOW_S:
+        return f"{seconds:.1f}s"
+    whole = round(seconds)
+    for (big, size), (small, step) in pairwise(_UNITS):
+        if whole >= size:
+            high, low = whole // size, whole % size // step
+            return f"{high}{big}{low}{small}" if low else f"{high}{big}"
+    return f"{whole}s"

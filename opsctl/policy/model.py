@@ -7,6 +7,7 @@ is for. Relative paths resolve against the policy file's folder (given as valida
 from __future__ import annotations
 
 import ipaddress
+import math
 import os
 import re
 import ssl
@@ -359,18 +360,20 @@ class Policy(Strict):
     @model_validator(mode="after")
     def _locks_outlast_retention(self) -> Policy:
         """A snapshot the keep-rules still keep must not lose its lock first: then it could be deleted after all."""
-        gap = self.schedule.backup.longest_gap() if self.schedule.backup is not None else None
         for index, target in enumerate(self.targets):
             lock = getattr(target, "object_lock", None)
             if lock is None:
                 continue
             keep = (target.retention or self.retention).model_dump(exclude_none=True)
+            # The schedule's longest gap costs a calendar search: only keep_last needs it.
+            gap = self.schedule.backup.longest_gap() if "keep_last" in keep and self.schedule.backup else None
             span = retention_span(keep, gap)
-            if span is not None and timedelta(days=lock.days) < span:
+            needed = math.ceil(span / timedelta(days=1)) if span is not None else 0
+            if lock.days < needed:
                 raise ValueError(
-                    f"targets[{index}].object_lock.days {lock.days} is shorter than the {span.days + 1} days its "
+                    f"targets[{index}].object_lock.days {lock.days} is shorter than the {needed} days its "
                     "retention keeps a snapshot: a snapshot still kept would become deletable (by anyone with the "
-                    f"keys) before retention lets it go; set object_lock.days to at least {span.days + 1}, or keep "
+                    f"keys) before retention lets it go; set object_lock.days to at least {needed}, or keep "
                     "snapshots for less time on this target (targets[].retention)")
         return self
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from itertools import pairwise
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -34,9 +33,7 @@ class Terminal(Protocol):
     def json_output(self) -> bool: ...
 
 
-_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _KIB = 1024
-_TENTHS_BELOW_S = 10  # durations shorter than this are shown with tenths of a second
 
 
 def human_bytes(count: int) -> str:
@@ -46,20 +43,6 @@ def human_bytes(count: int) -> str:
             return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
         size /= _KIB
     return f"{count} B"
-
-
-def human_duration(seconds: float) -> str:
-    """'0.4s', '42s', '5m12s', '5h12m', '3d4h': at most two units, the smaller left out when it is zero."""
-    if seconds < 0:
-        return "-" + human_duration(-seconds)
-    if round(seconds, 1) < _TENTHS_BELOW_S:
-        return f"{seconds:.1f}s"
-    whole = round(seconds)
-    for (big, size), (small, step) in pairwise(_UNITS):
-        if whole >= size:
-            high, low = whole // size, whole % size // step
-            return f"{high}{big}{low}{small}" if low else f"{high}{big}"
-    return f"{whole}s"
 
 
 def human_age(moment: datetime) -> str:

@@ -10,8 +10,8 @@ from html import escape
 from pathlib import Path
 from typing import Any
 
+from opsctl.policy.durations import human_duration
 from opsctl.reports import sealed
-from opsctl.reports.console import human_duration
 from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
 

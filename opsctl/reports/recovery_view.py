@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 import click
 from rich.markup import escape
 
-from opsctl.reports.console import Terminal, human_duration
+from opsctl.policy.durations import human_duration
+from opsctl.reports.console import Terminal
 
 if TYPE_CHECKING:
     from opsctl.reports.records import DrillReport

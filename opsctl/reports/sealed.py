@@ -10,6 +10,7 @@ the run that wrote the report recorded it: a forger would have to change that tr
 
 from __future__ import annotations
 
+import functools
 import getpass
 import hashlib
 import importlib
@@ -20,18 +21,20 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from opsctl import __version__
+
+if TYPE_CHECKING:
+    import jinja2
 
 PASSED, FAILED = "PASSED", "FAILED"
 _EMBEDDED = re.compile(r'<script type="application/json" id="opsctl-report">(.*?)</script>', re.DOTALL)
 # Format -> (module with render_html, what the report is called). Modules are imported on use because
 # they import this one.
 _KINDS = {"opsctl-verification/1": ("opsctl.reports.verification", "verification"),
-          "opsctl-drill/1": ("opsctl.reports.drill", "drill")}
+          "opsctl-drill/1": ("opsctl.reports.drill", "drill"),
+          "opsctl-compliance/1": ("opsctl.reports.compliance", "compliance")}
 
 
 @dataclass(frozen=True)
@@ -96,9 +99,16 @@ def embed(report: dict[str, Any]) -> str:
 
 
 def template(name: str) -> jinja2.Template:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
-                             autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    return env.get_template(name)
+    return _templates().get_template(name)
+
+
+@functools.cache
+def _templates() -> jinja2.Environment:
+    """One environment per process, so each template is compiled once (jinja2 is loaded only when a page is made)."""
+    import jinja2
+
+    return jinja2.Environment(loader=jinja2.FileSystemLoader(Path(__file__).parent / "templates"),
+                              autoescape=True, undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
 
 
 def check_file(path: Path) -> ReportCheck:

@@ -117,6 +117,9 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
         except (OSError, paramiko.SSHException) as exc:
             raise TargetUnreachable(f"{self.display}: cannot read known_hosts {c.known_hosts} ({exc})",
                                     _pin_hint(c)) from None
+        except paramiko.hostkeys.InvalidHostKey:
+            raise TargetUnreachable(f"{self.display}: known_hosts {c.known_hosts} holds a line that is not a host key",
+                                    f"remove that line, then {_pin_hint(c)}") from None
         client.set_missing_host_key_policy(paramiko.RejectPolicy())
         try:
             client.connect(c.host, port=c.port, username=c.user, key_filename=str(c.identity_file),

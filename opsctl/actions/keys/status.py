@@ -12,7 +12,7 @@ from rich.table import Table
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
-from opsctl.actions.outcome import PerTarget, Problem, TargetResult
+from opsctl.actions.outcome import Fact, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import OpsctlError
 from opsctl.policy.durations import format_duration
@@ -49,6 +49,11 @@ class KeysStatus(PerTarget[TargetKeys]):
 
     def to_json(self) -> dict[str, Any]:
         return {"rotation_pending": self.rotation_pending, "targets": [r.to_json() for r in self.targets]}
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """When opsctl's key on each target was made, for status's key-age rule."""
+        return {r.target: {"key_created": key.created.isoformat(timespec="seconds")}
+                for r in self.targets if r.value for key in r.value.keys if key.role == "opsctl"}
 
     def show(self, app: App) -> None:
         show_status(app, self)

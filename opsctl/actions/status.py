@@ -1,0 +1,197 @@
+"""opsctl status: is the database protected the way the policy says, right now? Rules, targets, exit code.
+
+Online, each target is asked once, all at the same time, for the snapshots of this policy, the
+age of opsctl's key and its lock, within --timeout; a target that does not answer in time is
+reported as such and its record is used. --offline answers from the run record alone. Nothing
+is written into any target: restic runs with --no-lock.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from opsctl.actions import rotation
+from opsctl.actions.context import App, Session, as_operator_error
+from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, snapshot_fact
+from opsctl.actions.runner import Command, Secrets
+from opsctl.compliance import document
+from opsctl.compliance.picture import Look, Picture, picture
+from opsctl.compliance.rules import FAIL, PASS, RuleVerdict, Status, evaluate, verdict
+from opsctl.durable import replace_synced
+from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.policy.model import Target as TargetConfig
+from opsctl.policy.schedule import check_parts
+from opsctl.reports import compliance_view
+from opsctl.restic import Restic
+
+DEFAULT_TIMEOUT_S = 30.0
+
+
+@dataclass(frozen=True)
+class StatusRequest:
+    offline: bool = False
+    timeout_s: float = DEFAULT_TIMEOUT_S
+    prometheus: Path | None = None
+    html: Path | None = None
+
+
+@dataclass(frozen=True)
+class StatusAnswer(Outcome):
+    """The rules' verdicts over what is known of every target, and the files written with them."""
+
+    picture: Picture
+    verdicts: tuple[RuleVerdict, ...]
+    document: dict[str, Any]
+    looks: dict[str, Look] = field(default_factory=dict)
+    files: tuple[Path, ...] = ()
+
+    @property
+    def verdict(self) -> Status:
+        return verdict(self.verdicts)
+
+    @property
+    def exit_code(self) -> ExitCode:
+        """0 every required rule passes, 1 one fails, 3 one is unknown (a target did not answer)."""
+        return {PASS: ExitCode.OK, FAIL: ExitCode.FAILURE}.get(self.verdict, ExitCode.PARTIAL)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.document, "files": [str(p) for p in self.files]}
+
+    def compliance(self) -> tuple[RuleVerdict, ...]:
+        return self.verdicts
+
+    def target_results(self) -> list[TargetResult[None]]:
+        """Online: whether each target answered (offline: nothing was asked)."""
+        return [TargetResult(t.name, t.location, problem=None if look.reachable else Problem(
+                    look.error or "did not answer", look.hint))
+                for t in self.picture.targets if (look := self.looks.get(t.name)) is not None]
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """What each answering target holds now: --offline and the metrics read it from the run record."""
+        return {name: _facts(look) for name, look in self.looks.items() if look.reachable}
+
+    def audit(self) -> AuditFacts:
+        details: dict[str, Any] = {"verdict": self.verdict, "mode": self.document["mode"],
+                                   "rules": {v.rule: v.status for v in self.verdicts if v.required}}
+        if self.document.get("sha256"):
+            details.update(report=str(self.files[0]), report_sha256=self.document["sha256"])
+        failed = [f"{v.rule}: {v.reason}" for v in self.verdicts if v.required and v.status != PASS]
+        return AuditFacts(targets=tuple(t.location for t in self.picture.targets), error="; ".join(failed) or None,
+                          details=details)
+
+    def show(self, app: App) -> None:
+        compliance_view.show_status(app, self.document, [str(p) for p in self.files])
+
+
+def _status(session: Session, request: StatusRequest) -> StatusAnswer:
+    now = datetime.now(UTC)
+    looks = None if request.offline else look_at_targets(session, request.timeout_s)
+    seen = picture(session.policy, session.state_dir, now, looks)
+    verdicts = evaluate(seen)
+    content = document.content(seen, verdicts, verdict(verdicts), _check_cycles(session))
+    answer = StatusAnswer(seen, verdicts, content, looks or {})
+    return _with_files(session, answer, request)
+
+
+def _with_files(session: Session, answer: StatusAnswer, request: StatusRequest) -> StatusAnswer:
+    """The sealed page (kept with the other reports, and copied where asked) and the metrics file, if asked."""
+    files: list[Path] = []
+    content = answer.document
+    if request.html is not None:
+        from opsctl.reports import compliance
+
+        report = compliance.build(content)
+        json_path, html_path = compliance.write(report, session.state_dir / "reports")
+        replace_synced(request.html, html_path.read_bytes(), mode=0o644)  # for the auditor: no secrets in it
+        content = report.to_json()
+        files += [request.html, json_path]
+    if request.prometheus is not None:
+        from opsctl.actions.metrics import write_metrics
+
+        write_metrics(session.policy, session.state_dir, request.prometheus, answer.verdicts)
+        files.append(request.prometheus)
+    return StatusAnswer(answer.picture, answer.verdicts, content, answer.looks, tuple(files))
+
+
+def look_at_targets(session: Session, timeout_s: float) -> dict[str, Look]:
+    """Every target's answer, asked all at once; one that has not answered within timeout_s is unreachable."""
+    restic = session.restic.answering_within(timeout_s)
+    _ = session.repository_password, restic.version  # read once, here, not by each thread
+    answers: dict[str, Look] = {}
+    threads = [_asking(answers, config.name, partial(_look, session, restic, config))
+               for config in session.policy.targets]
+    deadline = time.monotonic() + timeout_s
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    late = Look(False, f"did not answer within {timeout_s:.0f} s", "check that the target is up and reachable from "
+                                                                   "this host; opsctl status --timeout gives it longer")
+    return {config.name: answers.get(config.name, late) for config in session.policy.targets}
+
+
+def _asking(answers: dict[str, Look], name: str, ask: Callable[[], Look]) -> threading.Thread:
+    """A daemon thread: one that hangs past the deadline is left behind, never waited for at exit."""
+    def run() -> None:
+        answers[name] = ask()
+
+    thread = threading.Thread(target=run, name=f"status {name}", daemon=True)
+    thread.start()
+    return thread
+
+
+def _look(session: Session, restic: Restic, config: TargetConfig) -> Look:
+    try:
+        target = session.target(config)
+        target.probe()
+        repo = session.repository(target)
+        snapshots = restic.snapshots(repo, ["opsctl", f"policy={session.policy.name}"])
+        key = next((k for k in restic.keys(repo, lock=False) if k.current), None)
+        newest = {s.tag("db"): s for s in snapshots if s.tag("db")}  # oldest first: the last one per database wins
+        lock = target.immutability(snapshots[-1].id if snapshots else None)
+    except Exception as exc:  # noqa: BLE001 - a target that cannot answer is that target's row
+        failure = exc if isinstance(exc, OpsctlError) else as_operator_error(exc, config.name)
+        return Look(False, failure.message, failure.hint)
+    return Look(True, snapshots=len(snapshots), newest={db: s.time for db, s in newest.items() if db},
+                newest_id=snapshots[-1].short_id if snapshots else None,
+                key_created=key.created if key else None, locked=lock.locked if lock else False,
+                lock_detail=lock.detail if lock else None, lock_hint=lock.hint if lock else None,
+                locked_until=lock.until if lock else None)
+
+
+def _facts(look: Look) -> dict[str, Fact]:
+    return {**{snapshot_fact(db): moment.isoformat(timespec="seconds") for db, moment in look.newest.items()},
+            "snapshots": look.snapshots, "key_created": _iso(look.key_created), "locked": look.locked,
+            "lock_detail": look.lock_detail, "lock_hint": look.lock_hint, "locked_until": _iso(look.locked_until)}
+
+
+def _check_cycles(session: Session) -> dict[str, str]:
+    """Per target, how much of its data the scheduled checks have read in this cycle (every pack once per cycle)."""
+    cycle = check_parts(session.policy.verification.read_data_subset)
+    if cycle is None:
+        return {}
+    turns = rotation.read(session.state_dir)
+    return {t.name: f"{turns.check_part(t.name, cycle) - 1} of {cycle} parts read this cycle"
+            for t in session.policy.targets}
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return None if moment is None else moment.isoformat(timespec="seconds")
+
+
+def _precheck(_: App, request: StatusRequest) -> None:
+    if request.offline and request.timeout_s != DEFAULT_TIMEOUT_S:
+        raise BadInput("--timeout has no use with --offline: nothing is asked", "give one of them")
+    for option, path in (("--html", request.html), ("--prometheus", request.prometheus)):
+        if path is not None and not path.parent.is_dir():
+            raise BadInput(f"{option} {path}: the folder {path.parent} does not exist", "create it, or give a file "
+                                                                                      "in a folder that exists")
+
+
+STATUS = Command("status", _status, restic=True, secrets=Secrets.REPOSITORY, precheck=_precheck)
+STATUS_OFFLINE = Command("status", _status, precheck=_precheck)
