@@ -52,7 +52,7 @@ def _validate(session: Session, _: None) -> PolicyChecked:
     problems = _schedule_problems(policy.schedule) + _channel_problems(policy.notify)
     if problems:
         raise PolicyInvalid(str(session.policy_path), problems)
-    notes += [note] if (note := policy.rpo_note()) else []
+    notes += [note for note in (policy.rpo_note(), policy.compliance_note()) if note]
     notes += [f"notify.channels[{i}] sends over plain http: anyone on the way can read what it sends, and its URL's "
               "token; use https"
               for i, c in enumerate(policy.notify.channels) if (getattr(c, "url", None) or "").startswith("http:")]
