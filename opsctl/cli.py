@@ -16,28 +16,7 @@ import click
 
 from opsctl import __version__
 from opsctl import cli_options as option
-from opsctl.actions import (
-    backup,
-    check,
-    doctor,
-    drill,
-    iam_policy,
-    init,
-    keys,
-    notify_test,
-    prune,
-    reports,
-    restore,
-    schedule_daemon,
-    schedule_failed,
-    schedule_install,
-    schedule_job,
-    schedule_status,
-    snapshots,
-    status,
-    validate,
-    verify,
-)
+from opsctl.actions import iam_policy, status  # their options' choices and defaults
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.actions.context import App
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
@@ -184,6 +163,7 @@ def policy() -> None:
 @click.pass_context
 def policy_validate(ctx: click.Context, json_output: bool) -> None:
     """Check the policy; list every problem with the field it is in."""
+    from opsctl.actions import validate
     _run(ctx, validate.VALIDATE, None, json_output)
 
 
@@ -193,6 +173,7 @@ def policy_validate(ctx: click.Context, json_output: bool) -> None:
 @click.pass_context
 def init_command(ctx: click.Context, target_name: str | None, json_output: bool) -> None:
     """Create each target's repository if it does not exist yet (existing ones are left unchanged)."""
+    from opsctl.actions import init
     _run(ctx, init.INIT, target_name, json_output)
 
 
@@ -202,6 +183,7 @@ def init_command(ctx: click.Context, target_name: str | None, json_output: bool)
 @click.pass_context
 def backup_command(ctx: click.Context, target_name: str | None, json_output: bool) -> None:
     """Back up the policy's database(s). Exit 0: all targets, 1: none, 3: some."""
+    from opsctl.actions import backup
     _run(ctx, backup.BACKUP, target_name, json_output)
 
 
@@ -211,6 +193,7 @@ def backup_command(ctx: click.Context, target_name: str | None, json_output: boo
 @click.pass_context
 def snapshots_command(ctx: click.Context, target_name: str | None, json_output: bool) -> None:
     """List this policy's snapshots on each target. Exit 0: all listed, 1: none, 3: some."""
+    from opsctl.actions import snapshots
     _run(ctx, snapshots.SNAPSHOTS, target_name, json_output)
 
 
@@ -235,6 +218,7 @@ def restore_command(  # noqa: PLR0913 - one parameter per Click option
         database: str | None, replace: bool, confirm_source: str | None, yes: bool, no_verify: bool,
         json_output: bool) -> None:
     """Restore a snapshot into a new database, verify it, and print the next steps. Asks first on a terminal."""
+    from opsctl.actions import restore
     request = restore.RestoreRequest(snapshot=snapshot, at=at, to=to, target=target_name, database=database,
                                      replace=replace, confirm_source=confirm_source, yes=yes, verify=not no_verify)
     _run(ctx, restore.RESTORE, request, json_output)
@@ -247,6 +231,7 @@ def restore_command(  # noqa: PLR0913 - one parameter per Click option
 @click.pass_context
 def prune_command(ctx: click.Context, dry_run: bool, target_name: str | None, json_output: bool) -> None:
     """Apply each target's retention to this policy's snapshots (never others'), then free the space."""
+    from opsctl.actions import prune
     _run(ctx, prune.PRUNE, prune.PruneRequest(dry_run, target_name), json_output)
 
 
@@ -257,6 +242,7 @@ def prune_command(ctx: click.Context, dry_run: bool, target_name: str | None, js
 @click.pass_context
 def check_command(ctx: click.Context, read_data_subset: str | None, target_name: str | None, json_output: bool) -> None:
     """Check every target's repository for damage. Exit 0: all sound, 1: none, 3: some."""
+    from opsctl.actions import check
     _run(ctx, check.CHECK, check.CheckRequest(read_data_subset, target_name), json_output)
 
 
@@ -265,6 +251,7 @@ def check_command(ctx: click.Context, read_data_subset: str | None, target_name:
 @click.pass_context
 def doctor_command(ctx: click.Context, json_output: bool) -> None:
     """Preflight: restic, secrets, database, each target and its repository. Exit 1 on any problem."""
+    from opsctl.actions import doctor
     _run(ctx, doctor.DOCTOR, None, json_output)
 
 
@@ -312,6 +299,7 @@ def keys_group() -> None:
 def keys_rotate(ctx: click.Context, dry_run: bool, new_password_file: Path | None, resume: bool,
                 json_output: bool) -> None:
     """Give every target a new repository password, journaled so no interruption locks anyone out."""
+    from opsctl.actions import keys
     _run(ctx, keys.KEYS_ROTATE, keys.RotateRequest(dry_run, new_password_file, resume), json_output)
 
 
@@ -320,6 +308,7 @@ def keys_rotate(ctx: click.Context, dry_run: bool, new_password_file: Path | Non
 @click.pass_context
 def keys_status(ctx: click.Context, json_output: bool) -> None:
     """Each target's keys, opsctl's current one and its age; warns about old or unexpected keys."""
+    from opsctl.actions import keys
     _run(ctx, keys.KEYS_STATUS, None, json_output)
 
 
@@ -334,6 +323,7 @@ def verify_command(ctx: click.Context, *, snapshot: str, target_name: str | None
                    database: str | None, json_output: bool) -> None:
     """Restore into a scratch database, prove it equals the backup table by table, write a report.
     Exit 1: not proven."""
+    from opsctl.actions import verify
     request = verify.VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database)
     _run(ctx, verify.VERIFY, request, json_output)
 
@@ -348,6 +338,7 @@ def verify_command(ctx: click.Context, *, snapshot: str, target_name: str | None
 def drill_command(ctx: click.Context, *, target_name: str | None, snapshot: str, database: str | None, history: bool,
                   json_output: bool) -> None:
     """Rehearse losing the site: restore from off-site, verify, measure RTO/RPO. Exit 1: objectives missed."""
+    from opsctl.actions import drill
     if history:
         _run(ctx, drill.DRILL_HISTORY, None, json_output)
     _run(ctx, drill.DRILL, drill.DrillRequest(target=target_name, snapshot=snapshot, database=database), json_output)
@@ -364,6 +355,7 @@ def report_group() -> None:
 @click.pass_context
 def report_verify(ctx: click.Context, file: Path, json_output: bool) -> None:
     """Say whether a report (JSON or HTML) is as opsctl wrote it and its audit trail recorded it. Exit 1: altered."""
+    from opsctl.actions import reports
     _run(ctx, reports.REPORT_VERIFY, file, json_output)
 
 
@@ -372,6 +364,7 @@ def report_verify(ctx: click.Context, file: Path, json_output: bool) -> None:
 @click.pass_context
 def report_list(ctx: click.Context, json_output: bool) -> None:
     """Past verifications of this policy: date, target, snapshot, verdict."""
+    from opsctl.actions import reports
     _run(ctx, reports.REPORT_LIST, None, json_output)
 
 
@@ -394,6 +387,7 @@ def _unit_options(command: Any) -> Any:
 @click.pass_context
 def schedule_install_command(ctx: click.Context, user: bool, output: Path | None, json_output: bool) -> None:
     """Write a systemd .service and .timer per job, show what changed, and start the timers."""
+    from opsctl.actions import schedule_install
     _run(ctx, schedule_install.SCHEDULE_INSTALL, schedule_install.InstallRequest(user, output), json_output)
 
 
@@ -403,6 +397,7 @@ def schedule_install_command(ctx: click.Context, user: bool, output: Path | None
 @click.pass_context
 def schedule_remove_command(ctx: click.Context, user: bool, output: Path | None, json_output: bool) -> None:
     """Stop the policy's timers and delete the units opsctl wrote for it (never any other file)."""
+    from opsctl.actions import schedule_install
     request = schedule_install.InstallRequest(user, output, remove=True)
     _run(ctx, schedule_install.SCHEDULE_REMOVE, request, json_output)
 
@@ -412,6 +407,7 @@ def schedule_remove_command(ctx: click.Context, user: bool, output: Path | None,
 @click.pass_context
 def schedule_status_command(ctx: click.Context, json_output: bool) -> None:
     """Each job: when it runs, its next and last run, how that run really ended. Exit 1: a failed or missed run."""
+    from opsctl.actions import schedule_status
     _run(ctx, schedule_status.SCHEDULE_STATUS, None, json_output)
 
 
@@ -421,6 +417,7 @@ def schedule_status_command(ctx: click.Context, json_output: bool) -> None:
 @click.pass_context
 def schedule_run_command(ctx: click.Context, log_format: str) -> None:
     """Run the jobs in the foreground at their scheduled times (for hosts and containers without systemd)."""
+    from opsctl.actions import schedule_daemon
     request = schedule_daemon.DaemonRequest("json" if log_format == "json" else "text")
     _run(ctx, schedule_daemon.SCHEDULE_RUN, request)
 
@@ -431,6 +428,7 @@ def schedule_run_command(ctx: click.Context, log_format: str) -> None:
 @click.pass_context
 def schedule_job_command(ctx: click.Context, name: str, json_output: bool) -> None:
     """Run one job as its timer does (waits for a running job only until its own next run is due; exit 75: skipped)."""
+    from opsctl.actions import schedule_job
     _run(ctx, schedule_job.job_command(name), None, json_output)
 
 
@@ -439,6 +437,7 @@ def schedule_job_command(ctx: click.Context, name: str, json_output: bool) -> No
 @click.pass_context
 def schedule_failed_command(ctx: click.Context, name: str) -> None:
     """Run by systemd when a job's process ended badly: reports a run that was killed before it could."""
+    from opsctl.actions import schedule_failed
     _run(ctx, schedule_failed.SCHEDULE_FAILED, name)
 
 
@@ -452,4 +451,5 @@ def notify_group() -> None:
 @click.pass_context
 def notify_test_command(ctx: click.Context, json_output: bool) -> None:
     """Send a test event to every channel and say which ones answered. Exit 1: none did, 3: some did not."""
+    from opsctl.actions import notify_test
     _run(ctx, notify_test.NOTIFY_TEST, None, json_output)
