@@ -66,6 +66,10 @@ def policy_document(config: S3TargetConfig, role: S3Role) -> dict[str, Any]:
                                  ["s3:DeleteObject"], deletable))
     statements.append(_allow("BucketFacts", ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
                              bucket))  # read by opsctl doctor: whether deleted files can be recovered
+    if config.object_lock is not None:
+        # Without it S3 leaves the lock's end out of HEAD answers: doctor and status could not say until when.
+        # Never s3:BypassGovernanceRetention: that right would let these keys lift a GOVERNANCE lock.
+        statements.append(_allow("ReadRetention", ["s3:GetObjectRetention"], objects))
     return {"Version": "2012-10-17", "Statement": statements}
 
 

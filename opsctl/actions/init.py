@@ -16,7 +16,7 @@ from typing import Any
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import ExitCode, OpsctlError
+from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.reports import console
 from opsctl.reports.progress import board
 from opsctl.targets import Access, Target
@@ -102,6 +102,7 @@ def _create(session: Session, target: Target) -> str:
 
 
 def _describe_existing(origin: Target, target: Target) -> str:
+    _keeps_the_lock(target)
     if origin.name == target.name:
         return "already initialised; left unchanged"
     with origin.files() as source, target.files() as dest:
@@ -111,6 +112,14 @@ def _describe_existing(origin: Target, target: Target) -> str:
             return (f"already initialised as a separate repository (not a replica of {origin.name}); "
                     "left unchanged, backups to it are made separately")
     return f"already initialised; a replica of {origin.name}"
+
+
+def _keeps_the_lock(target: Target) -> None:
+    """A repository already there is left as it is, but its storage must lock what the policy's object_lock asks."""
+    held = target.immutability(None)
+    if held is not None and held.known and held.hint:
+        raise BadInput(f"the repository is there, but its storage keeps {held.detail}, less than the policy's "
+                       "object_lock asks", held.hint)
 
 
 def _make_replica(app: App, origin: Target, target: Target) -> str:

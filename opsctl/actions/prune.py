@@ -1,4 +1,9 @@
-"""opsctl prune: apply each target's retention to this policy's snapshots only, then free the space."""
+"""opsctl prune: apply each target's retention to this policy's snapshots only, then free the space.
+
+On an S3 bucket with Object Lock the space is not freed yet: restic's deletes only add delete markers
+(allowed on a locked bucket, so prune works as usual), and the locked versions stay until their lock
+ends. prune says so instead of pretending the storage came back.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from rich.markup import escape
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
+from opsctl.policy.model import S3TargetConfig
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 from opsctl.restic.models import Snapshot
@@ -31,9 +37,11 @@ class Pruned:
     rules: dict[str, int]
     kept: tuple[Snapshot, ...] = ()
     removed: tuple[Snapshot, ...] = ()
+    note: str | None = None  # when the storage comes back later than the snapshots go (Object Lock)
 
     def to_json(self) -> dict[str, Any]:
-        return {"rules": self.rules, "kept": [s.id for s in self.kept], "removed": [s.id for s in self.removed]}
+        return {"rules": self.rules, "kept": [s.id for s in self.kept], "removed": [s.id for s in self.removed],
+                "note": self.note}
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,18 @@ def _prune_one(session: Session, config: TargetConfig, dry_run: bool) -> TargetR
     except Exception as exc:  # noqa: BLE001 - one target's failure is its row, the others go on
         return TargetResult(config.name, location, Pruned(rules), Problem.of(as_operator_error(exc, location)),
                             time.monotonic() - started)
-    return TargetResult(config.name, location, Pruned(rules, kept, removed), duration_s=time.monotonic() - started)
+    return TargetResult(config.name, location, Pruned(rules, kept, removed, lock_note(config)),
+                        duration_s=time.monotonic() - started)
+
+
+def lock_note(config: TargetConfig) -> str | None:
+    """What prune frees on a bucket whose policy asks for Object Lock: nothing yet (None for other targets)."""
+    lock = config.object_lock if isinstance(config, S3TargetConfig) else None
+    if lock is None:
+        return None
+    return (f"object lock {lock.mode}, {lock.days} days: removed snapshots only get delete markers; their files' "
+            f"locked versions, and the storage they take, stay until each one's lock expires ({lock.days} days "
+            "after it was written), and go then only through a lifecycle rule that expires noncurrent versions")
 
 
 def show_prune(app: App, pruned: PruneOutcome) -> None:
@@ -93,6 +112,8 @@ def show_prune(app: App, pruned: PruneOutcome) -> None:
         app.out.print(f"ok  {escape(r.location)} ({rules}): keeps {len(r.value.kept)}, {verb} {len(r.value.removed)}")
         for s in r.value.removed:
             app.out.print(f"      {verb} {s.short_id} {s.time:%Y-%m-%d %H:%M:%S} {escape(s.tag('db') or '?')}")
+        if r.value.note:
+            app.out.print(f"      note: {escape(r.value.note)}")
     if pruned.dry_run:
         app.out.print("Dry run: nothing was removed.")
 

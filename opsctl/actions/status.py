@@ -3,7 +3,8 @@
 Online, each target is asked once, all at the same time, for the snapshots of this policy, the
 age of opsctl's key and its lock, within --timeout; a target that does not answer in time is
 reported as such and its record is used. --offline answers from the run record alone. Nothing
-is written into any target: restic runs with --no-lock.
+is written into any target: restic runs only `snapshots --no-lock`, and the key's age is read
+from the key file itself (restic 0.14's `key list` locks the repository even with --no-lock).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from opsctl.actions import rotation
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, snapshot_fact
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit import runs
 from opsctl.compliance import document
 from opsctl.compliance.picture import Look, Picture, picture
 from opsctl.compliance.rules import FAIL, PASS, RuleVerdict, Status, evaluate, verdict
@@ -30,6 +32,8 @@ from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.schedule import check_parts
 from opsctl.reports import compliance_view
 from opsctl.restic import Restic
+from opsctl.restic.models import key_file_created
+from opsctl.targets import Immutability, Target
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -125,7 +129,8 @@ def look_at_targets(session: Session, timeout_s: float) -> dict[str, Look]:
     restic = session.restic.answering_within(timeout_s)
     _ = session.repository_password, restic.version  # read once, here, not by each thread
     answers: dict[str, Look] = {}
-    threads = [_asking(answers, config.name, partial(_look, session, restic, config))
+    known_keys = _known_keys(session)
+    threads = [_asking(answers, config.name, partial(_look, session, restic, known_keys, config))
                for config in session.policy.targets]
     deadline = time.monotonic() + timeout_s
     for thread in threads:
@@ -133,6 +138,12 @@ def look_at_targets(session: Session, timeout_s: float) -> dict[str, Look]:
     late = Look(False, f"did not answer within {timeout_s:.0f} s", "check that the target is up and reachable from "
                                                                    "this host; opsctl status --timeout gives it longer")
     return {config.name: answers.get(config.name, late) for config in session.policy.targets}
+
+
+def _known_keys(session: Session) -> dict[str, str]:
+    """Per target, the ID of opsctl's key as `keys status` last found it."""
+    record = runs.read(session.state_dir, "keys status")
+    return {t.target: key for t in (record.targets if record else ()) if isinstance(key := t.facts.get("key_id"), str)}
 
 
 def _asking(answers: dict[str, Look], name: str, ask: Callable[[], Look]) -> threading.Thread:
@@ -145,13 +156,13 @@ def _asking(answers: dict[str, Look], name: str, ask: Callable[[], Look]) -> thr
     return thread
 
 
-def _look(session: Session, restic: Restic, config: TargetConfig) -> Look:
+def _look(session: Session, restic: Restic, known_keys: dict[str, str], config: TargetConfig) -> Look:
     try:
         target = session.target(config)
         target.probe()
         repo = session.repository(target)
         snapshots = restic.snapshots(repo, ["opsctl", f"policy={session.policy.name}"])
-        key = next((k for k in restic.keys(repo, lock=False) if k.current), None)
+        key_created = _key_created(target, known_keys.get(config.name))
         newest = {s.tag("db"): s for s in snapshots if s.tag("db")}  # oldest first: the last one per database wins
         lock = target.immutability(snapshots[-1].id if snapshots else None)
     except Exception as exc:  # noqa: BLE001 - a target that cannot answer is that target's row
@@ -159,9 +170,26 @@ def _look(session: Session, restic: Restic, config: TargetConfig) -> Look:
         return Look(False, failure.message, failure.hint)
     return Look(True, snapshots=len(snapshots), newest={db: s.time for db, s in newest.items() if db},
                 newest_id=snapshots[-1].short_id if snapshots else None,
-                key_created=key.created if key else None, locked=lock.locked if lock else False,
-                lock_detail=lock.detail if lock else None, lock_hint=lock.hint if lock else None,
-                locked_until=lock.until if lock else None)
+                key_created=key_created, **_lock_facts(lock))
+
+
+def _key_created(target: Target, known_id: str | None) -> datetime | None:
+    """When opsctl's key on the target was made, from the key files themselves (`restic key list` would lock the
+    repository, a write). With several keys, opsctl's is the one `keys status` last named; else unknown."""
+    with target.files() as files:
+        names = sorted(name for name in files.list("keys") if name.count("/") == 1)
+        mine = next((name for name in names if known_id and name == f"keys/{known_id}"), None)
+        if mine is None and len(names) == 1:
+            mine = names[0]
+        return None if mine is None else key_file_created(files.read(mine))
+
+
+def _lock_facts(lock: Immutability | None) -> dict[str, Any]:
+    """Storage without a lock is not locked; a lock that could not be read is not known (None)."""
+    if lock is None:
+        return {"locked": False}
+    return {"locked": lock.locked if lock.known else None, "lock_detail": lock.detail, "lock_hint": lock.hint,
+            "locked_until": lock.until}
 
 
 def _facts(look: Look) -> dict[str, Fact]:

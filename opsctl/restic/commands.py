@@ -94,8 +94,8 @@ def check_args(read_data_subset: str | None) -> list[str]:
     return ["check"] + ([f"--read-data-subset={read_data_subset}"] if read_data_subset else [])
 
 
-def key_list_args(lock: bool = True) -> list[str]:
-    return [*([] if lock else ["--no-lock"]), "key", "list", "--json"]
+def key_list_args() -> list[str]:
+    return ["key", "list", "--json"]
 
 
 def key_add_args(new_password_fd: int) -> list[str]:

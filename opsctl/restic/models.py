@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -89,6 +90,15 @@ class Key:
     user: str
     host: str
     created: datetime
+
+
+def key_file_created(content: bytes) -> datetime | None:
+    """When a key file says it was made (its `created` is stored in clear); None for anything else."""
+    try:
+        created = json.loads(content).get("created")
+        return parse_time(created) if isinstance(created, str) else None
+    except (ValueError, AttributeError, RecursionError):
+        return None
 
 
 def key_from_json(item: dict[str, Any]) -> Key:

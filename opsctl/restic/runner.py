@@ -109,10 +109,9 @@ class Restic:
             return False
         return True
 
-    def keys(self, repo: Repository, *, lock: bool = True) -> list[Key]:
-        """The repository's keys; the one the password opened is marked current (lock=False: a look that writes
-        nothing into the repository)."""
-        out = self._run(repo, commands.key_list_args(lock), "key list")
+    def keys(self, repo: Repository) -> list[Key]:
+        """The repository's keys; the one the password opened is marked current."""
+        out = self._run(repo, commands.key_list_args(), "key list")
         return [key_from_json(item) for item in json.loads(out or "[]")]
 
     def add_key(self, repo: Repository, new_password: bytes) -> None:

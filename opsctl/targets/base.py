@@ -50,6 +50,7 @@ class Immutability:
     days: int | None = None  # the bucket's default retention
     until: datetime | None = None  # when the newest snapshot's own lock ends (None: unknown or unlocked)
     hint: str | None = None  # what to do when the storage does not keep what the policy asks for
+    known: bool = True  # False: the lock could not be read (no right, no answer): locked says nothing then
 
 
 class RepositoryFiles(Protocol):

@@ -4,22 +4,33 @@ Credentials come from a private file or the environment and reach restic only th
 never its command line. Without them restic would go anonymous and blame the repository, so opsctl
 checks them first and says what is missing. A command that deletes files (Access.DELETE) uses the
 target's prune_credentials when the policy gives them; every other command uses keys that cannot delete.
+
+A target with `object_lock` gets a bucket whose default retention locks every object it receives: init
+creates it so (or refuses a bucket that does not keep as much), doctor and status read the real state.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import json
 import os
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from functools import cached_property
 from typing import Any
 
 import botocore.exceptions
 
+from opsctl.errors import BadInput
+from opsctl.policy.compliance import ObjectLock
 from opsctl.policy.fields import check_private_file
 from opsctl.policy.model import S3Credentials, S3TargetConfig
 from opsctl.restic.repository import Repository
-from opsctl.targets.base import Access, ConfiguredTarget, Fact
+from opsctl.targets.base import Access, ConfiguredTarget, Fact, Immutability
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
 from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable, climbs
 
@@ -33,6 +44,62 @@ _COMPETING_KEYS = (*_KEYS, "AWS_CONFIG_FILE", "AWS_ACCESS_KEY", "AWS_SECRET_KEY"
                    "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
                    "AWS_CONTAINER_CREDENTIALS_FULL_URI", "AWS_CONTAINER_AUTHORIZATION_TOKEN", "MINIO_ROOT_USER",
                    "MINIO_ROOT_PASSWORD", "MINIO_ACCESS_KEY", "MINIO_SECRET_KEY")
+# How AWS (and MinIO, and moto) answer for a bucket that has never had Object Lock: a state, not an error.
+_NO_LOCK_CODES = ("ObjectLockConfigurationNotFoundError", "NoSuchObjectLockConfiguration")
+_SNAPSHOT_ID = re.compile(r"[0-9a-f]{64}")
+_LOCK_RIGHT = "s3:GetBucketObjectLockConfiguration"
+
+
+@dataclass(frozen=True)
+class BucketLock:
+    """A bucket's Object Lock: whether it is on, and the default retention every new object gets."""
+
+    enabled: bool
+    mode: str | None = None
+    days: int | None = None
+
+    @property
+    def locked(self) -> bool:
+        """True when every object written from now on is locked."""
+        return self.enabled and self.mode is not None and bool(self.days)
+
+    def describe(self) -> str:
+        if self.locked:
+            return f"object lock {self.mode}, {self.days} days"
+        if self.enabled:
+            return "object lock on, but no default retention: new files are not locked"
+        return "object lock off"
+
+    def missing(self, wanted: ObjectLock) -> str | None:
+        """What the bucket lacks of the policy's object_lock, said after "the bucket ..."; None: nothing."""
+        if not self.enabled:
+            return "has no Object Lock"
+        if not self.locked:
+            return "has Object Lock but no default retention, so new files are not locked"
+        # COMPLIANCE keeps more than GOVERNANCE (which a key with s3:BypassGovernanceRetention can lift): enough.
+        if wanted.mode == "COMPLIANCE" and self.mode != "COMPLIANCE":
+            return f"locks new files in {self.mode} mode, which a key allowed to bypass it can lift, not COMPLIANCE"
+        if (self.days or 0) < wanted.days:
+            return f"locks new files for {self.days} days, fewer than {wanted.days}"
+        return None
+
+
+def bucket_lock(answer: dict[str, Any]) -> BucketLock:
+    """A get_object_lock_configuration answer as a BucketLock (a retention in years counts 365 days each)."""
+    config = answer.get("ObjectLockConfiguration", {})
+    retention = config.get("Rule", {}).get("DefaultRetention", {})
+    days = retention.get("Days") or 365 * (retention.get("Years") or 0) or None
+    return BucketLock(config.get("ObjectLockEnabled") == "Enabled", retention.get("Mode"), days)
+
+
+def lock_configuration(wanted: ObjectLock) -> dict[str, Any]:
+    """The ObjectLockConfiguration that gives every new object the policy's retention."""
+    return {"ObjectLockEnabled": "Enabled", "Rule": {"DefaultRetention": {"Mode": wanted.mode, "Days": wanted.days}}}
+
+
+def error_code(exc: botocore.exceptions.ClientError) -> str:
+    """The S3 error code of an answer (AccessDenied, NoSuchBucket, ...); never its message, which may quote keys."""
+    return str(exc.response.get("Error", {}).get("Code", ""))
 
 
 class S3Target(ConfiguredTarget[S3TargetConfig]):
@@ -72,18 +139,137 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
         self._bucket_answers(missing_ok=False)
 
     def prepare_init(self) -> None:
-        """Check the endpoint and the credentials, and create the bucket if it is missing."""
+        """Check the endpoint and the credentials, and create the bucket if it is missing, with the policy's
+        Object Lock; an existing bucket must already keep at least that lock, or nothing is written to it."""
+        wanted = self.config.object_lock
         if self._bucket_answers(missing_ok=True):
+            if wanted is not None:
+                self._check_lock(wanted)
             return
+        self._create_bucket(wanted)
+        if wanted is not None:
+            self._set_default_retention(wanted)
+
+    def _create_bucket(self, wanted: ObjectLock | None) -> None:
         c = self.config
-        where = {} if c.region == "us-east-1" else {"CreateBucketConfiguration": {"LocationConstraint": c.region}}
+        where: dict[str, Any] = {} if c.region == "us-east-1" else {
+            "CreateBucketConfiguration": {"LocationConstraint": c.region}}
+        if wanted is not None:  # most S3 services allow Object Lock only on a bucket created with it
+            where["ObjectLockEnabledForBucket"] = True
         try:
             self._client.create_bucket(Bucket=c.bucket, **where)
         except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            raise TargetUnreachable(f"{self.display}: the bucket could not be created ({code})",
-                                    "create it in the S3 console, or give the key the right to create buckets",
-                                    ) from None
+            rights = " (with Object Lock: also s3:PutBucketObjectLockConfiguration and s3:PutBucketVersioning)"
+            raise TargetUnreachable(f"{self.display}: the bucket could not be created ({error_code(exc)})",
+                                    "create it in the S3 console, or give the key the right to create buckets"
+                                    + (rights if wanted is not None else "")) from None
+
+    def _set_default_retention(self, wanted: ObjectLock) -> None:
+        try:
+            self._client.put_object_lock_configuration(Bucket=self.config.bucket,
+                                                       ObjectLockConfiguration=lock_configuration(wanted))
+        except botocore.exceptions.ClientError as exc:
+            raise TargetUnreachable(
+                f"{self.display}: the bucket {self.config.bucket} was created with Object Lock, but its default "
+                f"retention could not be set ({error_code(exc)})", self._retention_fix(wanted)) from None
+
+    def _check_lock(self, wanted: ObjectLock) -> None:
+        """Refuse an existing bucket that keeps less than the policy's object_lock asks."""
+        try:
+            lock = self._read_lock()
+        except botocore.exceptions.ClientError as exc:
+            raise TargetUnreachable(f"{self.display}: the bucket's Object Lock settings are not readable with the "
+                                    f"keys of {self._key_field} ({error_code(exc)})", self._unreadable_hint()) from None
+        except botocore.exceptions.BotoCoreError as exc:
+            raise TargetUnreachable(f"{self.display} cannot be reached: {exc.__class__.__name__}",
+                                    f"check that {self.config.endpoint} is up and reachable from this host") from None
+        gap = lock.missing(wanted)
+        if gap is not None:
+            # BadInput, like a local folder that holds other files: the storage is there, the policy asks what it
+            # cannot give, and nothing was written.
+            raise BadInput(f"{self.display}: the policy's object_lock asks for {wanted.mode}, {wanted.days} days, "
+                           f"but the bucket {self.config.bucket} {gap}; nothing was written to it",
+                           self._lock_fix(lock, wanted))
+
+    def immutability(self, newest_snapshot_id: str | None) -> Immutability:
+        """What the bucket's Object Lock keeps now, with what it lacks of the policy's object_lock; never raises."""
+        try:
+            lock = self._read_lock()
+        except (TargetUnreachable, botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError) as exc:
+            return self._unreadable(exc)
+        return Immutability(lock.locked, lock.describe(), lock.mode if lock.locked else None,
+                            lock.days if lock.locked else None,
+                            self._retained_until(newest_snapshot_id) if lock.enabled else None, self._policy_gap(lock))
+
+    def _unreadable(self, exc: Exception) -> Immutability:
+        """An Object Lock nobody could read: not locked as far as opsctl knows, and why (never a key)."""
+        if isinstance(exc, TargetUnreachable):  # no usable keys: the message names the file or variable
+            return Immutability(False, f"not readable: {exc.message}", hint=exc.hint, known=False)
+        if isinstance(exc, botocore.exceptions.ClientError):
+            return Immutability(False, f"not readable with this key ({error_code(exc)})", hint=self._unreadable_hint(),
+                                known=False)
+        return Immutability(False, f"not readable ({exc.__class__.__name__})",
+                            hint=f"check that {self.config.endpoint} is up and reachable from this host", known=False)
+
+    def _policy_gap(self, lock: BucketLock) -> str | None:
+        """What the bucket lacks of the policy's object_lock, and how to fix it; None when it lacks nothing."""
+        wanted = self.config.object_lock
+        gap = None if wanted is None else lock.missing(wanted)
+        if wanted is None or gap is None:
+            return None
+        return (f"the policy's object_lock asks for {wanted.mode}, {wanted.days} days, but the bucket "
+                f"{self.config.bucket} {gap}: {self._lock_fix(lock, wanted)}")
+
+    def _read_lock(self) -> BucketLock:
+        """The bucket's Object Lock configuration; botocore's errors when it cannot be read."""
+        try:
+            answer = self._client.get_object_lock_configuration(Bucket=self.config.bucket)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in _NO_LOCK_CODES:
+                return BucketLock(enabled=False)
+            raise
+        return bucket_lock(answer)
+
+    def _retained_until(self, snapshot_id: str | None) -> datetime | None:
+        """When the snapshot file's own lock ends; None when unknown (no full ID, no such file, no right)."""
+        if snapshot_id is None or not _SNAPSHOT_ID.fullmatch(snapshot_id):
+            return None
+        prefix = self._key_prefix("")
+        key = f"{prefix}/snapshots/{snapshot_id}" if prefix else f"snapshots/{snapshot_id}"
+        try:
+            # HEAD, not GetObjectRetention: fewer S3-compatible servers implement that (moto answers it with 500).
+            until = self._client.head_object(Bucket=self.config.bucket, Key=key).get("ObjectLockRetainUntilDate")
+        except (botocore.exceptions.ClientError, botocore.exceptions.BotoCoreError):
+            return None
+        return until.astimezone(UTC) if isinstance(until, datetime) else None
+
+    def _unreadable_hint(self) -> str:
+        return (f"allow {_LOCK_RIGHT} on the bucket to the keys of {self._key_field} "
+                f"(opsctl iam-policy --target {self.name} prints the rights)")
+
+    def _lock_fix(self, lock: BucketLock, wanted: ObjectLock) -> str:
+        """How to give the bucket the lock the policy asks for, with the AWS CLI or the console."""
+        if lock.enabled:
+            return self._retention_fix(wanted)
+        versioning = self._aws_cli("put-bucket-versioning", "--versioning-configuration Status=Enabled")
+        return (f"AWS S3 can turn Object Lock on for an existing bucket once versioning is on: {versioning}, then "
+                f"{self._lock_command(wanted)} (console: the bucket's Properties, Object Lock, Edit); files already "
+                "there stay unlocked. Older S3 and many S3-compatible services allow Object Lock only when a bucket "
+                "is created: there, name a new bucket in the policy and run opsctl init, which creates it so")
+
+    def _retention_fix(self, wanted: ObjectLock) -> str:
+        return (f"set the bucket's default retention: {self._lock_command(wanted)} "
+                "(console: the bucket's Properties, Object Lock, Edit default retention)")
+
+    def _lock_command(self, wanted: ObjectLock) -> str:
+        document = json.dumps(lock_configuration(wanted), separators=(",", ":"))
+        return self._aws_cli("put-object-lock-configuration", f"--object-lock-configuration '{document}'")
+
+    def _aws_cli(self, operation: str, arguments: str) -> str:
+        """An `aws s3api` command line for this bucket; a non-AWS endpoint is named (it carries no credentials)."""
+        endpoint = self.config.endpoint.rstrip("/")
+        where = "" if endpoint.endswith(".amazonaws.com") else f" --endpoint-url {endpoint}"
+        return f"aws s3api {operation}{where} --bucket {self.config.bucket} {arguments}"
 
     @contextmanager
     def files(self) -> Iterator[S3Files]:
@@ -102,8 +288,7 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
         try:
             status = self._client.get_bucket_versioning(Bucket=self.config.bucket).get("Status", "Disabled")
         except botocore.exceptions.ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code", "")
-            return Fact("versioning", True, f"not readable with this key ({code})",
+            return Fact("versioning", True, f"not readable with this key ({error_code(exc)})",
                         "allow s3:GetBucketVersioning to see whether deleted files can be recovered")
         if status == "Enabled":
             return Fact("versioning", True, "versioning enabled")
@@ -114,13 +299,13 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
                     if split else "enable bucket versioning so a deleted file can be recovered")
 
     def _object_lock_fact(self) -> Fact:
-        try:
-            lock = self._client.get_object_lock_configuration(Bucket=self.config.bucket)
-        except botocore.exceptions.ClientError:
-            return Fact("object lock", True, "object lock off (no immutable copy: 3-2-1-1-0 needs one)")
-        rule = lock.get("ObjectLockConfiguration", {}).get("Rule", {}).get("DefaultRetention", {})
-        mode = rule.get("Mode", "none")
-        return Fact("object lock", True, f"object lock on, default retention {mode}")
+        """The bucket's Object Lock as it is: a problem only when the policy's object_lock asks for more."""
+        state = self.immutability(None)
+        if self.config.object_lock is not None:
+            return Fact("object lock", state.hint is None, state.detail, state.hint)
+        if state.locked or state.hint is not None:
+            return Fact("object lock", True, state.detail, state.hint)
+        return Fact("object lock", True, f"{state.detail} (no immutable copy: 3-2-1-1-0 needs one)")
 
     def _key_prefix(self, lead: str) -> str:
         prefix = self.config.prefix.strip("/")
@@ -178,7 +363,7 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
         try:
             self._client.list_objects_v2(Bucket=c.bucket, Prefix=f"{prefix}/" if prefix else "", MaxKeys=1)
         except botocore.exceptions.ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", ""))
+            code = error_code(exc)
             if code in ("404", "NoSuchBucket"):
                 if missing_ok:
                     return False
@@ -268,5 +453,8 @@ class S3Files:
         check_writable(name, self.display)
         if name == "config" and self.exists(name):
             return False
-        self.client.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=content)
+        # AWS refuses a PUT without Content-MD5 (or a checksum header) into a bucket with a default retention,
+        # and the client sends no checksum of its own (request_checksum_calculation="when_required").
+        digest = base64.b64encode(hashlib.md5(content, usedforsecurity=False).digest()).decode()
+        self.client.put_object(Bucket=self.bucket, Key=self.prefix + name, Body=content, ContentMD5=digest)
         return True

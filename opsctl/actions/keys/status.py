@@ -52,7 +52,7 @@ class KeysStatus(PerTarget[TargetKeys]):
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
         """When opsctl's key on each target was made, for status's key-age rule."""
-        return {r.target: {"key_created": key.created.isoformat(timespec="seconds")}
+        return {r.target: {"key_created": key.created.isoformat(timespec="seconds"), "key_id": key.id}
                 for r in self.targets if r.value for key in r.value.keys if key.role == "opsctl"}
 
     def show(self, app: App) -> None:
