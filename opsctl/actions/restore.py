@@ -12,7 +12,7 @@ from rich.markup import escape
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.locate import Located, locate, locate_on
-from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
+from opsctl.actions.outcome import AuditFacts, Fact, Outcome, TargetResult, plain, verified_fact
 from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
 from opsctl.actions.runner import Command, Secrets
 from opsctl.errors import BadInput, IntegrityError, OpsctlError
@@ -90,6 +90,13 @@ class Restored(Outcome):
     def audit(self) -> AuditFacts:
         return AuditFacts(targets=(self.result.plan.location,), snapshot_ids=(self.result.plan.snapshot_id,),
                           details=self.details)
+
+    def target_facts(self) -> dict[str, dict[str, Fact]]:
+        """A restore that proved the copy equals the backup verified that snapshot on its target."""
+        plan = self.result.plan
+        if not self.result.rows_checked:
+            return {}
+        return {plan.target: {verified_fact(plan.database): plan.snapshot_time.isoformat(timespec="seconds")}}
 
     def show(self, app: App) -> None:
         show_restore(app, self.result)

@@ -163,12 +163,13 @@ def _look(session: Session, restic: Restic, known_keys: dict[str, str], config: 
         repo = session.repository(target)
         snapshots = restic.snapshots(repo, ["opsctl", f"policy={session.policy.name}"])
         key_created = _key_created(target, known_keys.get(config.name))
-        newest = {s.tag("db"): s for s in snapshots if s.tag("db")}  # oldest first: the last one per database wins
+        newest = {db: s for s in snapshots if (db := s.tag("db"))}  # oldest first: the last one per database wins
         lock = target.immutability(snapshots[-1].id if snapshots else None)
     except Exception as exc:  # noqa: BLE001 - a target that cannot answer is that target's row
         failure = exc if isinstance(exc, OpsctlError) else as_operator_error(exc, config.name)
         return Look(False, failure.message, failure.hint)
-    return Look(True, snapshots=len(snapshots), newest={db: s.time for db, s in newest.items() if db},
+    # To the second, as every run records a snapshot's time: the same snapshot must not look newer here.
+    return Look(True, snapshots=len(snapshots), newest={db: s.time.replace(microsecond=0) for db, s in newest.items()},
                 newest_id=snapshots[-1].short_id if snapshots else None,
                 key_created=key_created, **_lock_facts(lock))
 

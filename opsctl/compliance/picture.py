@@ -22,7 +22,7 @@ MEDIA = {"local": "disk", "mount": "NAS", "sftp": "NAS", "s3": "object storage"}
 LIVE_MEDIUM = "disk"  # the live database's own copy: on its server's disk
 # The run record's commands that learn what a target holds, and what they learn.
 HOLDINGS = ("backup", "status", "keys status")
-VERIFYING = ("verify", "drill")
+VERIFYING = ("verify", "drill", "restore")  # a verified restore proves its snapshot too
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def _newest(kept: Iterable[TargetRun | None], prefix: str = "snapshot:") -> dict
 
 
 def _last(kept: Iterable[TargetRun | None]) -> Outcome | None:
-    """The newest of these outcomes (verify or drill; check)."""
+    """The newest of these outcomes (a verification: verify, drill, restore; or a check)."""
     ended = [(moment, run) for run in kept if run is not None and (moment := _time(run.finished_at)) is not None]
     if not ended:
         return None
