@@ -91,7 +91,9 @@ def _copies_text(held: Sequence[TargetState]) -> str:
     media = sorted({LIVE_MEDIUM, *(t.media for t in held)})
     offsite = [t.name for t in held if t.offsite]
     names = "".join(f", {t.name}" for t in held)
-    return (f"{1 + len(held)} copies (live database{names}), {len(media)} media ({', '.join(media)}), "
+    copies, kinds = 1 + len(held), len(media)
+    return (f"{copies} {'copy' if copies == 1 else 'copies'} (live database{names}), {kinds} "
+            f"{'kind' if kinds == 1 else 'kinds'} of media ({', '.join(media)}), "
             f"{len(offsite)} off-site{f' ({chr(44).join(offsite)})' if offsite else ''}")
 
 

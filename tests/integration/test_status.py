@@ -70,7 +70,7 @@ def test_a_protected_crm_passes_every_rule_online_and_offline(protected):
     vault = next(t for t in online["targets"] if t["target"] == "vault")
     assert vault["reachable"] is True and vault["snapshots"] == 1 and vault["media"] == "NAS"
     assert vault["newest_verified_age_s"] is not None and vault["key_age_s"] is not None
-    assert "2 media (NAS, disk)" in rule(online, "3-2-1")["reason"]
+    assert "2 kinds of media (NAS, disk)" in rule(online, "3-2-1")["reason"]
 
     # Offline needs no restic at all: the run record answers.
     code, offline = status(protected, "--offline", env={"OPSCTL_RESTIC": "/nonexistent/restic"})
