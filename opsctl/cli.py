@@ -256,7 +256,7 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
 
 
 @main.command("status")
-@click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target (under a second).")
+@click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target, read no password.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1, max=3600), default=status.DEFAULT_TIMEOUT_S,
               show_default=True, metavar="SECONDS", help="How long each target may take to answer.")
 @click.option("--prometheus", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import fcntl
 import glob
 import os
 import secrets
+import stat
+from collections.abc import Callable
 from pathlib import Path
 
 
@@ -49,3 +52,37 @@ def sync_folder(folder: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+class ForeignFile(Exception):
+    """A file opsctl was asked to replace holds something opsctl did not write."""
+
+
+def replace_own(path: Path, content: bytes, mode: int, ours: Callable[[bytes], bool]) -> None:
+    """replace_synced for a file in a folder others use too: one writer at a time (a lock file beside it), and
+    an existing file is replaced only when `ours` says opsctl wrote it (else ForeignFile, nothing written)."""
+    lock = os.open(path.with_name(f".{path.name}.lock"), os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not is_own(path, ours):
+            raise ForeignFile(f"{path} holds something opsctl did not write")
+        replace_synced(path, content, mode)
+    finally:
+        os.close(lock)
+
+
+def is_own(path: Path, ours: Callable[[bytes], bool]) -> bool:
+    """True when there is no file at path, or a regular file (not a link) whose start `ours` recognises."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return not path.is_symlink()  # a dangling link is not ours either
+    except OSError:
+        return False  # a link (ELOOP), or not readable
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            return False
+        return ours(handle.read(_SNIFF_BYTES))
+
+
+_SNIFF_BYTES = 1 << 20

@@ -19,9 +19,11 @@ from rich.table import Table
 
 from opsctl import __version__
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, Role, TargetResult, plain, snapshot_fact
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
 from opsctl.actions.replication import Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered, failed
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit import runs
+from opsctl.audit.runs import Fact
 from opsctl.errors import ExitCode, IntegrityError
 from opsctl.manifest import HashingStream, Manifest, encode_trailer
 from opsctl.policy.model import Target as TargetConfig
@@ -78,7 +80,7 @@ class BackedUp(Outcome):
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
         """Each target's newest snapshot of each database it received, and the bytes this run added to it."""
-        return {o.target: {**{snapshot_fact(m.database): m.taken_at for m in delivery(o).snapshots},
+        return {o.target: {**{runs.SNAPSHOT + m.database: m.taken_at for m in delivery(o).snapshots},
                            "bytes_added": delivery(o).bytes_added, "role": delivery(o).role.label}
                 for o in self.targets if delivery(o).snapshots}
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Fact, PerTarget, Problem, TargetResult
+from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit.runs import Fact
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import console
 

@@ -15,9 +15,10 @@ from rich.table import Table
 from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
-from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, verified_fact
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode
 from opsctl.policy.durations import human_duration
 from opsctl.policy.model import Objectives
@@ -79,8 +80,10 @@ class Drilled(Outcome):
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
         """The snapshots proven on the drill's target, and the RTO and RPO it measured."""
-        proven = {verified_fact(row.database): row.snapshot_time for row in self.report.databases
-                  if row.verdict == PASSED and row.snapshot_time}
+        proven: dict[str, Fact] = {}
+        for row in self.report.databases:
+            proven.update(verification_facts(row.database, row.verdict == PASSED, self.report.finished_at,
+                                             row.snapshot_time))
         return {self.report.target: {**proven, "rto_s": self.report.measured.rto_s,
                                      "rpo_s": self.report.measured.rpo_s}}
 

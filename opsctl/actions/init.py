@@ -16,7 +16,7 @@ from typing import Any
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
-from opsctl.errors import BadInput, ExitCode, OpsctlError
+from opsctl.errors import BadInput, ExitCode, OpsctlError, PolicyInvalid
 from opsctl.reports import console
 from opsctl.reports.progress import board
 from opsctl.targets import Access, Target
@@ -49,7 +49,15 @@ class Initialised(PerTarget[str]):
         show_init(app, self)
 
 
+def _precheck_locks(session: Session) -> None:
+    """A lock shorter than retention would leave kept snapshots deletable: refused before any bucket is made."""
+    problems = session.policy.lock_problems()
+    if problems:
+        raise PolicyInvalid(str(session.policy_path), problems)
+
+
 def _init(session: Session, target_name: str | None) -> Initialised:
+    _precheck_locks(session)
     return Initialised(tuple(_init_all(session.app, session, [session.target(c) for c in session.policy.targets],
                                        target_name)))
 

@@ -2,21 +2,23 @@
 
 The rules are evaluated from the run record (as `status --offline` does), so the file follows
 every backup, verify or drill without asking the targets; after `opsctl status` it carries that
-run's own verdicts.
+run's own verdicts. Writing it never changes how a command ends: a failure is a warning.
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime
 from pathlib import Path
 
 from opsctl.actions.events import Run
 from opsctl.actions.outcome import Outcome, Problem
 from opsctl.audit import runs
-from opsctl.compliance.picture import picture
+from opsctl.compliance.picture import Picture, picture
 from opsctl.compliance.rules import RuleVerdict, evaluate
-from opsctl.durable import replace_synced
-from opsctl.policy.model import Policy
+from opsctl.durable import ForeignFile, replace_own
+
+log = logging.getLogger(__name__)
 
 
 class MetricsFile:
@@ -34,14 +36,29 @@ class MetricsFile:
     @staticmethod
     def _write(run: Run, verdicts: tuple[RuleVerdict, ...] | None) -> None:
         policy = run.settings
-        if policy is not None and policy.metrics.textfile is not None:
-            write_metrics(policy, run.state_dir, policy.metrics.textfile, verdicts)
+        if policy is None or policy.metrics.textfile is None:
+            return
+        seen = picture(policy, run.state_dir, datetime.now(UTC), None)
+        problem = write_metrics(policy.metrics.textfile, seen, run.state_dir, verdicts or evaluate(seen))
+        if problem is not None:
+            log.warning("%s", problem)
 
 
-def write_metrics(policy: Policy, state_dir: Path, path: Path, verdicts: tuple[RuleVerdict, ...] | None) -> None:
-    """The textfile, replaced atomically (node_exporter never reads half of it); readable by node_exporter."""
-    from opsctl.compliance import metrics
+def write_metrics(path: Path, seen: Picture, state_dir: Path, verdicts: tuple[RuleVerdict, ...]) -> str | None:
+    """The textfile, replaced atomically (node_exporter never reads half of it); why it could not be, or None."""
+    from opsctl.compliance import metrics  # prometheus_client: loaded only by policies that ask
 
-    seen = picture(policy, state_dir, datetime.now(UTC), None)
-    text = metrics.render(seen, runs.read_all(state_dir), verdicts if verdicts is not None else evaluate(seen))
-    replace_synced(path, text, mode=0o644)  # times, verdicts and names only: nothing secret
+    text = metrics.render(seen, runs.read_all(state_dir), verdicts)
+    try:
+        replace_own(path, text, 0o644, is_metrics)  # times, verdicts and names only: nothing secret
+    except ForeignFile:
+        return (f"the metrics file {path} was not written: a file there holds something else (not opsctl's "
+                "metrics); move it away or name another file")
+    except OSError as exc:
+        return f"the metrics file {path} could not be written ({exc.strerror or exc.__class__.__name__})"
+    return None
+
+
+def is_metrics(start: bytes) -> bool:
+    """An empty file, or metrics opsctl wrote: the only files it replaces."""
+    return not start.strip() or start.startswith(b"# HELP opsctl_")

@@ -14,6 +14,7 @@ from enum import Enum, IntEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from opsctl.audit.runs import Fact
 from opsctl.errors import BadInput, ExitCode, JobSkipped, OpsctlError, PolicyBusy, PolicyInvalid
 from opsctl.reports.console import show_error
 
@@ -22,19 +23,6 @@ if TYPE_CHECKING:
     from opsctl.compliance.rules import RuleVerdict
 
 V = TypeVar("V")
-Fact = str | int | float | bool | None
-"""A fact an outcome states about a target, kept in the run record: `snapshot:DB` (the time of its newest
-snapshot of DB), `verified:DB` (the time of the newest snapshot of DB proven there), `key_created`, ..."""
-
-
-def snapshot_fact(database: str) -> str:
-    return f"snapshot:{database}"
-
-
-def verified_fact(database: str) -> str:
-    return f"verified:{database}"
-
-
 @dataclass(frozen=True)
 class Problem:
     """Why something failed, for a person: the message, what to do, and the exit code it stands for."""

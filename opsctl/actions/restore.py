@@ -12,9 +12,11 @@ from rich.markup import escape
 from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.locate import Located, locate, locate_on
-from opsctl.actions.outcome import AuditFacts, Fact, Outcome, TargetResult, plain, verified_fact
+from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
 from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit import runs
+from opsctl.audit.runs import Fact
 from opsctl.errors import BadInput, IntegrityError, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.policy.durations import human_duration
@@ -96,7 +98,7 @@ class Restored(Outcome):
         plan = self.result.plan
         if not self.result.rows_checked:
             return {}
-        return {plan.target: {verified_fact(plan.database): plan.snapshot_time.isoformat(timespec="seconds")}}
+        return {plan.target: {runs.VERIFIED + plan.database: plan.snapshot_time.isoformat(timespec="seconds")}}
 
     def show(self, app: App) -> None:
         show_restore(app, self.result)

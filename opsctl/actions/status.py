@@ -12,28 +12,35 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from rich.markup import escape
+
 from opsctl.actions import rotation
 from opsctl.actions.context import App, Session, as_operator_error
-from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, snapshot_fact
+from opsctl.actions.metrics import is_metrics, write_metrics
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
 from opsctl.audit import runs
+from opsctl.audit.runs import Fact
 from opsctl.compliance import document
+from opsctl.compliance.document import iso
 from opsctl.compliance.picture import Look, Picture, picture
 from opsctl.compliance.rules import FAIL, PASS, RuleVerdict, Status, evaluate, verdict
-from opsctl.durable import replace_synced
+from opsctl.durable import ForeignFile, is_own, replace_own
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.schedule import check_parts
-from opsctl.reports import compliance_view
+from opsctl.reports import compliance_view, sealed
 from opsctl.restic import Restic
+from opsctl.restic.errors import RepositoryNotFound, WrongPassword
 from opsctl.restic.models import key_file_created
 from opsctl.targets import Immutability, Target
+from opsctl.targets.errors import HostileTarget
 
 DEFAULT_TIMEOUT_S = 30.0
 
@@ -55,6 +62,8 @@ class StatusAnswer(Outcome):
     document: dict[str, Any]
     looks: dict[str, Look] = field(default_factory=dict)
     files: tuple[Path, ...] = ()
+    page: Path | None = None
+    warnings: tuple[str, ...] = ()
 
     @property
     def verdict(self) -> Status:
@@ -62,36 +71,38 @@ class StatusAnswer(Outcome):
 
     @property
     def exit_code(self) -> ExitCode:
-        """0 every required rule passes, 1 one fails, 3 one is unknown (a target did not answer)."""
+        """0 every required rule passes, 1 one fails, 3 one is unknown (a target did not answer, or was never read)."""
         return {PASS: ExitCode.OK, FAIL: ExitCode.FAILURE}.get(self.verdict, ExitCode.PARTIAL)
 
     def to_json(self) -> dict[str, Any]:
-        return {**self.document, "files": [str(p) for p in self.files]}
+        return {**self.document, "files": [str(p) for p in self.files], "warnings": list(self.warnings)}
 
     def compliance(self) -> tuple[RuleVerdict, ...]:
         return self.verdicts
 
     def target_results(self) -> list[TargetResult[None]]:
         """Online: whether each target answered (offline: nothing was asked)."""
-        return [TargetResult(t.name, t.location, problem=None if look.reachable else Problem(
+        return [TargetResult(t.name, t.location, problem=None if look.reachable and not look.error else Problem(
                     look.error or "did not answer", look.hint))
                 for t in self.picture.targets if (look := self.looks.get(t.name)) is not None]
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
         """What each answering target holds now: --offline and the metrics read it from the run record."""
-        return {name: _facts(look) for name, look in self.looks.items() if look.reachable}
+        return {name: _facts(look, self.picture.databases) for name, look in self.looks.items() if look.reachable}
 
     def audit(self) -> AuditFacts:
         details: dict[str, Any] = {"verdict": self.verdict, "mode": self.document["mode"],
                                    "rules": {v.rule: v.status for v in self.verdicts if v.required}}
-        if self.document.get("sha256"):
-            details.update(report=str(self.files[0]), report_sha256=self.document["sha256"])
+        if self.page is not None:
+            details.update(report=str(self.page), report_sha256=self.document["sha256"])
         failed = [f"{v.rule}: {v.reason}" for v in self.verdicts if v.required and v.status != PASS]
         return AuditFacts(targets=tuple(t.location for t in self.picture.targets), error="; ".join(failed) or None,
                           details=details)
 
     def show(self, app: App) -> None:
         compliance_view.show_status(app, self.document, [str(p) for p in self.files])
+        for warning in self.warnings:
+            app.err.print(f"warning: {escape(warning)}")
 
 
 def _status(session: Session, request: StatusRequest) -> StatusAnswer:
@@ -105,23 +116,43 @@ def _status(session: Session, request: StatusRequest) -> StatusAnswer:
 
 
 def _with_files(session: Session, answer: StatusAnswer, request: StatusRequest) -> StatusAnswer:
-    """The sealed page (kept with the other reports, and copied where asked) and the metrics file, if asked."""
-    files: list[Path] = []
-    content = answer.document
+    """The sealed page (kept with the other reports, and copied where asked) and the metrics file, if asked.
+    A file that cannot be written is a warning: the verdict and its exit code stand."""
+    files, warnings, content, page = [], [], answer.document, None
     if request.html is not None:
-        from opsctl.reports import compliance
+        from opsctl.reports import compliance  # jinja2 is loaded only when a page is asked for
 
         report = compliance.build(content)
         json_path, html_path = compliance.write(report, session.state_dir / "reports")
-        replace_synced(request.html, html_path.read_bytes(), mode=0o644)  # for the auditor: no secrets in it
         content = report.to_json()
-        files += [request.html, json_path]
+        files.append(json_path)
+        problem = _write_own(request.html, html_path.read_bytes(), _is_page)
+        page = json_path if problem else request.html  # the sealed copy report verify is pointed at
+        files += [] if problem else [request.html]
+        warnings += [problem] if problem else []
     if request.prometheus is not None:
-        from opsctl.actions.metrics import write_metrics
+        problem = write_metrics(request.prometheus, answer.picture, session.state_dir, answer.verdicts)
+        files += [request.prometheus] if problem is None else []
+        warnings += [problem] if problem else []
+    return replace(answer, document=content, files=tuple(files), page=page, warnings=tuple(warnings))
 
-        write_metrics(session.policy, session.state_dir, request.prometheus, answer.verdicts)
-        files.append(request.prometheus)
-    return StatusAnswer(answer.picture, answer.verdicts, content, answer.looks, tuple(files))
+
+def _write_own(path: Path, content: bytes, ours: Callable[[bytes], bool]) -> str | None:
+    try:
+        replace_own(path, content, 0o644, ours)  # for the auditor: no row and no secret in it
+    except ForeignFile:
+        return f"{path} was not written: it holds something opsctl did not write; name another file"
+    except OSError as exc:
+        return f"{path} could not be written ({exc.strerror or exc.__class__.__name__})"
+    return None
+
+
+def _is_page(start: bytes) -> bool:
+    """An empty file, or a compliance page opsctl wrote: the only files --html replaces."""
+    if not start.strip():
+        return True
+    embedded = sealed.embedded_report(start.decode("utf-8", "replace"))
+    return isinstance(embedded, dict) and embedded.get("format") == document.FORMAT
 
 
 def look_at_targets(session: Session, timeout_s: float) -> dict[str, Look]:
@@ -165,12 +196,13 @@ def _look(session: Session, restic: Restic, known_keys: dict[str, str], config: 
         key_created = _key_created(target, known_keys.get(config.name))
         newest = {db: s for s in snapshots if (db := s.tag("db"))}  # oldest first: the last one per database wins
         lock = target.immutability(snapshots[-1].id if snapshots else None)
+    except (RepositoryNotFound, WrongPassword, HostileTarget) as exc:  # it answered: nothing of ours is there
+        return Look(True, exc.message, exc.hint, snapshots=0)
     except Exception as exc:  # noqa: BLE001 - a target that cannot answer is that target's row
         failure = exc if isinstance(exc, OpsctlError) else as_operator_error(exc, config.name)
         return Look(False, failure.message, failure.hint)
     # To the second, as every run records a snapshot's time: the same snapshot must not look newer here.
     return Look(True, snapshots=len(snapshots), newest={db: s.time.replace(microsecond=0) for db, s in newest.items()},
-                newest_id=snapshots[-1].short_id if snapshots else None,
                 key_created=key_created, **_lock_facts(lock))
 
 
@@ -193,10 +225,11 @@ def _lock_facts(lock: Immutability | None) -> dict[str, Any]:
             "locked_until": lock.until}
 
 
-def _facts(look: Look) -> dict[str, Fact]:
-    return {**{snapshot_fact(db): moment.isoformat(timespec="seconds") for db, moment in look.newest.items()},
-            "snapshots": look.snapshots, "key_created": _iso(look.key_created), "locked": look.locked,
-            "lock_detail": look.lock_detail, "lock_hint": look.lock_hint, "locked_until": _iso(look.locked_until)}
+def _facts(look: Look, databases: tuple[str, ...]) -> dict[str, Fact]:
+    """Every fact an answer restates, a database without snapshots there included (as null): it replaces the last."""
+    return {**{runs.SNAPSHOT + db: iso(look.newest.get(db)) for db in databases},
+            "snapshots": look.snapshots, "key_created": iso(look.key_created), "locked": look.locked,
+            "lock_detail": look.lock_detail, "lock_hint": look.lock_hint, "locked_until": iso(look.locked_until)}
 
 
 def _check_cycles(session: Session) -> dict[str, str]:
@@ -209,17 +242,22 @@ def _check_cycles(session: Session) -> dict[str, str]:
             for t in session.policy.targets}
 
 
-def _iso(moment: datetime | None) -> str | None:
-    return None if moment is None else moment.isoformat(timespec="seconds")
-
-
 def _precheck(_: App, request: StatusRequest) -> None:
     if request.offline and request.timeout_s != DEFAULT_TIMEOUT_S:
         raise BadInput("--timeout has no use with --offline: nothing is asked", "give one of them")
-    for option, path in (("--html", request.html), ("--prometheus", request.prometheus)):
-        if path is not None and not path.parent.is_dir():
-            raise BadInput(f"{option} {path}: the folder {path.parent} does not exist", "create it, or give a file "
-                                                                                      "in a folder that exists")
+    for option, path, suffixes, ours in (("--html", request.html, (".html", ".htm"), _is_page),
+                                         ("--prometheus", request.prometheus, (".prom",), is_metrics)):
+        if path is None:
+            continue
+        if path.suffix not in suffixes:
+            raise BadInput(f"{option} {path}: give a file name ending in {' or '.join(suffixes)}",
+                           "opsctl writes only files it can recognise later as its own")
+        if not path.parent.is_dir():
+            raise BadInput(f"{option} {path}: the folder {path.parent} does not exist",
+                           "create it, or give a file in a folder that exists")
+        if not is_own(path, ours):
+            raise BadInput(f"{option} {path}: that file holds something opsctl did not write; nothing was changed",
+                           "name another file (opsctl replaces only its own page or metrics)")
 
 
 STATUS = Command("status", _status, restic=True, secrets=Secrets.REPOSITORY, precheck=_precheck)

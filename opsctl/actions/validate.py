@@ -49,7 +49,7 @@ def _validate(session: Session, _: None) -> PolicyChecked:
         except NotSupportedYet as exc:
             notes.append(exc.message)
     policy = session.policy
-    problems = _schedule_problems(policy.schedule) + _channel_problems(policy.notify)
+    problems = _schedule_problems(policy.schedule) + _channel_problems(policy.notify) + policy.lock_problems()
     if problems:
         raise PolicyInvalid(str(session.policy_path), problems)
     notes += [note for note in (policy.rpo_note(), policy.compliance_note()) if note]

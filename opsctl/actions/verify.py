@@ -13,9 +13,10 @@ from opsctl.actions.check import DAMAGED_HINT, first_error
 from opsctl.actions.context import App, Session
 from opsctl.actions.fingerprint_check import Comparison, TableCheck
 from opsctl.actions.locate import first_reachable_target
-from opsctl.actions.outcome import AuditFacts, Fact, Outcome, Problem, TargetResult, verified_fact
+from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
 from opsctl.reports import console, sealed, verification
@@ -79,9 +80,10 @@ class Verified(Outcome):
                 for t in self.report.targets]
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
-        """The snapshot proven on each target that passed: the newest verified snapshot there, for status."""
-        return {t.target: {verified_fact(self.report.database): t.snapshot_time} for t in self.report.targets
-                if t.verdict == sealed.PASSED and t.snapshot_time}
+        """How verifying the database went on each target, and the snapshot each pass proved, for status."""
+        return {t.target: verification_facts(self.report.database, t.verdict == sealed.PASSED,
+                                             self.report.finished_at, t.snapshot_time)
+                for t in self.report.targets}
 
     def audit(self) -> AuditFacts:
         targets = self.report.targets

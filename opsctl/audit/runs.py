@@ -24,6 +24,19 @@ from typing import Any
 from opsctl.durable import replace_synced
 from opsctl.policy.trust import check_state_dir
 
+Fact = str | int | float | bool | None
+"""Something a run learnt about a target, kept in its record until a later run of the command restates it."""
+SNAPSHOT = "snapshot:"  # + database: the time of the newest snapshot of it there
+VERIFIED = "verified:"  # + database: the time of the newest snapshot of it proven there (verify, drill, restore)
+VERIFICATION_OK = "verification_ok:"  # + database: whether the last verification of it there passed
+VERIFICATION_AT = "verification_at:"  # + database: when that verification ended
+
+
+def verification_facts(database: str, ok: bool, at: str, snapshot_time: str | None) -> dict[str, Fact]:
+    """How verifying a database on a target went; a pass also proves its snapshot."""
+    proven = {VERIFIED + database: snapshot_time} if ok and snapshot_time else {}
+    return {VERIFICATION_OK + database: ok, VERIFICATION_AT + database: at, **proven}
+
 
 @dataclass(frozen=True)
 class TargetRun:
@@ -37,7 +50,7 @@ class TargetRun:
     error: str | None = None
     hint: str | None = None
     last_ok_at: str | None = None  # when the command last worked on this target (kept through failures)
-    facts: dict[str, str | int | float | bool | None] = field(default_factory=dict)  # what runs learnt there
+    facts: dict[str, Fact] = field(default_factory=dict)  # what runs learnt there
 
     def after(self, earlier: TargetRun | None) -> TargetRun:
         """This outcome, keeping what earlier runs learnt that this one does not restate, and their last success."""
@@ -102,6 +115,8 @@ class CommandRun:
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> CommandRun:
         targets = tuple(TargetRun(**t) for t in (data.get("targets") or {}).values())
+        if any(not isinstance(t.facts, dict) or not isinstance(t.target, str) for t in targets):
+            raise TypeError("a target's record is not what opsctl writes")
         running = Running(**data["running"]) if data.get("running") else None
         skip = Skip(**data["last_skip"]) if data.get("last_skip") else None
         return cls(**{**data, "targets": targets, "running": running, "last_skip": skip})
@@ -185,8 +200,8 @@ def read(state_dir: Path, command: str) -> CommandRun | None:
 def read_file(path: Path) -> CommandRun | None:
     try:
         return CommandRun.from_json(json.loads(path.read_text(encoding="utf-8")))
-    except (OSError, ValueError, TypeError, AttributeError, KeyError):
-        return None
+    except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError):
+        return None  # a record that cannot be read is rewritten whole by the next run
 
 
 @contextmanager

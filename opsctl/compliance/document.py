@@ -21,7 +21,7 @@ def content(picture: Picture, verdicts: tuple[RuleVerdict, ...], verdict: Status
     policy = picture.policy
     return {
         "format": FORMAT, "policy": policy.name, "verdict": verdict, "summary": summary(verdicts, verdict),
-        "mode": "online" if picture.online else "offline", "checked_at": _iso(picture.now),
+        "mode": "online" if picture.online else "offline", "checked_at": iso(picture.now),
         "databases": list(picture.databases),
         "objectives": {"rpo_s": policy.objectives.rpo.total_seconds(),
                        "max_key_age_s": policy.max_key_age.total_seconds(),
@@ -30,7 +30,7 @@ def content(picture: Picture, verdicts: tuple[RuleVerdict, ...], verdict: Status
                   for v in verdicts],
         "targets": [_target(picture, t, check_cycles.get(t.name)) for t in picture.targets],
         "drill": None if picture.drill is None else {
-            "ok": picture.drill.ok, "at": _iso(picture.drill.at), "age_s": _age(picture, picture.drill.at),
+            "ok": picture.drill.ok, "at": iso(picture.drill.at), "age_s": _age(picture, picture.drill.at),
             "target": picture.drill.target, "rto_s": picture.drill.rto_s, "rpo_s": picture.drill.rpo_s,
             "error": picture.drill.error},
     }
@@ -53,26 +53,27 @@ def _target(picture: Picture, t: TargetState, check_cycle: str | None) -> dict[s
     return {
         "target": t.name, "location": t.location, "kind": t.kind, "media": t.media, "offsite": t.offsite,
         "offline": t.offline, "reachable": t.reachable, "error": t.error, "hint": t.hint, "snapshots": t.snapshots,
-        "newest_snapshot_at": _iso(newest), "newest_snapshot_age_s": _age(picture, newest),
-        "newest_verified_at": _iso(verified), "newest_verified_age_s": _age(picture, verified),
-        "databases": {name: {"newest_snapshot_at": _iso(t.newest.get(name)),
-                             "newest_verified_at": _iso(t.verified.get(name))} for name in picture.databases},
+        "newest_snapshot_at": iso(newest), "newest_snapshot_age_s": _age(picture, newest),
+        "newest_verified_at": iso(verified), "newest_verified_age_s": _age(picture, verified),
+        "databases": {name: {"newest_snapshot_at": iso(t.newest.get(name)),
+                             "newest_verified_at": iso(t.verified.get(name))} for name in picture.databases},
         "last_verification": _outcome(picture, t.verification),
         "last_check": _outcome(picture, t.check, cycle=check_cycle),
         "immutable": t.locked, "lock": t.lock_detail, "lock_hint": t.lock_hint,
-        "locked_until": _iso(t.locked_until),
-        "key_created": _iso(t.key_created), "key_age_s": _age(picture, t.key_created),
+        "locked_until": iso(t.locked_until),
+        "key_created": iso(t.key_created), "key_age_s": _age(picture, t.key_created),
     }
 
 
 def _outcome(picture: Picture, outcome: Outcome | None, **more: str | None) -> dict[str, Any] | None:
     if outcome is None:
         return None
-    return {"ok": outcome.ok, "at": _iso(outcome.at), "age_s": _age(picture, outcome.at), "error": outcome.error,
+    return {"ok": outcome.ok, "at": iso(outcome.at), "age_s": _age(picture, outcome.at), "error": outcome.error,
             "read": outcome.detail, **more}
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
+    """A time as the run record and the document write it: ISO 8601, to the second."""
     return None if moment is None else moment.isoformat(timespec="seconds")
 
 

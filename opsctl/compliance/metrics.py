@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from dataclasses import replace
 
 from prometheus_client import CollectorRegistry, Gauge, generate_latest
 
-from opsctl.audit.runs import CommandRun
-from opsctl.compliance.picture import Picture
+from opsctl.audit.runs import SNAPSHOT, CommandRun
+from opsctl.compliance.picture import Picture, recorded_time
 from opsctl.compliance.rules import PASS, UNKNOWN, RuleVerdict, Status, verdict
 
 _OK = {PASS: 1.0, UNKNOWN: math.nan}  # FAIL: 0
@@ -35,8 +35,10 @@ class _Metrics:
 
 
 def render(picture: Picture, records: list[CommandRun], verdicts: tuple[RuleVerdict, ...]) -> bytes:
-    """The whole textfile: each command's last run, each target's state, the drill and the rules."""
+    """The whole textfile: each command's last run, each target's state, the drill and the rules. Targets and
+    databases the policy no longer has are left out, so no alert waits for them for ever."""
     metrics = _Metrics(picture.policy.name)
+    records = [_current(record, picture) for record in records]
     _runs(metrics, records)
     _targets(metrics, picture, records)
     _drill(metrics, picture)
@@ -44,6 +46,17 @@ def render(picture: Picture, records: list[CommandRun], verdicts: tuple[RuleVerd
     metrics.gauge("opsctl_metrics_timestamp_seconds", "When opsctl wrote these metrics.").labels(
         metrics.policy).set(picture.now.timestamp())
     return metrics.render()
+
+
+def _current(record: CommandRun, picture: Picture) -> CommandRun:
+    """The record without the targets and databases the policy has no more."""
+    names = {t.name for t in picture.targets}
+
+    def gone(key: str) -> bool:
+        return key.startswith(SNAPSHOT) and key.removeprefix(SNAPSHOT) not in picture.databases
+
+    return replace(record, targets=tuple(replace(t, facts={k: v for k, v in t.facts.items() if not gone(k)})
+                                         for t in record.targets if t.target in names))
 
 
 def _runs(metrics: _Metrics, records: list[CommandRun]) -> None:
@@ -62,7 +75,7 @@ def _runs(metrics: _Metrics, records: list[CommandRun]) -> None:
         code.labels(metrics.policy, record.command).set(record.exit_code)
         took.labels(metrics.policy, record.command).set(record.duration_s or 0.0)
         for target in record.targets:
-            for database, moment in _per_database(target.facts, "snapshot:") if record.command == "backup" else ():
+            for database, moment in _per_database(target.facts, SNAPSHOT) if record.command == "backup" else ():
                 success.labels(metrics.policy, target.target, database, record.command).set(moment)
             if (last_ok := _unix(target.last_ok_at)) is not None and record.command != "backup":
                 success.labels(metrics.policy, target.target, "", record.command).set(last_ok)
@@ -145,10 +158,5 @@ def _per_database(facts: Mapping[str, object], prefix: str) -> list[tuple[str, f
 
 
 def _unix(value: object) -> float | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        moment = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return moment.timestamp() if moment.tzinfo is not None else None
+    moment = recorded_time(value)
+    return None if moment is None else moment.timestamp()

@@ -4,37 +4,43 @@ The run record holds what every run learnt (newest snapshots, verified snapshots
 key ages, locks). `opsctl status --offline` answers from it alone; the online form takes each
 reachable target's own answer over the record, and keeps the record's for a target that did not
 answer, so its row still shows what was last known and when.
+
+What a target holds is what the newest run there said (a backup or an online status), and only
+if that run worked: after a failed one, what it holds now is unknown. A verified snapshot counts
+only on a target known to hold that database still, and no time later than now (a clock that ran
+ahead once) counts at all.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from opsctl.audit import runs
-from opsctl.audit.runs import CommandRun, TargetRun
+from opsctl.audit.runs import VERIFICATION_AT, VERIFICATION_OK, VERIFIED, CommandRun, TargetRun
 from opsctl.policy.model import Policy
 from opsctl.policy.model import Target as TargetConfig
+from opsctl.targets import target_for
 
 MEDIA = {"local": "disk", "mount": "NAS", "sftp": "NAS", "s3": "object storage"}
 LIVE_MEDIUM = "disk"  # the live database's own copy: on its server's disk
-# The run record's commands that learn what a target holds, and what they learn.
-HOLDINGS = ("backup", "status", "keys status")
-VERIFYING = ("verify", "drill", "restore")  # a verified restore proves its snapshot too
+HOLDINGS = ("backup", "status")  # the runs that say what a target holds
+PROVING = ("verify", "drill", "restore")  # the runs that prove snapshots (a restore only when it verified)
+VERIFYING = ("verify", "drill")  # the runs whose failures count as verification errors
+SKEW = timedelta(minutes=5)  # later than now by more than this: a clock that ran ahead, not a time
 
 
 @dataclass(frozen=True)
 class Look:
-    """What one target answered just now (online status)."""
+    """What one target answered just now (online status); reachable with an error: it answered "nothing here"."""
 
     reachable: bool
     error: str | None = None
     hint: str | None = None
     snapshots: int | None = None
     newest: Mapping[str, datetime] = field(default_factory=dict)  # database -> its newest snapshot's time
-    newest_id: str | None = None
     key_created: datetime | None = None
     locked: bool | None = None
     lock_detail: str | None = None
@@ -62,16 +68,17 @@ class TargetState:
     media: str
     offsite: bool
     offline: bool  # declared: kept disconnected between backups
-    reachable: bool | None  # None: not asked (--offline)
+    reachable: bool | None  # None: not asked (--offline, or an offline copy)
+    unknown: bool = False  # what it holds now is not known (it did not answer, or its last run there failed)
     error: str | None = None
     hint: str | None = None
     snapshots: int | None = None
     newest: Mapping[str, datetime] = field(default_factory=dict)
     verified: Mapping[str, datetime] = field(default_factory=dict)
-    verification: Outcome | None = None
+    verifications: Mapping[str, Outcome] = field(default_factory=dict)  # database -> its newest verification
     check: Outcome | None = None
     key_created: datetime | None = None
-    locked: bool | None = None  # None: never read (storage without a lock reads as False)
+    locked: bool | None = None  # None: not read (storage without a lock reads as False)
     lock_detail: str | None = None
     lock_hint: str | None = None
     locked_until: datetime | None = None
@@ -81,9 +88,11 @@ class TargetState:
         return all(name in self.newest for name in databases)
 
     @property
-    def unknown(self) -> bool:
-        """Asked and did not answer: what it holds now is not known."""
-        return self.reachable is False
+    def verification(self) -> Outcome | None:
+        """The target's newest verification, or a database's newest one that failed (a failure is not hidden)."""
+        failed = [outcome for outcome in self.verifications.values() if not outcome.ok]
+        found = failed or list(self.verifications.values())
+        return max(found, key=lambda outcome: outcome.at) if found else None
 
 
 @dataclass(frozen=True)
@@ -115,85 +124,127 @@ class Picture:
 
 def picture(policy: Policy, state_dir: Path, now: datetime, looks: Mapping[str, Look] | None) -> Picture:
     """The picture from the run record, with each answering target's look taking precedence (None: --offline)."""
-    records = {command: runs.read(state_dir, command) for command in (*HOLDINGS, *VERIFYING, "check")}
-    targets = tuple(_target(config, records, None if looks is None else looks.get(config.name))
+    records = {command: runs.read(state_dir, command) for command in (*HOLDINGS, *PROVING, "keys status", "check")}
+    reader = _Reader(now)
+    targets = tuple(_target(config, records, reader, None if looks is None else looks.get(config.name))
                     for config in policy.targets)
-    return Picture(policy, now, looks is not None, targets, _drill(records.get("drill")))
+    return Picture(policy, now, looks is not None, targets, _drill(records.get("drill"), reader))
 
 
-def _target(config: TargetConfig, records: Mapping[str, CommandRun | None], look: Look | None) -> TargetState:
-    kept = {command: record.target(config.name) if record else None for command, record in records.items()}
+def _target(config: TargetConfig, records: Mapping[str, CommandRun | None], reader: _Reader,
+            look: Look | None) -> TargetState:
+    location = target_for(config).display
+    kept = {command: _here(record, config.name, location) for command, record in records.items()}
+    held = _holding(config, [kept[c] for c in HOLDINGS], reader)
+    lock = kept["status"].facts if kept["status"] else {}
     state = TargetState(
-        name=config.name, location=_location(config.name, kept), kind=config.kind, media=MEDIA[config.kind],
-        offsite=config.offsite, offline=config.offline, reachable=None if look is None else look.reachable,
-        newest=_newest(kept[c] for c in HOLDINGS), verified=_newest((kept[c] for c in VERIFYING), "verified:"),
-        verification=_last(kept[c] for c in VERIFYING), check=_last([kept["check"]]),
-        snapshots=_int(_fact(kept["status"], "snapshots")),
-        key_created=_newest_time(_fact(kept[c], "key_created") for c in ("status", "keys status")),
-        locked=_bool(_fact(kept["status"], "locked")), lock_detail=_str(_fact(kept["status"], "lock_detail")),
-        lock_hint=_str(_fact(kept["status"], "lock_hint")),
-        locked_until=_time(_fact(kept["status"], "locked_until")))
-    if look is None or not look.reachable:
-        return state if look is None else _unanswered(state, look)
-    return _answered(state, look)
+        name=config.name, location=location, kind=config.kind, media=MEDIA[config.kind], offsite=config.offsite,
+        offline=config.offline, reachable=None, unknown=held is not None and not held.ok,
+        newest=reader.times(held.facts if held else {}, runs.SNAPSHOT),
+        snapshots=_int(held.facts.get("snapshots")) if held and held.ok else None,
+        verifications=reader.verifications(kept[c] for c in VERIFYING), check=reader.last(kept["check"]),
+        key_created=reader.newest(reader.time(_fact(kept[c], "key_created")) for c in ("status", "keys status")),
+        locked=_bool(lock.get("locked")), lock_detail=_str(lock.get("lock_detail")),
+        lock_hint=_str(lock.get("lock_hint")), locked_until=reader.time(lock.get("locked_until"), ahead=True))
+    if look is not None:
+        state = _answered(state, look) if look.reachable else _unanswered(state, look, config.offline)
+    return replace(state, verified=_proven(state, (kept[c] for c in PROVING), reader))
+
+
+def _here(record: CommandRun | None, name: str, location: str) -> TargetRun | None:
+    """The record's run on the target, unless it was made when the target was somewhere else."""
+    run = record.target(name) if record else None
+    return run if run is not None and run.location == location else None
+
+
+def _holding(config: TargetConfig, kept: list[TargetRun | None], reader: _Reader) -> TargetRun | None:
+    """The newest run that said what the target holds; for an offline copy the newest that worked (it is
+    detached between backups, so a failure there is expected)."""
+    found = [run for run in kept if run is not None and (run.ok or not config.offline)]
+    dated = [(moment, run) for run in found if (moment := reader.time(run.finished_at)) is not None]
+    return max(dated, key=lambda pair: pair[0])[1] if dated else None
 
 
 def _answered(state: TargetState, look: Look) -> TargetState:
-    return replace(state, reachable=True, snapshots=look.snapshots, newest=look.newest,
-                   key_created=look.key_created or state.key_created, locked=look.locked,
+    return replace(state, reachable=True, unknown=False, snapshots=look.snapshots, newest=look.newest,
+                   error=look.error, hint=look.hint, key_created=look.key_created, locked=look.locked,
                    lock_detail=look.lock_detail, lock_hint=look.lock_hint, locked_until=look.locked_until)
 
 
-def _unanswered(state: TargetState, look: Look) -> TargetState:
-    return replace(state, reachable=False, error=look.error, hint=look.hint)
+def _unanswered(state: TargetState, look: Look, offline: bool) -> TargetState:
+    """What it holds now is unknown; an offline copy is detached most of the time, and counts as its record says."""
+    if offline:
+        return replace(state, reachable=False, error=look.error, hint=look.hint)
+    return replace(state, reachable=False, unknown=True, error=look.error, hint=look.hint, locked=None)
 
 
-def _location(name: str, kept: Mapping[str, TargetRun | None]) -> str:
-    return next((run.location for run in kept.values() if run is not None and run.location), name)
+def _proven(state: TargetState, kept: Iterable[TargetRun | None], reader: _Reader) -> dict[str, datetime]:
+    """Per database, the newest snapshot proven there that the target is known to hold still (or as new)."""
+    proven = reader.newest_per_database((run.facts for run in kept if run is not None), VERIFIED)
+    if state.unknown:
+        return {}
+    return {db: moment for db, moment in proven.items() if db in state.newest and moment <= state.newest[db] + SKEW}
 
 
-def _newest(kept: Iterable[TargetRun | None], prefix: str = "snapshot:") -> dict[str, datetime]:
-    """Per database, the newest time any of these records states under prefix (snapshot: or verified:)."""
-    newest: dict[str, datetime] = {}
-    for run in kept:
-        for key, value in (run.facts if run else {}).items():
-            moment = _time(value)
-            if key.startswith(prefix) and moment is not None:
-                database = key.removeprefix(prefix)
-                newest[database] = max(moment, newest.get(database, moment))
-    return newest
-
-
-def _last(kept: Iterable[TargetRun | None]) -> Outcome | None:
-    """The newest of these outcomes (a verification: verify, drill, restore; or a check)."""
-    ended = [(moment, run) for run in kept if run is not None and (moment := _time(run.finished_at)) is not None]
-    if not ended:
-        return None
-    moment, run = max(ended, key=lambda pair: pair[0])
-    return Outcome(run.ok, moment, run.error, _str(run.facts.get("read_data_subset")))
-
-
-def _drill(record: CommandRun | None) -> DrillState | None:
-    moment = _time(record.finished_at) if record else None
+def _drill(record: CommandRun | None, reader: _Reader) -> DrillState | None:
+    """The last drill: the target its record's ending belongs to (a record keeps every target's last drill)."""
+    moment = reader.time(record.finished_at) if record else None
     if record is None or moment is None:
         return None
-    target = record.targets[0] if record.targets else None
+    target = next((t for t in record.targets if t.finished_at == record.finished_at), None)
     facts = target.facts if target else {}
     return DrillState(record.outcome == "ok", moment, target.target if target else None,
                       _float(facts.get("rto_s")), _float(facts.get("rpo_s")), record.error)
 
 
-def _fact(run: TargetRun | None, key: str) -> object:
-    return None if run is None else run.facts.get(key)
+class _Reader:
+    """Reads the record's values as what they claim to be, or as nothing (the record is a file)."""
+
+    def __init__(self, now: datetime) -> None:
+        self.now = now
+
+    def time(self, value: object, *, ahead: bool = False) -> datetime | None:
+        """An ISO time with a zone, not later than now (ahead: any time, e.g. when a lock ends)."""
+        moment = recorded_time(value)
+        return None if moment is None or (not ahead and moment > self.now + SKEW) else moment
+
+    def newest(self, times: Iterable[datetime | None]) -> datetime | None:
+        found = [moment for moment in times if moment is not None]
+        return max(found) if found else None
+
+    def times(self, facts: Mapping[str, object], prefix: str) -> dict[str, datetime]:
+        """database -> time, for the facts named prefix + database."""
+        return {key.removeprefix(prefix): moment for key, value in facts.items()
+                if key.startswith(prefix) and (moment := self.time(value)) is not None}
+
+    def newest_per_database(self, facts: Iterable[Mapping[str, object]], prefix: str) -> dict[str, datetime]:
+        newest: dict[str, datetime] = {}
+        for found in facts:
+            for database, moment in self.times(found, prefix).items():
+                newest[database] = max(moment, newest.get(database, moment))
+        return newest
+
+    def verifications(self, kept: Iterable[TargetRun | None]) -> dict[str, Outcome]:
+        """Per database, the newest verification on the target (verify or drill), passed or not."""
+        newest: dict[str, Outcome] = {}
+        for run in kept:
+            facts = run.facts if run else {}
+            for database, moment in self.times(facts, VERIFICATION_AT).items():
+                ok = facts.get(VERIFICATION_OK + database) is True
+                if database not in newest or moment > newest[database].at:
+                    newest[database] = Outcome(ok, moment, None if ok or run is None else run.error)
+        return newest
+
+    def last(self, run: TargetRun | None) -> Outcome | None:
+        """How the run ended on the target, with how much it read (a check)."""
+        moment = self.time(run.finished_at) if run else None
+        if run is None or moment is None:
+            return None
+        return Outcome(run.ok, moment, run.error, _str(run.facts.get("read_data_subset")))
 
 
-def _newest_time(values: Iterable[object]) -> datetime | None:
-    times = [moment for value in values if (moment := _time(value)) is not None]
-    return max(times) if times else None
-
-
-def _time(value: object) -> datetime | None:
-    """An ISO time from the record; anything else (the record is a file) is no time."""
+def recorded_time(value: object) -> datetime | None:
+    """A time the run record holds: ISO 8601 with a zone; anything else is no time."""
     if not isinstance(value, str):
         return None
     try:
@@ -201,6 +252,10 @@ def _time(value: object) -> datetime | None:
     except ValueError:
         return None
     return moment if moment.tzinfo is not None else None
+
+
+def _fact(run: TargetRun | None, key: str) -> object:
+    return None if run is None else run.facts.get(key)
 
 
 def _int(value: object) -> int | None:

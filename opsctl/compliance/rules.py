@@ -92,9 +92,9 @@ def _copies_text(held: Sequence[TargetState]) -> str:
     offsite = [t.name for t in held if t.offsite]
     names = "".join(f", {t.name}" for t in held)
     copies, kinds = 1 + len(held), len(media)
+    where = f" ({', '.join(offsite)})" if offsite else ""
     return (f"{copies} {'copy' if copies == 1 else 'copies'} (live database{names}), {kinds} "
-            f"{'kind' if kinds == 1 else 'kinds'} of media ({', '.join(media)}), "
-            f"{len(offsite)} off-site{f' ({chr(44).join(offsite)})' if offsite else ''}")
+            f"{'kind' if kinds == 1 else 'kinds'} of media ({', '.join(media)}), {len(offsite)} off-site{where}")
 
 
 def three_two_one_one_zero(p: Picture) -> Finding:
@@ -108,29 +108,42 @@ def three_two_one_one_zero(p: Picture) -> Finding:
 
 
 def _immutable_copy(p: Picture) -> Finding:
-    held = [t for t in p.targets if t.holds_all(p.databases)]
-    kept = [t for t in held if t.offline or (t.locked and not t.unknown)]
+    held = [t for t in p.targets if not t.unknown and t.holds_all(p.databases)]
+    kept = [t for t in held if t.offline or _locked_as_asked(p, t)]
     if kept:
         words = [f"{t.name} ({'offline' if t.offline else 'immutable'})" for t in kept]
         return Finding(PASS, f"1 immutable or offline copy: {', '.join(words)}")
-    unread = [t for t in held if t.kind == "s3" and (t.locked is None or t.unknown)]
+    unread = [t for t in p.targets if t.kind == "s3" and (t.locked is None or t.unknown)]
     if unread:
         return Finding(UNKNOWN, f"the lock of {', '.join(t.name for t in unread)} was not read",
                        "run opsctl status without --offline, with the target reachable")
     todo = next((t.lock_hint for t in held if t.lock_hint), None) or (
         "give an S3 target object_lock (mode and days) and run opsctl init, or keep a copy offline (offline: true)")
-    return Finding(FAIL, "no immutable or offline copy", todo)
+    ended = [t.name for t in held if t.locked and t.locked_until is not None and t.locked_until <= p.now]
+    why = (f"the lock of the newest snapshot on {', '.join(ended)} has ended" if ended
+           else "no immutable or offline copy")
+    return Finding(FAIL, why, todo)
+
+
+def _locked_as_asked(p: Picture, t: TargetState) -> bool:
+    """Locked as the policy asks (no gap the target reported), with the newest snapshot still under its lock."""
+    still = t.locked_until is None or t.locked_until > p.now
+    return bool(t.locked) and not t.lock_hint and still
 
 
 def _zero_errors(p: Picture) -> Finding:
     problems: list[tuple[str, str]] = []
     for t in p.targets:
-        if t.verification is None:
-            problems.append((f"{t.name} was never verified", f"run opsctl verify --target {t.name}"))
-        elif not t.verification.ok:
-            problems.append((f"{t.name}'s newest verification failed ({t.verification.error or 'not proven'})",
-                             (f"read its report (opsctl report list) and act on it; then opsctl verify --target "
-                             f"{t.name}")))
+        for database in p.databases:
+            found = t.verifications.get(database)
+            if found is None:
+                problems.append((f"{_of(t.name, database, p)} was never verified",
+                                 f"run opsctl verify --target {t.name}{_database_option(database, p)}"))
+            elif not found.ok:
+                problems.append(((f"the newest verification of {_of(t.name, database, p)} failed "
+                                 f"({found.error or 'not proven'})"),
+                                 ("read its report (opsctl report list) and act on it; then opsctl verify --target "
+                                 f"{t.name}{_database_option(database, p)}")))
         if t.check is not None and not t.check.ok:
             problems.append((f"{t.name}'s last check found errors ({t.check.error or 'damaged'})",
                              "restore from another target meanwhile; see opsctl check's advice"))
@@ -139,27 +152,37 @@ def _zero_errors(p: Picture) -> Finding:
     return Finding(PASS, "0 errors in every target's newest verification")
 
 
+def _of(target: str, database: str, p: Picture) -> str:
+    return target if len(p.databases) == 1 else f"{database} on {target}"
+
+
+def _database_option(database: str, p: Picture) -> str:
+    return "" if len(p.databases) == 1 else f" --database {database}"
+
+
 def rpo(p: Picture) -> Finding:
     """Every database's newest verified snapshot is younger than objectives.rpo."""
     limit = p.policy.objectives.rpo
-    lines, failed_todo = [], None
+    lines, failed_todo, silent = [], None, []
     for database in p.databases:
         verified = _newest(t.verified.get(database) for t in p.targets)
         newest = _newest(t.newest.get(database) for t in p.targets)
-        if verified is None:
-            lines.append(f"{database} has no verified snapshot yet")
-            failed_todo = failed_todo or _rpo_todo(p.now, newest, limit)
+        if verified is not None and p.now - verified <= limit:
+            lines.append(f"{database}: newest verified snapshot {human_duration((p.now - verified).total_seconds())} "
+                         "old")
             continue
-        age = p.now - verified
-        if age > limit:
-            lines.append(f"the newest verified snapshot of {database} is {human_duration(age.total_seconds())} old")
-            failed_todo = failed_todo or _rpo_todo(p.now, newest, limit)
-        else:
-            lines.append(f"{database}: newest verified snapshot {human_duration(age.total_seconds())} old")
+        lines.append(f"{database} has no verified snapshot yet" if verified is None else
+                     f"the newest verified snapshot of {database} is "
+                     f"{human_duration((p.now - verified).total_seconds())} old")
+        failed_todo = failed_todo or _rpo_todo(p.now, newest, limit)
+        silent += [t.name for t in p.targets if t.unknown and t.name not in silent]
     limit_text = f"objectives.rpo {format_duration(limit)}"
-    if failed_todo is not None:
-        return Finding(FAIL, f"{'; '.join(lines)}, more than {limit_text}", failed_todo)
-    return Finding(PASS, f"{'; '.join(lines)} (within {limit_text})")
+    if failed_todo is None:
+        return Finding(PASS, f"{'; '.join(lines)} (within {limit_text})")
+    if silent:  # what they hold now is unknown: a snapshot proven there may still be
+        return Finding(UNKNOWN, f"{'; '.join(lines)} on the targets that answered; {', '.join(silent)} did not",
+                       f"find out why {', '.join(silent)} cannot be reached (opsctl doctor)")
+    return Finding(FAIL, f"{'; '.join(lines)}, more than {limit_text}", failed_todo)
 
 
 def _rpo_todo(now: datetime, newest: datetime | None, limit: timedelta) -> str:
@@ -172,17 +195,17 @@ def _rpo_todo(now: datetime, newest: datetime | None, limit: timedelta) -> str:
 def key_age(p: Picture) -> Finding:
     """opsctl's key on every target is younger than max_key_age."""
     limit = p.policy.max_key_age
-    unread = [t.name for t in p.targets if t.key_created is None]
-    old = [(t.name, p.now - t.key_created) for t in p.targets
-           if t.key_created is not None and p.now - t.key_created > limit]
+    read = [t for t in p.targets if t.key_created is not None and not t.unknown]
+    unread = [t.name for t in p.targets if t not in read]
+    old = [(t.name, p.now - t.key_created) for t in read if t.key_created and p.now - t.key_created > limit]
     limit_text = f"max_key_age {format_duration(limit)}"
     if old:
         ages = ", ".join(f"{name} {human_duration(age.total_seconds())}" for name, age in old)
         return Finding(FAIL, f"opsctl's key is older than {limit_text}: {ages}", "run opsctl keys rotate")
     if unread:
-        return Finding(UNKNOWN, f"the key age of {', '.join(unread)} was not read yet",
-                       "run opsctl status (without --offline) or opsctl keys status")
-    oldest = max(p.now - t.key_created for t in p.targets if t.key_created is not None)
+        return Finding(UNKNOWN, f"the key age of {', '.join(unread)} is not known",
+                       "run opsctl status (without --offline, the targets reachable) or opsctl keys status")
+    oldest = max(p.now - t.key_created for t in read if t.key_created)
     return Finding(PASS, f"oldest key {human_duration(oldest.total_seconds())} old (within {limit_text})")
 
 

@@ -22,7 +22,7 @@ class Compliance(Strict):
     """What `opsctl status` requires: its exit code is 0 only when each of these rules passes."""
 
     rules: tuple[RuleName, ...] = Field(
-        DEFAULT_RULES, description="the rules that must pass: 3-2-1, 3-2-1-1-0, rpo, key-age, drill")
+        DEFAULT_RULES, min_length=1, description="the rules that must pass: 3-2-1, 3-2-1-1-0, rpo, key-age, drill")
     drill_max_age: Duration = Field(
         timedelta(days=35), description="the drill rule fails when the last passed drill is older than this")
 
@@ -62,10 +62,13 @@ class ObjectLock(Strict):
 
 
 def retention_span(keep: dict[str, int], backup_gap: timedelta | None) -> timedelta | None:
-    """How long the keep-rules keep a snapshot at most (None for keep_last alone with no backup schedule)."""
-    per_rule = {"keep_hourly": timedelta(hours=1), "keep_daily": timedelta(days=1), "keep_weekly": timedelta(weeks=1),
-                "keep_monthly": timedelta(days=31), "keep_yearly": timedelta(days=366)}
-    spans = [per_rule[rule] * count for rule, count in keep.items() if rule in per_rule]
-    if "keep_last" in keep and backup_gap is not None:
-        spans.append(backup_gap * keep["keep_last"])
+    """How long the keep-rules keep a snapshot at most: each rule keeps one snapshot per period (or per backup,
+    when backups are further apart than that), for as many as it counts; None when that cannot be known."""
+    periods = {"keep_last": timedelta(0), "keep_hourly": timedelta(hours=1), "keep_daily": timedelta(days=1),
+               "keep_weekly": timedelta(weeks=1), "keep_monthly": timedelta(days=31),
+               "keep_yearly": timedelta(days=366)}
+    if backup_gap is None and "keep_last" in keep:
+        return None
+    spans = [max(periods[rule], backup_gap or timedelta(0)) * count for rule, count in keep.items()
+             if rule in periods]
     return max(spans) if spans else None

@@ -299,6 +299,14 @@ class S3TargetConfig(TargetConfigBase):
         None, description="S3 Object Lock: mode (GOVERNANCE or COMPLIANCE) and days; opsctl init creates the bucket "
                           "with it, status checks the bucket has it")
 
+    @field_validator("offline")
+    @classmethod
+    def _reachable_bucket(cls, offline: bool) -> bool:
+        if offline:
+            raise ValueError("a bucket cannot be disconnected, so it is never the offline copy; give it object_lock "
+                             "for the immutable copy of 3-2-1-1-0, or remove offline")
+        return offline
+
     @field_validator("endpoint")
     @classmethod
     def _encrypted(cls, endpoint: str, info: ValidationInfo) -> str:
@@ -357,37 +365,40 @@ class Policy(Strict):
     compliance: Compliance = Field(Compliance(), description="the rules opsctl status requires (default 3-2-1, rpo)")
     metrics: Metrics = Field(Metrics(), description="Prometheus textfile metrics written after every command")
 
-    @model_validator(mode="after")
-    def _locks_outlast_retention(self) -> Policy:
-        """A snapshot the keep-rules still keep must not lose its lock first: then it could be deleted after all."""
+    def lock_problems(self) -> list[str]:
+        """Each S3 lock shorter than its target's retention keeps a snapshot (a snapshot still kept would become
+        deletable first). Checked by policy validate and init, not at every load: it costs a calendar search."""
+        gap = self.schedule.backup.longest_gap() if self.schedule.backup is not None else None
+        problems = []
         for index, target in enumerate(self.targets):
             lock = getattr(target, "object_lock", None)
-            if lock is None:
-                continue
-            keep = (target.retention or self.retention).model_dump(exclude_none=True)
-            # The schedule's longest gap costs a calendar search: only keep_last needs it.
-            gap = self.schedule.backup.longest_gap() if "keep_last" in keep and self.schedule.backup else None
-            span = retention_span(keep, gap)
+            span = retention_span((target.retention or self.retention).model_dump(exclude_none=True), gap)
             needed = math.ceil(span / timedelta(days=1)) if span is not None else 0
-            if lock.days < needed:
-                raise ValueError(
-                    f"targets[{index}].object_lock.days {lock.days} is shorter than the {needed} days its "
-                    "retention keeps a snapshot: a snapshot still kept would become deletable (by anyone with the "
-                    f"keys) before retention lets it go; set object_lock.days to at least {needed}, or keep "
-                    "snapshots for less time on this target (targets[].retention)")
-        return self
+            if lock is not None and lock.days < needed:
+                problems.append(
+                    f"targets[{index}].object_lock.days {lock.days} is shorter than the {needed} days its retention "
+                    "keeps a snapshot: a snapshot still kept would become deletable (by anyone with the keys) before "
+                    f"retention lets it go; set object_lock.days to at least {needed}, or keep snapshots for less "
+                    "time on this target (targets[].retention)")
+        return problems
 
     def compliance_note(self) -> str | None:
-        """Why the rpo rule will fail between verifications (None when it cannot): it counts verified snapshots only."""
+        """Why the rpo rule will fail between verifications (None when it cannot): it counts verified snapshots only.
+        Scheduled verifies take the targets and databases in turn, so one database waits for the others."""
         verify = self.schedule.verify
-        if "rpo" not in self.compliance.rules or verify is None:
+        if "rpo" not in self.compliance.rules:
             return None
-        worst = verify.longest_gap() + self.schedule.randomized_delay
+        if verify is None:
+            return ("schedule.verify is off, but compliance.rules requires rpo, which counts only verified "
+                    "snapshots: schedule verify, or run opsctl verify more often than objectives.rpo")
+        turns = (len(self.database.names) - 1) * len(self.targets) + 1  # the longest wait for one database
+        worst = verify.longest_gap() * turns + self.schedule.randomized_delay
         if worst <= self.objectives.rpo:
             return None
-        return (f"schedule.verify '{verify.text}' leaves up to {format_duration(worst)} between verifications, "
-                f"more than objectives.rpo {format_duration(self.objectives.rpo)}: the rpo rule of opsctl status "
-                "counts only verified snapshots, so it would fail before each verification; verify more often")
+        return (f"schedule.verify '{verify.text}' leaves up to {format_duration(worst)} between verifications of a "
+                f"database (they take the targets and databases in turn), more than objectives.rpo "
+                f"{format_duration(self.objectives.rpo)}: the rpo rule of opsctl status counts only verified "
+                "snapshots, so it would fail before each verification; verify more often")
 
     def rpo_note(self) -> str | None:
         """Why the backup schedule cannot keep the RPO (None when it can): a failure just before a backup loses more."""

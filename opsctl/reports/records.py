@@ -131,6 +131,7 @@ class DrillReport(SealedRecord):
     location: str
     offsite: bool = False
     started_at: str = "?"
+    finished_at: str = "?"
     objectives: Seconds
     measured: Seconds
     met: Met

@@ -69,7 +69,9 @@ class Restic:
 
     def answering_within(self, seconds: float) -> Restic:
         """The same restic, for quick looks: a command that takes longer than `seconds` is stopped, and says so."""
-        return Restic(self.binary, 0.0, self.cache_dir, seconds)
+        bounded = Restic(self.binary, 0.0, self.cache_dir, seconds)
+        bounded.__dict__["version"] = self.version  # checked once per process is enough
+        return bounded
 
     @cached_property
     def version(self) -> str:

@@ -136,6 +136,18 @@ def test_metrics_and_the_sealed_page_hold_no_secret(protected, tmp_path):
         assert "c1@example.com" not in text
 
 
+def test_status_never_overwrites_a_file_it_did_not_write(protected, tmp_path):
+    foreign = tmp_path / "notes.html"
+    foreign.write_text("<p>the auditor's own notes</p>")
+    for option, path in (("--html", foreign), ("--prometheus", protected.root / "policy.yaml"),
+                         ("--html", protected.root / "state" / "audit.jsonl")):
+        before = path.read_bytes()
+        result = protected.opsctl("status", "--offline", option, str(path))
+        assert result.returncode == 2, result.output
+        assert "Traceback" not in result.output
+        assert path.read_bytes().startswith(before)  # the audit trail only grows: by this refusal's line
+
+
 def test_metrics_follow_a_success_a_partial_failure_and_a_failure(workspace):
     _crm(workspace.root)
     (workspace.root / "metrics").mkdir()
@@ -180,7 +192,7 @@ def test_a_failed_verification_fails_3_2_1_1_0(workspace):
     code, document = status(workspace)
     assert code == 1
     found = rule(document, "3-2-1-1-0")
-    assert found["status"] == "FAIL" and "vault's newest verification failed" in found["reason"], found
+    assert found["status"] == "FAIL" and "the newest verification of vault failed" in found["reason"], found
 
 
 def _metrics(ws: Workspace) -> dict[str, dict[frozenset, float]]:

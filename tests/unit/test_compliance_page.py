@@ -14,7 +14,7 @@ import yaml
 from markupsafe import escape
 
 from opsctl.audit import runs
-from opsctl.audit.runs import CommandRun, TargetRun
+from opsctl.audit.runs import CommandRun, TargetRun, verification_facts
 from opsctl.compliance.document import FORMAT, content
 from opsctl.compliance.picture import Look, Picture, TargetState, picture
 from opsctl.compliance.rules import evaluate, verdict
@@ -22,9 +22,10 @@ from opsctl.policy import load_policy
 from opsctl.policy.compliance import RULES
 from opsctl.policy.model import Policy
 from opsctl.reports import compliance, sealed
+from opsctl.targets import target_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
-LOCATIONS = {"local": "local /var/backups/crm", "nas": "mount /mnt/nas/crm", "offsite": "s3 https://s3.example/acme/crm"}
+LOCATIONS = dict.fromkeys(("local", "nas", "offsite"), "")  # each target's display name, once the policy is loaded
 EMBED = '<script type="application/json" id="opsctl-report">'
 
 
@@ -43,7 +44,9 @@ def write_policy(folder: Path, databases: dict | None = None) -> Policy:
               "compliance": {"rules": list(RULES)}}
     path = folder / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
-    return load_policy(path)
+    loaded = load_policy(path)
+    LOCATIONS.update({config.name: target_for(config).display for config in loaded.targets})
+    return loaded
 
 
 @pytest.fixture(scope="module")
@@ -79,18 +82,22 @@ def history(policy: Policy, *, healthy: bool) -> Path:
     state = policy.state_dir
     assert state is not None
     snapshots = {f"snapshot:{db}": ago(hours=2) for db in policy.database.names}
-    verified = {f"verified:{db}": ago(hours=2) for db in policy.database.names}
+    verified: dict = {}
+    failed: dict = {"ok": False, "error": "2 tables differ from the manifest"}
+    for db in policy.database.names:
+        verified.update(verification_facts(db, True, ago(hours=1), ago(hours=2)))
+        failed.update(verification_facts(db, False, ago(hours=1), ago(hours=2)))
     record(state, "backup", {name: dict(snapshots) for name in LOCATIONS}, finished=ago(hours=2))
-    bad = {} if healthy else {"ok": False, "error": "2 tables differ from the manifest"}
-    record(state, "verify", {"local": dict(verified), "nas": dict(verified), "offsite": bad or dict(verified)},
+    record(state, "verify", {"local": dict(verified), "nas": dict(verified),
+                             "offsite": dict(verified) if healthy else failed},
            outcome="ok" if healthy else "failed")
     check_bad = {} if healthy else {"ok": False, "error": "pack 3f2a is damaged"}
     record(state, "check", {"offsite": {"read_data_subset": "5%", **check_bad}})
     key = ago(days=30) if healthy else ago(days=400)
     lock = {"locked": True, "lock_detail": "COMPLIANCE mode, 30 days", "locked_until": ago(days=-30)}
-    record(state, "status", {"local": {"snapshots": 12, "key_created": key, "locked": False},
-                             "nas": {"snapshots": 12, "key_created": key, "locked": False},
-                             "offsite": {"snapshots": 12, "key_created": key, **lock}})
+    record(state, "status", {"local": {"snapshots": 12, "key_created": key, "locked": False, **snapshots},
+                             "nas": {"snapshots": 12, "key_created": key, "locked": False, **snapshots},
+                             "offsite": {"snapshots": 12, "key_created": key, **lock, **snapshots}})
     record(state, "drill", {"offsite": {"rto_s": 1260.0, "rpo_s": 7200.0}}, finished=ago(days=3))
     return state
 

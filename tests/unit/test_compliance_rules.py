@@ -11,11 +11,13 @@ import pytest
 import yaml
 
 from opsctl.audit import runs
-from opsctl.audit.runs import CommandRun, TargetRun
+from opsctl.audit.runs import CommandRun, TargetRun, verification_facts
 from opsctl.compliance.picture import Look, picture
 from opsctl.compliance.rules import evaluate, verdict
 from opsctl.policy import load_policy
+from opsctl.policy.compliance import Compliance, retention_span
 from opsctl.policy.model import Policy
+from opsctl.targets import target_for
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 HOUR = timedelta(hours=1)
@@ -37,7 +39,9 @@ def policy(tmp_path: Path) -> Policy:
 
 def backed_up(policy: Policy, facts: dict[str, dict], command: str = "backup") -> None:
     """Record a run of `command` that stated these facts per target."""
-    targets = tuple(TargetRun(name, name, True, NOW.isoformat(), 1.0, facts=values) for name, values in facts.items())
+    where = {config.name: target_for(config).display for config in policy.targets}
+    targets = tuple(TargetRun(name, where[name], True, NOW.isoformat(), 1.0, facts=values)
+                    for name, values in facts.items())
     runs.record(policy.state_dir, CommandRun(command, "ok", 0, NOW.isoformat(), 1.0, None, targets),
                 NOW.isoformat())
 
@@ -100,3 +104,71 @@ def test_a_record_from_an_unknown_future_version_is_ignored(policy):
     folder.mkdir(parents=True)
     (folder / "backup.json").write_text(json.dumps({"command": "backup", "unknown_field": 1}))
     assert rules(policy)["3-2-1"][0] == "FAIL"
+
+
+def test_a_time_ahead_of_now_counts_as_no_time(policy):
+    """A clock that once ran ahead must not keep a rule passing until it is reached."""
+    future = (NOW + timedelta(days=400)).isoformat()
+    both = {"snapshot:crm": at(HOUR), "snapshot:billing": at(HOUR)}
+    backed_up(policy, {"local": both, "nas": both})
+    backed_up(policy, {"local": {"verified:crm": future, "verified:billing": future}}, command="verify")
+    backed_up(policy, {"local": {"key_created": future}, "nas": {"key_created": future}}, command="keys status")
+    found = rules(policy)
+    assert found["rpo"][0] == "FAIL" and found["key-age"][0] == "UNKNOWN"
+
+
+def test_after_a_failed_backup_what_a_target_holds_is_unknown(policy):
+    both = {"snapshot:crm": at(2 * HOUR), "snapshot:billing": at(2 * HOUR)}
+    backed_up(policy, {"local": both, "nas": both})
+    where = target_for(policy.targets[1]).display
+    failed = CommandRun("backup", "partial", 3, NOW.isoformat(), 1.0, None,
+                        (TargetRun("nas", where, False, NOW.isoformat(), 1.0, "there is no restic repository"),))
+    runs.record(policy.state_dir, failed, NOW.isoformat())
+    assert rules(policy)["3-2-1"][0] == "UNKNOWN"
+    # An online look that found the repository empty is an answer: no copy there.
+    answered = {"local": Look(True, newest={"crm": NOW - HOUR, "billing": NOW - HOUR}),
+                "nas": Look(True, "there is no restic repository", snapshots=0)}
+    assert rules(policy, answered)["3-2-1"][0] == "FAIL"
+
+
+def test_a_verified_restore_proves_a_snapshot_but_never_hides_a_failed_verification(policy):
+    both = {"snapshot:crm": at(HOUR), "snapshot:billing": at(HOUR)}
+    backed_up(policy, {"local": both, "nas": both})
+    failed = {**verification_facts("crm", False, at(HOUR), None), **verification_facts("billing", True, at(HOUR),
+                                                                                      at(HOUR))}
+    backed_up(policy, {"local": failed, "nas": failed}, command="verify")
+    backed_up(policy, {"local": {"verified:crm": at(HOUR)}}, command="restore")
+    seen = picture(policy, policy.state_dir, NOW, None)
+    assert seen.targets[0].verified["crm"] == NOW - HOUR
+    assert seen.targets[0].verification is not None and not seen.targets[0].verification.ok
+
+
+def test_the_last_drill_is_the_one_that_ended_last(policy):
+    where = {config.name: target_for(config).display for config in policy.targets}
+    older = TargetRun("local", where["local"], True, at(48 * HOUR), 60.0, facts={"rto_s": 60.0})
+    newer = TargetRun("nas", where["nas"], False, at(HOUR), 60.0, "not proven", facts={"rto_s": None})
+    runs.record(policy.state_dir, CommandRun("drill", "failed", 1, at(HOUR), 60.0, "not proven", (older, newer)),
+                at(HOUR))
+    drill = picture(policy, policy.state_dir, NOW, None).drill
+    assert drill is not None and drill.target == "nas" and not drill.ok
+
+
+def test_a_lock_weaker_than_the_policy_asks_is_no_immutable_copy(policy):
+    both = {"snapshot:crm": at(HOUR), "snapshot:billing": at(HOUR)}
+    backed_up(policy, {"local": both, "nas": both})
+    weak = {"local": Look(True, newest={"crm": NOW - HOUR, "billing": NOW - HOUR}, locked=False),
+            "nas": Look(True, newest={"crm": NOW - HOUR, "billing": NOW - HOUR}, locked=True,
+                        lock_hint="the bucket locks new files in GOVERNANCE mode, not COMPLIANCE")}
+    status, reason = rules(policy, weak)["3-2-1-1-0"]
+    assert status == "FAIL" and "no immutable or offline copy" in reason
+
+
+def test_retention_span_follows_backups_further_apart_than_the_rule():
+    assert retention_span({"keep_daily": 14}, timedelta(weeks=1)) == timedelta(weeks=14)
+    assert retention_span({"keep_daily": 7, "keep_monthly": 12}, HOUR) == timedelta(days=372)
+    assert retention_span({"keep_last": 3}, None) is None
+
+
+def test_compliance_needs_a_rule():
+    with pytest.raises(ValueError, match="at least 1 item"):
+        Compliance(rules=())

@@ -12,8 +12,9 @@ from rich.table import Table
 from opsctl.actions.context import App, Session
 from opsctl.actions.keys import journal as jr
 from opsctl.actions.keys.journal import Journal, TargetState
-from opsctl.actions.outcome import Fact, PerTarget, Problem, TargetResult
+from opsctl.actions.outcome import PerTarget, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
+from opsctl.audit.runs import Fact
 from opsctl.errors import OpsctlError
 from opsctl.policy.durations import format_duration
 from opsctl.restic.models import Key
