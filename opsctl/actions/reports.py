@@ -1,4 +1,4 @@
-"""opsctl report verify / list: check a verification or drill report, list past verifications."""
+"""opsctl report verify / list: check a verification, drill or compliance report, list past verifications."""
 
 from __future__ import annotations
 
@@ -53,7 +53,8 @@ def _unsealed(path: Path) -> ReportCheck:
                        "give the path of a report: opsctl report list shows verifications") from None
     if not found:
         raise BadInput(f"there is no file {path}", "give the path of a report: opsctl report list shows "
-                                                   "verifications, opsctl drill --history shows drills")
+                                                   "verifications, opsctl drill --history shows drills, and "
+                                                   "compliance pages are kept in the state folder's reports/")
     return sealed.check_file(path)
 
 

@@ -112,7 +112,7 @@ def _templates() -> jinja2.Environment:
 
 
 def check_file(path: Path) -> ReportCheck:
-    """Whether a report file (JSON or HTML, verification or drill) is as opsctl wrote it."""
+    """Whether a report file (JSON or HTML: verification, drill or compliance) is as opsctl wrote it."""
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:

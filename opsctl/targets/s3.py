@@ -65,7 +65,7 @@ class BucketLock:
 
     def describe(self) -> str:
         if self.locked:
-            return f"object lock {self.mode}, {self.days} days"
+            return f"object lock {self.mode}, {self.days} day{'' if self.days == 1 else 's'}"
         if self.enabled:
             return "object lock on, but no default retention: new files are not locked"
         return "object lock off"
