@@ -139,9 +139,9 @@ def _target(config: TargetConfig, records: Mapping[str, CommandRun | None], read
     lock = kept["status"].facts if kept["status"] else {}
     state = TargetState(
         name=config.name, location=location, kind=config.kind, media=MEDIA[config.kind], offsite=config.offsite,
-        offline=config.offline, reachable=None, unknown=held is not None and not held.ok,
+        offline=config.offline, reachable=None, unknown=held is not None and not _said(held),
         newest=reader.times(held.facts if held else {}, runs.SNAPSHOT),
-        snapshots=_int(held.facts.get("snapshots")) if held and held.ok else None,
+        snapshots=_int(held.facts.get("snapshots")) if held and _said(held) else None,
         verifications=reader.verifications(kept[c] for c in VERIFYING), check=reader.last(kept["check"]),
         key_created=reader.newest(reader.time(_fact(kept[c], "key_created")) for c in ("status", "keys status")),
         locked=_bool(lock.get("locked")), lock_detail=_str(lock.get("lock_detail")),
@@ -160,9 +160,15 @@ def _here(record: CommandRun | None, name: str, location: str) -> TargetRun | No
 def _holding(config: TargetConfig, kept: list[TargetRun | None], reader: _Reader) -> TargetRun | None:
     """The newest run that said what the target holds; for an offline copy the newest that worked (it is
     detached between backups, so a failure there is expected)."""
-    found = [run for run in kept if run is not None and (run.ok or not config.offline)]
+    found = [run for run in kept if run is not None and (_said(run) or not config.offline)]
     dated = [(moment, run) for run in found if (moment := reader.time(run.finished_at)) is not None]
     return max(dated, key=lambda pair: pair[0])[1] if dated else None
+
+
+def _said(run: TargetRun) -> bool:
+    """The run learnt what the target holds: it worked there, or the target answered that nothing of ours is there
+    (a status that found no repository records 0 snapshots)."""
+    return run.ok or run.facts.get("snapshots") == 0
 
 
 def _answered(state: TargetState, look: Look) -> TargetState:

@@ -172,3 +172,15 @@ def test_retention_span_follows_backups_further_apart_than_the_rule():
 def test_compliance_needs_a_rule():
     with pytest.raises(ValueError, match="at least 1 item"):
         Compliance(rules=())
+
+
+def test_an_answer_that_nothing_is_there_stays_an_answer_offline(policy):
+    """Online status found no repository on the NAS: offline status afterwards says the same, not "unknown"."""
+    both = {"snapshot:crm": at(2 * HOUR), "snapshot:billing": at(2 * HOUR)}
+    backed_up(policy, {"local": both, "nas": both})
+    where = target_for(policy.targets[1]).display
+    later = (NOW + timedelta(minutes=1)).isoformat()
+    empty = TargetRun("nas", where, False, later, 1.0, "there is no restic repository",
+                      facts={"snapshot:crm": None, "snapshot:billing": None, "snapshots": 0})
+    runs.record(policy.state_dir, CommandRun("status", "failed", 1, later, 1.0, None, (empty,)), later)
+    assert rules(policy)["3-2-1"][0] == "FAIL"
