@@ -18,6 +18,7 @@ def create_synced(path: Path | str, content: bytes, mode: int = 0o600, *, dir_fd
     """
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dir_fd)
     try:
+        os.fchmod(fd, mode)  # exactly mode, whatever the umask (a systemd unit's UMask=0077 would hide metrics)
         view = memoryview(content)
         while view:
             view = view[os.write(fd, view):]
@@ -79,9 +80,10 @@ def is_own(path: Path, ours: Callable[[bytes], bool]) -> bool:
         return not path.is_symlink()  # a dangling link is not ours either
     except OSError:
         return False  # a link (ELOOP), or not readable
+    if not stat.S_ISREG(os.fstat(fd).st_mode):  # a folder, a FIFO, a device: never opsctl's file
+        os.close(fd)
+        return False
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
-            return False
         return ours(handle.read(_SNIFF_BYTES))
 
 

@@ -39,8 +39,10 @@ class Checked(PerTarget[Sound]):
                           details={r.target: "ok" if r.ok else r.error for r in self.targets})
 
     def target_facts(self) -> dict[str, dict[str, Fact]]:
-        """How much of each sound repository's data this check read back."""
-        return {r.target: {"read_data_subset": r.value.read_data_subset} for r in self.targets if r.value}
+        """How much of each sound repository's data this check read back; whether it found damage (a target it
+        could not reach is not damaged)."""
+        return {r.target: {"read_data_subset": r.value.read_data_subset if r.value else None,
+                           "damaged": r.hint == DAMAGED_HINT} for r in self.targets}
 
     def show(self, app: App) -> None:
         show_check(app, self)

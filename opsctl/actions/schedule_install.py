@@ -91,9 +91,9 @@ def writable_paths(policy: Policy, state_dir: Path) -> tuple[tuple[Path, ...], t
     writes = [state_dir]
     if isinstance(policy.database, SQLiteConfig):
         writes.append(policy.database.path.parent)
-    if policy.metrics.textfile is not None:  # node_exporter's folder: the metrics are rewritten after every job
-        writes.append(policy.metrics.textfile.parent)
     optional = [t.path for t in policy.targets if isinstance(t, LocalTargetConfig | MountTargetConfig)]
+    if policy.metrics.textfile is not None:  # node_exporter's folder; missing, the metrics alone are not written
+        optional.append(policy.metrics.textfile.parent)
     return tuple(dict.fromkeys(writes)), tuple(dict.fromkeys(optional))
 
 

@@ -196,8 +196,11 @@ def _look(session: Session, restic: Restic, known_keys: dict[str, str], config: 
         key_created = _key_created(target, known_keys.get(config.name))
         newest = {db: s for s in snapshots if (db := s.tag("db"))}  # oldest first: the last one per database wins
         lock = target.immutability(snapshots[-1].id if snapshots else None)
-    except (RepositoryNotFound, WrongPassword, HostileTarget) as exc:  # it answered: nothing of ours is there
+    except (WrongPassword, HostileTarget) as exc:  # it answered: nothing of ours is there
         return Look(True, exc.message, exc.hint, snapshots=0)
+    except RepositoryNotFound as exc:  # restic says so for any failure to read the config: look for it
+        return Look(True, exc.message, exc.hint, snapshots=0) if _no_config(target) else Look(
+            False, exc.message, exc.hint)
     except Exception as exc:  # noqa: BLE001 - a target that cannot answer is that target's row
         failure = exc if isinstance(exc, OpsctlError) else as_operator_error(exc, config.name)
         return Look(False, failure.message, failure.hint)
@@ -206,15 +209,27 @@ def _look(session: Session, restic: Restic, known_keys: dict[str, str], config: 
                 key_created=key_created, **_lock_facts(lock))
 
 
+def _no_config(target: Target) -> bool:
+    """The target answers a listing, and holds no repository config: restic's "no repository" is an answer."""
+    try:
+        with target.files() as files:
+            return not files.exists("config")
+    except Exception:  # noqa: BLE001 - it does not answer this either: unknown, not empty
+        return False
+
+
 def _key_created(target: Target, known_id: str | None) -> datetime | None:
     """When opsctl's key on the target was made, from the key files themselves (`restic key list` would lock the
     repository, a write). With several keys, opsctl's is the one `keys status` last named; else unknown."""
-    with target.files() as files:
-        names = sorted(name for name in files.list("keys") if name.count("/") == 1)
-        mine = next((name for name in names if known_id and name == f"keys/{known_id}"), None)
-        if mine is None and len(names) == 1:
-            mine = names[0]
-        return None if mine is None else key_file_created(files.read(mine))
+    try:
+        with target.files() as files:
+            names = sorted(name for name in files.list("keys") if name.count("/") == 1)
+            mine = next((name for name in names if known_id and name == f"keys/{known_id}"), None)
+            if mine is None and len(names) == 1:
+                mine = names[0]
+            return None if mine is None else key_file_created(files.read(mine))
+    except Exception:  # noqa: BLE001 - the snapshots answered; only the key's age stays unknown
+        return None
 
 
 def _lock_facts(lock: Immutability | None) -> dict[str, Any]:

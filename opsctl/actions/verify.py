@@ -23,9 +23,10 @@ from opsctl.reports import console, sealed, verification
 from opsctl.reports.records import VerificationReport
 from opsctl.restic import Repository
 from opsctl.restic.errors import ResticError
+from opsctl.restic.errors import TargetUnreachable as ResticUnreachable
 from opsctl.restic.models import CheckResult, Snapshot
 from opsctl.sources import Source
-from opsctl.targets import Target
+from opsctl.targets import Target, TargetUnreachable
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,7 @@ class TargetVerification:
     started_at: str
     duration_s: float
     server_version: str | None = None
+    reached: bool = True  # False: the target could not be reached, which says nothing about its data
 
     @property
     def ok(self) -> bool:
@@ -83,7 +85,7 @@ class Verified(Outcome):
         """How verifying the database went on each target, and the snapshot each pass proved, for status."""
         return {t.target: verification_facts(self.report.database, t.verdict == sealed.PASSED,
                                              self.report.finished_at, t.snapshot_time)
-                for t in self.report.targets}
+                for t in self.report.targets if t.reached}  # one not reached was not verified, nor found wrong
 
     def audit(self) -> AuditFacts:
         targets = self.report.targets
@@ -144,13 +146,14 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
                      server_version=manifest.facts.server_version)
         _require_sound(checked)
     except OpsctlError as exc:
-        found.update(error=exc.message, hint=exc.hint)
+        found.update(error=exc.message, hint=exc.hint,
+                     reached=not isinstance(exc, (ResticUnreachable, TargetUnreachable)))
     return TargetVerification(target=target.name, location=target.display, snapshot_id=found.get("snapshot_id"),
                               snapshot_time=found.get("snapshot_time"), manifest_sha256=found.get("manifest_sha256"),
                               dump_bytes=found.get("dump_bytes"), repository=found.get("repository", "not checked"),
                               comparison=found.get("comparison"), error=found.get("error"), hint=found.get("hint"),
                               started_at=started, duration_s=round(time.monotonic() - clock, 3),
-                              server_version=found.get("server_version"))
+                              server_version=found.get("server_version"), reached=found.get("reached", True))
 
 
 def _require_sound(checked: CheckResult) -> None:
@@ -222,7 +225,7 @@ def _target_content(result: TargetVerification) -> dict[str, Any]:
         "verdict": sealed.PASSED if result.ok else sealed.FAILED, "error": result.error, "hint": result.hint,
         "problems": list(result.comparison.problems) if result.comparison else [],
         "notes": list(result.comparison.notes) if result.comparison else [],
-        "started_at": result.started_at, "duration_s": result.duration_s,
+        "started_at": result.started_at, "duration_s": result.duration_s, "reached": result.reached,
         "tables": [{"name": t.name, "rows_expected": t.rows_expected, "rows_actual": t.rows_actual,
                     "fingerprint": _fingerprint_word(t),
                     "seconds": t.seconds, "ok": t.ok} for t in tables],

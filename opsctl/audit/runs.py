@@ -54,7 +54,7 @@ class TargetRun:
 
     def after(self, earlier: TargetRun | None) -> TargetRun:
         """This outcome, keeping what earlier runs learnt that this one does not restate, and their last success."""
-        if earlier is None:
+        if earlier is None or earlier.location != self.location:  # another place: nothing learnt there applies
             return replace(self, last_ok_at=self.finished_at if self.ok else None)
         return replace(self, last_ok_at=self.finished_at if self.ok else earlier.last_ok_at,
                        facts={**earlier.facts, **self.facts})

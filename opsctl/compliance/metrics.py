@@ -89,8 +89,8 @@ def _targets(metrics: _Metrics, picture: Picture, records: list[CommandRun]) -> 
     verified = metrics.gauge("opsctl_newest_verified_snapshot_timestamp_seconds",
                              "The time of the newest snapshot of the database proven on the target (verify, drill, "
                              "verified restore).", ["target", "database"])
-    verify_ok = metrics.gauge("opsctl_verify_ok", "1 when the target's newest verification (verify, drill, verified "
-                                                  "restore) passed.", ["target"])
+    verify_ok = metrics.gauge("opsctl_verify_ok", "1 when the newest verification (verify or drill) of every database "
+                                                  "on the target passed.", ["target"])
     check_ok = metrics.gauge("opsctl_check_ok", "1 when the target's last restic check found no errors.", ["target"])
     key_age = metrics.gauge("opsctl_key_age_seconds", "The age of opsctl's key on the target when the metrics were "
                                                       "written.", ["target"])

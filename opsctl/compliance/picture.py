@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypeVar
 
 from opsctl.audit import runs
 from opsctl.audit.runs import VERIFICATION_AT, VERIFICATION_OK, VERIFIED, CommandRun, TargetRun
@@ -24,6 +25,7 @@ from opsctl.policy.model import Policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.targets import target_for
 
+V = TypeVar("V")
 MEDIA = {"local": "disk", "mount": "NAS", "sftp": "NAS", "s3": "object storage"}
 LIVE_MEDIUM = "disk"  # the live database's own copy: on its server's disk
 HOLDINGS = ("backup", "status")  # the runs that say what a target holds
@@ -126,29 +128,33 @@ def picture(policy: Policy, state_dir: Path, now: datetime, looks: Mapping[str, 
     """The picture from the run record, with each answering target's look taking precedence (None: --offline)."""
     records = {command: runs.read(state_dir, command) for command in (*HOLDINGS, *PROVING, "keys status", "check")}
     reader = _Reader(now)
-    targets = tuple(_target(config, records, reader, None if looks is None else looks.get(config.name))
+    databases = frozenset(policy.database.names)
+    targets = tuple(_target(config, records, reader, None if looks is None else looks.get(config.name), databases)
                     for config in policy.targets)
     return Picture(policy, now, looks is not None, targets, _drill(records.get("drill"), reader))
 
 
 def _target(config: TargetConfig, records: Mapping[str, CommandRun | None], reader: _Reader,
-            look: Look | None) -> TargetState:
+            look: Look | None, databases: frozenset[str]) -> TargetState:
     location = target_for(config).display
     kept = {command: _here(record, config.name, location) for command, record in records.items()}
-    held = _holding(config, [kept[c] for c in HOLDINGS], reader)
+    held = _holding([kept[c] for c in HOLDINGS], reader)
     lock = kept["status"].facts if kept["status"] else {}
     state = TargetState(
         name=config.name, location=location, kind=config.kind, media=MEDIA[config.kind], offsite=config.offsite,
-        offline=config.offline, reachable=None, unknown=held is not None and not _said(held),
-        newest=reader.times(held.facts if held else {}, runs.SNAPSHOT),
-        snapshots=_int(held.facts.get("snapshots")) if held and _said(held) else None,
-        verifications=reader.verifications(kept[c] for c in VERIFYING), check=reader.last(kept["check"]),
+        offline=config.offline, reachable=None, unknown=_silent_since(kept["status"], held, reader, config.offline),
+        newest=_only(reader.times(held.facts if held else {}, runs.SNAPSHOT), databases),
+        snapshots=_int(held.facts.get("snapshots")) if held else None,
+        verifications=_only(reader.verifications(kept[c] for c in VERIFYING), databases),
+        check=_damage(reader.last(kept["check"]), kept["check"]),
         key_created=reader.newest(reader.time(_fact(kept[c], "key_created")) for c in ("status", "keys status")),
         locked=_bool(lock.get("locked")), lock_detail=_str(lock.get("lock_detail")),
         lock_hint=_str(lock.get("lock_hint")), locked_until=reader.time(lock.get("locked_until"), ahead=True))
-    if look is not None:
-        state = _answered(state, look) if look.reachable else _unanswered(state, look, config.offline)
-    return replace(state, verified=_proven(state, (kept[c] for c in PROVING), reader))
+    if look is not None:  # a detached offline copy may answer "nothing here": its mount point is empty
+        answered = look.reachable and not (config.offline and look.error)
+        state = _answered(state, look) if answered else _unanswered(state, look, config.offline)
+    state = replace(state, newest=_only(state.newest, databases))
+    return replace(state, verified=_only(_proven(state, (kept[c] for c in PROVING), reader), databases))
 
 
 def _here(record: CommandRun | None, name: str, location: str) -> TargetRun | None:
@@ -157,12 +163,36 @@ def _here(record: CommandRun | None, name: str, location: str) -> TargetRun | No
     return run if run is not None and run.location == location else None
 
 
-def _holding(config: TargetConfig, kept: list[TargetRun | None], reader: _Reader) -> TargetRun | None:
-    """The newest run that said what the target holds; for an offline copy the newest that worked (it is
-    detached between backups, so a failure there is expected)."""
-    found = [run for run in kept if run is not None and (_said(run) or not config.offline)]
-    dated = [(moment, run) for run in found if (moment := reader.time(run.finished_at)) is not None]
+def _holding(kept: list[TargetRun | None], reader: _Reader) -> TargetRun | None:
+    """The run that said last what the target holds (a failed backup deletes nothing: its record keeps what the
+    last one that worked there learnt, as of then)."""
+    dated = [(moment, run) for run in kept if run is not None and (moment := _said_at(run, reader)) is not None]
     return max(dated, key=lambda pair: pair[0])[1] if dated else None
+
+
+def _said_at(run: TargetRun, reader: _Reader) -> datetime | None:
+    """When the run's facts about what the target holds were true: at its end, or when the command last worked."""
+    return reader.time(run.finished_at if _said(run) else run.last_ok_at)
+
+
+def _silent_since(status: TargetRun | None, held: TargetRun | None, reader: _Reader, offline: bool) -> bool:
+    """The last online status could not reach the target, after the newest run that said what it holds."""
+    if status is None or _said(status) or offline:  # an offline copy is detached most of the time
+        return False
+    asked, said = reader.time(status.finished_at), _said_at(held, reader) if held else None
+    return asked is not None and (said is None or asked > said)
+
+
+def _damage(check: Outcome | None, run: TargetRun | None) -> Outcome | None:
+    """The last check, as an error only when it found damage (a target it could not reach is not damaged)."""
+    if check is None or check.ok or (run is not None and run.facts.get("damaged") is True):
+        return check
+    return None
+
+
+def _only(values: Mapping[str, V], databases: frozenset[str]) -> dict[str, V]:
+    """Facts about the policy's databases only: one it no longer has is left out everywhere."""
+    return {database: value for database, value in values.items() if database in databases}
 
 
 def _said(run: TargetRun) -> bool:
@@ -172,8 +202,10 @@ def _said(run: TargetRun) -> bool:
 
 
 def _answered(state: TargetState, look: Look) -> TargetState:
-    return replace(state, reachable=True, unknown=False, snapshots=look.snapshots, newest=look.newest,
-                   error=look.error, hint=look.hint, key_created=look.key_created, locked=look.locked,
+    return replace(state, reachable=True, unknown=False, snapshots=look.snapshots,
+                   newest=look.newest,
+                   error=look.error, hint=look.hint, key_created=look.key_created or state.key_created,
+                   locked=look.locked,
                    lock_detail=look.lock_detail, lock_hint=look.lock_hint, locked_until=look.locked_until)
 
 
@@ -185,10 +217,9 @@ def _unanswered(state: TargetState, look: Look, offline: bool) -> TargetState:
 
 
 def _proven(state: TargetState, kept: Iterable[TargetRun | None], reader: _Reader) -> dict[str, datetime]:
-    """Per database, the newest snapshot proven there that the target is known to hold still (or as new)."""
+    """Per database, the newest snapshot proven there that the target held still (or as new) when last known;
+    for a target that did not answer, the rules count it only to say UNKNOWN."""
     proven = reader.newest_per_database((run.facts for run in kept if run is not None), VERIFIED)
-    if state.unknown:
-        return {}
     return {db: moment for db, moment in proven.items() if db in state.newest and moment <= state.newest[db] + SKEW}
 
 
@@ -197,7 +228,8 @@ def _drill(record: CommandRun | None, reader: _Reader) -> DrillState | None:
     moment = reader.time(record.finished_at) if record else None
     if record is None or moment is None:
         return None
-    target = next((t for t in record.targets if t.finished_at == record.finished_at), None)
+    dated = [(moment, t) for t in record.targets if (moment := reader.time(t.finished_at)) is not None]
+    target = max(dated, key=lambda pair: pair[0])[1] if dated else None
     facts = target.facts if target else {}
     return DrillState(record.outcome == "ok", moment, target.target if target else None,
                       _float(facts.get("rto_s")), _float(facts.get("rpo_s")), record.error)

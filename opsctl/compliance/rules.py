@@ -60,7 +60,7 @@ def _as_tuple(finding: Finding) -> tuple[Status, str, str | None]:
 def three_two_one(p: Picture) -> Finding:
     """3 copies (the live database is one), on 2 kinds of media, 1 of them off-site."""
     held = [t for t in p.targets if not t.unknown and t.holds_all(p.databases)]
-    silent = [t for t in p.targets if t.unknown]
+    silent = [t for t in p.targets if t.unknown and t.holds_all(p.databases)]  # held them when last known
     shortfall = _shortfall(held)
     reason = _copies_text(held)
     if not shortfall:
@@ -113,7 +113,7 @@ def _immutable_copy(p: Picture) -> Finding:
     if kept:
         words = [f"{t.name} ({'offline' if t.offline else 'immutable'})" for t in kept]
         return Finding(PASS, f"1 immutable or offline copy: {', '.join(words)}")
-    unread = [t for t in p.targets if t.kind == "s3" and (t.locked is None or t.unknown)]
+    unread = [t for t in p.targets if t.kind == "s3" and t.holds_all(p.databases) and (t.locked is None or t.unknown)]
     if unread:
         return Finding(UNKNOWN, f"the lock of {', '.join(t.name for t in unread)} was not read",
                        "run opsctl status without --offline, with the target reachable")
@@ -162,27 +162,32 @@ def _database_option(database: str, p: Picture) -> str:
 
 def rpo(p: Picture) -> Finding:
     """Every database's newest verified snapshot is younger than objectives.rpo."""
-    limit = p.policy.objectives.rpo
-    lines, failed_todo, silent = [], None, []
+    limit, lines, findings = p.policy.objectives.rpo, [], []
     for database in p.databases:
-        verified = _newest(t.verified.get(database) for t in p.targets)
-        newest = _newest(t.newest.get(database) for t in p.targets)
-        if verified is not None and p.now - verified <= limit:
-            lines.append(f"{database}: newest verified snapshot {human_duration((p.now - verified).total_seconds())} "
-                         "old")
-            continue
-        lines.append(f"{database} has no verified snapshot yet" if verified is None else
-                     f"the newest verified snapshot of {database} is "
-                     f"{human_duration((p.now - verified).total_seconds())} old")
-        failed_todo = failed_todo or _rpo_todo(p.now, newest, limit)
-        silent += [t.name for t in p.targets if t.unknown and t.name not in silent]
+        line, status = _rpo_of(p, database, limit)
+        lines.append(line)
+        findings.append(status)
     limit_text = f"objectives.rpo {format_duration(limit)}"
-    if failed_todo is None:
-        return Finding(PASS, f"{'; '.join(lines)} (within {limit_text})")
-    if silent:  # what they hold now is unknown: a snapshot proven there may still be
-        return Finding(UNKNOWN, f"{'; '.join(lines)} on the targets that answered; {', '.join(silent)} did not",
-                       f"find out why {', '.join(silent)} cannot be reached (opsctl doctor)")
-    return Finding(FAIL, f"{'; '.join(lines)}, more than {limit_text}", failed_todo)
+    if FAIL in findings:
+        newest = _newest(t.newest.get(db) for t in p.targets for db in p.databases)
+        return Finding(FAIL, f"{'; '.join(lines)}, more than {limit_text}", _rpo_todo(p.now, newest, limit))
+    if UNKNOWN in findings:
+        silent = ", ".join(t.name for t in p.targets if t.unknown)
+        return Finding(UNKNOWN, f"{'; '.join(lines)}; only {silent}, which did not answer, held a recent one",
+                       f"find out why {silent} cannot be reached (opsctl doctor)")
+    return Finding(PASS, f"{'; '.join(lines)} (within {limit_text})")
+
+
+def _rpo_of(p: Picture, database: str, limit: timedelta) -> tuple[str, Status]:
+    """One database's line, and PASS (a target that answered holds a recent verified snapshot), UNKNOWN (only one
+    that did not answer held one) or FAIL."""
+    verified = _newest(t.verified.get(database) for t in p.targets if not t.unknown)
+    if verified is not None and p.now - verified <= limit:
+        return f"{database}: newest verified snapshot {human_duration((p.now - verified).total_seconds())} old", PASS
+    silent = _newest(t.verified.get(database) for t in p.targets if t.unknown)
+    line = (f"{database} has no verified snapshot yet" if verified is None else
+            f"the newest verified snapshot of {database} is {human_duration((p.now - verified).total_seconds())} old")
+    return line, UNKNOWN if silent is not None and p.now - silent <= limit else FAIL
 
 
 def _rpo_todo(now: datetime, newest: datetime | None, limit: timedelta) -> str:

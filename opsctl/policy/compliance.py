@@ -63,12 +63,12 @@ class ObjectLock(Strict):
 
 def retention_span(keep: dict[str, int], backup_gap: timedelta | None) -> timedelta | None:
     """How long the keep-rules keep a snapshot at most: each rule keeps one snapshot per period (or per backup,
-    when backups are further apart than that), for as many as it counts; None when that cannot be known."""
+    when backups are further apart than that), for as many as it counts (keep_last: only with a backup
+    schedule); None when no rule says."""
     periods = {"keep_last": timedelta(0), "keep_hourly": timedelta(hours=1), "keep_daily": timedelta(days=1),
                "keep_weekly": timedelta(weeks=1), "keep_monthly": timedelta(days=31),
                "keep_yearly": timedelta(days=366)}
-    if backup_gap is None and "keep_last" in keep:
-        return None
-    spans = [max(periods[rule], backup_gap or timedelta(0)) * count for rule, count in keep.items()
-             if rule in periods]
+    gap = backup_gap or timedelta(0)
+    spans = [max(periods[rule], gap) * count for rule, count in keep.items()
+             if rule in periods and (rule != "keep_last" or backup_gap is not None)]
     return max(spans) if spans else None

@@ -368,6 +368,8 @@ class Policy(Strict):
     def lock_problems(self) -> list[str]:
         """Each S3 lock shorter than its target's retention keeps a snapshot (a snapshot still kept would become
         deletable first). Checked by policy validate and init, not at every load: it costs a calendar search."""
+        if not any(getattr(target, "object_lock", None) for target in self.targets):
+            return []
         gap = self.schedule.backup.longest_gap() if self.schedule.backup is not None else None
         problems = []
         for index, target in enumerate(self.targets):

@@ -66,6 +66,7 @@ class TargetSection(Record):
     notes: tuple[str, ...] = ()
     started_at: str = "?"
     duration_s: float = 0.0
+    reached: bool = True
     tables: tuple[TableRow, ...] = ()
 
 

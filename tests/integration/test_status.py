@@ -13,11 +13,16 @@ import sqlite3
 import subprocess
 import threading
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from opsctl.audit import runs
+from opsctl.audit.runs import CommandRun, TargetRun
+from opsctl.policy import load_policy
+from opsctl.targets import target_for
 from tests.support.workspace import Workspace
 
 ALL_RULES = ["3-2-1", "3-2-1-1-0", "rpo", "key-age", "drill"]
@@ -113,6 +118,7 @@ def test_a_target_that_does_not_answer_makes_the_rule_unknown_exit_3(protected):
         silent = {"name": "faraway", "kind": "sftp", "host": "127.0.0.1", "port": port, "user": "backup",
                   "path": "/srv/repo", "identity_file": str(identity), "known_hosts": str(known_hosts), "offsite": True}
         _policy(protected, "silent.yaml", targets=[LOCAL, silent], compliance={"rules": ["3-2-1"]})
+        _held_copies_before(protected, "silent.yaml", "faraway")
         code, document = status(protected, "--timeout", "2", policy="silent.yaml")
     assert code == 3, document
     assert document["verdict"] == "UNKNOWN"
@@ -205,6 +211,14 @@ def _metrics(ws: Workspace) -> dict[str, dict[frozenset, float]]:
 
 def _labels(**labels: str) -> frozenset:
     return frozenset(labels.items())
+
+
+def _held_copies_before(ws: Workspace, policy: str, name: str) -> None:
+    """The run record of a backup that reached the target an hour ago: it held a copy when last known."""
+    config = next(t for t in load_policy(ws.root / policy).targets if t.name == name)
+    hour_ago = (datetime.now(UTC) - timedelta(hours=1)).isoformat(timespec="seconds")
+    held = TargetRun(name, target_for(config).display, True, hour_ago, 1.0, facts={"snapshot:crm": hour_ago})
+    runs.record(ws.root / "state", CommandRun("backup", "ok", 0, hour_ago, 1.0, None, (held,)), hour_ago)
 
 
 def _pinned_key(root: Path, port: int) -> tuple[Path, Path]:

@@ -91,7 +91,7 @@ def history(policy: Policy, *, healthy: bool) -> Path:
     record(state, "verify", {"local": dict(verified), "nas": dict(verified),
                              "offsite": dict(verified) if healthy else failed},
            outcome="ok" if healthy else "failed")
-    check_bad = {} if healthy else {"ok": False, "error": "pack 3f2a is damaged"}
+    check_bad = {} if healthy else {"ok": False, "error": "pack 3f2a is damaged", "damaged": True}
     record(state, "check", {"offsite": {"read_data_subset": "5%", **check_bad}})
     key = ago(days=30) if healthy else ago(days=400)
     lock = {"locked": True, "lock_detail": "COMPLIANCE mode, 30 days", "locked_until": ago(days=-30)}

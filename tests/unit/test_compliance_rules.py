@@ -117,13 +117,18 @@ def test_a_time_ahead_of_now_counts_as_no_time(policy):
     assert found["rpo"][0] == "FAIL" and found["key-age"][0] == "UNKNOWN"
 
 
-def test_after_a_failed_backup_what_a_target_holds_is_unknown(policy):
+def test_a_failed_backup_deletes_nothing_but_a_silent_status_makes_holdings_unknown(policy):
     both = {"snapshot:crm": at(2 * HOUR), "snapshot:billing": at(2 * HOUR)}
     backed_up(policy, {"local": both, "nas": both})
     where = target_for(policy.targets[1]).display
+    later = (NOW + timedelta(minutes=1)).isoformat()
     failed = CommandRun("backup", "partial", 3, NOW.isoformat(), 1.0, None,
-                        (TargetRun("nas", where, False, NOW.isoformat(), 1.0, "there is no restic repository"),))
+                        (TargetRun("nas", where, False, NOW.isoformat(), 1.0, "the connection was lost"),))
     runs.record(policy.state_dir, failed, NOW.isoformat())
+    assert rules(policy)["3-2-1"][0] == "PASS"  # a network blip during a backup takes nothing away
+    silent = CommandRun("status", "partial", 3, later, 1.0, None,
+                        (TargetRun("nas", where, False, later, 1.0, "did not answer within 30 s"),))
+    runs.record(policy.state_dir, silent, later)
     assert rules(policy)["3-2-1"][0] == "UNKNOWN"
     # An online look that found the repository empty is an answer: no copy there.
     answered = {"local": Look(True, newest={"crm": NOW - HOUR, "billing": NOW - HOUR}),
@@ -167,6 +172,7 @@ def test_retention_span_follows_backups_further_apart_than_the_rule():
     assert retention_span({"keep_daily": 14}, timedelta(weeks=1)) == timedelta(weeks=14)
     assert retention_span({"keep_daily": 7, "keep_monthly": 12}, HOUR) == timedelta(days=372)
     assert retention_span({"keep_last": 3}, None) is None
+    assert retention_span({"keep_last": 3, "keep_monthly": 12}, None) == timedelta(days=372)
 
 
 def test_compliance_needs_a_rule():
