@@ -5,10 +5,11 @@ key ages, locks). `opsctl status --offline` answers from it alone; the online fo
 reachable target's own answer over the record, and keeps the record's for a target that did not
 answer, so its row still shows what was last known and when.
 
-What a target holds is what the newest run there said (a backup or an online status), and only
-if that run worked: after a failed one, what it holds now is unknown. A verified snapshot counts
-only on a target known to hold that database still, and no time later than now (a clock that ran
-ahead once) counts at all.
+What a target holds is what the last backup or online status that worked there learnt (a failed
+backup deletes nothing), or an answer that nothing of ours is there; it is unknown only when the
+last online status could not reach it after that. A verified snapshot counts only on a target
+known to hold that database still, and no time later than now (a clock that ran ahead once)
+counts at all.
 """
 
 from __future__ import annotations
@@ -70,8 +71,8 @@ class TargetState:
     media: str
     offsite: bool
     offline: bool  # declared: kept disconnected between backups
-    reachable: bool | None  # None: not asked (--offline, or an offline copy)
-    unknown: bool = False  # what it holds now is not known (it did not answer, or its last run there failed)
+    reachable: bool | None  # None: not asked (--offline)
+    unknown: bool = False  # what it holds now is not known: it did not answer when last asked
     error: str | None = None
     hint: str | None = None
     snapshots: int | None = None
