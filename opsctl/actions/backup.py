@@ -7,7 +7,6 @@ the resulting content-addressed files is what keeps three targets near the cost 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
@@ -20,7 +19,15 @@ from rich.table import Table
 from opsctl import __version__
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, Role, TargetResult, plain
-from opsctl.actions.replication import Delivery, SnapshotMade, TargetOutcome, bring_up_to_date, delivered, failed
+from opsctl.actions.replication import (
+    Copies,
+    Delivery,
+    SnapshotMade,
+    TargetOutcome,
+    bring_up_to_date,
+    delivered,
+    failed,
+)
 from opsctl.actions.runner import Command, Secrets
 from opsctl.audit import runs
 from opsctl.audit.runs import Fact
@@ -117,23 +124,31 @@ def _targets(session: Session, configs: list[TargetConfig]) -> tuple[list[Target
 def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[TargetOutcome], list[DatabaseFailure]]:
     """Each database goes once into the first healthy target; every other healthy target receives copies."""
     candidates = list(targets)
-    _warm_up(candidates[1:])
+    sources = session.sources  # first: loading a database client is on the way to the first dump
+    # The replicas' copies start with the first dump: they log in meanwhile and take each pack as it lands.
+    copies = Copies(session, candidates[0], candidates[1:], shown) if len(candidates) > 1 else None
     outcomes: list[TargetOutcome] = []
     lost_databases: list[DatabaseFailure] = []
     groups: dict[str, tuple[Target, list[SnapshotMade]]] = {}
-    for source in session.sources:
+    for source in sources:
         try:
-            primary, snapshot = _into_first_healthy(session, source, candidates, shown, outcomes)
+            primary, snapshot = _into_first_healthy(session, source, candidates, shown,
+                                                    outcomes=outcomes, copies=copies)
         except _DumpFailed as failure:
             lost_databases.append(failure.record)
             continue
         if primary is not None and snapshot is not None:  # both, or neither when no target took it
             groups.setdefault(primary.name, (primary, []))[1].append(snapshot)
+    if copies is not None and (copies.dropped or copies.primary.name not in groups):
+        copies.drop(f"stopped: no backup landed in {copies.primary.name}")
+        copies = None
     for name, (primary, made) in groups.items():
         outcomes.append(delivered(primary, Role.PRIMARY, tuple(made), sum(m.bytes_added for m in made),
                                   sum(m.duration_s for m in made)))
         replicas = [t for t in candidates if t.name != name]
-        if replicas:
+        if copies is not None and copies.primary is primary:
+            outcomes += copies.finish(made)
+        elif replicas:
             outcomes += bring_up_to_date(session, primary, replicas, made, shown)
     landed = {m.database for _, made in groups.values() for m in made}
     return _merged(outcomes, landed), lost_databases
@@ -159,26 +174,15 @@ def _merged(outcomes: list[TargetOutcome], landed: set[str]) -> list[TargetOutco
     return list(rows.values())
 
 
-def _warm_up(targets: list[Target]) -> None:
-    """While the dump runs, load the replicas' client libraries and reach them once (S3 keeps its client)."""
-    def probe(target: Target) -> None:
-        try:
-            target.probe()
-        except Exception:
-            log.debug("warm-up of %s failed", target.display, exc_info=True)
-
-    for target in targets:
-        threading.Thread(target=probe, args=(target,), name=f"warm-up-{target.name}", daemon=True).start()
-
-
 class _DumpFailed(Exception):
     def __init__(self, record: DatabaseFailure) -> None:
         super().__init__(record.error)
         self.record = record
 
 
-def _into_first_healthy(session: Session, source: Source, candidates: list[Target], shown: Board,
-                        outcomes: list[TargetOutcome]) -> tuple[Target | None, SnapshotMade | None]:
+def _into_first_healthy(session: Session, source: Source, candidates: list[Target], shown: Board, *,
+                        outcomes: list[TargetOutcome],
+                        copies: Copies | None) -> tuple[Target | None, SnapshotMade | None]:
     """Back one database up into the first candidate that takes it; failed candidates are dropped."""
     for target in list(candidates):
         started = time.monotonic()
@@ -188,6 +192,8 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
         except TARGET_FAILURES as exc:
             candidates.remove(target)
             outcomes.append(failed(target, Role.PRIMARY, exc, started))
+            if copies is not None and copies.primary is target:
+                copies.drop(f"stopped: {target.name} failed")
             log.info("%s failed; trying the next target with a new dump", target.display)
         except Exception as exc:  # noqa: BLE001 - the database failed, not the target
             error = as_operator_error(exc, f"database {source.database}")

@@ -18,7 +18,7 @@ from opsctl.errors import OpsctlError, described
 from opsctl.reports.progress import Board, Transfer
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import NotAReplica, Target
-from opsctl.targets.replicate import Cancelled, check_identity, replicate
+from opsctl.targets.replicate import Cancelled, Copier, check_identity
 
 log = logging.getLogger(__name__)
 
@@ -91,32 +91,82 @@ def _is_connection_loss(exc: BaseException) -> bool:
 def bring_up_to_date(session: Session, primary: Target, replicas: list[Target], made: list[SnapshotMade],
                      shown: Board) -> list[TargetOutcome]:
     """Replicate the primary to every replica at once; each gets its own thread and stall watch."""
-    jobs = [_Job(session, primary, replica, made, shown.transfer(f"copy → {replica.name}")) for replica in replicas]
-    for job in jobs:
-        job.thread.start()
-    stall_s = session.policy.stall_timeout.total_seconds()
-    while any(job.thread.is_alive() and not job.abandoned for job in jobs):
-        time.sleep(0.2)
-        for job in jobs:
-            if job.thread.is_alive() and time.monotonic() - job.last_progress > stall_s:
-                job.abandon()
-    # Every job has ended (each sets its outcome) or was abandoned (which sets a stalled one).
-    return [cast("TargetOutcome", job.outcome) for job in jobs]
+    return Copies(session, primary, replicas, shown, follow=False).finish(made)
+
+
+class Copies:
+    """The copies of one primary to its replicas, started with its backup so that packs follow it closely.
+
+    Each replica's job connects at once (so a slow login overlaps the dump), copies every pack the
+    primary completes while the backup runs, and once the backup has ended copies the rest in order.
+    """
+
+    def __init__(self, session: Session, primary: Target, replicas: list[Target], shown: Board, *,
+                 follow: bool = True) -> None:
+        self.primary = primary
+        self.dropped = False
+        self.stall_s = session.policy.stall_timeout.total_seconds()
+        self._changed = threading.Event()
+        self._jobs = [_Job(session, primary, replica, shown.transfer(f"copy → {replica.name}"), self._changed,
+                           follow=follow) for replica in replicas]
+        for job in self._jobs:
+            job.thread.start()
+
+    def finish(self, made: list[SnapshotMade]) -> list[TargetOutcome]:
+        """Tell every job the backup has ended with `made`; wait until each is done or stalled."""
+        for job in self._jobs:
+            job.backup_done(made)
+        while pending := self._pending():
+            now = time.monotonic()
+            for job in pending:
+                if now - job.last_progress > self.stall_s:
+                    job.abandon()
+            deadline = min(job.last_progress for job in pending) + self.stall_s
+            self._changed.wait(timeout=max(0.0, deadline - now))  # a job's end or the next stall, whichever first
+        # Every job has ended (each sets its outcome) or was abandoned (which sets a stalled one).
+        return [cast("TargetOutcome", job.outcome) for job in self._jobs]
+
+    def drop(self, why: str) -> None:
+        """Stop every job where it is (the primary failed, or no database landed): no outcome is wanted."""
+        if not self.dropped:
+            self.dropped = True
+            for job in self._jobs:
+                job.drop(why)
+
+    def _pending(self) -> list[_Job]:
+        self._changed.clear()  # before looking: a job that ends after the look sets it again
+        return [job for job in self._jobs if not job.finished.is_set() and not job.abandoned]
 
 
 class _Job:
     """One replica's copy, run in a daemon thread so a hung disk or socket cannot hold the run."""
 
-    def __init__(self, session: Session, primary: Target, replica: Target, made: list[SnapshotMade],
-                 transfer: Transfer) -> None:
-        self.session, self.primary, self.replica, self.made = session, primary, replica, made
+    def __init__(self, session: Session, primary: Target, replica: Target, transfer: Transfer,
+                 changed: threading.Event, *, follow: bool) -> None:
+        self.session, self.primary, self.replica = session, primary, replica
         self.transfer = transfer
+        self.made: list[SnapshotMade] = []
+        self.follow = follow
         self.stall_s = session.policy.stall_timeout.total_seconds()
         self.cancelled = threading.Event()
+        self.backup_ended = threading.Event()
+        self.finished = threading.Event()
+        self._changed = changed
         self.abandoned = False
         self.started = self.last_progress = time.monotonic()
         self.outcome: TargetOutcome | None = None
         self.thread = threading.Thread(target=self._run, name=f"replicate-{replica.name}", daemon=True)
+
+    def backup_done(self, made: list[SnapshotMade]) -> None:
+        self.made = made
+        # Waiting for the backup was no stall: the watch starts now, however long the dump took.
+        self.last_progress = max(self.last_progress, time.monotonic())
+        self.backup_ended.set()
+
+    def drop(self, why: str) -> None:
+        self.cancelled.set()
+        self.backup_ended.set()
+        self.transfer.finish(why)
 
     def abandon(self) -> None:
         self.cancelled.set()
@@ -136,16 +186,25 @@ class _Job:
 
     def _run(self) -> None:
         try:
-            outcome = self._copy()
+            outcome = self._outcome()
+            if outcome is not None and not self.abandoned:
+                self.outcome = outcome
+                self.transfer.finish("ok" if outcome.ok else "failed")
+        finally:  # only now: the watch reads the outcome once it sees the job finished
+            self.finished.set()
+            self._changed.set()
+
+    def _outcome(self) -> TargetOutcome | None:
+        """This replica's outcome; None when the job was dropped or cut off (which has its own)."""
+        try:
+            return self._copy()
         except Cancelled:
-            return
+            return None
         except TimeoutError:  # a socket read that waited stall_timeout: the same verdict as the watch's
-            outcome = self._stalled()
+            return self._stalled()
         except BaseException as exc:  # noqa: BLE001 - any failure belongs to this target only
-            outcome = failed(self.replica, Role.REPLICA, exc, self.started)
-        if not self.abandoned:
-            self.outcome = outcome
-            self.transfer.finish("ok" if outcome.ok else "failed")
+            self.backup_ended.wait()  # a failure while the backup runs is told with the backup's outcome
+            return None if self.cancelled.is_set() else failed(self.replica, Role.REPLICA, exc, self.started)
 
     def _copy(self) -> TargetOutcome:
         session, replica = self.session, self.replica
@@ -153,13 +212,24 @@ class _Job:
             try:
                 check_identity(source, dest, replica.display)
             except NotAReplica:
+                self._wait_for_backup()
                 return self._separate_backup()
+            copier = Copier(source, dest, on_bytes=self.progress, cancelled=self.cancelled)
+            if self.follow and not dest.list("locks"):  # a prune or check runs there: copy nothing meanwhile
+                copier.follow(self.backup_ended)
+            self._wait_for_backup()
             if dest.list("locks"):  # someone's restic may hold it exclusively (prune, check): wait for them
                 session.restic.wait_for_lock(session.repository(replica))
                 self.last_progress = time.monotonic()  # waiting for a lock is not a stall
-            result = replicate(source, dest, on_bytes=self.progress, cancelled=self.cancelled)
+            copier.catch_up()
+            result = copier.result()
         log.debug("%s: %d files copied", replica.display, result.files)
         return delivered(replica, Role.REPLICA, tuple(self.made), result.bytes, time.monotonic() - self.started)
+
+    def _wait_for_backup(self) -> None:
+        self.backup_ended.wait()
+        if self.cancelled.is_set():
+            raise Cancelled
 
     def _separate_backup(self) -> TargetOutcome:
         """A repository that is not a replica gets each new snapshot's file streamed from the primary."""

@@ -48,7 +48,7 @@ DEFAULT_TIMEOUT_S = 30.0
 @dataclass(frozen=True)
 class StatusRequest:
     offline: bool = False
-    timeout_s: float = DEFAULT_TIMEOUT_S
+    timeout_s: float | None = None  # None: DEFAULT_TIMEOUT_S
     prometheus: Path | None = None
     html: Path | None = None
 
@@ -107,7 +107,7 @@ class StatusAnswer(Outcome):
 
 def _status(session: Session, request: StatusRequest) -> StatusAnswer:
     now = datetime.now(UTC)
-    looks = None if request.offline else look_at_targets(session, request.timeout_s)
+    looks = None if request.offline else look_at_targets(session, request.timeout_s or DEFAULT_TIMEOUT_S)
     seen = picture(session.policy, session.state_dir, now, looks)
     verdicts = evaluate(seen)
     content = document.content(seen, verdicts, verdict(verdicts), _check_cycles(session))
@@ -258,7 +258,7 @@ def _check_cycles(session: Session) -> dict[str, str]:
 
 
 def _precheck(_: App, request: StatusRequest) -> None:
-    if request.offline and request.timeout_s != DEFAULT_TIMEOUT_S:
+    if request.offline and request.timeout_s is not None:
         raise BadInput("--timeout has no use with --offline: nothing is asked", "give one of them")
     for option, path, suffixes, ours in (("--html", request.html, (".html", ".htm"), _is_page),
                                          ("--prometheus", request.prometheus, (".prom",), is_metrics)):

@@ -16,6 +16,7 @@ import logging
 import posixpath
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -76,6 +77,8 @@ MAX_FILE_SIZE = 256 << 20
 TOO_BIG = "a file larger than restic ever writes"
 # Path parts no honest listing holds: they climb out of the folder listed, or name it twice.
 _CLIMBING = frozenset({"", ".", ".."})
+# How often a copy that follows a running backup looks for newly completed packs.
+FOLLOW_INTERVAL_S = 0.25
 
 
 def restic_name(name: str) -> bool:
@@ -146,41 +149,102 @@ def mark_forgotten(dest: RepositoryFiles, snapshot_ids: Iterable[str]) -> None:
 
 def replicate(source: RepositoryFiles, dest: RepositoryFiles, *, on_bytes: Callable[[int], None] = lambda _n: None,
               cancelled: threading.Event | None = None) -> CopyResult:
-    """Copy to dest every restic file of source it lacks, in REPLICATION_ORDER.
+    """Copy to dest every restic file of source it lacks, in REPLICATION_ORDER."""
+    copier = Copier(source, dest, on_bytes=on_bytes, cancelled=cancelled)
+    copier.catch_up()
+    return copier.result()
 
-    The source is listed newest-kind first (snapshots, index, data): restic writes packs, then the
-    index, then the snapshot, so everything a listed snapshot or index refers to is in the later
-    listings, even while another run writes to the source.
-    """
-    dest.clean_spool()
-    listed = {folder: restic_files(source, folder) for folder in reversed(REPLICATION_ORDER)}
-    skip = {f"snapshots/{name}" for name in forgotten(dest)}
-    copied: dict[str, list[str]] = {}
-    size = 0
-    for folder in REPLICATION_ORDER:
-        missing = sorted(listed[folder] - listed_names(dest, folder) - skip)
-        log.debug("%d files of %s to copy", len(missing), folder)
-        for name in missing:
-            if cancelled is not None and cancelled.is_set():
-                raise Cancelled
-            written = copy_file(source, dest, name)
-            if written:
-                size += written
-                copied.setdefault(folder, []).append(name)
-                on_bytes(written)
-    _check_still_there(dest, copied)
-    snapshots = tuple(posixpath.basename(n) for n in copied.get("snapshots", ()))
-    return CopyResult(files=sum(map(len, copied.values())), bytes=size, snapshots=snapshots)
+
+class Copier:
+    """One replica's copy: packs while the primary's backup still runs (follow), then everything it lacks."""
+
+    def __init__(self, source: RepositoryFiles, dest: RepositoryFiles, *,
+                 on_bytes: Callable[[int], None] = lambda _n: None, cancelled: threading.Event | None = None) -> None:
+        self.source, self.dest = source, dest
+        self._on_bytes = on_bytes
+        self._cancelled = cancelled or threading.Event()
+        self._copied: dict[str, list[str]] = {}
+        self._bytes = 0
+        self._early: dict[str, set[str]] = {}  # dest's data and index, listed while the backup ran
+
+    def follow(self, ended: threading.Event) -> None:
+        """Until `ended`, copy each pack the primary completes (restic names a pack only once it is whole).
+
+        Packs alone are copied here: nothing names them until the index and snapshot arrive, which only
+        catch_up copies, so a replica never refers to a pack it lacks. Anything odd is left to catch_up.
+        """
+        seen = restic_files(self.source, "data")  # what was there before: catch_up compares those
+        self._early = {folder: listed_names(self.dest, folder) for folder in ("index", "data")}
+        interval_s = FOLLOW_INTERVAL_S
+        while not ended.wait(interval_s):
+            started = time.monotonic()
+            fresh = sorted(restic_files(self.source, "data") - seen)
+            # Listing a large remote primary costs: never spend more than a tenth of the time on it.
+            interval_s = max(FOLLOW_INTERVAL_S, 10 * (time.monotonic() - started))
+            for name in fresh:
+                self._check_cancelled()
+                seen.add(name)
+                try:
+                    self._copy(name)
+                except DamagedFile:  # not expected of a named pack; catch_up reads it again and decides
+                    log.debug("%s did not match its name while the backup ran; left to the final copy", name)
+
+    def catch_up(self) -> None:
+        """Copy every restic file dest lacks, in REPLICATION_ORDER.
+
+        The source is listed newest-kind first (snapshots, index, data): restic writes packs, then the
+        index, then the snapshot, so everything a listed snapshot or index refers to is in the later
+        listings, even while another run writes to the source.
+        """
+        self.dest.clean_spool()
+        listed = {folder: restic_files(self.source, folder) for folder in reversed(REPLICATION_ORDER)}
+        skip = {f"snapshots/{name}" for name in forgotten(self.dest)}
+        for folder in REPLICATION_ORDER:
+            missing = sorted(listed[folder] - self._present(folder) - skip)
+            log.debug("%d files of %s to copy", len(missing), folder)
+            for name in missing:
+                self._check_cancelled()
+                self._copy(name)
+
+    def _present(self, folder: str) -> set[str]:
+        """What dest holds in folder. Its packs as listed while the backup ran, unless an index file has gone since.
+
+        Only a prune deletes packs, and restic's prune replaces every index file that named them: an
+        index listing that lost nothing means the packs listed earlier are still there.
+        """
+        if folder == "data" and self._early and self._early["index"] <= listed_names(self.dest, "index"):
+            return self._early["data"] | set(self._copied.get("data", ()))
+        return listed_names(self.dest, folder)
+
+    def result(self) -> CopyResult:
+        """What this copier wrote, once every file it wrote is confirmed still there."""
+        _check_still_there(self.dest, self._copied)
+        snapshots = tuple(posixpath.basename(n) for n in self._copied.get("snapshots", ()))
+        return CopyResult(files=sum(map(len, self._copied.values())), bytes=self._bytes, snapshots=snapshots)
+
+    def _copy(self, name: str) -> None:
+        written = copy_file(self.source, self.dest, name)
+        if written:
+            self._bytes += written
+            self._copied.setdefault(name.partition("/")[0], []).append(name)
+            self._on_bytes(written)
+
+    def _check_cancelled(self) -> None:
+        if self._cancelled.is_set():
+            raise Cancelled
 
 
 def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> None:
     """A prune by another restic client during the copy can delete packs whose snapshot had not arrived."""
-    for folder in ("data", "index"):
-        gone = set(copied.get(folder, ())) - listed_names(dest, folder)
-        if gone:
-            raise ReplicaChanged(
-                f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
-                "restic client?)", "the next backup copies them again; do not prune a target while opsctl copies to it")
+    written = [name for folder in ("data", "index") for name in copied.get(folder, ())]
+    # Only the folders written to are listed again: a small backup touches a few of data's 256.
+    folders = sorted({posixpath.dirname(name) for name in written})
+    present = set().union(*(listed_names(dest, folder) for folder in folders))
+    gone = set(written) - present
+    if gone:
+        raise ReplicaChanged(
+            f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
+            "restic client?)", "the next backup copies them again; do not prune a target while opsctl copies to it")
 
 
 def copy_file(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:
