@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -139,6 +139,7 @@ def _run(session: Session, targets: list[Target], shown: Board) -> tuple[list[Ta
             continue
         if primary is not None and snapshot is not None:  # both, or neither when no target took it
             groups.setdefault(primary.name, (primary, []))[1].append(snapshot)
+    session.app.checkpoints.reached("backed-up")
     if copies is not None and (copies.dropped or copies.primary.name not in groups):
         copies.drop(f"stopped: no backup landed in {copies.primary.name}")
         copies = None
@@ -188,7 +189,8 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
         started = time.monotonic()
         try:
             target.probe()
-            return target, _backup_into(session, source, target, shown)
+            began = copies.start if copies is not None and copies.primary is target else _nothing
+            return target, _backup_into(session, source, target, shown, began)
         except TARGET_FAILURES as exc:
             candidates.remove(target)
             outcomes.append(failed(target, Role.PRIMARY, exc, started))
@@ -201,16 +203,21 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
     return None, None
 
 
-def _backup_into(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:
+def _backup_into(session: Session, source: Source, target: Target, shown: Board,
+                 began: Callable[[], None]) -> SnapshotMade:
     """Stream one dump into one target; a held lock is waited for once (a new dump follows)."""
     try:
-        return _stream(session, source, target, shown)
+        return _stream(session, source, target, shown, began)
     except RepositoryLocked:
         session.restic.wait_for_lock(session.repository(target))
-        return _stream(session, source, target, shown)
+        return _stream(session, source, target, shown, began)
 
 
-def _stream(session: Session, source: Source, target: Target, shown: Board) -> SnapshotMade:
+def _nothing() -> None:
+    pass
+
+
+def _stream(session: Session, source: Source, target: Target, shown: Board, began: Callable[[], None]) -> SnapshotMade:
     transfer = shown.transfer(f"{source.database} → {target.name}")
     taken_at = datetime.now(UTC).isoformat(timespec="seconds")  # restic stamps the snapshot a moment later
     with source.dump() as dump:
@@ -219,7 +226,8 @@ def _stream(session: Session, source: Source, target: Target, shown: Board) -> S
         stream = _DumpWithManifest(session.policy.name, dump)
         try:
             summary = session.restic.backup_stream(
-                session.repository(target), transfer.track(stream.chunks()), filename=source.file_name, tags=tags,
+                session.repository(target), transfer.track(_telling(began, stream.chunks())), filename=source.file_name,
+                tags=tags,
                 compression=session.policy.compression, stall_timeout_s=session.policy.stall_timeout.total_seconds())
         except BaseException:
             transfer.finish("failed")
@@ -233,6 +241,15 @@ def _stream(session: Session, source: Source, target: Target, shown: Board) -> S
                         rows=manifest.facts.total_rows, file_name=source.file_name, tags=tags,
                         bytes_added=summary.bytes_added, duration_s=summary.duration_s,
                         warnings=manifest.facts.warnings, taken_at=taken_at)
+
+
+def _telling(began: Callable[[], None], chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The chunks, calling began() once the first has come: the dump tool is running by then."""
+    for chunk in chunks:
+        yield chunk
+        began()
+        break
+    yield from chunks
 
 
 class _DumpWithManifest:

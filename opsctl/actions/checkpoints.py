@@ -13,7 +13,8 @@ class Checkpoints:
     """The points; each method is called as the run passes it."""
 
     def reached(self, step: str) -> None:
-        """A journaled step of a key rotation: "stage", "add:<target>", "switch", ... ("<step>+" once it is done)."""
+        """A journaled step of a key rotation: "stage", "add:<target>", "switch", ... ("<step>+" once it is done);
+        "backed-up": every dump of a backup is in its primary, the replicas' copies not yet finished."""
 
     def restored(self, source: Source, staging: str) -> None:
         """A snapshot was restored into `staging` and is about to be compared with its manifest."""

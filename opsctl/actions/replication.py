@@ -106,14 +106,22 @@ class Copies:
         self.primary = primary
         self.dropped = False
         self.stall_s = session.policy.stall_timeout.total_seconds()
+        self._session, self._replicas, self._shown, self._follow = session, replicas, shown, follow
         self._changed = threading.Event()
-        self._jobs = [_Job(session, primary, replica, shown.transfer(f"copy → {replica.name}"), self._changed,
-                           follow=follow) for replica in replicas]
+        self._jobs: list[_Job] = []
+
+    def start(self) -> None:
+        """Start every job (once): when the dump has begun, so their logins do not delay it."""
+        if self._jobs or self.dropped:
+            return
+        self._jobs = [_Job(self._session, self.primary, replica, self._shown.transfer(f"copy → {replica.name}"),
+                           self._changed, follow=self._follow) for replica in self._replicas]
         for job in self._jobs:
             job.thread.start()
 
     def finish(self, made: list[SnapshotMade]) -> list[TargetOutcome]:
         """Tell every job the backup has ended with `made`; wait until each is done or stalled."""
+        self.start()
         for job in self._jobs:
             job.backup_done(made)
         while pending := self._pending():

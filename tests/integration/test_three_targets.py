@@ -135,6 +135,27 @@ def test_replication_killed_midway_leaves_targets_openable_and_the_next_run_comp
     assert checked.returncode == 0, checked.output
 
 
+def test_packs_reach_the_replicas_before_the_backup_ends_and_alone_they_change_nothing(workspace):
+    make_bank(workspace.root / "bank.sqlite3")
+    workspace.write_policy({"engine": "sqlite", "path": "bank.sqlite3"}, [local_target(), local_target("nas")])
+    assert workspace.opsctl("init").returncode == 0
+    add_documents(workspace.root / "bank.sqlite3", 40)
+    # Killed once every dump is in the primary, before the copies are told to finish: a pack is on the
+    # replica already (the harness waits for one), so the copy overlapped the backup instead of following it.
+    killed = workspace.opsctl("backup", env={"OPSCTL_TEST_KILL_AT": "backed-up",
+                                             "OPSCTL_TEST_KILL_ONCE_PACKS_IN": str(workspace.root / "repo-nas")})
+    assert killed.returncode == -9, killed.output
+    nas = workspace.root / "repo-nas"
+    assert _data_files(str(nas)) >= 1
+    assert not any((nas / "snapshots").iterdir()), "a snapshot may reach a replica only after its packs and index"
+    assert snapshot_ids(workspace, "nas") == []
+
+    code, rows = backup_json(workspace)
+    assert code == 0, rows
+    assert snapshot_ids(workspace, "local") == snapshot_ids(workspace, "nas") != []
+    assert_restores(workspace, "nas", "nas")
+
+
 def _policy(ws) -> dict:
     import yaml
     return yaml.safe_load((ws.root / "policy.yaml").read_text())

@@ -1,8 +1,9 @@
 """opsctl with faults injected, for tests only: `python -m tests.support.faulty <opsctl arguments>`.
 
 The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
-key-rotation step ("add:local", "add:local+" = after it) or once a restore's staging or scratch database
-is loaded ("restored"); OPSCTL_TEST_TAMPER_SQL=<statement> runs
+key-rotation step ("add:local", "add:local+" = after it), once a backup's dumps have all landed in the
+primary ("backed-up"; with OPSCTL_TEST_KILL_ONCE_PACKS_IN=<repository folder>, only once that folder
+holds a pack), or once a restore's staging or scratch database is loaded ("restored"); OPSCTL_TEST_TAMPER_SQL=<statement> runs
 in the scratch database between the restore and the comparison; OPSCTL_TEST_KILL_IN_MOVE=1 kills a MySQL
 move right after it dropped the triggers of the tables it moves; OPSCTL_TEST_NO_FINGERPRINTS=1
 makes backups as an opsctl older than fingerprints did (row counts only). The installed `opsctl`
@@ -14,7 +15,9 @@ from __future__ import annotations
 import os
 import signal
 import sqlite3
+import time
 from contextlib import closing
+from pathlib import Path
 
 from opsctl.actions.checkpoints import Checkpoints
 from opsctl.cli import main
@@ -24,6 +27,7 @@ KILL_AT = "OPSCTL_TEST_KILL_AT"
 TAMPER_SQL = "OPSCTL_TEST_TAMPER_SQL"
 NO_FINGERPRINTS = "OPSCTL_TEST_NO_FINGERPRINTS"
 KILL_IN_MOVE = "OPSCTL_TEST_KILL_IN_MOVE"
+KILL_ONCE_PACKS_IN = "OPSCTL_TEST_KILL_ONCE_PACKS_IN"
 
 
 class Faults(Checkpoints):
@@ -32,12 +36,22 @@ class Faults(Checkpoints):
 
     def reached(self, step: str) -> None:
         if step == self.kill_at:
+            if folder := os.environ.get(KILL_ONCE_PACKS_IN):
+                _await_pack(Path(folder))
             os.kill(os.getpid(), signal.SIGKILL)  # a real SIGKILL: no finally, no atexit tidies up
 
     def restored(self, source: Source, staging: str) -> None:
         self.reached("restored")
         if self.tamper_sql:
             tamper(source, staging, self.tamper_sql)
+
+
+def _await_pack(repository: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any((repository / "data").glob("*/*")):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"no pack reached {repository} within {timeout_s:.0f} s")
+        time.sleep(0.05)
 
 
 def tamper(source: Source, staging: str, statement: str) -> None:

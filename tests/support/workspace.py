@@ -13,7 +13,7 @@ import yaml
 REPO_ROOT = Path(__file__).resolve().parents[2]
 # See tests/support/faulty.py.
 FAULT_VARIABLES = {"OPSCTL_TEST_KILL_AT", "OPSCTL_TEST_TAMPER_SQL", "OPSCTL_TEST_NO_FINGERPRINTS",
-                   "OPSCTL_TEST_KILL_IN_MOVE"}
+                   "OPSCTL_TEST_KILL_IN_MOVE", "OPSCTL_TEST_KILL_ONCE_PACKS_IN"}
 
 
 @dataclass(frozen=True)
