@@ -16,7 +16,7 @@ from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.recovery import PhaseClock, load_snapshot, prove, scratch
+from opsctl.actions.recovery import PhaseClock, fetch, load_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode
@@ -148,9 +148,9 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
         run.facts.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time)
         with ExitStack() as stack:
             with run.clock.phase("restore"):  # creating the database is part of restoring it
+                chunks = stack.enter_context(fetch(session, source, located.repository, snapshot))
                 staging = stack.enter_context(scratch(session, source, snapshot, "drill"))
-            manifest = load_snapshot(session, source, located.repository, snapshot, staging,
-                                     verb="drill: restoring", clock=run.clock)
+            manifest = load_snapshot(session, source, chunks, staging, verb="drill: restoring", clock=run.clock)
             run.facts.update(dump_bytes=manifest.dump_bytes, manifest_sha256=manifest.sha256,
                              tables=len(manifest.facts.tables), rows=manifest.facts.total_rows)
             with run.clock.phase("verify"):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import time
 from collections.abc import Iterable, Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -69,17 +69,23 @@ class _WaitTimer:
             yield chunk
 
 
-def load_snapshot(  # noqa: PLR0913 - what to stream where, and three keyword-only options for how
-        session: Session, source: Source, repo: Repository, snapshot: Snapshot, staging: str, *,
+def fetch(session: Session, source: Source, repo: Repository,
+          snapshot: Snapshot) -> AbstractContextManager[Iterator[bytes]]:
+    """`restic dump` of the snapshot's file, started now: restic opens the repository and reads its index
+    while the caller makes the staging database."""
+    return session.restic.dump(repo, snapshot.id, "/" + source.file_name)
+
+
+def load_snapshot(
+        session: Session, source: Source, chunks: Iterator[bytes], staging: str, *,
         verb: str = "restoring", clock: PhaseClock | None = None, total: int | None = None) -> Manifest:
-    """Stream the snapshot's dump into staging, checked against its manifest on the way; return the manifest.
+    """Stream a fetched dump into staging, checked against its manifest on the way; return the manifest.
 
     The dump streams from restic straight into the database's loader, so fetching and restoring
     overlap; the clock splits their time by which side the stream was waiting on.
     """
     started = time.monotonic()
-    with session.restic.dump(repo, snapshot.id, "/" + source.file_name) as chunks, \
-            byte_progress(session.app, f"{verb} {source.database}", total) as tracked:
+    with byte_progress(session.app, f"{verb} {source.database}", total) as tracked:
         timer = _WaitTimer(chunks)
         stream = TrailerSplitter(tracked(timer))
         try:

@@ -13,7 +13,7 @@ from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.locate import Located, locate, locate_on
 from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
-from opsctl.actions.recovery import PhaseClock, check_row_counts, load_snapshot, prove
+from opsctl.actions.recovery import PhaseClock, check_row_counts, fetch, load_snapshot, prove
 from opsctl.actions.runner import Command, Secrets
 from opsctl.audit import runs
 from opsctl.audit.runs import Fact
@@ -169,17 +169,17 @@ def _restore(session: Session, source: Source, located: Located, destination: De
              verify: bool, clock: PhaseClock) -> RestoreResult:
     """Into a staging database first: only a restore that verified is put in place."""
     started = time.monotonic()
-    staging = source.create_staging(destination, located.snapshot.tag_map())
-    try:
-        manifest = load_snapshot(session, source, located.repository, located.snapshot, staging,
-                                 clock=clock, total=plan.size_bytes)
-        with clock.phase("verify"):
-            verification = _verify(session, source, staging, manifest, located, verify=verify)
-        refuse_if_changed(destination, source.destination(destination.name))
-        aside = source.publish(staging, destination)
-    except BaseException:
-        source.discard(staging)
-        raise
+    with fetch(session, source, located.repository, located.snapshot) as chunks:
+        staging = source.create_staging(destination, located.snapshot.tag_map())
+        try:
+            manifest = load_snapshot(session, source, chunks, staging, clock=clock, total=plan.size_bytes)
+            with clock.phase("verify"):
+                verification = _verify(session, source, staging, manifest, located, verify=verify)
+            refuse_if_changed(destination, source.destination(destination.name))
+            aside = source.publish(staging, destination)
+        except BaseException:
+            source.discard(staging)
+            raise
     return RestoreResult(
         plan=plan, destination=destination.display, dump_sha256=manifest.dump_sha256,
         tables=len(manifest.facts.tables), rows=manifest.facts.total_rows, verification=verification,

@@ -14,7 +14,7 @@ from opsctl.actions.context import App, Session
 from opsctl.actions.fingerprint_check import Comparison, TableCheck
 from opsctl.actions.locate import first_reachable_target
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.recovery import load_snapshot, pick_snapshot, prove, scratch
+from opsctl.actions.recovery import fetch, load_snapshot, pick_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
 from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode, OpsctlError
@@ -164,9 +164,9 @@ def _require_sound(checked: CheckResult) -> None:
 def _restore_and_compare(session: Session, source: Source, repo: Repository, snapshot: Snapshot,
                          check: _Check) -> tuple[Manifest, Comparison]:
     """Restore, then check the repository (restic check locks it exclusively) while the fingerprints are computed."""
-    with scratch(session, source, snapshot, "verify") as staging:
+    with fetch(session, source, repo, snapshot) as chunks, scratch(session, source, snapshot, "verify") as staging:
         try:
-            manifest = load_snapshot(session, source, repo, snapshot, staging, verb="verifying")
+            manifest = load_snapshot(session, source, chunks, staging, verb="verifying")
         except ResticError as exc:
             if check.start().result().ok:
                 raise
