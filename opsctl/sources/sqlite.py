@@ -6,6 +6,7 @@ import hashlib
 import os
 import sqlite3
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from contextlib import closing, contextmanager
@@ -22,14 +23,14 @@ from opsctl.sources.sqlite_publish import publish_file, remove_with_sidecars
 DUMP_FORMAT = "SQLite database file (online backup API copy)"
 
 
-def _open(path: Path, private: bool = False) -> sqlite3.Connection:
+def _open(path: Path, private: bool = False, *, shared: bool = False) -> sqlite3.Connection:
     """Read-only: opening never creates a missing file or changes an existing one.
 
     A private file (our own copy, nobody else writes it) is opened immutable, so SQLite does
     not leave -wal/-shm files next to it.
     """
     flags = "mode=ro&immutable=1" if private else "mode=ro"
-    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=30)
+    return sqlite3.connect(f"{path.resolve().as_uri()}?{flags}", uri=True, timeout=30, check_same_thread=not shared)
 
 
 def row_counts(conn: sqlite3.Connection) -> tuple[TableStats, ...]:
@@ -138,14 +139,14 @@ class SQLiteSource:
             try:
                 with closing(_open(self.path)) as src, closing(sqlite3.connect(copy)) as dst:
                     src.backup(dst)  # all pages in one step: one consistent read transaction
-                with closing(_open(copy, private=True)) as conn:
-                    found = take_census(conn, census.new_salt())
             except sqlite3.Error as exc:
                 raise DumpFailed(f"copying the SQLite database {self.path} failed: {database_error_text(exc)}",
                                  "no snapshot was kept from this run") from None
-            facts = DumpFacts.of(found, engine="sqlite", database=self.database, dump_format=DUMP_FORMAT,
-                                 server_version=sqlite3.sqlite_version)
-            yield SQLiteDump(copy, facts)
+            census_taker = _CensusOfCopy(copy)
+            try:
+                yield SQLiteDump(copy, self.path, self.database, census_taker)
+            finally:
+                census_taker.stop()
 
     def exists(self, name: str) -> bool:
         return Path(name).expanduser().exists()
@@ -215,17 +216,53 @@ class SQLiteSource:
         return []
 
 
+class _CensusOfCopy:
+    """The copy's counts and fingerprints, read on a thread while the copy streams to restic (a private file)."""
+
+    def __init__(self, copy: Path) -> None:
+        # Opened here, read on the thread, interrupted or closed from here: one user at a time, never two.
+        self._conn = _open(copy, private=True, shared=True)
+        self._found: Census | sqlite3.Error | None = None
+        self._thread = threading.Thread(target=self._take, name="sqlite-census", daemon=True)
+        self._thread.start()
+
+    def _take(self) -> None:
+        try:
+            self._found = take_census(self._conn, census.new_salt())
+        except sqlite3.Error as exc:
+            self._found = exc
+
+    def result(self) -> Census:
+        self._thread.join()
+        if not isinstance(self._found, Census):
+            raise sqlite3.OperationalError(str(self._found))
+        return self._found
+
+    def stop(self) -> None:
+        """Cut a census short (the stream failed) and close the copy, so its folder can go."""
+        if self._thread.is_alive():
+            self._conn.interrupt()
+            self._thread.join(timeout=30)
+        self._conn.close()
+
+
 class SQLiteDump:
-    def __init__(self, copy: Path, facts: DumpFacts) -> None:
+    def __init__(self, copy: Path, path: Path, database: str, census_taker: _CensusOfCopy) -> None:
         self.properties: dict[str, str] = {}  # the file carries its own encoding and settings
-        self._copy = copy
-        self._facts = facts
+        self._copy, self._path, self._database = copy, path, database
+        self._census = census_taker
         self.facts: DumpFacts | None = None
 
     def chunks(self) -> Iterator[bytes]:
         with open(self._copy, "rb") as handle:
             yield from read_chunks(handle)
-        self.facts = self._facts
+        try:
+            found = self._census.result()
+        except sqlite3.Error as exc:
+            raise DumpFailed(f"reading the SQLite database {self._path} failed: {database_error_text(exc)}",
+                             "no snapshot was kept from this run") from None
+        self.facts = DumpFacts.of(found, engine="sqlite", database=self._database, dump_format=DUMP_FORMAT,
+                                  server_version=sqlite3.sqlite_version)
 
 
 def _is_empty(path: Path) -> bool:
