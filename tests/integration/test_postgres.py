@@ -243,7 +243,7 @@ def test_sigterm_during_restore_leaves_nothing_behind(pg_policy, pg_server, pg_d
     assert left == []
 
 
-def test_restore_keeps_the_original_encoding_and_locale(workspace, pg_server):
+def test_restore_keeps_the_original_encoding_and_locale(workspace, pg_server, pg_database):  # noqa: ARG001 - makes the role
     """The cluster defaults to UTF8 / C.UTF-8; a LATIN1 / C database must come back LATIN1 / C."""
     name = "latin_crm"
     with pg_server.connect() as conn:

@@ -1,13 +1,14 @@
 """opsctl with faults injected, for tests only: `python -m tests.support.faulty <opsctl arguments>`.
 
-The faults come from this harness's environment: OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a
-key-rotation step ("add:local", "add:local+" = after it), once a backup's dumps have all landed in the
-primary ("backed-up"; with OPSCTL_TEST_KILL_ONCE_PACKS_IN=<repository folder>, only once that folder
-holds a pack), or once a restore's staging or scratch database is loaded ("restored"); OPSCTL_TEST_TAMPER_SQL=<statement> runs
-in the scratch database between the restore and the comparison; OPSCTL_TEST_KILL_IN_MOVE=1 kills a MySQL
-move right after it dropped the triggers of the tables it moves; OPSCTL_TEST_NO_FINGERPRINTS=1
-makes backups as an opsctl older than fingerprints did (row counts only). The installed `opsctl`
-has no such switches (a test proves it ignores these variables).
+The faults come from this harness's environment:
+- OPSCTL_TEST_KILL_AT=<step> sends SIGKILL at a key-rotation step ("add:local", "add:local+" = after
+  it), once a backup's dumps have all landed in the primary ("backed-up"; with
+  OPSCTL_TEST_KILL_ONCE_PACKS_IN=<repository folder>, only once that folder holds a pack), or once a
+  restore's staging or scratch database is loaded ("restored");
+- OPSCTL_TEST_TAMPER_SQL=<statement> runs in the scratch database between the restore and the comparison;
+- OPSCTL_TEST_KILL_IN_MOVE=1 kills a MySQL move right after it dropped the triggers of the tables it moves;
+- OPSCTL_TEST_NO_FINGERPRINTS=1 makes backups as an opsctl older than fingerprints did (row counts only).
+The installed `opsctl` has no such switches (a test proves it ignores these variables).
 """
 
 from __future__ import annotations
