@@ -11,6 +11,7 @@ updates, each as a share of the dump, (3) peak RSS of the opsctl Python process 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -20,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+REPO_ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO_ROOT))
 
 from tests.bench.common import ResticBench, measure_speed, sh
 from tests.support.servers import PostgresServer, postgres_bindir
@@ -30,11 +32,13 @@ ROLE, ROLE_PASSWORD, DB = "bench", "bench-pw", "bench"
 
 
 class Bench(ResticBench):
-    def __init__(self, root: Path, server: PostgresServer) -> None:
+    """Raw and opsctl backups of one database of the server; opsctl is imported from `code` (default: this checkout)."""
+
+    def __init__(self, root: Path, server: PostgresServer, database: str = DB, code: Path = REPO_ROOT) -> None:
         super().__init__(root, ROLE_PASSWORD)
-        self.server = server
+        self.server, self.database, self.code = server, database, code
         self.pg_env = {**os.environ, "PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": ROLE,
-                       "PGPASSWORD": ROLE_PASSWORD, "PGDATABASE": DB}
+                       "PGPASSWORD": ROLE_PASSWORD, "PGDATABASE": database}
 
     def raw_backup(self, repo: Path) -> float:
         started = time.monotonic()
@@ -45,9 +49,34 @@ class Bench(ResticBench):
         assert dump.wait() == 0
         return time.monotonic() - started
 
-    def write_policy(self, repo: Path) -> Path:
+    @property
+    def opsctl_env(self) -> dict[str, str]:
+        """os.environ as it is now (bench_verify sets the harness's switch late), opsctl imported from code."""
+        # code first; the checkout after it for the test harness (tests.support.faulty)
+        return {**os.environ, "PYTHONPATH": os.pathsep.join(dict.fromkeys([str(self.code), str(REPO_ROOT)]))}
+
+    def raw_backup_json(self, repo: Path) -> tuple[float, int]:
+        """raw_backup with restic's --json, as opsctl runs it: wall time and data_added (before compression)."""
+        started = time.monotonic()
+        dump = subprocess.Popen(["pg_dump", "-Fc", "-Z0"], env=self.pg_env, stdout=subprocess.PIPE)
+        backup = sh(["restic", "-r", str(repo), "backup", "--stdin", "--stdin-filename", "bench.pgdump", "--json"],
+                    stdin=dump.stdout, env=self.restic_env, stdout=subprocess.PIPE, text=True)
+        dump.stdout.close()
+        assert dump.wait() == 0
+        elapsed = time.monotonic() - started
+        summary = json.loads(backup.stdout.strip().splitlines()[-1])
+        assert summary["message_type"] == "summary", summary
+        return elapsed, int(summary["data_added"])
+
+    def write_policy(self, repo: Path, state_dir: Path | None = None) -> Path:
         return super().write_policy(repo, {"engine": "postgresql", "host": "127.0.0.1", "port": self.server.port,
-                                           "user": ROLE, "name": DB})
+                                           "user": ROLE, "name": self.database}, state_dir)
+
+    def opsctl_init(self, policy: Path) -> None:
+        """`opsctl init`: creates the policy's repository as an operator would."""
+        done = subprocess.run([sys.executable, "-m", "opsctl", "--policy", str(policy), "init"], cwd=self.root,
+                              env=self.opsctl_env, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, done.stdout + done.stderr
 
     def opsctl_backup(self, policy: Path) -> tuple[float, dict, int]:
         """Wall time, the JSON result, and the peak RSS (KiB) of the opsctl process itself."""
@@ -55,8 +84,7 @@ class Bench(ResticBench):
         # Without fingerprints (bench_verify's baseline) needs the test harness: opsctl itself has no such switch.
         module = "tests.support.faulty" if os.environ.get("OPSCTL_TEST_NO_FINGERPRINTS") else "opsctl"
         proc = subprocess.Popen([sys.executable, "-m", module, "--json", "--policy", str(policy), "backup"],
-                                stdout=subprocess.PIPE, text=True, cwd=self.root,
-                                env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+                                stdout=subprocess.PIPE, text=True, cwd=self.root, env=self.opsctl_env)
         peak = 0
         status = Path(f"/proc/{proc.pid}/status")
         while proc.poll() is None:

@@ -31,6 +31,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
@@ -54,6 +55,7 @@ MIB = 2**20
 MIN_DATABASE_BYTES = 500 * MB
 GOAL = 1.10
 PHASES = ("locate", "fetch", "restore", "verify")
+RESTORES = ("raw", "no-verify", "verified")
 BUSY_SHARE = 0.05
 """A run is unfair when processes outside the benchmark used more than this many CPU-seconds per second of it."""
 PROBE = ("import sys, boto3; boto3.client('s3', endpoint_url=sys.argv[1], region_name='us-east-1', "
@@ -177,24 +179,34 @@ def timed_run(label: str, step) -> tuple[Run, object]:
     return Run(elapsed, audit, cpu.by_name().get("OTHER", 0.0)), result
 
 
+def restore_step(s3: S3Restores, kind: str, round_no: int) -> tuple[str, str, Callable[[], object]]:
+    """Label, database name and the step to time of one restore of `kind` (raw, no-verify or verified).
+
+    The raw pipeline's database is created here, before the clock starts; opsctl creates its own.
+    """
+    if kind == "raw":
+        name = f"raw_restore_{round_no}"
+        s3.superuser(f"CREATE DATABASE {name} OWNER {ROLE}")
+        return "raw restic dump | pg_restore", name, lambda: s3.raw_restore(name)
+    name = f"opsctl_{kind.replace('-', '_')}_{round_no}"
+    verify = kind == "verified"
+    return (f"opsctl restore {'(verified)' if verify else '--no-verify'}", name,
+            lambda: s3.opsctl_restore(name, verify))
+
+
 def run_rounds(s3: S3Restores, rounds: int) -> dict[str, list[Run]]:
     """Raw, opsctl --no-verify and opsctl verified, alternated; each into a fresh database, dropped afterwards."""
-    runs: dict[str, list[Run]] = {"raw": [], "no-verify": [], "verified": []}
+    runs: dict[str, list[Run]] = {kind: [] for kind in RESTORES}
     for i in range(rounds):
         print(f"round {i + 1}/{rounds}", flush=True)
-        name = f"raw_restore_{i}"
-        s3.superuser(f"CREATE DATABASE {name} OWNER {ROLE}")  # before the clock, as asked of the raw pipeline
-        s3.settle()
-        runs["raw"].append(timed_run("raw restic dump | pg_restore", lambda name=name: s3.raw_restore(name))[0])
-        s3.settle(name)
-        for kind, verify in (("no-verify", False), ("verified", True)):
-            name = f"opsctl_{kind.replace('-', '_')}_{i}"
-            flag = "--no-verify" if not verify else "(verified)"
-            run, (output, entry) = timed_run(f"opsctl restore {flag}",
-                                             lambda name=name, verify=verify: s3.opsctl_restore(name, verify))
-            print(f"    {phase_line(entry)}", flush=True)
-            if i == 0:
-                print(indented(output), flush=True)
+        for kind in RESTORES:
+            label, name, step = restore_step(s3, kind, i)
+            s3.settle()
+            run, result = timed_run(label, step)
+            if run.audit:
+                print(f"    {phase_line(run.audit)}", flush=True)
+                if i == 0:
+                    print(indented(result[0]), flush=True)
             runs[kind].append(run)
             s3.settle(name)
     return runs

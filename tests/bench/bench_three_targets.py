@@ -181,21 +181,27 @@ class OpsctlFailed(RuntimeError):
 
 
 class Opsctl:
-    """opsctl policies with local + sftp + s3 targets, one set of fresh repositories per round."""
+    """opsctl policies with local + sftp + s3 targets, one set of fresh repositories per round.
 
-    def __init__(self, root: Path, server: PostgresServer, ssh: SshServer, moto: MotoServer) -> None:
-        self.workspace = Workspace(root)  # writes repository.pass; db.pass was written by Bench
-        self.server, self.ssh, self.moto = server, ssh, moto
-        self.code = snapshot_code(root / "code")
+    opsctl is imported from `code` (a snapshot_code copy; one is made under root when none is given).
+    """
+
+    def __init__(self, root: Path, server: PostgresServer, ssh: SshServer, moto: MotoServer, *,
+                 database: str = DB, code: Path | None = None) -> None:
+        self.workspace = Workspace(root)  # writes repository.pass
+        self.workspace.secret("db.pass", ROLE_PASSWORD)  # as Bench writes it, for a root of its own
+        self.server, self.ssh, self.moto, self.database = server, ssh, moto, database
+        self.code = code or snapshot_code(root / "code")
 
     def fresh_policy(self, round_no: int) -> str:
         """Write and `opsctl init` a policy whose three repositories are new; return its file name."""
         name = f"policy-{round_no}.yaml"
         database = {"engine": "postgresql", "host": "127.0.0.1", "port": self.server.port, "user": ROLE,
-                    "password": {"file": "db.pass"}, "name": DB}
+                    "password": {"file": "db.pass"}, "name": self.database}
         targets = [{"name": "local", "kind": "local", "path": f"opsctl-{round_no}-local"},
                    sftp_target(self.ssh, name="nas"), s3_target(self.moto, self.workspace, name="offsite")]
-        self.workspace.write_policy(database, targets, name=name)
+        # A state folder per round: each first backup is a first one, with nothing left by the round before.
+        self.workspace.write_policy(database, targets, name=name, state_dir=f"state-{round_no}")
         self._run("init", policy=name)
         return name
 
@@ -214,15 +220,19 @@ class Opsctl:
         return result.stdout
 
 
-def snapshot_code(folder: Path) -> Path:
-    """Copy opsctl/ as it is now, so that edits in the work tree during the run do not change what is measured."""
-    shutil.copytree(REPO_ROOT / "opsctl", folder / "opsctl", ignore=shutil.ignore_patterns("__pycache__"))
+def code_version() -> str:
+    """The checkout's commit, and whether opsctl/ has uncommitted changes (read-only git commands)."""
     commit = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "--short", "HEAD"], capture_output=True,
                             text=True, check=False).stdout.strip() or "?"
     dirty = subprocess.run(["git", "-C", str(REPO_ROOT), "status", "--porcelain", "--", "opsctl"],
                            capture_output=True, text=True, check=False).stdout.strip()
-    print(f"opsctl measured: a copy of {REPO_ROOT / 'opsctl'} at commit {commit}"
-          f"{' with uncommitted changes' if dirty else ''}", flush=True)
+    return f"commit {commit}{' with uncommitted changes in opsctl/' if dirty else ''}"
+
+
+def snapshot_code(folder: Path) -> Path:
+    """Copy opsctl/ as it is now, so that edits in the work tree during the run do not change what is measured."""
+    shutil.copytree(REPO_ROOT / "opsctl", folder / "opsctl", ignore=shutil.ignore_patterns("__pycache__"))
+    print(f"opsctl measured: a copy of {REPO_ROOT / 'opsctl'} at {code_version()}", flush=True)
     return folder
 
 
@@ -242,14 +252,14 @@ class Borgmatic:
     """borgmatic configurations with three fresh borg repositories (local, ssh to the sshd, local) per round."""
 
     def __init__(self, root: Path, server: PostgresServer, ssh: SshServer, compression: str,
-                 dump_compression: str) -> None:
+                 dump_compression: str, *, binary: str | None = None) -> None:
         self.root, self.ssh, self.compression = root, ssh, compression
         database = {"name": DB, "hostname": "127.0.0.1", "port": server.port, "username": ROLE,
                     "password": ROLE_PASSWORD, "format": "custom"}
         if dump_compression != "default":  # 0 = pg_dump -Fc -Z0, as ours; borgmatic's default is pg_dump's zlib
             database["compression"] = int(dump_compression)
         self.database = database
-        self.binary = str(Path(sys.executable).parent / "borgmatic")
+        self.binary = binary or str(Path(sys.executable).parent / "borgmatic")
 
     def fresh_config(self, round_no: int) -> Path:
         """Write a configuration with three new repositories and create them (repokey-blake2)."""

@@ -29,11 +29,11 @@ class ResticBench:
         sh(["restic", "-r", str(repo), "init", "-q"], env=self.restic_env, stdout=subprocess.DEVNULL)
         return repo
 
-    def write_policy(self, repo: Path, database: dict) -> Path:
-        """A policy backing up `database` (its password from db.pass) to repo alone."""
+    def write_policy(self, repo: Path, database: dict, state_dir: Path | None = None) -> Path:
+        """A policy backing up `database` (its password from db.pass) to repo alone; state in state_dir."""
         policy = self.root / f"policy-{repo.name}.yaml"
         policy.write_text(json.dumps({
-            "name": "bench", "state_dir": str(self.root / "state"),
+            "name": "bench", "state_dir": str(state_dir or self.root / "state"),
             "database": {**database, "password": {"file": str(self.root / "db.pass")}},
             "targets": [{"name": "local", "kind": "local", "path": str(repo)}],
             "repository_password": {"file": str(self.password_file)},
