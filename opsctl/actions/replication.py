@@ -17,8 +17,8 @@ from opsctl.actions.outcome import Problem, Role, TargetResult
 from opsctl.errors import OpsctlError, described
 from opsctl.reports.progress import Board, Transfer
 from opsctl.sources.errors import traceback_safe
-from opsctl.targets import NotAReplica, Target
-from opsctl.targets.replicate import Cancelled, Copier, check_identity
+from opsctl.targets import NotAReplica, RepositoryFiles, Target
+from opsctl.targets.replicate import Cancelled, Copier, check_identity, restic_files
 
 log = logging.getLogger(__name__)
 
@@ -208,15 +208,23 @@ class _Job:
             return self._copy()
         except Cancelled:
             return None
-        except TimeoutError:  # a socket read that waited stall_timeout: the same verdict as the watch's
-            return self._stalled()
         except BaseException as exc:  # noqa: BLE001 - any failure belongs to this target only
             self.backup_ended.wait()  # a failure while the backup runs is told with the backup's outcome
-            return None if self.cancelled.is_set() else failed(self.replica, Role.REPLICA, exc, self.started)
+            if self.cancelled.is_set():
+                return None
+            if isinstance(exc, TimeoutError):  # a socket read that waited stall_timeout: the watch's verdict
+                return self._stalled()
+            return failed(self.replica, Role.REPLICA, exc, self.started)
 
     def _copy(self) -> TargetOutcome:
+        with self.primary.files() as source:
+            # Listed before the replica's login: the packs this backup adds come after, however slow the login.
+            before = restic_files(source, "data") if self.follow else set()
+            return self._copy_from(source, before)
+
+    def _copy_from(self, source: RepositoryFiles, before: set[str]) -> TargetOutcome:
         session, replica = self.session, self.replica
-        with replica.files() as dest, self.primary.files() as source:
+        with replica.files() as dest:
             try:
                 check_identity(source, dest, replica.display)
             except NotAReplica:
@@ -224,7 +232,7 @@ class _Job:
                 return self._separate_backup()
             copier = Copier(source, dest, on_bytes=self.progress, cancelled=self.cancelled)
             if self.follow and not dest.list("locks"):  # a prune or check runs there: copy nothing meanwhile
-                copier.follow(self.backup_ended)
+                copier.follow(self.backup_ended, before)
             self._wait_for_backup()
             if dest.list("locks"):  # someone's restic may hold it exclusively (prune, check): wait for them
                 session.restic.wait_for_lock(session.repository(replica))

@@ -28,6 +28,7 @@ class Transfer:
         self.label = label
         self.bytes = 0
         self._task = board.start(label, total)
+        self._finished = threading.Lock()  # held for good by the first finish: a transfer ends once
 
     def advance(self, count: int) -> None:
         self.bytes += count
@@ -39,7 +40,9 @@ class Transfer:
             yield chunk
 
     def finish(self, outcome: str) -> None:
-        self._board.finish(self._task, self.label, self.bytes, outcome)
+        """Say how it ended; later calls (a copy cut off as it ended on its own) say nothing more."""
+        if self._finished.acquire(blocking=False):
+            self._board.finish(self._task, self.label, self.bytes, outcome)
 
 
 class Board:

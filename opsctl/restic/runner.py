@@ -21,6 +21,7 @@ from opsctl.process import (
     piped,
     read_chunks,
     stop,
+    stop_restic,
     tool_environment,
     widen_pipe,
 )
@@ -211,7 +212,7 @@ class Restic:
             try:
                 yield chunks()
             finally:
-                stop(proc)
+                stop_restic(proc)  # cut short (a failed staging database, Ctrl-C): no lock left behind
 
     def _run(self, repo: Repository, args: list[str], action: str) -> str:
         return self._waiting_for_lock(repo, lambda: self._run_once(repo, args, action))

@@ -220,29 +220,37 @@ class _CensusOfCopy:
     """The copy's counts and fingerprints, read on a thread while the copy streams to restic (a private file)."""
 
     def __init__(self, copy: Path) -> None:
-        # Opened here, read on the thread, interrupted or closed from here: one user at a time, never two.
-        self._conn = _open(copy, private=True, shared=True)
-        self._found: Census | sqlite3.Error | None = None
+        try:
+            # Opened here, read on the thread, stopped and closed from here once the thread is done.
+            self._conn = _open(copy, private=True, shared=True)
+        except sqlite3.Error as exc:
+            raise DumpFailed(f"reading the copy of the SQLite database failed: {database_error_text(exc)}",
+                             "no snapshot was kept from this run") from None
+        self._stopping = threading.Event()
+        # SQLite asks every 10,000 steps whether to go on: a census is stopped between rows and between tables.
+        self._conn.set_progress_handler(self._stopping.is_set, 10_000)
+        self._found: Census | Exception | None = None
         self._thread = threading.Thread(target=self._take, name="sqlite-census", daemon=True)
         self._thread.start()
 
     def _take(self) -> None:
         try:
             self._found = take_census(self._conn, census.new_salt())
-        except sqlite3.Error as exc:
+        except Exception as exc:  # noqa: BLE001 - told by result(), on the streaming thread
             self._found = exc
 
     def result(self) -> Census:
         self._thread.join()
-        if not isinstance(self._found, Census):
-            raise sqlite3.OperationalError(str(self._found))
-        return self._found
+        if isinstance(self._found, Census):
+            return self._found
+        if isinstance(self._found, sqlite3.Error):
+            raise self._found
+        raise sqlite3.OperationalError(f"the census failed ({type(self._found).__name__})")
 
     def stop(self) -> None:
         """Cut a census short (the stream failed) and close the copy, so its folder can go."""
-        if self._thread.is_alive():
-            self._conn.interrupt()
-            self._thread.join(timeout=30)
+        self._stopping.set()
+        self._thread.join(timeout=30)
         self._conn.close()
 
 

@@ -165,16 +165,23 @@ class Copier:
         self._cancelled = cancelled or threading.Event()
         self._copied: dict[str, list[str]] = {}
         self._bytes = 0
-        self._early: dict[str, set[str]] = {}  # dest's data and index, listed while the backup ran
 
-    def follow(self, ended: threading.Event) -> None:
-        """Until `ended`, copy each pack the primary completes (restic names a pack only once it is whole).
+    def follow(self, ended: threading.Event, before: set[str]) -> None:
+        """Until `ended`, copy each pack the primary completes that is not among `before` (its packs when the
+        backup began; restic names a pack only once it is whole).
 
         Packs alone are copied here: nothing names them until the index and snapshot arrive, which only
-        catch_up copies, so a replica never refers to a pack it lacks. Anything odd is left to catch_up.
+        catch_up copies, after listing the replica afresh. Anything odd ends the following quietly and is
+        left to catch_up, which reads everything again and decides; only a stall or a cancel is final.
         """
-        seen = restic_files(self.source, "data")  # what was there before: catch_up compares those
-        self._early = {folder: listed_names(self.dest, folder) for folder in ("index", "data")}
+        try:
+            self._follow(ended, set(before))
+        except (Cancelled, TimeoutError):
+            raise
+        except Exception:  # catch_up tries again, and reports what still fails
+            log.debug("copying packs during the backup stopped; the final copy takes over", exc_info=True)
+
+    def _follow(self, ended: threading.Event, seen: set[str]) -> None:
         interval_s = FOLLOW_INTERVAL_S
         while not ended.wait(interval_s):
             started = time.monotonic()
@@ -190,37 +197,40 @@ class Copier:
                     log.debug("%s did not match its name while the backup ran; left to the final copy", name)
 
     def catch_up(self) -> None:
-        """Copy every restic file dest lacks, in REPLICATION_ORDER.
+        """Copy every restic file dest lacks, in REPLICATION_ORDER, each kind checked in place before the next.
 
         The source is listed newest-kind first (snapshots, index, data): restic writes packs, then the
         index, then the snapshot, so everything a listed snapshot or index refers to is in the later
-        listings, even while another run writes to the source.
+        listings, even while another run writes to the source. The replica is listed afresh: a prune
+        there may have removed any pack, the ones copied while the backup ran included.
         """
         self.dest.clean_spool()
         listed = {folder: restic_files(self.source, folder) for folder in reversed(REPLICATION_ORDER)}
         skip = {f"snapshots/{name}" for name in forgotten(self.dest)}
         for folder in REPLICATION_ORDER:
-            missing = sorted(listed[folder] - self._present(folder) - skip)
+            missing = sorted(listed[folder] - listed_names(self.dest, folder) - skip)
             log.debug("%d files of %s to copy", len(missing), folder)
             for name in missing:
                 self._check_cancelled()
                 self._copy(name)
-
-    def _present(self, folder: str) -> set[str]:
-        """What dest holds in folder. Its packs as listed while the backup ran, unless an index file has gone since.
-
-        Only a prune deletes packs, and restic's prune replaces every index file that named them: an
-        index listing that lost nothing means the packs listed earlier are still there.
-        """
-        if folder == "data" and self._early and self._early["index"] <= listed_names(self.dest, "index"):
-            return self._early["data"] | set(self._copied.get("data", ()))
-        return listed_names(self.dest, folder)
+            if folder in _NAMED_LATER:  # before anything names them, they must still be there
+                self._confirm((folder,))
+        self._confirm(_NAMED_LATER)  # and once more at the end, as a prune may have run meanwhile
 
     def result(self) -> CopyResult:
-        """What this copier wrote, once every file it wrote is confirmed still there."""
-        _check_still_there(self.dest, self._copied)
+        """What this copier wrote."""
         snapshots = tuple(posixpath.basename(n) for n in self._copied.get("snapshots", ()))
         return CopyResult(files=sum(map(len, self._copied.values())), bytes=self._bytes, snapshots=snapshots)
+
+    def _confirm(self, kinds: tuple[str, ...]) -> None:
+        """A prune by another restic client during the copy can delete packs whose snapshot had not arrived."""
+        written = {name for kind in kinds for name in self._copied.get(kind, ())}
+        gone = written - _listed_again(self.dest, written)
+        if gone:
+            raise ReplicaChanged(
+                f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
+                "restic client?)",
+                "the next backup copies them again; do not prune a target while opsctl copies to it")
 
     def _copy(self, name: str) -> None:
         written = copy_file(self.source, self.dest, name)
@@ -234,17 +244,16 @@ class Copier:
             raise Cancelled
 
 
-def _check_still_there(dest: RepositoryFiles, copied: dict[str, list[str]]) -> None:
-    """A prune by another restic client during the copy can delete packs whose snapshot had not arrived."""
-    written = [name for folder in ("data", "index") for name in copied.get(folder, ())]
-    # Only the folders written to are listed again: a small backup touches a few of data's 256.
-    folders = sorted({posixpath.dirname(name) for name in written})
-    present = set().union(*(listed_names(dest, folder) for folder in folders))
-    gone = set(written) - present
-    if gone:
-        raise ReplicaChanged(
-            f"{len(gone)} files copied to this target were removed during the copy (a prune by another "
-            "restic client?)", "the next backup copies them again; do not prune a target while opsctl copies to it")
+_NAMED_LATER = ("data", "index")  # packs are named by index files, index files by nothing but are read whole
+_FEW_FOLDERS = 16  # data/xx folders listed one by one; more, and the whole of data is listed (in parallel)
+
+
+def _listed_again(dest: RepositoryFiles, names: set[str]) -> set[str]:
+    """Which of names dest lists now: their folders alone when a few (a small backup touches few of data's 256)."""
+    folders = {posixpath.dirname(name) for name in names}
+    if len(folders) > _FEW_FOLDERS:
+        folders = {name.partition("/")[0] for name in names}
+    return set().union(*(listed_names(dest, folder) for folder in sorted(folders)))
 
 
 def copy_file(source: RepositoryFiles, dest: RepositoryFiles, name: str) -> int:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import threading
 import time
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -20,7 +21,7 @@ import pytest
 from opsctl.policy.load import load_policy
 from opsctl.targets import Target, TargetError, target_for
 from opsctl.targets.base import RepositoryFiles
-from opsctl.targets.replicate import mark_forgotten, replicate
+from opsctl.targets.replicate import Copier, mark_forgotten, replicate, restic_files
 from tests.support.bank import add_documents, make_bank
 from tests.support.targets import local_target, s3_target, sftp_target
 from tests.support.workspace import Workspace
@@ -311,3 +312,47 @@ def test_s3_key_with_dot_dot_is_never_written(workspace, s3_endpoint, sentinel):
         replicate(source, dest)
     assert untouched(sentinel)  # index/../../outside from repo-local is that folder
     assert TAMPERED in raised.value.message and "offsite (s3 " in raised.value.message
+
+
+# --- a prune on the replica while opsctl copies to it ---------------------------------------------------
+
+
+def test_a_pack_copied_during_the_backup_then_pruned_on_the_replica_is_copied_again_before_its_index(workspace,
+                                                                                                     two_local):
+    local, nas = workspace.root / "repo-local", workspace.root / "repo-nas"
+    pack, index = os.urandom(4096), os.urandom(512)
+    pack_name, index_name = _planted_name("data", pack), _planted_name("index", index)
+    with files(two_local["local"]) as source, files(two_local["nas"]) as dest:
+        copier, ended = Copier(source, dest), threading.Event()
+        following = threading.Thread(target=copier.follow, args=(ended, restic_files(source, "data")))
+        following.start()
+        try:
+            _plant(local / pack_name, pack)  # restic completes a pack while the backup runs
+            _wait_for((nas / pack_name).exists)
+            (nas / pack_name).unlink()  # another client's prune: an unindexed pack is its to delete
+            _plant(local / index_name, index)
+        finally:
+            ended.set()
+            following.join()
+        copier.catch_up()
+    assert (nas / pack_name).read_bytes() == pack, "an index reached the replica without the pack it names"
+    assert (nas / index_name).read_bytes() == index
+
+
+def _planted_name(folder: str, content: bytes) -> str:
+    digest = hashlib.sha256(content).hexdigest()
+    return f"data/{digest[:2]}/{digest}" if folder == "data" else f"{folder}/{digest}"
+
+
+def _plant(path: Path, content: bytes) -> None:
+    path.parent.mkdir(exist_ok=True)
+    temporary = path.with_name(path.name + "-tmp-1")  # as restic: written aside, then renamed whole
+    temporary.write_bytes(content)
+    temporary.rename(path)
+
+
+def _wait_for(condition, timeout_s: float = 30) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the copy that follows the backup never took the pack"
+        time.sleep(0.02)

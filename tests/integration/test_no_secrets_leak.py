@@ -15,6 +15,9 @@ from tests.support.workspace import REPO_ROOT
 CANARY_REPO = "CANARYrepo7f3a9"
 CANARY_DB = "CANARYdb51c0e"
 CANARY_ROLE = "crm_canary"  # its own role: the canary password must not leak into other tests
+# The test that puts a password in opsctl's own environment has its own, so that another test's scanner
+# running at the same time (every process on the machine is scanned) never finds it there.
+CANARY_ENV_DB, CANARY_ENV_ROLE = "CANARYenvdb93e7", "crm_canary_env"
 
 
 CANARY_AWS = "CANARYaws0d9e21"
@@ -150,15 +153,15 @@ def test_s3_keys_and_repository_password_never_leak_with_three_targets(workspace
 
 def test_a_password_from_the_environment_reaches_no_child_even_in_commands_that_never_read_it(workspace, pg_server):
     """restic (init, snapshots, check) must not inherit the database password's variable just because it was set."""
-    pg_server.create_role_and_database(CANARY_ROLE, CANARY_DB, "canary_env_crm")
+    pg_server.create_role_and_database(CANARY_ENV_ROLE, CANARY_ENV_DB, "canary_env_crm")
     workspace.secret("repository.pass", CANARY_REPO)
-    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port, "user": CANARY_ROLE,
-                            "password": {"env": "CRM_DB_PASSWORD"}, "name": "canary_env_crm"})
-    scanner = ProcScanner([CANARY_DB.encode()], allowed={CANARY_DB.encode(): {Path(sys.executable).name}})
+    workspace.write_policy({"engine": "postgresql", "host": "127.0.0.1", "port": pg_server.port,
+                            "user": CANARY_ENV_ROLE, "password": {"env": "CRM_DB_PASSWORD"}, "name": "canary_env_crm"})
+    scanner = ProcScanner([CANARY_ENV_DB.encode()], allowed={CANARY_ENV_DB.encode(): {Path(sys.executable).name}})
     scanner.start()
     try:
         for args in (["init"], ["snapshots"], ["check"], ["keys", "status"], ["-v", "backup"]):
-            result = workspace.opsctl(*args, env={"CRM_DB_PASSWORD": CANARY_DB})
+            result = workspace.opsctl(*args, env={"CRM_DB_PASSWORD": CANARY_ENV_DB})
             assert result.returncode == 0, result.output
     finally:
         scanner.stop.set()

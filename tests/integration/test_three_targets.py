@@ -147,7 +147,8 @@ def test_packs_reach_the_replicas_before_the_backup_ends_and_alone_they_change_n
     assert killed.returncode == -9, killed.output
     nas = workspace.root / "repo-nas"
     assert _data_files(str(nas)) >= 1
-    assert not any((nas / "snapshots").iterdir()), "a snapshot may reach a replica only after its packs and index"
+    assert not any((nas / "index").iterdir()) and not any((nas / "snapshots").iterdir()), \
+        "index files and snapshots reach a replica only once the backup has ended, after their packs"
     assert snapshot_ids(workspace, "nas") == []
 
     code, rows = backup_json(workspace)
