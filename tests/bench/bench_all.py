@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import NamedTuple, TypeVar
+from typing import TypeVar
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(REPO_ROOT))
@@ -44,21 +44,21 @@ sys.path.insert(0, str(REPO_ROOT))
 from tests.bench.bench_postgres_backup import DB, ROLE, ROLE_PASSWORD, Bench
 from tests.bench.bench_restore_s3 import RESTORES, S3Restores, restore_step
 from tests.bench.bench_three_targets import (
-    BENCH_ROOTS,
     Borgmatic,
     CpuSampler,
     Opsctl,
+    Servers,
     change_a_day,
     code_version,
     measure_dump,
     record_phases,
     snapshot_code,
+    start_servers,
 )
 from tests.bench.bench_three_targets import Figures as Phases
 from tests.bench.common import sh
 from tests.bench.report import Figures, Row, ratio_at_most, save, seconds_over_at_most, table
-from tests.support.moto import REGION, MotoServer, moto_server_binary
-from tests.support.servers import PostgresServer, postgres_bindir
+from tests.support.moto import REGION, MotoServer
 from tests.support.sshd import SshServer, _descendants
 
 T = TypeVar("T")
@@ -139,26 +139,11 @@ class Steps:
 
 # --- the servers, the data and the tools -----------------------------------------------------------
 
-class Servers(NamedTuple):
-    postgres: PostgresServer
-    ssh: SshServer
-    moto: MotoServer
-
-
-def start_servers(stack: contextlib.ExitStack) -> Servers:
-    """PostgreSQL, sshd and moto_server on free loopback ports, each stopped when the stack closes."""
-    postgres = PostgresServer(postgres_bindir())
-    stack.callback(postgres.cleanup)
-    postgres.start()
-    BENCH_ROOTS.add(int((postgres.data / "postmaster.pid").read_text().split()[0]))  # its backends are ours
-    ssh = SshServer()
-    stack.callback(ssh.cleanup)
-    ssh.start()
-    moto = MotoServer(moto_server_binary())
-    stack.callback(moto.cleanup)
-    moto.start()
-    stack.callback(stop_children)  # closes first: what an interrupted step left running, before the servers go
-    return Servers(postgres, ssh, moto)
+def started_servers(stack: contextlib.ExitStack) -> Servers:
+    """The servers, and on close, first of all, whatever an interrupted step left running."""
+    servers = start_servers(stack)
+    stack.callback(stop_children)
+    return servers
 
 
 def stop_children() -> None:
@@ -529,7 +514,7 @@ def main() -> None:
                                                                     dir=os.environ.get("BENCH_DIR"))))
         os.environ["XDG_CACHE_HOME"] = str(root / ".cache")  # restic's cache: raw and opsctl share it
         try:
-            run(Lab(root, start_servers(stack), args, Steps(figures), facts), done)
+            run(Lab(root, started_servers(stack), args, Steps(figures), facts), done)
         finally:  # an interrupted run still shows what it measured (and is not saved)
             text = f"{header(facts, args, len(done))}\n\n{table(rows(args.rss_factor), figures)}\n"
             print(f"\n{text}", flush=True)

@@ -32,7 +32,7 @@ import threading
 import time
 from collections import defaultdict
 from pathlib import Path
-from typing import Self
+from typing import NamedTuple, Self
 
 import yaml
 
@@ -351,6 +351,27 @@ def summary(args, figures: Figures, dump_bytes: int, dump_s: float) -> None:
                          m("borgmatic first"), GOALS["borgmatic"]))
 
 
+class Servers(NamedTuple):
+    postgres: PostgresServer
+    ssh: SshServer
+    moto: MotoServer
+
+
+def start_servers(stack: contextlib.ExitStack) -> Servers:
+    """PostgreSQL, sshd and moto_server on free loopback ports, each stopped when the stack closes."""
+    postgres = PostgresServer(postgres_bindir())
+    stack.callback(postgres.cleanup)
+    postgres.start()
+    BENCH_ROOTS.add(int((postgres.data / "postmaster.pid").read_text().split()[0]))  # its backends are ours
+    ssh = SshServer()
+    stack.callback(ssh.cleanup)
+    ssh.start()
+    moto = MotoServer(moto_server_binary())
+    stack.callback(moto.cleanup)
+    moto.start()
+    return Servers(postgres, ssh, moto)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=int, default=60, help="pgbench scale (60: ~615 MB dump with random filler)")
@@ -368,16 +389,7 @@ def main() -> None:
         root = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="opsctl-bench3-",
                                                                     dir=os.environ.get("BENCH_DIR"))))
         os.environ["XDG_CACHE_HOME"] = str(root / ".cache")  # restic's and borg's caches, raw and opsctl alike
-        server = PostgresServer(postgres_bindir())
-        stack.callback(server.cleanup)
-        server.start()
-        BENCH_ROOTS.add(int((server.data / "postmaster.pid").read_text().split()[0]))
-        ssh = SshServer()
-        stack.callback(ssh.cleanup)
-        ssh.start()
-        moto = MotoServer(moto_server_binary())
-        stack.callback(moto.cleanup)
-        moto.start()
+        server, ssh, moto = start_servers(stack)
 
         server.create_role_and_database(ROLE, ROLE_PASSWORD, DB)
         bench = Bench(root, server)
