@@ -194,15 +194,6 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
     proc.wait()
 
 
-def stop_restic(proc: subprocess.Popen[bytes], grace_s: float = 5) -> None:
-    """Stop a restic that holds a repository lock: SIGINT first, so it removes its lock, then kill."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGINT)
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace_s)
-    stop(proc)
-
-
 def run_store_command(argv: list[str], secret: bytes, timeout: float = 60) -> int:
     """Run a command that saves a secret read from its stdin (never argv); return its exit status."""
     return subprocess.run(argv, input=secret, stdout=subprocess.DEVNULL, env=tool_environment(), timeout=timeout,

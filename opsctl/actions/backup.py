@@ -189,7 +189,7 @@ def _into_first_healthy(session: Session, source: Source, candidates: list[Targe
         started = time.monotonic()
         try:
             target.probe()
-            began = copies.start if copies is not None and copies.primary is target else _nothing
+            began = copies.start if copies is not None and copies.primary is target else lambda: None
             return target, _backup_into(session, source, target, shown, began)
         except TARGET_FAILURES as exc:
             candidates.remove(target)
@@ -211,10 +211,6 @@ def _backup_into(session: Session, source: Source, target: Target, shown: Board,
     except RepositoryLocked:
         session.restic.wait_for_lock(session.repository(target))
         return _stream(session, source, target, shown, began)
-
-
-def _nothing() -> None:
-    pass
 
 
 def _stream(session: Session, source: Source, target: Target, shown: Board, began: Callable[[], None]) -> SnapshotMade:

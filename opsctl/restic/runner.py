@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from functools import cached_property
 from typing import TypeVar
 
@@ -21,7 +22,6 @@ from opsctl.process import (
     piped,
     read_chunks,
     stop,
-    stop_restic,
     tool_environment,
     widen_pipe,
 )
@@ -212,7 +212,7 @@ class Restic:
             try:
                 yield chunks()
             finally:
-                stop_restic(proc)  # cut short (a failed staging database, Ctrl-C): no lock left behind
+                _stop_gently(proc)  # cut short (a failed staging database, Ctrl-C): no lock left behind
 
     def _run(self, repo: Repository, args: list[str], action: str) -> str:
         return self._waiting_for_lock(repo, lambda: self._run_once(repo, args, action))
@@ -341,3 +341,12 @@ def _backup_summary(stdout: str, display: str) -> BackupSummary:
                 duration_s=float(message.get("total_duration", 0.0)),
             )
     raise ResticError(f"restic backup to {display} finished without a summary; the snapshot may be missing")
+
+
+def _stop_gently(proc: subprocess.Popen[bytes], grace_s: float = 5) -> None:
+    """Stop a restic that holds a repository lock: SIGINT first, so it removes its lock, then kill."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGINT)
+        with suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=grace_s)
+    stop(proc)

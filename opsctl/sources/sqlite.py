@@ -142,9 +142,9 @@ class SQLiteSource:
             except sqlite3.Error as exc:
                 raise DumpFailed(f"copying the SQLite database {self.path} failed: {database_error_text(exc)}",
                                  "no snapshot was kept from this run") from None
-            census_taker = _CensusOfCopy(copy)
+            census_taker = _CensusOfCopy(copy, self.path)
             try:
-                yield SQLiteDump(copy, self.path, self.database, census_taker)
+                yield SQLiteDump(copy, self.database, census_taker)
             finally:
                 census_taker.stop()
 
@@ -219,13 +219,13 @@ class SQLiteSource:
 class _CensusOfCopy:
     """The copy's counts and fingerprints, read on a thread while the copy streams to restic (a private file)."""
 
-    def __init__(self, copy: Path) -> None:
+    def __init__(self, copy: Path, original: Path) -> None:
+        self._original = original  # named in errors: the copy is only opsctl's scratch file
         try:
             # Opened here, read on the thread, stopped and closed from here once the thread is done.
             self._conn = _open(copy, private=True, shared=True)
         except sqlite3.Error as exc:
-            raise DumpFailed(f"reading the copy of the SQLite database failed: {database_error_text(exc)}",
-                             "no snapshot was kept from this run") from None
+            raise self._failed(database_error_text(exc)) from None
         self._stopping = threading.Event()
         # SQLite asks every 10,000 steps whether to go on: a census is stopped between rows and between tables.
         self._conn.set_progress_handler(self._stopping.is_set, 10_000)
@@ -240,12 +240,17 @@ class _CensusOfCopy:
             self._found = exc
 
     def result(self) -> Census:
+        """The census, once taken; any failure of it is a failed dump (no snapshot is kept)."""
         self._thread.join()
         if isinstance(self._found, Census):
             return self._found
-        if isinstance(self._found, sqlite3.Error):
-            raise self._found
-        raise sqlite3.OperationalError(f"the census failed ({type(self._found).__name__})")
+        found = self._found
+        raise self._failed(database_error_text(found) if isinstance(found, sqlite3.Error)
+                           else f"the census failed ({type(found).__name__})")
+
+    def _failed(self, why: str) -> DumpFailed:
+        return DumpFailed(f"reading the SQLite database {self._original} failed: {why}",
+                          "no snapshot was kept from this run")
 
     def stop(self) -> None:
         """Cut a census short (the stream failed) and close the copy, so its folder can go."""
@@ -255,22 +260,17 @@ class _CensusOfCopy:
 
 
 class SQLiteDump:
-    def __init__(self, copy: Path, path: Path, database: str, census_taker: _CensusOfCopy) -> None:
+    def __init__(self, copy: Path, database: str, census_taker: _CensusOfCopy) -> None:
         self.properties: dict[str, str] = {}  # the file carries its own encoding and settings
-        self._copy, self._path, self._database = copy, path, database
+        self._copy, self._database = copy, database
         self._census = census_taker
         self.facts: DumpFacts | None = None
 
     def chunks(self) -> Iterator[bytes]:
         with open(self._copy, "rb") as handle:
             yield from read_chunks(handle)
-        try:
-            found = self._census.result()
-        except sqlite3.Error as exc:
-            raise DumpFailed(f"reading the SQLite database {self._path} failed: {database_error_text(exc)}",
-                             "no snapshot was kept from this run") from None
-        self.facts = DumpFacts.of(found, engine="sqlite", database=self._database, dump_format=DUMP_FORMAT,
-                                  server_version=sqlite3.sqlite_version)
+        self.facts = DumpFacts.of(self._census.result(), engine="sqlite", database=self._database,
+                                  dump_format=DUMP_FORMAT, server_version=sqlite3.sqlite_version)
 
 
 def _is_empty(path: Path) -> bool:
