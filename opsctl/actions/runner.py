@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Generic, TypeVar
 
 from opsctl import audit
+from opsctl.actions.audit_copies import AuditCopies
 from opsctl.actions.context import App, Session
 from opsctl.actions.events import Run, Subscriber
 from opsctl.actions.metrics import MetricsFile
@@ -60,11 +61,16 @@ class Command(Generic[R]):
     access: Access = Access.WRITE  # DELETE: it removes files from targets (S3 then uses its prune_credentials)
     scheduled: bool = False  # a timer's run: a busy policy past lock_wait means skipped, not failed
     lock_wait: Callable[[Session], float] | None = None  # seconds to wait for the policy lock (default lock_wait)
+    # An auditor's command: it needs no policy, no secret, no state folder and no network, so it runs
+    # on any machine (an auditor's laptop) and records nothing (such a machine has no trail of the policy).
+    standalone: Callable[[R], Outcome] | None = None
 
 
 def run(app: App, command: Command[R], request: R,
         subscribers: Sequence[Subscriber] | None = None) -> Outcome:
     """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
+    if command.standalone is not None:
+        return _standalone(app, command.standalone, request)
     listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
     session, current, unloadable = _open(app, command)
     try:
@@ -84,6 +90,21 @@ def run(app: App, command: Command[R], request: R,
         return refused
     listeners.finished(current, outcome)
     return outcome
+
+
+def _standalone(app: App, body: Callable[[R], Outcome], request: R) -> Outcome:
+    """A command that touches nothing but the files it is given: no policy, no lock, no subscribers."""
+    try:
+        return body(request)
+    except KeyboardInterrupt:
+        return Refused(INTERRUPTED, "interrupted")
+    except OpsctlError as exc:
+        return Refused(Problem.of(exc), failure_word(exc))
+    except Exception as exc:  # noqa: BLE001 - every ending is an outcome, as for any command
+        if app.verbose:
+            raise traceback_safe(exc) from None
+        return Refused(Problem(f"unexpected error ({exc.__class__.__name__}); this is a bug in opsctl",
+                               "run the same command with --verbose to see where it happened, and report it"))
 
 
 def _open(app: App, command: Command[R]) -> tuple[Session | None, Run, OpsctlError | None]:
@@ -275,8 +296,9 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
 def default_subscribers() -> list[Subscriber]:
-    """The records first, then the metrics they feed, then notifications (seconds when an endpoint is slow)."""
-    return [AuditTrail(), RunRecord(), MetricsFile(), Notifier()]
+    """The records first, then the metrics they feed, then the trail's copies on the targets and notifications
+    (each may take seconds when a target or an endpoint is slow)."""
+    return [AuditTrail(), RunRecord(), MetricsFile(), AuditCopies(), Notifier()]
 
 
 def _policy_path(app: App) -> Path | None:

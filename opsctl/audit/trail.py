@@ -1,18 +1,26 @@
-"""The audit trail: one JSON line per opsctl command, whatever its outcome. Never secrets, never row data."""
+"""The audit trail: one JSON line per opsctl command, whatever its outcome. Never secrets, never row data.
+
+Lines are hash-chained (see `opsctl.audit.chain` for the format and its check): each write, under
+an exclusive lock, reads the newest line, links the new one to it, writes the whole line at once,
+fsyncs, then records the newest line in `audit.jsonl.head`.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import getpass
+import hashlib
 import json
 import os
 import socket
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from opsctl import __version__
+from opsctl.durable import replace_synced
 from opsctl.policy.trust import check_state_dir
 
 OUTCOMES = ("ok", "partial", "failed", "refused", "busy", "interrupted")
@@ -36,6 +44,7 @@ class AuditEntry:
     exit_code: int
     time: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
     user: str = field(default_factory=_user)
+    uid: int = field(default_factory=os.geteuid)
     host: str = field(default_factory=socket.gethostname)
     opsctl_version: str = __version__
     targets: tuple[str, ...] = ()
@@ -56,7 +65,7 @@ class AuditEntry:
         return cls(command=data["command"], policy=_text(data.get("policy")),
                    policy_file=_text(data.get("policy_file")),
                    outcome=_text(data.get("outcome")) or "?", exit_code=_int(data.get("exit_code")),
-                   time=_text(data.get("time")) or "?", user=_text(data.get("user")) or "?",
+                   time=_text(data.get("time")) or "?", user=_text(data.get("user")) or "?", uid=_int(data.get("uid")),
                    host=_text(data.get("host")) or "?", opsctl_version=_text(data.get("opsctl_version")) or "?",
                    targets=_texts(data.get("targets")), snapshot_ids=_texts(data.get("snapshot_ids")),
                    error=_text(data.get("error")), details=details if isinstance(details, dict) else {},
@@ -68,18 +77,130 @@ def trail_path(state_dir: Path) -> Path:
     return state_dir / "audit.jsonl"
 
 
+def line_sha256(raw: bytes) -> str:
+    """The hash by which the next line names this one (the line's bytes, without its newline)."""
+    return hashlib.sha256(raw).hexdigest()
+
+
 def append(log_path: Path, entry: AuditEntry) -> None:
-    """Append one line under an exclusive lock and flush it to disk before returning."""
-    line = (json.dumps(entry.to_json(), sort_keys=True, default=str) + "\n").encode()
+    """Append one chained line under an exclusive lock and flush it to disk before returning."""
     log_path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     check_state_dir(log_path.parent)  # never write into a folder another user controls (the run says why)
-    fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+    fd = os.open(log_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
-        os.write(fd, line)
+        head_file = log_path.with_name(log_path.name + ".head")
+        written, head = _chained(fd, entry, _head(head_file))
+        _write_all(fd, written)
         os.fsync(fd)
+        replace_synced(head_file, json.dumps(head, sort_keys=True).encode() + b"\n")
     finally:
         os.close(fd)
+
+
+def _chained(fd: int, entry: AuditEntry, head: dict[str, Any]) -> tuple[bytes, dict[str, Any]]:
+    """The bytes to append for this entry (a new chain's first line too, when there is none), and the new head."""
+    tail = _tail(fd)
+    lead = b"\n" if tail.fragment else b""  # a torn last write ends here: never glued to this entry
+    record: dict[str, Any] = entry.to_json()
+    if tail.seq is None:  # no chain yet: it starts here, sealing whatever the file held before
+        genesis = _genesis(fd, entry, lead)
+        chain, seq, prev, lines = line_sha256(genesis), 1, line_sha256(genesis), [genesis]
+    else:
+        chain, seq, prev, lines = _chain_id(fd, head), tail.seq + 1, line_sha256(tail.last), []
+        if tail.fragment:
+            record["fenced"] = {"sha256": line_sha256(tail.fragment), "bytes": len(tail.fragment)}
+        if head.get("chain") == chain and head.get("seq") == tail.seq and head.get("sha256") != prev:
+            record["changed_before"] = {"seq": tail.seq, "head_sha256": head.get("sha256")}
+    line = json.dumps({**record, "seq": seq, "prev": prev}, sort_keys=True, default=str).encode()
+    written = lead + b"".join(each + b"\n" for each in [*lines, line])
+    return written, {"chain": chain, "seq": seq, "sha256": line_sha256(line)}
+
+
+def _genesis(fd: int, entry: AuditEntry, lead: bytes) -> bytes:
+    """A chain's first line: which policy and host it belongs to, and the hash of every byte before it."""
+    legacy = hashlib.sha256()
+    size = 0
+    for block in _blocks(fd):
+        legacy.update(block)
+        size += len(block)
+    legacy.update(lead)
+    return json.dumps({"kind": "genesis", "format": "opsctl-audit/1", "seq": 0, "prev": "0" * 64,
+                       "policy": entry.policy, "host": entry.host, "time": entry.time,
+                       "legacy_bytes": size + len(lead), "legacy_sha256": legacy.hexdigest()},
+                      sort_keys=True).encode()
+
+
+@dataclass(frozen=True)
+class _Tail:
+    last: bytes  # the newest complete line
+    seq: int | None  # the chain number the newest complete line has (None: no chained line found)
+    fragment: bytes  # bytes after the last newline: a write cut short
+
+
+_TAIL_BLOCK = 64 << 10
+_TAIL_SCAN = 16 << 20  # past this much unchained text at the end, the file is no chain opsctl keeps
+
+
+def _tail(fd: int) -> _Tail:
+    """The newest complete line and its chain number (lines after the newest chained one count too)."""
+    size = os.fstat(fd).st_size
+    start, data = size, b""
+    while start > 0 and size - start < _TAIL_SCAN:
+        end, start = start, max(0, start - _TAIL_BLOCK)
+        data = os.pread(fd, end - start, start) + data
+        *complete, fragment = data.split(b"\n")
+        if start > 0:
+            complete = complete[1:]  # the first piece may begin mid-line
+        for back, raw in enumerate(reversed(complete)):
+            seq = _seq(raw)
+            if seq is not None:
+                return _Tail(complete[-1], seq + back, fragment)
+    *complete, fragment = data.split(b"\n") if data else [b""]
+    return _Tail(complete[-1] if complete else b"", None, fragment)
+
+
+def _seq(raw: bytes) -> int | None:
+    try:
+        data = json.loads(raw)
+    except (ValueError, RecursionError):
+        return None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
+
+
+def _chain_id(fd: int, head: dict[str, Any]) -> str:
+    """The chain's name (its first line's hash): from the head, else by finding that line."""
+    if isinstance(head.get("chain"), str):
+        return str(head["chain"])
+    pending = b""
+    for block in _blocks(fd):
+        *complete, pending = (pending + block).split(b"\n")
+        for raw in complete:
+            if b'"genesis"' in raw and _seq(raw) == 0:
+                return line_sha256(raw)
+    return ""
+
+
+def _blocks(fd: int) -> Iterator[bytes]:
+    offset = 0
+    while block := os.pread(fd, 1 << 20, offset):
+        yield block
+        offset += len(block)
+
+
+def _head(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_bytes())
+    except (OSError, ValueError, RecursionError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 def read(log_path: Path, command: str | None = None) -> list[AuditEntry]:

@@ -68,6 +68,10 @@ def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display:
 
 
 FORGOTTEN = ".opsctl-forgotten"
+# The audit trail's hashes, kept beside the repository (never inside restic's folders): one new file per
+# batch of entries, never replaced; named by chain (its first 16 hex digits) and the first and last entry.
+AUDIT_COPIES = "opsctl-audit"
+_AUDIT_COPY = re.compile(r"opsctl-audit/[0-9a-f]{16}/\d{10}-\d{10}\.jsonl")
 _ID = re.compile(r"[0-9a-f]{64}")
 _FLAT_FOLDERS = ("keys", "index", "snapshots")
 _DATA_FILE_DEPTH = 3  # data/<first two hex digits of the ID>/<ID>
@@ -93,9 +97,15 @@ def restic_name(name: str) -> bool:
 
 
 def writable_name(name: str) -> bool:
-    """A name opsctl may create in a target: a restic file, or a mark of a forgotten snapshot."""
+    """A name opsctl may create in a target: a restic file, a mark of a forgotten snapshot, an audit copy."""
     folder, _, snapshot_id = name.partition("/")
-    return restic_name(name) or (folder == FORGOTTEN and _ID.fullmatch(snapshot_id) is not None)
+    return (restic_name(name) or (folder == FORGOTTEN and _ID.fullmatch(snapshot_id) is not None)
+            or audit_copy_name(name))
+
+
+def audit_copy_name(name: str) -> bool:
+    """opsctl-audit/<chain>/<first>-<last>.jsonl, exactly."""
+    return _AUDIT_COPY.fullmatch(name) is not None
 
 
 def climbs(name: str) -> bool:

@@ -32,7 +32,7 @@ from opsctl.policy.model import S3Credentials, S3TargetConfig
 from opsctl.restic.repository import Repository
 from opsctl.targets.base import Access, ConfiguredTarget, Fact, Immutability
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
-from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable, climbs
+from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, audit_copy_name, check_writable, climbs
 
 # boto3's S3 client, typed by mypy-boto3-s3 (not installed: boto3-stubs alone types client("s3") as Any).
 S3Client = Any
@@ -448,10 +448,10 @@ class S3Files:
         """An S3 upload appears whole or not at all: there is no spool."""
 
     def write_new(self, name: str, content: bytes) -> bool:
-        # Content-addressed names (all but config) hold the same bytes wherever they exist, so only the
-        # config needs the extra round trip to be sure nothing is replaced.
+        # Content-addressed names hold the same bytes wherever they exist; the config and the audit copies do not,
+        # so they take the extra round trip to be sure nothing is replaced.
         check_writable(name, self.display)
-        if name == "config" and self.exists(name):
+        if (name == "config" or audit_copy_name(name)) and self.exists(name):
             return False
         # AWS refuses a PUT without Content-MD5 (or a checksum header) into a bucket with a default retention,
         # and the client sends no checksum of its own (request_checksum_calculation="when_required").

@@ -67,8 +67,10 @@ class Workspace:
         return Result(proc.returncode, proc.stdout, proc.stderr)
 
     def audit_lines(self) -> list[str]:
+        """The trail's entries, one JSON line each (the chain's first line, which names the policy, left out)."""
         log = self.root / "state" / "audit.jsonl"
-        return log.read_text().splitlines() if log.exists() else []
+        lines = log.read_text().splitlines() if log.exists() else []
+        return [line for line in lines if '"kind": "genesis"' not in line]
 
 
 def made(stdout: str, target: int = 0) -> dict:

@@ -1,0 +1,106 @@
+"""The audit trail's copy on a target: the chain's hashes and metadata, in files that are only ever added.
+
+Each job adds one file holding the links (entry number, line hash, previous hash, time, command,
+outcome) written since the last copy: no user names, no paths, no error text, so a bucket's
+readers learn nothing about the customers or the host. Someone who rewrites the local trail
+cannot make it match these hashes again, and on a bucket with Object Lock cannot delete them.
+
+A target is not trusted either: whatever its files say is parsed with limits, and a file that
+is not an audit copy is reported, never followed.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from opsctl.audit.chain import Link
+
+FORMAT = "opsctl-audit-copy/1"
+_HASH_LENGTH = 64
+
+
+def batch_name(chain_id: str, first: int, last: int) -> str:
+    """The file that holds entries first..last of a chain (a name targets.replicate accepts)."""
+    return f"opsctl-audit/{chain_id[:16]}/{first:010d}-{last:010d}.jsonl"
+
+
+def chain_folder(chain_id: str) -> str:
+    return f"opsctl-audit/{chain_id[:16]}"
+
+
+def encode(chain_id: str, links: Sequence[Link]) -> bytes:
+    """A batch file: a header naming the chain, then one link per line."""
+    header = {"format": FORMAT, "chain": chain_id, "first": links[0].seq, "last": links[-1].seq}
+    lines = [json.dumps(header, sort_keys=True), *(json.dumps(link.to_json(), sort_keys=True) for link in links)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+class DamagedCopy(ValueError):
+    """A file in the copy's folder that is not a batch opsctl wrote."""
+
+
+def decode(content: bytes, chain_id: str) -> list[Link]:
+    """The links of one batch file of this chain; DamagedCopy when it is anything else."""
+    try:
+        rows = [json.loads(line) for line in content.decode("utf-8").splitlines() if line.strip()]
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise DamagedCopy("not JSON lines") from None
+    if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != FORMAT \
+            or rows[0].get("chain") != chain_id:
+        raise DamagedCopy("no header of this chain")
+    return [_link(row) for row in rows[1:]]
+
+
+def _link(row: object) -> Link:
+    if not isinstance(row, dict):
+        raise DamagedCopy("a line that is not a link")
+    seq, digest, prev = row.get("seq"), row.get("sha256"), row.get("prev")
+    if not (isinstance(seq, int) and seq >= 0 and isinstance(digest, str) and len(digest) == _HASH_LENGTH
+            and isinstance(prev, str)):
+        raise DamagedCopy("a link without its number or hash")
+    return Link(seq, digest, prev, _text(row.get("time")), _text(row.get("command")), _text(row.get("outcome")))
+
+
+def _text(value: object) -> str:
+    return value[:200] if isinstance(value, str) else ""
+
+
+@dataclass(frozen=True)
+class Comparison:
+    """How a local chain and a target's copy of it relate."""
+
+    agrees: bool
+    message: str
+    diverges_at: int | None = None  # the first entry number where they differ
+    pending: int = 0  # local entries the target does not hold yet (copied after the next job)
+
+
+def compare(local: Sequence[Link], remote: Iterable[Link], target: str) -> Comparison:
+    """The first entry where the local chain and the target's copy disagree, or how far they agree."""
+    held: dict[int, str] = {}
+    for link in remote:
+        if held.setdefault(link.seq, link.sha256) != link.sha256:
+            return Comparison(False, f"{target} holds two different hashes for entry {link.seq}: someone added a "
+                                     "file there by hand; keep both and compare them with the local trail", link.seq)
+    if not held:
+        return Comparison(False, f"{target} holds no copy of this trail yet: run a job (a backup) to copy it, "
+                                 "then check again", None, len(local))
+    for link in local:
+        theirs = held.get(link.seq)
+        if theirs is not None and theirs != link.sha256:
+            return Comparison(False, f"entry {link.seq} differs from the copy on {target}: the local trail was "
+                                     "rewritten from there (the copy keeps what it said first)", link.seq)
+    newest_local, newest_remote = local[-1].seq if local else -1, max(held)
+    if newest_remote > newest_local:
+        return Comparison(False, f"{target} holds entries {newest_local + 1}-{newest_remote} that the local trail "
+                                 "lacks: it was cut short or replaced", newest_local + 1)
+    missing = [link.seq for link in local if link.seq not in held]
+    pending = [seq for seq in missing if seq > newest_remote]
+    if len(missing) > len(pending):
+        return Comparison(False, f"{target} lacks entry {missing[0]} although it holds later ones: a copy file "
+                                 "was deleted there", missing[0])
+    agreed = f"the local trail matches the copy on {target} up to entry {newest_remote}"
+    return Comparison(True, agreed + (f"; {len(pending)} newer entries are copied after the next job" if pending
+                                      else ""), None, len(pending))
