@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from opsctl import audit
-from opsctl.actions.audit_copies import held_links
+from opsctl.actions.audit_copies import held_links, other_chains
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, Outcome
 from opsctl.actions.runner import Command
@@ -70,7 +70,7 @@ class ChainVerified(Outcome):
 
 def _verify(session: Session, request: AuditVerifyRequest) -> ChainVerified:
     trail = request.trail_file or audit.trail_path(session.state_dir)
-    checked = _checked(trail)
+    checked = _checked(trail, head_required=request.trail_file is None)
     if request.target is None:
         return ChainVerified(checked)
     config = session.target_configs(request.target)[0]
@@ -84,6 +84,7 @@ def _compare(session: Session, config: Any, checked: ChainCheck) -> Comparison:
     target = session.target(config)
     try:
         with target.files() as files:
+            others = other_chains(files, checked.chain_id or "")
             held = held_links(files, checked.chain_id or "")
     except offsite.DamagedCopy as exc:
         return Comparison(False, f"{target.display} holds a damaged copy of the trail ({exc}): someone wrote there; "
@@ -93,7 +94,7 @@ def _compare(session: Session, config: Any, checked: ChainCheck) -> Comparison:
     except OSError as exc:
         raise BadInput(f"could not read the trail's copy on {target.display} ({exc.strerror or exc})",
                        "check the target answers: opsctl doctor") from None
-    return offsite.compare(checked.links, held, target.display)
+    return offsite.compare(checked.links, held, target.display, others)
 
 
 def _verify_file(request: AuditVerifyRequest) -> ChainVerified:
@@ -101,9 +102,11 @@ def _verify_file(request: AuditVerifyRequest) -> ChainVerified:
     return ChainVerified(_checked(request.trail_file))
 
 
-def _checked(trail: Path) -> ChainCheck:
+def _checked(trail: Path, head_required: bool = False) -> ChainCheck:
+    if trail.exists() and not trail.is_file():  # a FIFO or a device would never end
+        raise BadInput(f"{trail} is not a regular file", "give the path of an audit trail (audit.jsonl)")
     try:
-        return chain.check(trail)
+        return chain.check(trail, head_required)
     except FileNotFoundError:
         raise BadInput(f"there is no audit trail at {trail}", "no command has run with this policy yet, or give "
                                                               "the path of a trail with --file") from None

@@ -80,16 +80,20 @@ def head_path(trail: Path) -> Path:
     return trail.with_name(trail.name + ".head")
 
 
-def check(path: Path, head: Path | None = None) -> ChainCheck:
-    """Check a trail file's chain (and its head, when there is one); OSError when it cannot be read."""
-    content = _read_locked(path)
+def check(path: Path, head_required: bool = False) -> ChainCheck:
+    """Check a trail file's chain and its head file; OSError when it cannot be read.
+
+    head_required: the policy's own trail, whose head must be there; a copy may come without one,
+    and then nothing vouches for its newest lines (said in a note).
+    """
+    content, head = _read_locked(path)
     lines, fragment = _split(content)
     genesis = next((line for line in lines if line.data is not None and line.data.get("kind") == GENESIS), None)
     if genesis is None:
         return _unchained(path, lines, fragment)
     walk = _Walk(path, lines, genesis)
     walk.run()
-    walk.finish(fragment, _read_head(head if head is not None else head_path(path)))
+    walk.finish(fragment, head, head_required)
     return walk.result()
 
 
@@ -117,7 +121,7 @@ class _Walk:
         self.links: list[Link] = [_link(genesis)]
         self.entries: list[AuditEntry] = []
         self.last = genesis
-        self.unparsed: _Line | None = None
+        self.unparsed: list[_Line] = []  # lines that are no entry, since the last entry
 
     def run(self) -> None:
         self._check_legacy()
@@ -125,11 +129,14 @@ class _Walk:
             if self.problem is not None:
                 return
             self._step(line)
-        if self.problem is None and self.unparsed is not None:
-            self._bad(self.unparsed.number, f"line {self.unparsed.number} is not an audit entry: it was edited or "
-                                            "damaged")
 
     def _check_legacy(self) -> None:
+        data = self.genesis.data or {}
+        earlier = data.get("previous_chain")
+        if isinstance(earlier, dict):
+            self.notes.append(f"this trail was started over at {_text(data.get('time'))}: an earlier chain "
+                              f"({_text(earlier.get('chain'))[:16]}, up to entry {earlier.get('seq')}) is no longer "
+                              "here; the targets keep its copy")
         before = self.genesis.number - 1
         if before == 0:
             return
@@ -142,10 +149,7 @@ class _Walk:
 
     def _step(self, line: _Line) -> None:
         if line.data is None:
-            if self.unparsed is not None:  # two in a row: the first was not a torn write
-                self._bad(self.unparsed.number, f"line {self.unparsed.number} is not an audit entry: it was edited or "
-                                                "damaged")
-            self.unparsed = line
+            self.unparsed.append(line)
             return
         if not self._fences(line):
             return
@@ -159,17 +163,22 @@ class _Walk:
         self._accept(line)
 
     def _fences(self, line: _Line) -> bool:
-        """A line after an unreadable one must name it as the torn write it fenced off."""
-        if self.unparsed is None:
+        """Lines after the last entry that are no entry must be exactly the cut-short writes this line fenced off."""
+        if not self.unparsed:
             return True
         fenced = line.data.get("fenced") if line.data is not None else None
-        if isinstance(fenced, dict) and fenced.get("sha256") == line_sha256(self.unparsed.raw):
-            self.notes.append(f"line {self.unparsed.number} is a write cut short (a power loss or kill); the next "
-                              "entry fenced it off")
-            self.unparsed = None
+        named = [item.get("sha256") for item in fenced if isinstance(item, dict)] if isinstance(fenced, list) else []
+        if named == [each.sha256 for each in self.unparsed]:
+            self.notes.append(f"{_lines(self.unparsed)} cut short (a power loss, a kill or a full disk); "
+                              "the next entry fenced them off")
+            self.unparsed = []
             return True
-        self._bad(self.unparsed.number, f"line {self.unparsed.number} is not an audit entry: it was edited or damaged")
+        self._not_an_entry()
         return False
+
+    def _not_an_entry(self) -> None:
+        first = self.unparsed[0].number
+        self._bad(first, f"line {first} is not an audit entry: it was edited or damaged")
 
     def _misplaced(self, line: _Line, seq: object, expected: int) -> str:
         if not isinstance(seq, int):
@@ -207,26 +216,49 @@ class _Walk:
             self.entries.append(entry)
         self.last = line
 
-    def finish(self, fragment: bytes, head: dict[str, Any] | None) -> None:
-        """The end of the file: a torn last write, and the head's record of the newest line."""
+    def finish(self, fragment: bytes, head: dict[str, Any] | None, head_required: bool) -> None:
+        """The end of the file: writes cut short, and the head's record of the newest entry."""
         if self.problem is not None:
             return
-        end = self.links[-1]
-        if head is not None and head.get("chain") == self.links[0].sha256 and isinstance(head.get("seq"), int):
-            if head["seq"] > end.seq:
-                self._bad(self.last.number + 1, f"the trail was cut short after line {self.last.number} (entry "
-                                                f"{end.seq}): the head file recorded entry {head['seq']}")
-                return
-            if head["seq"] == end.seq and head.get("sha256") != end.sha256:
-                self._bad(self.last.number, f"line {self.last.number} (the newest entry) was changed after it was "
-                                            "written: the head file recorded another hash for it")
-                return
-            if head["seq"] < end.seq:
-                self.notes.append(f"the head file names entry {head['seq']}, the trail ends at {end.seq}: a crash "
-                                  "between the two writes, or entries added by hand")
-        if fragment:
-            self.notes.append(f"line {self.last.number + 1} is a write cut short (a power loss or kill); the next "
-                              "entry will fence it off")
+        if head is None:
+            self._headless(head_required)
+        elif head.get("chain") != self.links[0].sha256:
+            self._bad(self.genesis.number, "the head file names another chain than this trail's: the trail was "
+                                           "replaced or started over since the head was written")
+        elif not self._matches(head):
+            return
+        if self.problem is None and self.unparsed:  # after the newest entry the head vouches for: failed writes
+            self.notes.append(f"{_lines(self.unparsed)} cut short after the newest entry; the next entry "
+                              "will fence them off")
+        if self.problem is None and fragment:
+            number = self.lines[-1].number + 1 if self.lines else 1
+            self.notes.append(f"line {number} is a write cut short (a power loss or kill); the next entry will "
+                              "fence it off")
+
+    def _headless(self, required: bool) -> None:
+        if required:
+            self._bad(self.last.number, "the head file (audit.jsonl.head) is missing, so nothing vouches for the "
+                                        "newest entries: it was deleted; compare with a target: opsctl audit verify "
+                                        "--against TARGET")
+        else:
+            self.notes.append("no head file was given with this copy: the newest entries could have been cut or "
+                              "changed unseen; compare with a target's copy (opsctl audit verify --against)")
+        if self.unparsed and self.problem is None:
+            self._not_an_entry()
+
+    def _matches(self, head: dict[str, Any]) -> bool:
+        """The trail ends where the head says (an older head: a crash between the two writes)."""
+        end, seq = self.links[-1], head.get("seq")
+        if not isinstance(seq, int) or seq > end.seq:
+            self._bad(self.last.number + 1, f"the trail was cut short after line {self.last.number} (entry "
+                                            f"{end.seq}): the head file recorded entry {seq}")
+        elif seq == end.seq and head.get("sha256") != end.sha256:
+            self._bad(self.last.number, f"line {self.last.number} (the newest entry) was changed after it was "
+                                        "written: the head file recorded another hash for it")
+        elif seq < end.seq:
+            self.notes.append(f"the head file names entry {seq}, the trail ends at {end.seq}: a crash between the "
+                              "two writes, or entries added by hand")
+        return self.problem is None
 
     def _bad(self, number: int, problem: str) -> None:
         self.problem, self.bad_line = problem, number
@@ -247,7 +279,8 @@ def _parsed(raw: bytes) -> dict[str, Any] | None:
         data = json.loads(raw)
     except (ValueError, RecursionError):
         return None
-    return data if isinstance(data, dict) and isinstance(data.get("seq"), int) else None
+    seq = data.get("seq") if isinstance(data, dict) else None
+    return data if isinstance(seq, int) and not isinstance(seq, bool) else None
 
 
 def _link(line: _Line) -> Link:
@@ -260,12 +293,12 @@ def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
-def _read_locked(path: Path) -> bytes:
-    """The file's bytes, read while no opsctl is appending to it (a shared lock: the writer holds it exclusively)."""
+def _read_locked(path: Path) -> tuple[bytes, dict[str, Any] | None]:
+    """The file's bytes and its head, both read while no opsctl appends (the writer holds the lock exclusively)."""
     with path.open("rb") as handle:
         with suppress(OSError):  # a copy on a filesystem without locks: nothing appends to it anyway
             fcntl.flock(handle, fcntl.LOCK_SH)
-        return handle.read()
+        return handle.read(), _read_head(head_path(path))
 
 
 def _read_head(path: Path) -> dict[str, Any] | None:
@@ -274,3 +307,8 @@ def _read_head(path: Path) -> dict[str, Any] | None:
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None
+
+
+def _lines(lines: list[_Line]) -> str:
+    numbers = [line.number for line in lines]
+    return f"line {numbers[0]} is a write" if len(numbers) == 1 else f"lines {numbers[0]}-{numbers[-1]} are writes"

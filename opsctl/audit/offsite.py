@@ -18,16 +18,17 @@ from dataclasses import dataclass
 from opsctl.audit.chain import Link
 
 FORMAT = "opsctl-audit-copy/1"
+FOLDER = "opsctl-audit"  # beside restic's folders in each target's repository
 _HASH_LENGTH = 64
 
 
 def batch_name(chain_id: str, first: int, last: int) -> str:
     """The file that holds entries first..last of a chain (a name targets.replicate accepts)."""
-    return f"opsctl-audit/{chain_id[:16]}/{first:010d}-{last:010d}.jsonl"
+    return f"{FOLDER}/{chain_id[:16]}/{first:010d}-{last:010d}.jsonl"
 
 
 def chain_folder(chain_id: str) -> str:
-    return f"opsctl-audit/{chain_id[:16]}"
+    return f"{FOLDER}/{chain_id[:16]}"
 
 
 def encode(chain_id: str, links: Sequence[Link]) -> bytes:
@@ -41,16 +42,29 @@ class DamagedCopy(ValueError):
     """A file in the copy's folder that is not a batch opsctl wrote."""
 
 
-def decode(content: bytes, chain_id: str) -> list[Link]:
-    """The links of one batch file of this chain; DamagedCopy when it is anything else."""
+MAX_BATCH = 4 << 20  # a job adds a few hundred bytes per entry: a larger file is no batch opsctl wrote
+
+
+def decode(content: bytes, chain_id: str, first: int, last: int) -> list[Link]:
+    """The links first..last of one batch file of this chain; DamagedCopy when it is anything else."""
+    if len(content) > MAX_BATCH:
+        raise DamagedCopy("far larger than a batch opsctl writes")
+    header, _, body = content.partition(b"\n")
+    top = _row(header)
+    if not isinstance(top, dict) or top.get("format") != FORMAT or top.get("chain") != chain_id \
+            or top.get("first") != first or top.get("last") != last:
+        raise DamagedCopy("its header does not name this chain and the entries its name says")
+    links = [_link(_row(line)) for line in body.splitlines() if line.strip()]
+    if len(links) != last - first + 1 or any(link.seq != first + index for index, link in enumerate(links)):
+        raise DamagedCopy(f"it does not hold exactly entries {first}-{last}")
+    return links
+
+
+def _row(line: bytes) -> object:
     try:
-        rows = [json.loads(line) for line in content.decode("utf-8").splitlines() if line.strip()]
+        return json.loads(line.decode("utf-8"))
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise DamagedCopy("not JSON lines") from None
-    if not rows or not isinstance(rows[0], dict) or rows[0].get("format") != FORMAT \
-            or rows[0].get("chain") != chain_id:
-        raise DamagedCopy("no header of this chain")
-    return [_link(row) for row in rows[1:]]
 
 
 def _link(row: object) -> Link:
@@ -77,8 +91,19 @@ class Comparison:
     pending: int = 0  # local entries the target does not hold yet (copied after the next job)
 
 
-def compare(local: Sequence[Link], remote: Iterable[Link], target: str) -> Comparison:
-    """The first entry where the local chain and the target's copy disagree, or how far they agree."""
+def compare(local: Sequence[Link], remote: Iterable[Link], target: str, others: Sequence[str] = ()) -> Comparison:
+    """The first entry where the local chain and the target's copy disagree, or how far they agree.
+
+    others: the names of other chains the target holds copies of (a trail started over or replaced).
+    """
+    if others:
+        return Comparison(False, f"{target} also holds the copy of another chain ({', '.join(others[:3])}): the "
+                                 "local trail was started over or replaced after that one was copied (a rebuilt "
+                                 "host, a deleted state folder); keep both as evidence and compare them", 0)
+    return _compare_held(local, remote, target)
+
+
+def _compare_held(local: Sequence[Link], remote: Iterable[Link], target: str) -> Comparison:
     held: dict[int, str] = {}
     for link in remote:
         if held.setdefault(link.seq, link.sha256) != link.sha256:

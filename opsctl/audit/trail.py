@@ -8,10 +8,11 @@ fsyncs, then records the newest line in `audit.jsonl.head`.
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
 import json
 import os
+import pwd
+import secrets
 import socket
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -27,9 +28,10 @@ OUTCOMES = ("ok", "partial", "failed", "refused", "busy", "interrupted")
 
 
 def _user() -> str:
+    """The account that runs opsctl, from its uid (getpass.getuser trusts $LOGNAME, which anyone can set)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
         return str(os.geteuid())
 
 
@@ -103,13 +105,14 @@ def _chained(fd: int, entry: AuditEntry, head: dict[str, Any]) -> tuple[bytes, d
     tail = _tail(fd)
     lead = b"\n" if tail.fragment else b""  # a torn last write ends here: never glued to this entry
     record: dict[str, Any] = entry.to_json()
-    if tail.seq is None:  # no chain yet: it starts here, sealing whatever the file held before
-        genesis = _genesis(fd, entry, lead)
+    if tail.last is None:  # no chain yet: it starts here, sealing whatever the file held before
+        genesis = _genesis(fd, entry, lead, head)
         chain, seq, prev, lines = line_sha256(genesis), 1, line_sha256(genesis), [genesis]
     else:
-        chain, seq, prev, lines = _chain_id(fd, head), tail.seq + 1, line_sha256(tail.last), []
-        if tail.fragment:
-            record["fenced"] = {"sha256": line_sha256(tail.fragment), "bytes": len(tail.fragment)}
+        chain, seq, prev, lines = _chain_id(fd), tail.seq + 1, line_sha256(tail.last), []
+        cut_short = [*tail.unchained, *([tail.fragment] if tail.fragment else [])]
+        if cut_short:  # writes that failed part-way (power loss, full disk): named, so never taken for entries
+            record["fenced"] = [{"sha256": line_sha256(raw), "bytes": len(raw)} for raw in cut_short]
         if head.get("chain") == chain and head.get("seq") == tail.seq and head.get("sha256") != prev:
             record["changed_before"] = {"seq": tail.seq, "head_sha256": head.get("sha256")}
     line = json.dumps({**record, "seq": seq, "prev": prev}, sort_keys=True, default=str).encode()
@@ -117,24 +120,30 @@ def _chained(fd: int, entry: AuditEntry, head: dict[str, Any]) -> tuple[bytes, d
     return written, {"chain": chain, "seq": seq, "sha256": line_sha256(line)}
 
 
-def _genesis(fd: int, entry: AuditEntry, lead: bytes) -> bytes:
-    """A chain's first line: which policy and host it belongs to, and the hash of every byte before it."""
+def _genesis(fd: int, entry: AuditEntry, lead: bytes, head: dict[str, Any]) -> bytes:
+    """A chain's first line: which policy and host it belongs to, and the hash of every byte before it.
+
+    A random nonce makes its hash (the chain's name on the targets) unguessable and unique; a head
+    left by an earlier chain is named, so a trail that was started over says so.
+    """
     legacy = hashlib.sha256()
     size = 0
     for block in _blocks(fd):
         legacy.update(block)
         size += len(block)
     legacy.update(lead)
+    earlier = {"previous_chain": head} if isinstance(head.get("chain"), str) else {}
     return json.dumps({"kind": "genesis", "format": "opsctl-audit/1", "seq": 0, "prev": "0" * 64,
                        "policy": entry.policy, "host": entry.host, "time": entry.time,
-                       "legacy_bytes": size + len(lead), "legacy_sha256": legacy.hexdigest()},
-                      sort_keys=True).encode()
+                       "nonce": secrets.token_hex(16), "legacy_bytes": size + len(lead),
+                       "legacy_sha256": legacy.hexdigest(), **earlier}, sort_keys=True).encode()
 
 
 @dataclass(frozen=True)
 class _Tail:
-    last: bytes  # the newest complete line
-    seq: int | None  # the chain number the newest complete line has (None: no chained line found)
+    last: bytes | None  # the newest chained line (None: the file holds no chain)
+    seq: int  # its number in the chain
+    unchained: tuple[bytes, ...]  # complete lines after it that are no entry: writes cut short, then fenced
     fragment: bytes  # bytes after the last newline: a write cut short
 
 
@@ -143,24 +152,35 @@ _TAIL_SCAN = 16 << 20  # past this much unchained text at the end, the file is n
 
 
 def _tail(fd: int) -> _Tail:
-    """The newest complete line and its chain number (lines after the newest chained one count too)."""
-    size = os.fstat(fd).st_size
-    start, data = size, b""
-    while start > 0 and size - start < _TAIL_SCAN:
-        end, start = start, max(0, start - _TAIL_BLOCK)
-        data = os.pread(fd, end - start, start) + data
-        *complete, fragment = data.split(b"\n")
-        if start > 0:
-            complete = complete[1:]  # the first piece may begin mid-line
-        for back, raw in enumerate(reversed(complete)):
-            seq = _seq(raw)
-            if seq is not None:
-                return _Tail(complete[-1], seq + back, fragment)
-    *complete, fragment = data.split(b"\n") if data else [b""]
-    return _Tail(complete[-1] if complete else b"", None, fragment)
+    """The newest chained line, what follows it, and the bytes after the last newline; each line parsed once."""
+    lines = _backwards(fd)
+    fragment = next(lines, b"")
+    unchained: list[bytes] = []
+    scanned = 0
+    for raw in lines:
+        seq = _seq(raw)
+        if seq is not None:
+            return _Tail(raw, seq, tuple(reversed(unchained)), fragment)
+        unchained.append(raw)
+        scanned += len(raw) + 1
+        if scanned > _TAIL_SCAN:
+            break
+    return _Tail(None, 0, (), fragment)
+
+
+def _backwards(fd: int) -> Iterator[bytes]:
+    """The bytes after the last newline first, then each complete line, newest first (read from the end)."""
+    end, carried = os.fstat(fd).st_size, b""
+    while end > 0:
+        start = max(0, end - _TAIL_BLOCK)
+        parts = (os.pread(fd, end - start, start) + carried).split(b"\n")
+        end, carried = start, parts[0]  # the first piece may begin before this block
+        yield from reversed(parts[1:])
+    yield carried  # the file's first line (or, in a file without any newline, its only fragment)
 
 
 def _seq(raw: bytes) -> int | None:
+    """A chained line's number; None for anything else."""
     try:
         data = json.loads(raw)
     except (ValueError, RecursionError):
@@ -169,10 +189,8 @@ def _seq(raw: bytes) -> int | None:
     return seq if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0 else None
 
 
-def _chain_id(fd: int, head: dict[str, Any]) -> str:
-    """The chain's name (its first line's hash): from the head, else by finding that line."""
-    if isinstance(head.get("chain"), str):
-        return str(head["chain"])
+def _chain_id(fd: int) -> str:
+    """The chain's name: the hash of its first line, found from the file's start (only older lines precede it)."""
     pending = b""
     for block in _blocks(fd):
         *complete, pending = (pending + block).split(b"\n")

@@ -27,7 +27,8 @@ if TYPE_CHECKING:
 
 LOW_SPACE = 1 << 30
 SPOOL = ".opsctl-incoming"
-_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new names its spooled copies
+# What write_new names its spooled copies (restic's files, and the audit trail's batches).
+_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config|\d{10}-\d{10}\.jsonl)\.[0-9a-f]{8}")
 _DEEPEST_FOLDER = 1  # data/xx: restic keeps no folder deeper; nothing below it is listed
 _FOLDER = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC  # NONBLOCK: a planted pipe must not hang open()

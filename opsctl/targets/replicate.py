@@ -69,8 +69,8 @@ def check_identity(source: RepositoryFiles, dest: RepositoryFiles, dest_display:
 
 FORGOTTEN = ".opsctl-forgotten"
 # The audit trail's hashes, kept beside the repository (never inside restic's folders): one new file per
-# batch of entries, never replaced; named by chain (its first 16 hex digits) and the first and last entry.
-AUDIT_COPIES = "opsctl-audit"
+# batch of entries, never replaced; named by chain (its first 16 hex digits) and the first and last entry
+# (opsctl.audit.offsite names them).
 _AUDIT_COPY = re.compile(r"opsctl-audit/[0-9a-f]{16}/\d{10}-\d{10}\.jsonl")
 _ID = re.compile(r"[0-9a-f]{64}")
 _FLAT_FOLDERS = ("keys", "index", "snapshots")

@@ -27,7 +27,9 @@ SSH_PORT = 22  # the default: not written into display names and ssh-keyscan hin
 _LISTERS = 4
 _PARALLEL_LISTING_FROM = 8  # folders; fewer are listed over the one session (extra channels cost round trips)
 SPOOL = ".opsctl-incoming"
-_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config)\.[0-9a-f]{8}")  # what write_new names its spooled copies
+# What write_new names its spooled copies (restic's files, and the audit trail's batches).
+_AUDIT_CHAIN = re.compile(r"[0-9a-f]{16}")  # opsctl-audit/<chain>: the audit trail's copies
+_SPOOLED = re.compile(r"(?:[0-9a-f]{64}|config|\d{10}-\d{10}\.jsonl)\.[0-9a-f]{8}")
 _DATA_FOLDER = re.compile(r"[0-9a-f]{2}")
 # What restic's ssh may do, whatever ssh_config says elsewhere: only the policy's known_hosts (no
 # global file, no command, no alias, no learning new keys), only the policy's key (no agent), a direct
@@ -202,8 +204,9 @@ class SftpFiles:
             name = f"{relative}/{entry.filename}"
             mode = entry.st_mode or 0
             if stat.S_ISDIR(mode):
-                if relative == "data" and _DATA_FOLDER.fullmatch(entry.filename):
-                    subfolders.append(name)  # restic keeps no other folder: nothing else is walked into
+                if (relative == "data" and _DATA_FOLDER.fullmatch(entry.filename)) or \
+                        (relative == "opsctl-audit" and _AUDIT_CHAIN.fullmatch(entry.filename)):
+                    subfolders.append(name)  # restic (and opsctl's audit copies) keep no other folder
             else:
                 found.add(self._plain(name, mode))
         if subfolders:

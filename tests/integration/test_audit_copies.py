@@ -84,9 +84,27 @@ def test_the_copy_holds_hashes_and_metadata_only_and_is_never_replaced(guarded):
     assert all(path.read_bytes() == content for path, content in before.items())
 
 
-def test_a_file_planted_among_the_copies_is_reported_not_trusted(guarded):
+def test_a_file_planted_among_the_copies_is_reported_and_never_stops_the_copies(guarded):
     folder = next((guarded.root / "repo-local" / "opsctl-audit").iterdir())
-    (folder / "0000000099-0000000099.jsonl").write_text('{"format": "opsctl-audit-copy/1", "chain": "x"}\n')
+    chain_id = json.loads(next(folder.iterdir()).read_text().splitlines()[0])["chain"]
+    # A name that claims every entry to come, holding none: the copies must go on past it.
+    (folder / "0000000000-9999999999.jsonl").write_text(json.dumps(
+        {"format": "opsctl-audit-copy/1", "chain": chain_id, "first": 0, "last": 9999999999}) + "\n")
+    assert guarded.opsctl("backup").returncode == 0
     result = guarded.opsctl("audit", "verify", "--against", "local")
     assert result.returncode == 1, result.output
     assert "holds a damaged copy of the trail" in result.stdout
+    assert "0000000000-9999999999.jsonl" in result.stdout
+    (folder / "0000000000-9999999999.jsonl").unlink()
+    honest = guarded.opsctl("audit", "verify", "--against", "local")
+    assert honest.returncode == 0, honest.output  # the backup after the planting was copied all the same
+
+
+def test_a_trail_started_over_diverges_from_the_copies_of_the_one_it_replaced(guarded):
+    state = guarded.root / "state"
+    (state / "audit.jsonl").unlink()
+    chain.head_path(state / "audit.jsonl").unlink()
+    assert guarded.opsctl("backup").returncode == 0  # the new chain is copied too: that must not hide the old one
+    result = guarded.opsctl("audit", "verify", "--against", "offsite")
+    assert result.returncode == 1, result.output
+    assert "also holds the copy of another chain" in result.stdout

@@ -141,7 +141,7 @@ def test_writers_at_the_same_time_keep_one_unbroken_chain(tmp_path):
 
 def test_the_copy_on_a_target_names_where_a_rewritten_trail_diverges(trail):
     links = chain.check(trail).links
-    held = offsite.decode(offsite.encode("c" * 64, links), "c" * 64)
+    held = offsite.decode(offsite.encode("c" * 64, links), "c" * 64, 0, links[-1].seq)
     assert offsite.compare(links, held, "nas").agrees
     rewritten = [*links[:3], *(link.__class__(link.seq, "f" * 64, link.prev, link.time, link.command, link.outcome)
                                for link in links[3:])]
@@ -151,7 +151,7 @@ def test_the_copy_on_a_target_names_where_a_rewritten_trail_diverges(trail):
     assert (shorter.agrees, shorter.diverges_at) == (False, 4)
     assert "holds entries 4-5 that the local trail lacks" in shorter.message
     with pytest.raises(offsite.DamagedCopy):
-        offsite.decode(b'{"format": "something else"}\n', "c" * 64)
+        offsite.decode(b"{\"format\": \"something else\"}\n", "c" * 64, 0, 0)
 
 
 def test_an_auditor_checks_a_copy_with_no_policy_and_gets_the_line_and_exit_1(trail, tmp_path):
@@ -167,3 +167,68 @@ def test_an_auditor_checks_a_copy_with_no_policy_and_gets_the_line_and_exit_1(tr
     assert intact.returncode == 0, intact.stderr
     assert intact.stdout.count("backup") == 3 and "chain: intact" in intact.stdout  # the older line is shown too
     assert not (tmp_path / "home").exists()  # nothing written: no state folder, no trail of its own
+
+
+def test_writes_that_failed_twice_on_a_full_disk_are_fenced_and_the_chain_goes_on(trail):
+    with trail.open("ab") as handle:  # two appends cut short: the second one ended the first's fragment itself
+        handle.write(b'{"command": "backup", "outc\n{"command": "back')
+    append(trail, entry("restore"))
+    checked = chain.check(trail, head_required=True)
+    assert checked.intact, checked.problem
+    assert [e.command for e in checked.entries][-2:] == ["drill", "restore"]
+    assert checked.links[-1].seq == 6  # no number skipped
+    assert any("lines 9-10 are writes cut short" in note for note in checked.notes)
+
+
+def test_a_missing_head_or_one_of_another_chain_is_named(trail, tmp_path):
+    chain.head_path(trail).rename(tmp_path / "kept.head")
+    assert not chain.check(trail, head_required=True).intact
+    copy = chain.check(trail)  # a copy handed to an auditor may come alone: said, not failed
+    assert copy.intact and any("no head file was given" in note for note in copy.notes)
+    other = tmp_path / "other" / "audit.jsonl"
+    other.parent.mkdir(mode=0o700)
+    append(other, entry("init"))
+    (tmp_path / "kept.head").rename(chain.head_path(trail))
+    chain.head_path(trail).write_bytes(chain.head_path(other).read_bytes())
+    replaced = chain.check(trail, head_required=True)
+    assert not replaced.intact and "names another chain" in (replaced.problem or "")
+
+
+def test_two_trails_started_in_the_same_second_have_different_names(tmp_path):
+    names = set()
+    for folder in ("a", "b"):
+        (tmp_path / folder).mkdir(mode=0o700)
+        append(tmp_path / folder / "audit.jsonl", entry("init"))
+        names.add(chain.check(tmp_path / folder / "audit.jsonl").chain_id)
+    assert len(names) == 2
+
+
+def _check_while_others_write(path: str, rounds: int) -> list[str]:
+    return [chain.check(Path(path), head_required=True).problem or "" for _ in range(rounds)]
+
+
+def test_a_check_while_others_append_never_sees_a_false_break(tmp_path):
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    path = folder / "audit.jsonl"
+    append(path, entry("init"))
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_append_many, args=(str(path), 40)) for _ in range(3)]
+    for writer in writers:
+        writer.start()
+    with context.Pool(1) as pool:
+        problems = pool.apply(_check_while_others_write, (str(path), 60))
+    for writer in writers:
+        writer.join()
+    assert not [p for p in problems if p], problems[:3]
+
+
+def test_a_batch_that_does_not_hold_what_its_name_says_is_damaged(trail):
+    links = chain.check(trail).links
+    content = offsite.encode("c" * 64, links[:3])
+    assert [link.seq for link in offsite.decode(content, "c" * 64, 0, 2)] == [0, 1, 2]
+    for first, last in ((0, 9_999_999_999), (1, 2)):
+        with pytest.raises(offsite.DamagedCopy):
+            offsite.decode(content, "c" * 64, first, last)
+    verdict = offsite.compare(links, links, "nas", others=["0123456789abcdef"])
+    assert not verdict.agrees and "also holds the copy of another chain" in verdict.message
