@@ -15,7 +15,7 @@ from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, p
 from opsctl.actions.runner import Command
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.durations import human_duration
-from opsctl.reports import console
+from opsctl.reports import console, signing
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
@@ -98,7 +98,22 @@ def _basics(session: Session) -> list[Fact]:
 
     facts = [_fact("restic", lambda: f"restic {session.restic.version}")]
     facts.append(_fact("repository password", password))
+    facts.append(_signing(session))
     return facts
+
+
+def _signing(session: Session) -> Fact:
+    """Which key signs the reports; none is a note (reports still carry their hash), a broken one a problem."""
+    try:
+        signer = signing.find_signer(session.policy)
+    except OpsctlError as exc:
+        return Fact("report signing", False, f"{exc.message}, so reports are written unsigned", exc.hint)
+    except RuntimeError:  # no home folder to look in (HOME unset, a uid without a passwd entry)
+        return Fact("report signing", False, "the default signing key's folder cannot be found",
+                    "set signing_key: in the policy, then run: opsctl keys signing init")
+    if signer is None:
+        return Fact("report signing", True, "reports are not signed", "run: opsctl keys signing init")
+    return Fact("report signing", True, f"key {signer.public.key_id} at {signer.path}")
 
 
 def _database(session: Session) -> list[Fact]:

@@ -25,6 +25,7 @@ from opsctl.policy.model import Objectives
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.reports import drill as drill_report
 from opsctl.reports import recovery_view as view
+from opsctl.reports import signing
 from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED
 from opsctl.sources import Source
@@ -109,8 +110,8 @@ def _drill(session: Session, request: DrillRequest) -> Drilled:
         runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
         content = _content(session, config, target, started=started, clock=clock,
                            clocks=[setup, *(run.clock for run in runs)], runs=runs)
-        report = drill_report.build(content)
-        paths = drill_report.write(report, session.state_dir / "reports")
+        report = drill_report.build(content, signing.signer_or_warn(session.policy))
+        paths = drill_report.write(report, session.state_dir / "reports", session.policy.report_group)
     return Drilled(report, paths, _audit_details(report, runs, paths))
 
 

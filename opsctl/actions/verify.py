@@ -19,7 +19,7 @@ from opsctl.actions.runner import Command, Secrets
 from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
-from opsctl.reports import console, sealed, verification
+from opsctl.reports import console, sealed, signing, verification
 from opsctl.reports.records import VerificationReport
 from opsctl.restic import Repository
 from opsctl.restic.errors import ResticError
@@ -108,8 +108,9 @@ def _verify(session: Session, request: VerifyRequest) -> Verified:
     results = [_verify_on(session, source, target, request.snapshot) for target in targets]
     about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
              "started_at": started, "restic_version": f"restic {session.restic.version}"}
-    report = verification.build(report_content(about, results, all_targets=request.all_targets))
-    return Verified(report, verification.write(report, session.state_dir / "reports"))
+    content = report_content(about, results, all_targets=request.all_targets)
+    report = verification.build(content, signing.signer_or_warn(session.policy))
+    return Verified(report, verification.write(report, session.state_dir / "reports", session.policy.report_group))
 
 
 def _precheck(_: App, request: VerifyRequest) -> None:

@@ -9,7 +9,7 @@ and a value nobody learnt reads "unknown" or "never", not a blank.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from opsctl.compliance.document import FORMAT
 from opsctl.compliance.rules import Status
@@ -17,8 +17,12 @@ from opsctl.policy.durations import human_duration
 from opsctl.reports import sealed
 from opsctl.reports.records import Record, SealedRecord
 
-# build() checks these are absent: stamp() and seal() set them, and a content that carried them would lose them.
-_ADDED = ("finished_at", "host", "user", "opsctl_version", "sha256")
+if TYPE_CHECKING:
+    from opsctl.reports.signing import Signer
+
+# build() checks these are absent: stamp(), seal() and sign() set them, and a content that carried them would lose
+# them.
+_ADDED = ("finished_at", "host", "user", "opsctl_version", "sha256", "signature")
 # What each rule asks, for a reader who does not know the words; a rule not listed here is shown by name alone.
 MEANING = {
     "3-2-1": "3 copies of the data (the live database is one), on 2 kinds of media, 1 of them off-site",
@@ -117,18 +121,20 @@ class ComplianceReport(SealedRecord):
     sha256: str
 
 
-def build(content: dict[str, Any]) -> ComplianceReport:
-    """The sealed report: the compliance document plus when, where, by whom and with which opsctl it was made."""
+def build(content: dict[str, Any], signer: Signer | None = None) -> ComplianceReport:
+    """The sealed report: the compliance document plus when, where, by whom and with which opsctl it was made,
+    signed when there is a signer."""
     clash = [k for k in _ADDED if k in content]
     if content.get("format") != FORMAT or clash:
         raise ValueError(f"compliance report content: format {content.get('format')!r} (not {FORMAT!r}) "
                          f"or keys opsctl sets itself {clash}")
-    return ComplianceReport.of(sealed.seal(sealed.stamp(content)))
+    return ComplianceReport.of(sealed.sign(sealed.seal(sealed.stamp(content)), signer))
 
 
-def write(report: ComplianceReport, folder: Path) -> tuple[Path, Path]:
-    """`compliance-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`; returns (json, html)."""
-    return sealed.write_pair(report.to_json(), folder, "compliance", report.policy, render_html)
+def write(report: ComplianceReport, folder: Path, group: str | None = None) -> tuple[Path, Path]:
+    """`compliance-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`, readable by `group` too; returns
+    (json, html)."""
+    return sealed.write_pair(report.to_json(), folder, "compliance", report.policy, render_html, group=group)
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -139,6 +145,7 @@ def render_html(report: dict[str, Any]) -> str:
     """
     record = ComplianceReport.of(report)
     return sealed.template("compliance.html.j2").render(r=record, meaning=MEANING, age=age, duration=human_duration,
+                                                        signature=sealed.signature_label(report),
                                                         embedded=sealed.embed(report))
 
 

@@ -6,6 +6,7 @@ A command's own text lives with its outcome in `actions/`; views here get a Term
 from __future__ import annotations
 
 import json
+import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -58,14 +59,29 @@ def show_json(app: Terminal, payload: dict[str, Any]) -> None:
     app.out.print_json(json.dumps(payload, sort_keys=True))
 
 
+# Characters a terminal acts on or draws deceptively: controls (ESC starts colours and cursor moves), format
+# characters (right-to-left overrides), line separators, and lone surrogates (an undecodable file name).
+_UNPRINTABLE = ("Cc", "Cf", "Cs", "Zl", "Zp")
+
+
+def printable(text: str, *, keep: str = "") -> str:
+    """`text` with every character a terminal would act on shown as an escape (\\x1b, \\n, \\u202e), except
+    those in `keep`: a file name or a report's field can never move the cursor or fake a line of output."""
+    return "".join(c if c in keep or unicodedata.category(c) not in _UNPRINTABLE else ascii(c)[1:-1] for c in text)
+
+
+# Some errors quote a tool's output over several lines; only the characters that act on a terminal are escaped.
+_LINES = "\n\t"
+
+
 def show_error(app: Terminal, message: str, hint: str | None, problems: Iterable[str] = ()) -> None:
     """An error on stderr (and as JSON on stdout with --json), calm and with what to do next."""
     problems = list(problems)
-    app.err.print(f"[bold red]error:[/] {escape(message)}")
+    app.err.print(f"[bold red]error:[/] {escape(printable(message, keep=_LINES))}")
     for problem in problems:
-        app.err.print(f"  - {escape(problem)}")
+        app.err.print(f"  - {escape(printable(problem, keep=_LINES))}")
     if hint:
-        app.err.print(f"[bold]what to do:[/] {escape(hint)}")
+        app.err.print(f"[bold]what to do:[/] {escape(printable(hint, keep=_LINES))}")
 
 
 def verdict_line(app: Terminal, ok: bool, where: str, text: str | None, hint: str | None) -> None:
@@ -112,8 +128,25 @@ def show_verify(app: Terminal, report: VerificationReport, paths: Iterable[Path]
         app.out.print(f"  report: {escape(str(path))}")
 
 
+# The words a report check's sentence starts with; the longer of two that share a start comes first.
+_CHECK_WORDS = ("ALTERED or foreign", "ALTERED", "WRONG KEY", "UNSIGNED", "NOT RECORDED", "TRAIL BROKEN", "VALID",
+                "intact")
+
+
+def check_word(message: str) -> str | None:
+    """The verdict a report check's sentence starts with (VALID, ALTERED, NOT RECORDED, ...), if any."""
+    return next((w for w in _CHECK_WORDS if message.startswith(f"{w}:")), None)
+
+
 def show_report_check(app: Terminal, check: ReportCheck) -> None:
-    app.out.print(escape(check.message))
+    """The verdict in one calm sentence (two with an audit trail); its first word stands out on a terminal."""
+    message = printable(check.message)  # it quotes file names and report fields: never raw to a terminal
+    word = check_word(message)
+    if word is None:
+        app.out.print(escape(message))
+        return
+    colour = "green" if check.intact else "red"
+    app.out.print(f"[bold {colour}]{escape(word)}[/]{escape(message[len(word):])}")
 
 
 def show_report_list(app: Terminal, rows: Sequence[PastVerification]) -> None:
@@ -122,6 +155,6 @@ def show_report_list(app: Terminal, rows: Sequence[PastVerification]) -> None:
         return
     table = Table("date", "database", "target", "snapshot", "verdict", "report")
     for row in rows:
-        table.add_row(escape(row.date), escape(row.database), escape(", ".join(row.targets)),
-                      escape(", ".join(row.snapshots)), escape(row.verdict), escape(row.file))
+        cells = (row.date, row.database, ", ".join(row.targets), ", ".join(row.snapshots), row.verdict, row.file)
+        table.add_row(*(escape(printable(cell)) for cell in cells))  # read from files anyone with access could edit
     app.out.print(table)

@@ -8,35 +8,39 @@ from __future__ import annotations
 
 from html import escape
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsctl.policy.durations import human_duration
 from opsctl.reports import sealed
 from opsctl.reports.records import DrillReport
 from opsctl.reports.sealed import FAILED, PASSED  # noqa: F401
 
+if TYPE_CHECKING:
+    from opsctl.reports.signing import Signer
+
 FORMAT = "opsctl-drill/1"
 # The template renders every one of these; checking them in build() fails at the action, not at write().
 _KEYS = ("verdict", "summary", "policy", "target", "location", "offsite", "started_at", "restic_version",
          "objectives", "measured", "met", "phases", "databases", "advice", "trend")
-_ADDED = ("format", "finished_at", "host", "user", "opsctl_version", "sha256")
+_ADDED = ("format", "finished_at", "host", "user", "opsctl_version", "sha256", "signature")
 _NICE_STEPS = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400,
                172800, 604800)
 _W, _H, _LEFT, _RIGHT, _TOP, _BOTTOM = 420, 150, 48, 80, 10, 22
 _GREEN, _RED = "#1e7b34", "#b3261e"
 
 
-def build(content: dict[str, Any]) -> DrillReport:
-    """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made."""
+def build(content: dict[str, Any], signer: Signer | None = None) -> DrillReport:
+    """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made,
+    signed when there is a signer."""
     missing, clash = [k for k in _KEYS if k not in content], [k for k in _ADDED if k in content]
     if missing or clash:
         raise ValueError(f"drill report content: missing keys {missing}, keys opsctl sets itself {clash}")
-    return DrillReport.of(sealed.seal(sealed.stamp({**content, "format": FORMAT})))
+    return DrillReport.of(sealed.sign(sealed.seal(sealed.stamp({**content, "format": FORMAT})), signer))
 
 
-def write(report: DrillReport, folder: Path) -> tuple[Path, Path]:
-    """`drill-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`; returns (json, html)."""
-    return sealed.write_pair(report.to_json(), folder, "drill", report.policy, render_html)
+def write(report: DrillReport, folder: Path, group: str | None = None) -> tuple[Path, Path]:
+    """`drill-<stamp>-<policy>-<sha8>.json` and `.html` in `folder`, readable by `group` too; returns (json, html)."""
+    return sealed.write_pair(report.to_json(), folder, "drill", report.policy, render_html, group=group)
 
 
 def render_html(report: dict[str, Any]) -> str:
@@ -44,6 +48,7 @@ def render_html(report: dict[str, Any]) -> str:
     objectives = report["objectives"]
     charts = {name: trend_svg(report["trend"], f"{name}_s", objectives[f"{name}_s"]) for name in ("rto", "rpo")}
     return sealed.template("drill.html.j2").render(r=report, charts=charts, duration=human_duration,
+                                                   signature=sealed.signature_label(report),
                                                    embedded=sealed.embed(report))
 
 

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsctl.reports import sealed
 from opsctl.reports.records import VerificationReport
 from opsctl.reports.sealed import FAILED, PASSED, ReportCheck, check_file, content_sha256, now  # noqa: F401
+
+if TYPE_CHECKING:
+    from opsctl.reports.signing import Signer
 
 FORMAT = "opsctl-verification/1"
 
@@ -29,19 +32,21 @@ class PastVerification:
     file: str
 
 
-def build(content: dict[str, Any]) -> VerificationReport:
-    """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made."""
-    return VerificationReport.of(sealed.seal(sealed.stamp({"format": FORMAT, **content})))
+def build(content: dict[str, Any], signer: Signer | None = None) -> VerificationReport:
+    """The sealed report: the action's content plus when, where, by whom and with which opsctl it was made,
+    signed when there is a signer."""
+    return VerificationReport.of(sealed.sign(sealed.seal(sealed.stamp({"format": FORMAT, **content})), signer))
 
 
-def write(report: VerificationReport, folder: Path) -> tuple[Path, Path]:
-    """The JSON and HTML files, named by time, database and hash; returns (json, html)."""
-    return sealed.write_pair(report.to_json(), folder, "verify", report.database, render_html)
+def write(report: VerificationReport, folder: Path, group: str | None = None) -> tuple[Path, Path]:
+    """The JSON and HTML files, named by time, database and hash, readable by `group` too; returns (json, html)."""
+    return sealed.write_pair(report.to_json(), folder, "verify", report.database, render_html, group=group)
 
 
 def render_html(report: dict[str, Any]) -> str:
     """The HTML page for a report; the same report always gives the same bytes."""
-    return sealed.template("verification.html.j2").render(r=report, embedded=sealed.embed(report))
+    return sealed.template("verification.html.j2").render(r=report, signature=sealed.signature_label(report),
+                                                          embedded=sealed.embed(report))
 
 
 def list_reports(folder: Path) -> list[PastVerification]:

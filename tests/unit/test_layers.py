@@ -14,7 +14,7 @@ LOWER = ["opsctl.reports.console", "opsctl.reports.progress", "opsctl.reports.re
          "opsctl.targets", "opsctl.restic", "opsctl.policy", "opsctl.notify", "opsctl.schedule.units",
          "opsctl.schedule.systemd", "opsctl.compliance.picture", "opsctl.compliance.rules",
          "opsctl.compliance.document", "opsctl.compliance.metrics", "opsctl.reports.compliance",
-         "opsctl.reports.compliance_view"]
+         "opsctl.reports.compliance_view", "opsctl.reports.signing"]
 
 
 @pytest.mark.parametrize("module", LOWER)
