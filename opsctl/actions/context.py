@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import logging
 import os
+import pwd
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,12 +18,15 @@ from typing import IO, TypeVar
 from rich.console import Console
 
 from opsctl.actions.checkpoints import Checkpoints
+from opsctl.audit import readers, runs
 from opsctl.errors import BadInput, OpsctlError, PolicyBusy, described
 from opsctl.leftovers import scratch_folder, sweep_folders
-from opsctl.policy import Policy, load_policy
+from opsctl.policy import Policy, trust
+from opsctl.policy.compliance import Metrics
+from opsctl.policy.load import load_owned_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
-from opsctl.policy.trust import check_state_dir
+from opsctl.policy.notify import Notify
 from opsctl.restic import Repository, Restic
 from opsctl.secrets import as_text, read_secret, withhold_environment
 from opsctl.sources import Source, sources_for
@@ -88,7 +92,14 @@ class Session:
         self.policy_path = app.resolve_policy_path()
         # The state folder is checked when the run begins (check_state_dir): a refusal there is still a run of
         # this policy, whose notifications can say so.
-        self.policy: Policy = load_policy(self.policy_path, check_state_dir=False)
+        loaded = load_owned_policy(self.policy_path, check_state_dir=False, read_only=access is Access.READ)
+        # The owner of the file read (its descriptor's), never of what the path names later: a file swapped or
+        # unlinked after the read must not pass for the caller's own policy.
+        self.policy: Policy = loaded.policy
+        self.policy_owner = loaded.owner
+        if self.visiting:
+            # Another user's records or policy: what their runs do (metrics, notifications) a reader never does.
+            self.policy = self.policy.model_copy(update={"notify": Notify(), "metrics": Metrics()})
         withhold_environment(self._secret_variables())
         self.restic = Restic(os.environ.get("OPSCTL_RESTIC", "restic"),
                              lock_wait_s=self.policy.lock_wait.total_seconds())
@@ -105,7 +116,26 @@ class Session:
 
     @cached_property
     def state_dir(self) -> Path:
-        return self.policy.state_dir or default_state_dir(self.policy.name)
+        if self.policy.state_dir is not None:
+            return self.policy.state_dir
+        if self.access is Access.READ and self.policy_owner != os.geteuid():
+            return _owners_default_state_dir(self.policy_owner, self.policy.name)  # where the owner's runs keep it
+        return default_state_dir(self.policy.name)
+
+    @cached_property
+    def visiting(self) -> bool:
+        """A read-only command on another user's policy or records (an auditor's status --offline): it reads them
+        and writes nothing, not even its own run record. Whatever cannot be told to be the caller's is another's."""
+        if self.access is not Access.READ:
+            return False
+        if self.policy_owner != os.geteuid():
+            return True
+        try:
+            return self.state_dir.stat().st_uid != os.geteuid()
+        except FileNotFoundError:  # the caller's own policy, whose first run makes it
+            return False
+        except OSError:
+            return True
 
     def _secret_variables(self) -> list[str]:
         """The environment variables this policy's passwords come from (restic and the tools must not inherit them)."""
@@ -114,6 +144,8 @@ class Session:
 
     def sweep_leftovers(self, databases: bool) -> None:
         """Remove what killed runs left behind: scratch folders, and (given the database password) scratch databases."""
+        if self.visiting:
+            return  # the owner's runs clean up after themselves
         self.swept += tuple(str(folder) for folder in sweep_folders(self.state_dir))
         if databases:
             self.sweep_databases()
@@ -175,8 +207,29 @@ class Session:
         return {key: value for key, value in rules.model_dump().items() if value is not None}
 
     def check_state_dir(self) -> None:
-        """Refuse (exit 2) a state folder another user could change: opsctl keeps its records and journal there."""
-        check_state_dir(self.state_dir)
+        """Refuse (exit 2) a state folder another user could change: opsctl keeps its records and journal there.
+        Then a command that writes gives the policy's report_group its read access (a warning when it cannot)."""
+        if self.access is Access.READ:
+            trust.check_state_dir_to_read(self.state_dir, self.policy_owner)
+            if self.visiting:
+                self._check_readable()
+            return  # who may read the state is for the commands that write it to say, never for a reader
+        trust.check_state_dir(self.state_dir)
+        warnings = readers.share_state_dir(self.state_dir, self.policy.report_group, self.policy_path)
+        for warning in warnings:
+            log.warning("%s", warning)
+
+    def _check_readable(self) -> None:
+        """Refuse (exit 2), saying how to be let in, a reader who may not read the owner's run record."""
+        folder = runs.runs_dir(self.state_dir)
+        try:
+            os.listdir(folder)
+        except FileNotFoundError:
+            return  # nothing recorded yet: every rule says so
+        except PermissionError:
+            raise BadInput(f"the run record {folder} cannot be read by this user",
+                           "the policy's owner can let you read it: report_group: GROUP in the policy, you a member "
+                           "of that group (log in again after being added)") from None
 
     @contextmanager
     def exclusive(self, command: str, wait_s: float | None = None) -> Iterator[None]:
@@ -229,6 +282,18 @@ def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
         return exc
     log.debug("failure on %s", where, exc_info=traceback_safe(exc))
     return OpsctlError(f"{where}: {described(exc)}", "run again with --verbose to see where it happened")
+
+
+def _owners_default_state_dir(owner: int, policy_name: str) -> Path:
+    """The default state_dir of the policy's owner, as default_state_dir gives it when the owner runs opsctl
+    (for another user than root, without their XDG_STATE_HOME: the usual ~/.local/state)."""
+    if owner == 0:
+        return Path("/var/lib/opsctl") / policy_name
+    try:
+        home = Path(pwd.getpwuid(owner).pw_dir)
+    except KeyError:
+        return default_state_dir(policy_name)
+    return home / ".local" / "state" / "opsctl" / policy_name
 
 
 def _try_lock(handle: IO[str]) -> bool:

@@ -2,7 +2,10 @@
 
 backup: list the prefix, read and add objects under it, delete only restic's lock files (every
 restic command removes its own lock). prune: backup's rights, deleting anything under the prefix,
-and listing the whole bucket (restic init asks whether the bucket exists). audit: list and read only.
+and listing the whole bucket (restic init asks whether the bucket exists). audit: list and read the
+audit trail's copy (`opsctl-audit/` under the prefix) and the bucket's versioning and lock settings,
+and nothing else: no repository file (its data and keys are the restorer's need, not the auditor's),
+no write, no delete.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
+from opsctl.audit import offsite
 from opsctl.errors import BadInput
 from opsctl.policy.model import S3TargetConfig
 
@@ -55,22 +59,37 @@ def policy_document(config: S3TargetConfig, role: S3Role) -> dict[str, Any]:
     """The IAM policy that lets `role` do its part on the target's bucket and prefix, and nothing else."""
     bucket = f"arn:aws:s3:::{config.bucket}"
     prefix = config.prefix.strip("/")
-    objects = f"{bucket}/{prefix}/*" if prefix else f"{bucket}/*"
-    statements = [_listing(bucket, prefix, whole_bucket=role is S3Role.PRUNE),
-                  _allow("ReadRepository", ["s3:GetObject"], objects)]
-    if role is not S3Role.AUDIT:
-        statements.append(_allow("AddFiles", ["s3:PutObject"], objects))
-        locks = f"{bucket}/{prefix}/locks/*" if prefix else f"{bucket}/locks/*"
-        deletable = objects if role is S3Role.PRUNE else locks
-        statements.append(_allow("DeleteFiles" if role is S3Role.PRUNE else "DeleteLocksOnly",
-                                 ["s3:DeleteObject"], deletable))
+    if role is S3Role.AUDIT:
+        folder = f"{prefix}/{offsite.FOLDER}" if prefix else offsite.FOLDER
+        readable, statements = f"{bucket}/{folder}/*", _audit_statements(bucket, folder)
+    else:
+        readable = f"{bucket}/{prefix}/*" if prefix else f"{bucket}/*"
+        statements = _repository_statements(bucket, prefix, role, readable)
     statements.append(_allow("BucketFacts", ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
                              bucket))  # read by opsctl doctor: whether deleted files can be recovered
     if config.object_lock is not None:
         # Without it S3 leaves the lock's end out of HEAD answers: doctor and status could not say until when.
         # Never s3:BypassGovernanceRetention: that right would let these keys lift a GOVERNANCE lock.
-        statements.append(_allow("ReadRetention", ["s3:GetObjectRetention"], objects))
+        statements.append(_allow("ReadRetention", ["s3:GetObjectRetention"], readable))
     return {"Version": "2012-10-17", "Statement": statements}
+
+
+def _repository_statements(bucket: str, prefix: str, role: S3Role, objects: str) -> list[Statement]:
+    """backup and prune: list and read the repository, add to it, delete its locks (prune: anything in it)."""
+    locks = f"{bucket}/{prefix}/locks/*" if prefix else f"{bucket}/locks/*"
+    deleting = _allow("DeleteFiles", ["s3:DeleteObject"], objects) if role is S3Role.PRUNE else _allow(
+        "DeleteLocksOnly", ["s3:DeleteObject"], locks)
+    return [_listing(bucket, prefix, whole_bucket=role is S3Role.PRUNE),
+            _allow("ReadRepository", ["s3:GetObject"], objects),
+            _allow("AddFiles", ["s3:PutObject"], objects), deleting]
+
+
+def _audit_statements(bucket: str, folder: str) -> list[Statement]:
+    """audit: list and read the audit trail's copy alone; the repository's data, index and keys stay out of reach."""
+    # Versions too: `audit verify --against` reads a copy's first version and reports one written again.
+    listing = _allow("ListAuditCopy", ["s3:ListBucket", "s3:ListBucketVersions"], bucket)
+    listing["Condition"] = {"StringLike": {"s3:prefix": [f"{folder}/*"]}}
+    return [listing, _allow("ReadAuditCopy", ["s3:GetObject", "s3:GetObjectVersion"], f"{bucket}/{folder}/*")]
 
 
 def _listing(bucket: str, prefix: str, whole_bucket: bool) -> Statement:

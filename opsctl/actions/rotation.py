@@ -14,6 +14,7 @@ from typing import Any
 
 from opsctl.durable import replace_synced
 from opsctl.policy.model import Policy
+from opsctl.policy.trust import read_regular
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,8 @@ def path(state_dir: Path) -> Path:
 def read(state_dir: Path) -> Rotation:
     """The rotation so far; a missing or unreadable file starts every turn from the beginning."""
     try:
-        data: dict[str, Any] = json.loads(path(state_dir).read_text(encoding="utf-8"))
+        # Never blocks on a FIFO planted there: an auditor's status may read another user's state.
+        data: dict[str, Any] = json.loads(read_regular(path(state_dir)).decode("utf-8"))
         parts = {str(k): int(v) for k, v in (data.get("check_parts") or {}).items()}
         cycle = data.get("check_cycle")
         return Rotation(parts, int(cycle) if cycle is not None else None, int(data.get("verify_next", 0)))

@@ -71,8 +71,11 @@ def run(app: App, command: Command[R], request: R,
     """Run one command through the lifecycle; every ending is an Outcome (a Refused one when it stopped)."""
     if command.standalone is not None:
         return _standalone(app, command.standalone, request)
-    listeners = _Listeners(default_subscribers() if subscribers is None else subscribers)
     session, current, unloadable = _open(app, command)
+    # A reader of another user's records (an auditor's status --offline) records nothing, not even the audit
+    # line: only the owner may write there.
+    visiting = session is not None and session.visiting
+    listeners = _Listeners(() if visiting else default_subscribers() if subscribers is None else subscribers)
     try:
         if command.precheck is not None:
             command.precheck(app, request)

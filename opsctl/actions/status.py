@@ -39,7 +39,7 @@ from opsctl.reports import compliance_view, sealed
 from opsctl.restic import Restic
 from opsctl.restic.errors import RepositoryNotFound, WrongPassword
 from opsctl.restic.models import key_file_created
-from opsctl.targets import Immutability, Target
+from opsctl.targets import Access, Immutability, Target
 from opsctl.targets.errors import HostileTarget
 
 DEFAULT_TIMEOUT_S = 30.0
@@ -119,11 +119,14 @@ def _with_files(session: Session, answer: StatusAnswer, request: StatusRequest) 
     """The sealed page (kept with the other reports, and copied where asked) and the metrics file, if asked.
     A file that cannot be written is a warning: the verdict and its exit code stand."""
     files, warnings, content, page = [], [], answer.document, None
-    if request.html is not None:
-        from opsctl.reports import compliance  # jinja2 is loaded only when a page is asked for
+    if request.html is not None and session.visiting:
+        warnings.append(f"{request.html} was not written: a page is sealed into the reports of the policy's owner, "
+                        "which a reader does not write; read the pages in its reports folder instead")
+    elif request.html is not None:
+        from opsctl.reports import compliance, signing  # jinja2 is loaded only when a page is asked for
 
-        report = compliance.build(content)
-        json_path, html_path = compliance.write(report, session.state_dir / "reports")
+        report = compliance.build(content, signing.signer_or_warn(session.policy))
+        json_path, html_path = compliance.write(report, session.state_dir / "reports", session.policy.report_group)
         content = report.to_json()
         files.append(json_path)
         problem = _write_own(request.html, html_path.read_bytes(), _is_page)
@@ -276,4 +279,6 @@ def _precheck(_: App, request: StatusRequest) -> None:
 
 
 STATUS = Command("status", _status, restic=True, secrets=Secrets.REPOSITORY, precheck=_precheck)
-STATUS_OFFLINE = Command("status", _status, precheck=_precheck)
+# Reads the run record and writes nothing, so an auditor (in the policy's report_group) may run it on the
+# operator's policy and state: no secret, no network, no record of its own.
+STATUS_OFFLINE = Command("status", _status, precheck=_precheck, access=Access.READ)

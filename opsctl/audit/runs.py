@@ -5,6 +5,10 @@ notifications and metrics read the current state directly instead of parsing the
 console output. A target the last run did not touch keeps what an earlier run recorded for it.
 A run in progress is marked `running` (PID and start time) until it ends: a mark whose process is
 gone means that run was killed (kill -9, the OOM killer, a power cut) before it could say so.
+
+The policy's report_group may read the records (audit/readers.py): in a folder that group may read,
+a record is written 0640. Another user's records (an auditor's `status --offline`) are read, never
+written.
 """
 
 from __future__ import annotations
@@ -21,8 +25,9 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from opsctl.audit.readers import RUNS, record_mode
 from opsctl.durable import replace_synced
-from opsctl.policy.trust import check_state_dir
+from opsctl.policy.trust import check_state_dir, is_anothers, read_regular
 
 Fact = str | int | float | bool | None
 """Something a run learnt about a target, kept in its record until a later run of the command restates it."""
@@ -123,7 +128,7 @@ class CommandRun:
 
 
 def runs_dir(state_dir: Path) -> Path:
-    return state_dir / "runs"
+    return state_dir / RUNS
 
 
 def this_run(started_at: str) -> Running:
@@ -132,6 +137,8 @@ def this_run(started_at: str) -> Running:
 
 def started(state_dir: Path, command: str, started_at: str) -> None:
     """Mark the command as running in this process, keeping its last outcome."""
+    if is_anothers(state_dir):
+        return  # see _locked
     with _locked(state_dir):
         earlier = read(state_dir, command) or CommandRun(command)
         _write(state_dir, replace(earlier, running=this_run(started_at)))
@@ -139,6 +146,8 @@ def started(state_dir: Path, command: str, started_at: str) -> None:
 
 def record(state_dir: Path, run: CommandRun, started_at: str) -> None:
     """Store how the run ended, keeping earlier results of targets it did not touch, and another run's mark."""
+    if is_anothers(state_dir):
+        return
     with _locked(state_dir):
         earlier = read(state_dir, run.command)
         before = {t.target: t for t in (earlier.targets if earlier else ())}
@@ -151,6 +160,8 @@ def record(state_dir: Path, run: CommandRun, started_at: str) -> None:
 
 def skipped(state_dir: Path, command: str, at: str, reason: str) -> None:
     """Count a scheduled run that did not start, keeping the command's last real outcome as it was."""
+    if is_anothers(state_dir):
+        return
     with _locked(state_dir):
         earlier = read(state_dir, command) or CommandRun(command)
         count = earlier.last_skip.count + 1 if earlier.last_skip else 1
@@ -159,6 +170,8 @@ def skipped(state_dir: Path, command: str, at: str, reason: str) -> None:
 
 def killed(state_dir: Path, mark: Running, ended: CommandRun) -> None:
     """Record how a run that could not say so itself ended (killed, per systemd), and clear its mark."""
+    if is_anothers(state_dir):
+        return
     with _locked(state_dir):
         earlier = read(state_dir, ended.command) or CommandRun(ended.command)
         if earlier.running != mark:
@@ -198,15 +211,20 @@ def read(state_dir: Path, command: str) -> CommandRun | None:
 
 
 def read_file(path: Path) -> CommandRun | None:
+    """A record, read as one another user may have planted: never through a link, never waiting on a FIFO."""
     try:
-        return CommandRun.from_json(json.loads(path.read_text(encoding="utf-8")))
+        return CommandRun.from_json(json.loads(read_regular(path).decode("utf-8")))
     except (OSError, ValueError, TypeError, AttributeError, KeyError, RecursionError):
         return None  # a record that cannot be read is rewritten whole by the next run
 
 
 @contextmanager
 def _locked(state_dir: Path) -> Iterator[None]:
-    """One writer at a time: read, merge and replace happen under this lock."""
+    """One writer at a time: read, merge and replace happen under this lock.
+
+    Writers skip another user's state_dir without a word before they get here: only a read-only command (an
+    auditor's status --offline) runs on one, and it writes nothing there.
+    """
     folder = runs_dir(state_dir)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     check_state_dir(state_dir)  # never write into a folder another user controls (the run says why)
@@ -219,7 +237,8 @@ def _locked(state_dir: Path) -> Iterator[None]:
 
 
 def _write(state_dir: Path, run: CommandRun) -> None:
-    replace_synced(_path(state_dir, run.command), (json.dumps(run.to_json(), indent=1, sort_keys=True) + "\n").encode())
+    content = (json.dumps(run.to_json(), indent=1, sort_keys=True) + "\n").encode()
+    replace_synced(_path(state_dir, run.command), content, record_mode(runs_dir(state_dir)))
 
 
 def _path(state_dir: Path, command: str) -> Path:

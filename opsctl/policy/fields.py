@@ -20,6 +20,8 @@ from opsctl.policy.trust import chown_line, untrusted
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$"
 NAME_RULE = "letters, digits, '.', '_' or '-', starting with a letter or digit, at most 63 characters"
+# Validation context key: the policy is loaded for a read-only command, which opens none of the files it names.
+READ_ONLY = "read_only"
 
 
 def _resolve_path(value: Path, info: ValidationInfo) -> Path:
@@ -33,6 +35,14 @@ def _resolve_path(value: Path, info: ValidationInfo) -> Path:
 PolicyPath = Annotated[Path, AfterValidator(_resolve_path)]
 Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
+# A Unix group's name as Debian's adduser accepts it by default (NAME_REGEX in adduser.conf).
+GroupName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
+def opens_files(info: ValidationInfo) -> bool:
+    """Whether the command loading the policy will open the files it names (secrets, keys, CA files), so their
+    owner and mode are checked now; a read-only command (an auditor's status --offline) opens none."""
+    return not (info.context or {}).get(READ_ONLY)
 
 
 class Strict(BaseModel):
@@ -73,13 +83,13 @@ class SecretSource(Strict):
     )
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> SecretSource:
+    def _exactly_one(self, info: ValidationInfo) -> SecretSource:
         given = [k for k in ("file", "env", "command") if getattr(self, k) is not None]
         if len(given) != 1:
             raise ValueError("give exactly one of file, env or command (never the password itself)")
         if self.store_command is not None and self.command is None:
             raise ValueError("store_command goes with command (a file is rewritten by opsctl itself)")
-        if self.file is not None:
+        if self.file is not None and opens_files(info):
             check_private_file(self.file)
         return self
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import difflib
+import errno
 import os
 import re
 import types
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -13,9 +15,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
-from opsctl.errors import BadInput, PolicyInvalid
+from opsctl.errors import BadInput, OpsctlError, PolicyInvalid
 from opsctl.policy import trust
-from opsctl.policy.fields import NAME_PATTERN, NAME_RULE, is_valid_name
+from opsctl.policy.fields import NAME_PATTERN, NAME_RULE, READ_ONLY, is_valid_name
 from opsctl.policy.model import Policy, default_state_dir, duplicate_names_message
 
 
@@ -76,15 +78,31 @@ def _hashable(value: object) -> bool:
     return True
 
 
-def load_policy(path: Path, *, check_state_dir: bool = True) -> Policy:
-    """Load and validate a policy file; raise PolicyInvalid listing every problem found.
+@dataclass(frozen=True)
+class OwnedPolicy:
+    """A policy and the user who owns the file it was read from (fstat of the descriptor it was read through)."""
+
+    policy: Policy
+    owner: int
+
+
+def load_policy(path: Path, *, check_state_dir: bool = True, read_only: bool = False) -> Policy:
+    """Load and validate a policy file; raise PolicyInvalid listing every problem found (see load_owned_policy)."""
+    return load_owned_policy(path, check_state_dir=check_state_dir, read_only=read_only).policy
+
+
+def load_owned_policy(path: Path, *, check_state_dir: bool = True, read_only: bool = False) -> OwnedPolicy:
+    """Load and validate a policy file, with its owner; raise PolicyInvalid listing every problem found.
 
     A file another user could change is refused before it is read (trust.py): its commands never run.
+    With `read_only` (a command that runs nothing the policy names and reads no secret), the file may be
+    another user's, and the files it names (secrets, keys, CA files) are not checked: none is opened.
+    The owner is the one of the file actually read, never of what the path names a moment later.
     """
-    trust.check_trusted(path, "the policy file")
-    data = read_yaml(path)
+    text, owner = _read_trusted(path, read_only)
+    data = _parsed(path, text)
     try:
-        policy = Policy.model_validate(data, context={"base_dir": path.resolve().parent})
+        policy = Policy.model_validate(data, context={"base_dir": path.resolve().parent, READ_ONLY: read_only})
     except ValidationError as exc:
         errors = _without_consequences(exc.errors())
         problems = [describe_error(err) for err in errors] + _duplicate_target_names(data)
@@ -94,7 +112,59 @@ def load_policy(path: Path, *, check_state_dir: bool = True) -> Policy:
         raise PolicyInvalid(str(path), list(dict.fromkeys(problems))) from None
     if check_state_dir:
         trust.check_state_dir(policy.state_dir or default_state_dir(policy.name))
-    return policy
+    return OwnedPolicy(policy, owner)
+
+
+def _read_trusted(path: Path, read_only: bool) -> tuple[str, int]:
+    """The policy's text and its owner, both from the one descriptor it is read through; refused before it is read
+    when another user could change it (or, for a command that writes, when it is another user's)."""
+    if trust.is_callers_own(path):  # standard input or the caller's pipe: theirs, and a pipe by design
+        return _decoded(path, _read_callers_own(path)), os.geteuid()
+    try:
+        with trust.opened_regular(_through_link(path)) as (fd, info):
+            also = info.st_uid if read_only else None
+            trust.check_trusted(path, "the policy file", also=also)  # the link and every folder on the way
+            trust.check_opened(path, info, "the policy file", also=also)  # the file itself, as it was opened
+            raw = trust.read_to_limit(fd)
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        raise _unreadable(path, exc) from None
+    return _decoded(path, raw), info.st_uid
+
+
+def _read_callers_own(path: Path) -> bytes:
+    try:
+        with path.open("rb") as handle:
+            raw = handle.read(trust.READ_LIMIT + 1)
+    except (OSError, ValueError) as exc:
+        raise _unreadable(path, exc) from None
+    if len(raw) > trust.READ_LIMIT:
+        raise _unreadable(path, OSError(errno.EFBIG, f"larger than {trust.READ_LIMIT >> 20} MiB"))
+    return raw
+
+
+def _through_link(path: Path) -> Path:
+    """Where a policy path that is a link leads (its maker is checked with the folders): the file there is opened
+    without following any further link, so what is read is what is checked."""
+    return Path(os.path.realpath(path)) if os.path.islink(path) else path
+
+
+def _unreadable(path: Path, exc: OSError | ValueError) -> BadInput:
+    """What is wrong with the file itself, in the operator's words."""
+    if isinstance(exc, FileNotFoundError):
+        return BadInput(f"policy file {path} not found", "pass --policy FILE or set OPSCTL_POLICY")
+    if isinstance(exc, PermissionError):
+        return BadInput(f"policy file {path} cannot be read by this user",
+                        "ask its owner to let you read it (for the policy's report_group: "
+                        f"chgrp GROUP {path} && chmod 640 {path})")
+    return BadInput(f"policy file {path} cannot be read: {_reason(exc)}",
+                    "pass --policy with the path of a YAML policy file")
+
+
+def _decoded(path: Path, raw: bytes) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _unreadable(path, exc) from None
 
 
 def _without_consequences(errors: list[ErrorDetails]) -> list[ErrorDetails]:
@@ -113,15 +183,8 @@ def _duplicate_target_names(data: dict[Any, Any]) -> list[str]:
     return [f"At 'targets': {duplicate_names_message(n)}" for n in duplicates]
 
 
-def read_yaml(path: Path) -> dict[Any, Any]:
-    """The policy file as a mapping, or a BadInput that says what is wrong with the file itself."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise BadInput(f"policy file {path} not found", "pass --policy FILE or set OPSCTL_POLICY") from None
-    except (OSError, ValueError) as exc:  # a folder, a name too long, not UTF-8, a NUL byte in the name, ...
-        raise BadInput(f"policy file {path} cannot be read: {_reason(exc)}",
-                       "pass --policy with the path of a YAML policy file") from None
+def _parsed(path: Path, text: str) -> dict[Any, Any]:
+    """The policy's text as a mapping, or PolicyInvalid saying where the YAML is wrong."""
     try:
         data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - _UniqueKeyLoader is a yaml.SafeLoader subclass
     except yaml.YAMLError as exc:
@@ -261,9 +324,9 @@ def state_dir_despite_errors(path: Path | None) -> Path:
     """
     try:
         # A file another user could change must not choose where root writes, even the refusal's audit line.
-        trusted = path is not None and trust.untrusted(path) is None
-        data = yaml.load(path.read_text(encoding="utf-8"), _UniqueKeyLoader) if path is not None and trusted else None  # noqa: S506 - a SafeLoader
-    except (OSError, ValueError, RecursionError, yaml.YAMLError):
+        text = _read_trusted(path, read_only=False)[0] if path is not None else None
+        data = yaml.load(text, _UniqueKeyLoader) if text is not None else None  # noqa: S506 - a SafeLoader
+    except (OpsctlError, ValueError, RecursionError, yaml.YAMLError):
         data = None
     if isinstance(data, dict):
         folder, name = data.get("state_dir"), data.get("name")

@@ -22,12 +22,14 @@ from opsctl.policy.durations import format_duration
 from opsctl.policy.fields import (
     NAME_RULE,
     Duration,
+    GroupName,
     Name,
     PolicyPath,
     Secret,
     Strict,
     check_private_file,
     is_valid_name,
+    opens_files,
 )
 from opsctl.policy.notify import Notify
 from opsctl.policy.schedule import Schedule
@@ -81,8 +83,8 @@ class DatabaseTls(Strict):
 
     @field_validator("ca_file")
     @classmethod
-    def _trusted_ca(cls, path: Path | None) -> Path | None:
-        return None if path is None else usable_ca_file(path, "tls.ca_file")
+    def _trusted_ca(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None or not opens_files(info) else usable_ca_file(path, "tls.ca_file")
 
 
 class ServerDatabase(Strict):
@@ -253,7 +255,7 @@ class SftpTargetConfig(TargetConfigBase):
         if not re.match(_SSH_WORD, str(path)):
             raise ValueError(f"{path}: use a path with {_SSH_WORD_RULE}")
         # Another user's key or known_hosts would let them be the NAS; a missing one is the target's to report.
-        distrust = untrusted(path, private=info.field_name == "identity_file")
+        distrust = untrusted(path, private=info.field_name == "identity_file") if opens_files(info) else None
         if distrust is not None:
             raise ValueError(str(distrust))
         return path
@@ -266,10 +268,10 @@ class S3Credentials(Strict):
     env: bool = Field(False, description="true to take AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY from the environment")
 
     @model_validator(mode="after")
-    def _exactly_one(self) -> S3Credentials:
+    def _exactly_one(self, info: ValidationInfo) -> S3Credentials:
         if (self.file is not None) == self.env:
             raise ValueError("give exactly one of file: (a private KEY=VALUE file) or env: true")
-        if self.file is not None:
+        if self.file is not None and opens_files(info):
             check_private_file(self.file)
         return self
 
@@ -318,8 +320,8 @@ class S3TargetConfig(TargetConfigBase):
 
     @field_validator("ca_file")
     @classmethod
-    def _usable_ca(cls, path: Path | None) -> Path | None:
-        return None if path is None else usable_ca_file(path, "ca_file")
+    def _usable_ca(cls, path: Path | None, info: ValidationInfo) -> Path | None:
+        return None if path is None or not opens_files(info) else usable_ca_file(path, "ca_file")
 
 
 Target = Annotated[
@@ -364,6 +366,12 @@ class Policy(Strict):
     notify: Notify = Field(Notify(), description="who hears about runs: healthchecks pings, webhooks, commands")
     compliance: Compliance = Field(Compliance(), description="the rules opsctl status requires (default 3-2-1, rpo)")
     metrics: Metrics = Field(Metrics(), description="Prometheus textfile metrics written after every command")
+    report_group: GroupName | None = Field(
+        None, description="a group that may read the reports and status files (0640), and nothing else in state_dir"
+    )
+    signing_key: PolicyPath | None = Field(
+        None, description="the Ed25519 private key that signs reports (default: see opsctl keys signing init)"
+    )
 
     def lock_problems(self) -> list[str]:
         """Each S3 lock shorter than its target's retention keeps a snapshot (a snapshot still kept would become
@@ -438,6 +446,15 @@ class Policy(Strict):
 
 def duplicate_names_message(name: object) -> str:
     return f"two targets are named '{name}'; give each target its own name"
+
+
+def default_signing_key(policy_name: str) -> Path:
+    """Outside state_dir, so whoever can read the reports cannot sign one: /etc/opsctl/signing/NAME.key for root,
+    else $XDG_CONFIG_HOME/opsctl/signing/NAME.key."""
+    if os.geteuid() == 0:
+        return Path("/etc/opsctl/signing") / f"{policy_name}.key"
+    base = os.environ.get("XDG_CONFIG_HOME") or str(Path.home() / ".config")
+    return Path(base) / "opsctl" / "signing" / f"{policy_name}.key"
 
 
 def default_state_dir(policy_name: str) -> Path:

@@ -28,6 +28,9 @@ class Access(Enum):
 
     WRITE = "write"  # read and add files; delete only restic's own lock files
     DELETE = "delete"  # also delete any file of the repository (prune, key removal)
+    # Reads only, and writes nothing anywhere, its own run record included (status --offline): such a command
+    # may read another user's policy and state, as an auditor does.
+    READ = "read"
 
 
 @dataclass(frozen=True)

@@ -91,16 +91,24 @@ def test_keys_that_cannot_delete_back_up_replicate_verify_and_restore_but_not_pr
     assert ws.opsctl("backup").returncode == 0
 
 
-def test_audit_keys_only_read(split, iam_moto):
+def test_audit_keys_read_the_audit_trail_copy_and_nothing_of_the_repository(split, iam_moto):
+    """The auditor checks the trail's off-site copy; the repository (its keys, its data) is not theirs to read."""
     ws, offsite, keys = split
     assert ws.opsctl("init").returncode == 0 and ws.opsctl("backup").returncode == 0
+    bucket, copy = offsite["bucket"], "crm/opsctl-audit/0123456789abcdef/0000000001-0000000002.jsonl"
+    iam_moto.client(keys["backup"]).put_object(Bucket=bucket, Key=copy, Body=b"{}\n")  # as the copy job adds one
     audit = iam_moto.client(keys["audit"])
-    config = audit.get_object(Bucket=offsite["bucket"], Key="crm/config")["Body"].read()
-    assert config
+    assert audit.get_object(Bucket=bucket, Key=copy)["Body"].read() == b"{}\n"
+    listed = audit.list_objects_v2(Bucket=bucket, Prefix="crm/opsctl-audit/").get("Contents", [])
+    assert copy in [o["Key"] for o in listed]
+    assert audit.get_bucket_versioning(Bucket=bucket) is not None  # the bucket's settings, for the audit
+    for secret in ("crm/config", objects(iam_moto, bucket, "keys")[0], objects(iam_moto, bucket, "data")[0]):
+        with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
+            audit.get_object(Bucket=bucket, Key=secret)
     with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
-        audit.put_object(Bucket=offsite["bucket"], Key="crm/locks/" + "0" * 64, Body=b"x")
+        audit.put_object(Bucket=bucket, Key="crm/opsctl-audit/planted.jsonl", Body=b"x")
     with pytest.raises(botocore.exceptions.ClientError, match="AccessDenied"):
-        audit.delete_object(Bucket=offsite["bucket"], Key="crm/config")
+        audit.delete_object(Bucket=bucket, Key=copy)
     stranger = iam_moto.client({"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"})
     with pytest.raises(botocore.exceptions.ClientError, match="InvalidAccessKeyId"):  # moto really checks keys
         stranger.list_objects_v2(Bucket=offsite["bucket"])

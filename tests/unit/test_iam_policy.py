@@ -76,10 +76,24 @@ def test_prune_role_may_delete_under_the_prefix_only(tmp_path):
     assert "Condition" not in by_sid["ListRepository"]  # restic init asks whether the bucket exists
 
 
-def test_audit_role_only_lists_and_reads(tmp_path):
+def test_audit_role_reads_the_audit_trail_copy_and_nothing_of_the_repository(tmp_path):
     document = iam(tmp_path, "audit")
-    assert actions(document) == {"s3:ListBucket", "s3:GetObject", "s3:GetBucketVersioning",
-                                 "s3:GetBucketObjectLockConfiguration"}
+    assert actions(document) == {"s3:ListBucket", "s3:ListBucketVersions", "s3:GetObject", "s3:GetObjectVersion",
+                                 "s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"}
+    by_sid = statements(document)
+    assert by_sid["ReadAuditCopy"]["Resource"] == "arn:aws:s3:::acme-crm/crm-prod/opsctl-audit/*"
+    assert by_sid["ListAuditCopy"]["Condition"] == {"StringLike": {"s3:prefix": ["crm-prod/opsctl-audit/*"]}}
+    reading = [s["Resource"] for s in document["Statement"] if "s3:GetObject" in s["Action"]]
+    assert reading == ["arn:aws:s3:::acme-crm/crm-prod/opsctl-audit/*"]  # not data/, keys/, index/ or config
+
+
+def test_audit_role_without_prefix_and_with_object_lock(tmp_path):
+    document = iam(tmp_path, "audit", prefix="", object_lock={"mode": "GOVERNANCE", "days": 30})
+    by_sid = statements(document)
+    assert by_sid["ReadAuditCopy"]["Resource"] == by_sid["ReadRetention"]["Resource"] == (
+        "arn:aws:s3:::acme-crm/opsctl-audit/*")  # whether the copies are locked, not the repository's files
+    assert by_sid["ListAuditCopy"]["Condition"] == {"StringLike": {"s3:prefix": ["opsctl-audit/*"]}}
+    assert not any(a.startswith(("s3:Put", "s3:Delete", "s3:Bypass")) for a in actions(document))
 
 
 def test_a_target_without_prefix_gets_the_whole_bucket(tmp_path):
