@@ -47,7 +47,7 @@ class OpsctlGroup(click.Group):
         except NO_ARGS_IS_HELP:
             raise  # `opsctl keys` alone: Click shows that group's help, as before
         except click.UsageError as exc:  # a mistyped option or value: refused, and recorded like any refusal
-            _refuse_usage(ctx, exc, json_output="--json" in given)
+            _refuse_usage(ctx, exc, json_output="--json" in given, standalone=_standalone(given))
         except OpsctlError as exc:
             _render(_app(ctx), "opsctl", Refused(Problem.of(exc), failure_word(exc)))
             ctx.exit(exc.exit_code)
@@ -92,17 +92,31 @@ def _app(ctx: click.Context) -> App:
     return App(given.get("policy_path"), json_output=bool(given.get("json_output")), verbose=bool(given.get("verbose")))
 
 
-def _refuse_usage(ctx: click.Context, error: click.UsageError, json_output: bool) -> NoReturn:
+def _refuse_usage(ctx: click.Context, error: click.UsageError, json_output: bool, standalone: bool) -> NoReturn:
     names, current = [], error.ctx
     while current is not None and current.parent is not None:  # the root's name is however opsctl was started
         names.append(current.info_name or "")
         current = current.parent
     where = " ".join(reversed(names))
+    hint = f"see: opsctl {where} --help".replace("  ", " ")
 
     def refuse(_app: App, _request: None) -> None:
-        raise BadInput(error.format_message(), f"see: opsctl {where} --help".replace("  ", " "))
+        raise BadInput(error.format_message(), hint)
 
-    _run(ctx, Command(where or "opsctl", _nothing, precheck=refuse), None, json_output)
+    def refuse_here(_request: None) -> Outcome:
+        raise BadInput(error.format_message(), hint)
+
+    # An auditor's command refused is still one that reads no policy and records nothing.
+    command = Command(where or "opsctl", _nothing, standalone=refuse_here) if standalone \
+        else Command(where or "opsctl", _nothing, precheck=refuse)
+    _run(ctx, command, None, json_output)
+
+
+def _standalone(given: list[str]) -> bool:
+    """Whether the command line asked for an auditor's command (it runs without a policy)."""
+    words = [word.partition("=")[0] for word in given]
+    return (words[:2] == ["report", "verify"] and "--public-key" in words) or \
+        (words[:1] == ["audit"] and "--file" in words and "--against" not in words)
 
 
 def _nothing(_session: object, _request: None) -> Outcome:
@@ -129,7 +143,8 @@ def _render(app: App, name: str, outcome: Outcome) -> None:
 
 
 @click.group(cls=OpsctlGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("--policy", "policy_path", type=click.Path(path_type=Path, dir_okay=False), envvar="OPSCTL_POLICY",
+@click.option("--policy", "policy_path", type=click.Path(path_type=Path, dir_okay=False, readable=False),
+              envvar="OPSCTL_POLICY",
               help="The policy file (default: $OPSCTL_POLICY, ./opsctl.yaml, /etc/opsctl/policy.yaml).")
 @click.option("--json", "json_output", is_flag=True, help=option.JSON_HELP)
 @click.option("--verbose", "-v", is_flag=True, help="Log each command opsctl runs (never secrets).")
@@ -257,7 +272,8 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
 
 
 @main.command("status")
-@click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target, read no password.")
+@click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target, read no password. "
+                                              "An auditor in the policy's report_group may run it.")
 @click.option("--timeout", "timeout_s", type=click.FloatRange(min=1, max=3600), metavar="SECONDS",
               help="How long each target may take to answer.  [default: 30]")
 @click.option("--prometheus", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
@@ -314,6 +330,23 @@ def keys_status(ctx: click.Context, json_output: bool) -> None:
     _run(ctx, keys.KEYS_STATUS, None, json_output)
 
 
+@keys_group.group("signing")
+def signing_group() -> None:
+    """The Ed25519 key that signs reports, so an auditor can check them with its public key alone."""
+
+
+@signing_group.command("init")
+@click.option("--key-file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Where to keep the private key (default: the policy's signing_key, else /etc/opsctl/signing/ "
+                   "for root or ~/.config/opsctl/signing/).")
+@option.json_output()
+@click.pass_context
+def signing_init(ctx: click.Context, key_file: Path | None, json_output: bool) -> None:
+    """Make the key pair that signs reports; prints the public key to give to auditors. Never replaces a key."""
+    from opsctl.actions.keys import signing
+    _run(ctx, signing.SIGNING_INIT, signing.SigningInitRequest(key_file), json_output)
+
+
 @main.command("verify")
 @option.snapshot("Snapshot to verify.")
 @option.target()
@@ -353,12 +386,19 @@ def report_group() -> None:
 
 @report_group.command("verify")
 @click.argument("file", type=click.Path(path_type=Path, dir_okay=False))
+@click.option("--public-key", type=click.Path(path_type=Path, dir_okay=False), metavar="KEY",
+              help="Check the report's signature with this public key alone: no policy, no secret, no network.")
+@click.option("--audit-trail", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="With --public-key: also check the trail's chain and that it recorded this report.")
 @option.json_output()
 @click.pass_context
-def report_verify(ctx: click.Context, file: Path, json_output: bool) -> None:
-    """Say whether a report (JSON or HTML) is as opsctl wrote it and its audit trail recorded it. Exit 1: altered."""
+def report_verify(ctx: click.Context, file: Path, public_key: Path | None, audit_trail: Path | None,
+                  json_output: bool) -> None:
+    """Say whether a report (JSON or HTML) is as opsctl wrote it. With --public-key (an auditor's check, needs no
+    secret): VALID, ALTERED, UNSIGNED or WRONG KEY. Without: against the policy's audit trail. Exit 1: not valid."""
     from opsctl.actions import reports
-    _run(ctx, reports.REPORT_VERIFY, file, json_output)
+    request = reports.ReportVerifyRequest(file, public_key, audit_trail)
+    _run(ctx, reports.REPORT_VERIFY_SIGNED if public_key is not None else reports.REPORT_VERIFY, request, json_output)
 
 
 @report_group.command("list")
@@ -368,6 +408,45 @@ def report_list(ctx: click.Context, json_output: bool) -> None:
     """Past verifications of this policy: date, target, snapshot, verdict."""
     from opsctl.actions import reports
     _run(ctx, reports.REPORT_LIST, None, json_output)
+
+
+@main.group("audit")
+def audit_group() -> None:
+    """The audit trail: every command run, hash-chained, with a copy kept on every target."""
+
+
+@audit_group.command("verify")
+@click.option("--file", "trail_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Check this copy of a trail instead of the policy's (needs no policy and no secret).")
+@click.option("--against", "target_name", metavar="TARGET",
+              help="Also compare the trail with the copy kept on this target (by its name in the policy).")
+@option.json_output()
+@click.pass_context
+def audit_verify(ctx: click.Context, trail_file: Path | None, target_name: str | None, json_output: bool) -> None:
+    """Check the trail's hash chain and name the first entry edited, deleted, inserted, reordered or cut off.
+    With --against, say where it and the target's copy diverge. Exit 1: not intact."""
+    from opsctl.actions import audit_trail
+    request = audit_trail.AuditVerifyRequest(trail_file, target_name)
+    command = audit_trail.AUDIT_VERIFY_FILE if trail_file is not None and target_name is None \
+        else audit_trail.AUDIT_VERIFY
+    _run(ctx, command, request, json_output)
+
+
+@audit_group.command("show")
+@click.option("--since", metavar="WHEN", help="Only entries from this date or time on (2026-11-30, "
+                                              "2026-11-30T06:00) or this long ago (7d, 12h).")
+@click.option("--command", "command_name", metavar="NAME", help="Only this command's entries (e.g. backup).")
+@click.option("--file", "trail_file", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
+              help="Read this copy of a trail instead of the policy's (needs no policy and no secret).")
+@option.json_output()
+@click.pass_context
+def audit_show(ctx: click.Context, since: str | None, command_name: str | None, trail_file: Path | None,
+               json_output: bool) -> None:
+    """The trail's entries, oldest first: when, who, what, on which targets, how it ended."""
+    from opsctl.actions import audit_trail
+    request = audit_trail.AuditShowRequest(since, command_name, trail_file)
+    _run(ctx, audit_trail.AUDIT_SHOW_FILE if trail_file is not None else audit_trail.AUDIT_SHOW, request,
+         json_output)
 
 
 @main.group("schedule")

@@ -25,6 +25,7 @@ from opsctl.errors import OpsctlError
 from opsctl.policy.model import Policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.targets import RepositoryFiles, Target, target_for
+from opsctl.targets.errors import HostileTarget
 from opsctl.targets.replicate import audit_copy_name, listed_names
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def _newest_held(files: RepositoryFiles, chain_id: str) -> int:
     for first, last, name in sorted(_batches(files, chain_id), key=lambda batch: batch[1], reverse=True)[:_TRIES]:
         try:
             offsite.decode(files.read(name), chain_id, first, last)
-        except offsite.DamagedCopy as exc:
+        except (offsite.DamagedCopy, HostileTarget) as exc:
             log.warning("%s on a target is not a copy opsctl wrote (%s): passed over; opsctl audit verify "
                         "--against that target reports it", name, exc)
             continue

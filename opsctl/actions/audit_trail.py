@@ -22,6 +22,7 @@ from opsctl.audit.offsite import Comparison
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.policy.durations import parse_duration
 from opsctl.reports import audit_view
+from opsctl.targets.errors import HostileTarget
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,8 @@ def _compare(session: Session, config: Any, checked: ChainCheck) -> Comparison:
     except offsite.DamagedCopy as exc:
         return Comparison(False, f"{target.display} holds a damaged copy of the trail ({exc}): someone wrote there; "
                                  "keep the file as evidence")
+    except HostileTarget as exc:  # e.g. a copy written again on the bucket: its first version is the evidence
+        return Comparison(False, f"{exc.message}; keep what the target holds as evidence")
     except OpsctlError:
         raise
     except OSError as exc:

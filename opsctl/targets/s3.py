@@ -424,7 +424,9 @@ class S3Files:
 
     def read(self, name: str) -> bytes:
         check_writable(name, self.display)
-        answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name)
+        version = self._first_version(name) if audit_copy_name(name) else None
+        answer = self.client.get_object(Bucket=self.bucket, Key=self.prefix + name,
+                                        **({"VersionId": version} if version else {}))
         if answer.get("ContentLength", 0) > MAX_FILE_SIZE:
             answer["Body"].close()
             raise hostile(self.display, TOO_BIG, name)
@@ -432,6 +434,23 @@ class S3Files:
         if len(data) > MAX_FILE_SIZE:
             raise hostile(self.display, TOO_BIG, name)
         return data
+
+    def _first_version(self, name: str) -> str | None:
+        """The first version of an audit copy: the backup keys may PUT a key again (Object Lock keeps the old
+        version), and a copy rewritten that way is refused rather than read."""
+        key = self.prefix + name
+        try:
+            answer = self.client.list_object_versions(Bucket=self.bucket, Prefix=key, MaxKeys=100)
+        except botocore.exceptions.ClientError as exc:
+            if error_code(exc) in ("AccessDenied", "NotImplemented"):
+                return None  # keys without ListBucketVersions, or a store without versions: the object as it is
+            raise
+        versions = [v for v in answer.get("Versions", ()) if v.get("Key") == key]
+        if len(versions) > 1:
+            raise hostile(self.display, f"{len(versions)} versions (it was written again after opsctl wrote it)",
+                          name)
+        return str(versions[0]["VersionId"]) if versions and versions[0].get("VersionId") not in (None, "null") \
+            else None
 
     def exists(self, name: str) -> bool:
         # By listing, not HEAD: AWS answers a HEAD of a missing key with 403, not 404, to keys whose ListBucket

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 
 from opsctl.audit import chain
 from opsctl.audit.trail import line_sha256
@@ -108,3 +109,16 @@ def test_a_trail_started_over_diverges_from_the_copies_of_the_one_it_replaced(gu
     result = guarded.opsctl("audit", "verify", "--against", "offsite")
     assert result.returncode == 1, result.output
     assert "also holds the copy of another chain" in result.stdout
+
+
+def test_a_copy_written_again_on_the_bucket_is_caught_by_its_first_version(guarded, s3_endpoint):
+    """The backup keys may PUT an audit key again (on a bucket with Object Lock too): the first version is evidence."""
+    policy = yaml.safe_load((guarded.root / "policy.yaml").read_text())
+    bucket = next(t["bucket"] for t in policy["targets"] if t["name"] == "offsite")
+    client = s3_endpoint.client()
+    client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    key = min(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="crm/opsctl-audit/")["Contents"])
+    client.put_object(Bucket=bucket, Key=key, Body=client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    result = guarded.opsctl("audit", "verify", "--against", "offsite")
+    assert result.returncode == 1, result.output
+    assert "2 versions (it was written again after opsctl wrote it)" in result.stdout
