@@ -131,11 +131,11 @@ def _copy_quietly(policy: Policy, config: TargetConfig, checked: chain.ChainChec
     if opening is not None:
         with suppress(Exception):  # it could not open at the start (init made the folder since) or dropped
             _copy_to(opening.result(timeout=policy.stall_timeout.total_seconds()).files, checked.chain_id or "",
-                     checked.links)
+                     checked.links, policy.name)
             return None
     try:
         with _target(policy, config).files() as files:
-            _copy_to(files, checked.chain_id or "", checked.links)
+            _copy_to(files, checked.chain_id or "", checked.links, policy.name)
     except Exception as exc:  # noqa: BLE001 - a client library's own error (boto3, paramiko): the next job retries
         return _said(exc)
     return None
@@ -148,13 +148,13 @@ def _said(exc: BaseException) -> str:
     return (exc.strerror if isinstance(exc, OSError) else None) or exc.__class__.__name__
 
 
-def _copy_to(files: RepositoryFiles, chain_id: str, links: Sequence[Link]) -> None:
+def _copy_to(files: RepositoryFiles, chain_id: str, links: Sequence[Link], policy: str) -> None:
     if not files.exists("config"):  # no repository (yet): a folder init will be asked to fill stays untouched
         return
     newest = _newest_held(files, chain_id)
     new = [link for link in links if link.seq > newest]
     if new:
-        files.write_new(offsite.batch_name(chain_id, new[0].seq, new[-1].seq), offsite.encode(chain_id, new))
+        files.write_new(offsite.batch_name(chain_id, new[0].seq, new[-1].seq), offsite.encode(chain_id, new, policy))
 
 
 _TRIES = 3  # batches read back to find the newest true one; more bad ones mean someone is planting files
@@ -197,11 +197,15 @@ def held_links(files: RepositoryFiles, chain_id: str) -> list[Link]:
     return links
 
 
-def other_chains(files: RepositoryFiles, chain_id: str) -> list[str]:
-    """The chains other than this one whose copies a target holds (each by its 16-digit name)."""
-    found = {parts[1] for parts in (name.split("/") for name in listed_names(files, offsite.FOLDER))
-             if len(parts) == len(("opsctl-audit", "chain", "batch"))}
-    return sorted(found - {chain_id[:16]})
+def other_chains(files: RepositoryFiles, chain_id: str, policy: str) -> list[str]:
+    """Other chains of this policy whose copies a target holds (each by its 16-digit name); another policy
+    sharing the repository keeps its own chain there, and is none of this one's business."""
+    batches: dict[str, str] = {}
+    for name in sorted(listed_names(files, offsite.FOLDER)):
+        parts = name.split("/")
+        if len(parts) == len(("opsctl-audit", "chain", "batch")) and parts[1] != chain_id[:16]:
+            batches.setdefault(parts[1], name)
+    return [chain for chain, name in batches.items() if offsite.policy_of(files.read(name)) in (policy, None)]
 
 
 def _target(policy: Policy, config: TargetConfig) -> Target:

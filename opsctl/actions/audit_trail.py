@@ -85,7 +85,7 @@ def _compare(session: Session, config: Any, checked: ChainCheck) -> Comparison:
     target = session.target(config)
     try:
         with target.files() as files:
-            others = other_chains(files, checked.chain_id or "")
+            others = other_chains(files, checked.chain_id or "", session.policy.name)
             held = held_links(files, checked.chain_id or "")
     except offsite.DamagedCopy as exc:
         return Comparison(False, f"{target.display} holds a damaged copy of the trail ({exc}): someone wrote there; "

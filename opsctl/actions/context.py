@@ -118,9 +118,10 @@ class Session:
     def state_dir(self) -> Path:
         if self.policy.state_dir is not None:
             return self.policy.state_dir
-        if self.access is Access.READ and self.policy_owner != os.geteuid():
+        own = default_state_dir(self.policy.name)
+        if self.access is Access.READ and self.policy_owner != os.geteuid() and not _is_own_folder(own):
             return _owners_default_state_dir(self.policy_owner, self.policy.name)  # where the owner's runs keep it
-        return default_state_dir(self.policy.name)
+        return own
 
     @cached_property
     def visiting(self) -> bool:
@@ -128,7 +129,7 @@ class Session:
         and writes nothing, not even its own run record. Whatever cannot be told to be the caller's is another's."""
         if self.access is not Access.READ:
             return False
-        if self.policy_owner != os.geteuid():
+        if self.policy_owner not in (os.geteuid(), 0):  # root's policy may be the caller's too (chown root: FILE)
             return True
         try:
             return self.state_dir.stat().st_uid != os.geteuid()
@@ -282,6 +283,13 @@ def as_operator_error(exc: BaseException, where: str) -> OpsctlError:
         return exc
     log.debug("failure on %s", where, exc_info=traceback_safe(exc))
     return OpsctlError(f"{where}: {described(exc)}", "run again with --verbose to see where it happened")
+
+
+def _is_own_folder(folder: Path) -> bool:
+    try:
+        return folder.stat().st_uid == os.geteuid()
+    except OSError:
+        return False
 
 
 def _owners_default_state_dir(owner: int, policy_name: str) -> Path:

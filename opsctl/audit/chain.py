@@ -16,17 +16,22 @@ chain's hashes are also kept on every target (`opsctl.audit.offsite`).
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import hashlib
 import json
+import os
+import stat
 from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from opsctl.audit.trail import AuditEntry, line_sha256
+from opsctl.policy.trust import read_regular
 
 GENESIS = "genesis"
+_HEAD_LIMIT = 64 << 10
 FORMAT = "opsctl-audit/1"
 ZERO = "0" * 64
 
@@ -167,6 +172,7 @@ class _Walk:
         if not self.unparsed:
             return True
         fenced = line.data.get("fenced") if line.data is not None else None
+        fenced = [fenced] if isinstance(fenced, dict) else fenced  # one cut-short write, as the first chains wrote it
         named = [item.get("sha256") for item in fenced if isinstance(item, dict)] if isinstance(fenced, list) else []
         if named == [each.sha256 for each in self.unparsed]:
             self.notes.append(f"{_lines(self.unparsed)} cut short (a power loss, a kill or a full disk); "
@@ -295,15 +301,18 @@ def _text(value: object) -> str:
 
 def _read_locked(path: Path) -> tuple[bytes, dict[str, Any] | None]:
     """The file's bytes and its head, both read while no opsctl appends (the writer holds the lock exclusively)."""
-    with path.open("rb") as handle:
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)  # a FIFO given as a trail never blocks
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise OSError(errno.EINVAL, "not a regular file (a pipe, a device or a folder)")
         with suppress(OSError):  # a copy on a filesystem without locks: nothing appends to it anyway
             fcntl.flock(handle, fcntl.LOCK_SH)
         return handle.read(), _read_head(head_path(path))
 
 
 def _read_head(path: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads(path.read_bytes())
+    try:  # a head file is a few hundred bytes; a FIFO or a device in its place must not hang the check
+        data = json.loads(read_regular(path, _HEAD_LIMIT))
     except (OSError, ValueError, RecursionError):
         return None
     return data if isinstance(data, dict) else None

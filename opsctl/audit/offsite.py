@@ -31,9 +31,12 @@ def chain_folder(chain_id: str) -> str:
     return f"{FOLDER}/{chain_id[:16]}"
 
 
-def encode(chain_id: str, links: Sequence[Link]) -> bytes:
-    """A batch file: a header naming the chain, then one link per line."""
-    header = {"format": FORMAT, "chain": chain_id, "first": links[0].seq, "last": links[-1].seq}
+def encode(chain_id: str, links: Sequence[Link], policy: str) -> bytes:
+    """A batch file: a header naming the chain and its policy, then one link per line.
+
+    The policy's name tells a trail that was started over from another policy's sharing the repository.
+    """
+    header = {"format": FORMAT, "chain": chain_id, "policy": policy, "first": links[0].seq, "last": links[-1].seq}
     lines = [json.dumps(header, sort_keys=True), *(json.dumps(link.to_json(), sort_keys=True) for link in links)]
     return ("\n".join(lines) + "\n").encode()
 
@@ -58,6 +61,16 @@ def decode(content: bytes, chain_id: str, first: int, last: int) -> list[Link]:
     if len(links) != last - first + 1 or any(link.seq != first + index for index, link in enumerate(links)):
         raise DamagedCopy(f"it does not hold exactly entries {first}-{last}")
     return links
+
+
+def policy_of(content: bytes) -> str | None:
+    """The policy a batch file says it belongs to (None: it does not say, or it is no batch)."""
+    try:
+        header = _row(content.partition(b"\n")[0])
+    except DamagedCopy:
+        return None
+    policy = header.get("policy") if isinstance(header, dict) else None
+    return policy if isinstance(policy, str) else None
 
 
 def _row(line: bytes) -> object:
@@ -94,7 +107,7 @@ class Comparison:
 def compare(local: Sequence[Link], remote: Iterable[Link], target: str, others: Sequence[str] = ()) -> Comparison:
     """The first entry where the local chain and the target's copy disagree, or how far they agree.
 
-    others: the names of other chains the target holds copies of (a trail started over or replaced).
+    others: other chains of the same policy whose copies the target holds (a trail started over or replaced).
     """
     if others:
         return Comparison(False, f"{target} also holds the copy of another chain ({', '.join(others[:3])}): the "

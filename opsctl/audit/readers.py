@@ -58,8 +58,10 @@ def share_state_dir(state_dir: Path, group: str | None, policy_file: Path) -> li
         with _opened_state_dir(state_dir, create=group is not None) as fd:
             return _share(fd, state_dir, group, policy_file)
     except _NotShared as exc:
-        return [str(exc)]
+        return [str(exc)] if group is not None else []  # without a group, nothing given there to take back
     except OSError as exc:
+        if group is None:
+            return []
         planted = exc.errno in (errno.ELOOP, errno.ENOTDIR) and os.path.islink(state_dir)  # not followed
         why = "a link another user made" if planted else _why(exc)
         return [(f"cannot open the state_dir {state_dir} ({why}) to set who may read the status files: nothing was "
@@ -98,7 +100,7 @@ def _own_link(path: Path) -> bool:
         link = path.lstat()
     except OSError:
         return False
-    return stat.S_ISLNK(link.st_mode) and link.st_uid == os.geteuid()
+    return stat.S_ISLNK(link.st_mode) and link.st_uid in (os.geteuid(), 0)  # as trust accepts: root's or ours
 
 
 def _share(fd: int, state_dir: Path, group: str | None, policy_file: Path) -> list[str]:

@@ -14,13 +14,13 @@ the public key alone (`opsctl.reports.signing`).
 from __future__ import annotations
 
 import functools
-import getpass
 import grp
 import hashlib
 import importlib
 import json
 import logging
 import os
+import pwd
 import re
 import socket
 import stat
@@ -89,9 +89,10 @@ def host() -> str:
 
 
 def user() -> str:
+    """The account that runs opsctl, from its uid ($LOGNAME, which getpass trusts, is anyone's to set)."""
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
         return "unknown"
 
 

@@ -446,11 +446,11 @@ class S3Files:
                 return None  # keys without ListBucketVersions, or a store without versions: the object as it is
             raise
         versions = [v for v in answer.get("Versions", ()) if v.get("Key") == key]
-        if len(versions) > 1:
+        if len({v.get("ETag") for v in versions}) > 1:  # the same bytes again (a retried PUT) change nothing
             raise hostile(self.display, f"{len(versions)} versions (it was written again after opsctl wrote it)",
                           name)
-        return str(versions[0]["VersionId"]) if versions and versions[0].get("VersionId") not in (None, "null") \
-            else None
+        first = min(versions, key=lambda v: str(v.get("LastModified", "")), default=None)
+        return str(first["VersionId"]) if first and first.get("VersionId") not in (None, "null") else None
 
     def exists(self, name: str) -> bool:
         # By listing, not HEAD: AWS answers a HEAD of a missing key with 403, not 404, to keys whose ListBucket

@@ -118,7 +118,20 @@ def test_a_copy_written_again_on_the_bucket_is_caught_by_its_first_version(guard
     client = s3_endpoint.client()
     client.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
     key = min(o["Key"] for o in client.list_objects_v2(Bucket=bucket, Prefix="crm/opsctl-audit/")["Contents"])
-    client.put_object(Bucket=bucket, Key=key, Body=client.get_object(Bucket=bucket, Key=key)["Body"].read())
+    honest = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    client.put_object(Bucket=bucket, Key=key, Body=honest)  # the same bytes again (a retried PUT): no harm
+    assert guarded.opsctl("audit", "verify", "--against", "offsite").returncode == 0
+    client.put_object(Bucket=bucket, Key=key, Body=honest.replace(b'"outcome": "ok"', b'"outcome": "failed"', 1))
     result = guarded.opsctl("audit", "verify", "--against", "offsite")
     assert result.returncode == 1, result.output
-    assert "2 versions (it was written again after opsctl wrote it)" in result.stdout
+    assert "3 versions (it was written again after opsctl wrote it)" in result.stdout
+
+
+def test_another_policy_sharing_the_repository_keeps_its_own_chain_there(guarded):
+    policy = yaml.safe_load((guarded.root / "policy.yaml").read_text())
+    (guarded.root / "other.yaml").write_text(yaml.safe_dump({**policy, "name": "crm-other", "state_dir": "other"}))
+    assert guarded.opsctl("backup", policy="other.yaml").returncode == 0
+    for name in ("policy.yaml", "other.yaml"):
+        result = guarded.opsctl("audit", "verify", "--against", "offsite", policy=name)
+        assert result.returncode == 0, result.output
+        assert "AGREES" in result.stdout

@@ -228,3 +228,25 @@ def _listing(folder: Path) -> str:
     except OSError as exc:
         return exc.__class__.__name__
     return "listed"
+
+
+def test_an_operator_whose_policy_root_owns_keeps_their_own_records(shared_workspace, auditor):
+    """`chown root: FILE` is what opsctl advises for a policy: its non-root operator still owns their own state."""
+    ws = shared_workspace
+    state = ws.root / "opstate"
+    policy = ws.write_policy({"engine": "sqlite", "path": "crm.sqlite3"}, name="own.yaml", state_dir=str(state))
+    policy.chmod(0o644)
+    arguments = ["--policy", str(policy), "status", "--offline"]
+    CliRunner().invoke(main, arguments)  # as root: loads the modules the operator's run needs, and makes the state
+    for path in [state, *state.rglob("*")]:
+        os.chown(path, auditor.uid, -1)
+    lines = len((state / "audit.jsonl").read_text().splitlines())
+
+    def status() -> dict[str, Any]:
+        result = CliRunner().invoke(main, arguments)
+        return {"code": result.exit_code, "stderr": result.stderr}
+
+    seen = as_user(auditor, status)
+    assert seen["code"] in (0, 1, 3) and "Traceback" not in seen["stderr"], seen
+    assert "could not record" not in seen["stderr"], seen["stderr"]
+    assert len((state / "audit.jsonl").read_text().splitlines()) == lines + 1  # their run, in their own trail

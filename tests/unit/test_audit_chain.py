@@ -141,7 +141,7 @@ def test_writers_at_the_same_time_keep_one_unbroken_chain(tmp_path):
 
 def test_the_copy_on_a_target_names_where_a_rewritten_trail_diverges(trail):
     links = chain.check(trail).links
-    held = offsite.decode(offsite.encode("c" * 64, links), "c" * 64, 0, links[-1].seq)
+    held = offsite.decode(offsite.encode("c" * 64, links, "crm"), "c" * 64, 0, links[-1].seq)
     assert offsite.compare(links, held, "nas").agrees
     rewritten = [*links[:3], *(link.__class__(link.seq, "f" * 64, link.prev, link.time, link.command, link.outcome)
                                for link in links[3:])]
@@ -225,7 +225,7 @@ def test_a_check_while_others_append_never_sees_a_false_break(tmp_path):
 
 def test_a_batch_that_does_not_hold_what_its_name_says_is_damaged(trail):
     links = chain.check(trail).links
-    content = offsite.encode("c" * 64, links[:3])
+    content = offsite.encode("c" * 64, links[:3], "crm")
     assert [link.seq for link in offsite.decode(content, "c" * 64, 0, 2)] == [0, 1, 2]
     for first, last in ((0, 9_999_999_999), (1, 2)):
         with pytest.raises(offsite.DamagedCopy):

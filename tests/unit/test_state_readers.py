@@ -229,10 +229,12 @@ def test_a_state_dir_link_another_user_made_is_not_followed(tmp_path, gid, victi
 def test_a_state_dir_that_is_not_the_callers_alone_is_not_shared(tmp_path, gid, victim):  # noqa: ARG001
     os.chown(victim, pwd.getpwnam("nobody").pw_uid, -1)
     before = untouched(victim)
-    for group in (GROUP, None, "opsctl-no-such-group"):
+    for group in (GROUP, "opsctl-no-such-group"):
         warnings = share_state_dir(victim, group, policy(tmp_path))
         assert len(warnings) == 1 and "nothing was changed there" in warnings[0], warnings
         assert untouched(victim) == before
+    assert share_state_dir(victim, None, policy(tmp_path)) == []  # no group: nothing to give, nothing to say
+    assert untouched(victim) == before
 
 
 # --- another user's files are read without hanging on a FIFO (issue 18 review) ---
