@@ -140,5 +140,5 @@ def _compare_held(local: Sequence[Link], remote: Iterable[Link], target: str) ->
         return Comparison(False, f"{target} lacks entry {missing[0]} although it holds later ones: a copy file "
                                  "was deleted there", missing[0])
     agreed = f"the local trail matches the copy on {target} up to entry {newest_remote}"
-    return Comparison(True, agreed + (f"; {len(pending)} newer entries are copied after the next job" if pending
-                                      else ""), None, len(pending))
+    later = "" if not pending else "; 1 newer entry is" if len(pending) == 1 else f"; {len(pending)} newer entries are"
+    return Comparison(True, agreed + (f"{later} copied after the next job" if pending else ""), None, len(pending))
