@@ -81,10 +81,12 @@ def untrusted(path: Path, *, private: bool = False, also: int | None = None) -> 
 
 
 @contextmanager
-def opened_regular(path: Path, *, dir_fd: int | None = None) -> Iterator[tuple[int, os.stat_result]]:
+def opened_regular(path: Path, *, dir_fd: int | None = None,
+                   follow: bool = False) -> Iterator[tuple[int, os.stat_result]]:
     """A descriptor on `path` and its fstat, for a file another user may have made: never through a link (its last
-    part), never waiting on a FIFO, and only a regular file (OSError otherwise)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dir_fd)
+    part; `follow` for a path the caller gave by hand), never waiting on a FIFO, only a regular file (else OSError)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | (0 if follow else os.O_NOFOLLOW)
+    fd = os.open(path, flags, dir_fd=dir_fd)
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
@@ -102,14 +104,21 @@ def read_to_limit(fd: int, limit: int = READ_LIMIT) -> bytes:
         chunks.append(chunk)
         size += len(chunk)
     if size > limit:
-        raise OSError(errno.EFBIG, f"larger than {limit >> 20} MiB, too big for a policy or a run record")
+        raise _too_big(limit)
     return b"".join(chunks)
 
 
-def read_regular(path: Path, limit: int = READ_LIMIT) -> bytes:
+def read_regular(path: Path, limit: int = READ_LIMIT, *, follow: bool = False) -> bytes:
     """A regular file's content, read as opened_regular opens it (for files another user may own)."""
-    with opened_regular(path) as (fd, _):
+    with opened_regular(path, follow=follow) as (fd, info):
+        if info.st_size > limit:  # said before reading a byte
+            raise _too_big(limit)
         return read_to_limit(fd, limit)
+
+
+def _too_big(limit: int) -> OSError:
+    shown = f"{limit >> 20} MiB" if limit >= 1 << 20 else f"{limit >> 10} KiB"
+    return OSError(errno.EFBIG, f"larger than {shown}, more than such a file ever holds")
 
 
 def check_opened(path: Path, info: os.stat_result, what: str, *, also: int | None = None) -> None:

@@ -13,6 +13,7 @@ the public key alone (`opsctl.reports.signing`).
 
 from __future__ import annotations
 
+import errno
 import functools
 import grp
 import hashlib
@@ -23,7 +24,6 @@ import os
 import pwd
 import re
 import socket
-import stat
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from opsctl import __version__
+from opsctl.policy import trust
 
 if TYPE_CHECKING:
     import jinja2
@@ -357,27 +358,16 @@ def _not_a_report(path: Path, message: str) -> ReportCheck:
 
 
 def read_regular(path: Path, limit: int) -> bytes:
-    """The bytes of a regular file of at most `limit` bytes, else Unreadable. Opened without blocking and checked
-    before reading, so a FIFO or device given by mistake (or malice) is refused instead of hanging or filling memory."""
+    """The bytes of a regular file of at most `limit` bytes, else Unreadable saying why: a FIFO or device given
+    by mistake (or malice) is refused instead of hanging or filling memory."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return trust.read_regular(path, limit, follow=True)  # a path the auditor gave: their links are theirs
     except OSError as exc:
+        if exc.errno == errno.EINVAL:
+            raise Unreadable("is not a regular file (it is a folder, a FIFO or a device)") from None
+        if exc.errno == errno.EFBIG:
+            raise Unreadable(f"is {exc.strerror}") from None
         raise Unreadable(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
-    with os.fdopen(fd, "rb") as handle:
-        try:
-            info = os.fstat(fd)
-            if not stat.S_ISREG(info.st_mode):
-                raise Unreadable("is not a regular file (it is a folder, a FIFO or a device)")
-            data = b"" if info.st_size > limit else handle.read(limit + 1)
-        except OSError as exc:
-            raise Unreadable(f"cannot be read ({exc.strerror or exc.__class__.__name__})") from None
-    if info.st_size > limit or len(data) > limit:
-        raise Unreadable(f"is larger than {_size(limit)}, more than such a file ever holds")
-    return data
-
-
-def _size(count: int) -> str:
-    return f"{count >> 20} MiB" if count >= 1 << 20 else f"{count >> 10} KiB"
 
 
 def _digest(content: dict[str, Any]) -> str | None:
