@@ -68,7 +68,9 @@ class AuditCopies:
 
 
 def _open_early(policy: Policy, config: TargetConfig) -> Future[_Opened]:
-    """Open a target's files on a daemon thread: one that hangs (a NAS gone) never holds the process at exit."""
+    """Open a target's files on a thread of its own. Not a daemon: one still in OpenSSL or paramiko when Python
+    shuts down crashes the process (SIGSEGV seen with an S3 endpoint whose certificate was refused); an exit
+    waits for it instead, at most the connection's own timeout, which the backup itself waited for too."""
     future: Future[_Opened] = Future()
 
     def work() -> None:
@@ -77,7 +79,7 @@ def _open_early(policy: Policy, config: TargetConfig) -> Future[_Opened]:
         except Exception as exc:  # noqa: BLE001 - told when the copy is made, if this target is reached
             future.set_exception(exc)
 
-    threading.Thread(target=work, name=f"audit-copy-{config.name}", daemon=True).start()
+    threading.Thread(target=work, name=f"audit-copy-{config.name}", daemon=False).start()
     return future
 
 
