@@ -8,7 +8,6 @@ lacks, because what a target holds is read from its listing, not from a note kep
 from __future__ import annotations
 
 import logging
-import re
 import threading
 from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -31,7 +30,6 @@ from opsctl.targets.replicate import audit_copy_name, listed_names
 log = logging.getLogger(__name__)
 # The commands that reach the targets anyway: each ends by bringing the targets' copies up to date.
 JOBS = frozenset({"init", "backup", "prune", "check", "verify", "drill", "restore", "keys rotate"})
-_RANGE = re.compile(r"(\d{10})-(\d{10})\.jsonl")
 
 
 class AuditCopies:
@@ -179,9 +177,9 @@ def _batches(files: RepositoryFiles, chain_id: str) -> list[tuple[int, int, str]
     """The (first, last, name) of the batch files a target lists for this chain."""
     ranges = []
     for name in listed_names(files, offsite.chain_folder(chain_id)):
-        match = _RANGE.fullmatch(name.rpartition("/")[2])
-        if match is not None and audit_copy_name(name):
-            ranges.append((int(match.group(1)), int(match.group(2)), name))
+        claimed = offsite.batch_range(name)
+        if claimed is not None and audit_copy_name(name):
+            ranges.append((*claimed, name))
     return ranges
 
 
@@ -189,11 +187,11 @@ def held_links(files: RepositoryFiles, chain_id: str) -> list[Link]:
     """Every link a target holds for this chain; DamagedCopy names a file there that is not a batch."""
     links = []
     for name in sorted(listed_names(files, offsite.chain_folder(chain_id))):
-        match = _RANGE.fullmatch(name.rpartition("/")[2])
-        if match is None or not audit_copy_name(name):
+        claimed = offsite.batch_range(name)
+        if claimed is None or not audit_copy_name(name):
             raise offsite.DamagedCopy(f"{name} is not a file opsctl writes there")
         try:
-            links.extend(offsite.decode(files.read(name), chain_id, int(match.group(1)), int(match.group(2))))
+            links.extend(offsite.decode(files.read(name), chain_id, *claimed))
         except offsite.DamagedCopy as exc:
             raise offsite.DamagedCopy(f"{name}: {exc}") from None
     return links

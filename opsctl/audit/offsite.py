@@ -12,6 +12,7 @@ is not an audit copy is reported, never followed.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
@@ -20,11 +21,18 @@ from opsctl.audit.chain import Link
 FORMAT = "opsctl-audit-copy/1"
 FOLDER = "opsctl-audit"  # beside restic's folders in each target's repository
 _HASH_LENGTH = 64
+_BATCH = re.compile(r"(\d{10})-(\d{10})\.jsonl")
 
 
 def batch_name(chain_id: str, first: int, last: int) -> str:
     """The file that holds entries first..last of a chain (a name targets.replicate accepts)."""
     return f"{FOLDER}/{chain_id[:16]}/{first:010d}-{last:010d}.jsonl"
+
+
+def batch_range(name: str) -> tuple[int, int] | None:
+    """The (first, last) entries a batch file's name claims (batch_name read back); None for any other name."""
+    match = _BATCH.fullmatch(name.rpartition("/")[2])
+    return None if match is None else (int(match.group(1)), int(match.group(2)))
 
 
 def chain_folder(chain_id: str) -> str:
