@@ -166,9 +166,11 @@ def _here(record: CommandRun | None, name: str, location: str) -> TargetRun | No
 
 def _holding(kept: list[TargetRun | None], reader: _Reader) -> TargetRun | None:
     """The run that said last what the target holds (a failed backup deletes nothing: its record keeps what the
-    last one that worked there learnt, as of then)."""
-    dated = [(moment, run) for run in kept if run is not None and (moment := _said_at(run, reader)) is not None]
-    return max(dated, key=lambda pair: pair[0])[1] if dated else None
+    last one that worked there learnt, as of then). Times are kept to the second: in a tie the later of HOLDINGS
+    wins, as a status that asks the target within the second of a backup ran after it and counted its snapshots."""
+    dated = [(moment, order, run) for order, run in enumerate(kept)
+             if run is not None and (moment := _said_at(run, reader)) is not None]
+    return max(dated, key=lambda found: found[:2])[2] if dated else None
 
 
 def _said_at(run: TargetRun, reader: _Reader) -> datetime | None:
