@@ -274,12 +274,10 @@ def doctor_command(ctx: click.Context, json_output: bool) -> None:
 @main.command("status")
 @click.option("--offline", is_flag=True, help="Answer from the run record alone; ask no target, read no password. "
                                               "An auditor in the policy's report_group may run it.")
-@click.option("--timeout", "timeout_s", type=click.FloatRange(min=1, max=3600), metavar="SECONDS",
-              help="How long each target may take to answer.  [default: 30]")
+@option.timeout("How long each target may take to answer.")
 @click.option("--prometheus", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
               help="Also write Prometheus textfile metrics to FILE (atomically).")
-@click.option("--html", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE",
-              help="Also write the sealed compliance page for auditors to FILE.")
+@option.html_page("Also write the sealed compliance page for auditors to FILE.")
 @option.json_output()
 @click.pass_context
 def status_command(ctx: click.Context, *, offline: bool, timeout_s: float | None, prometheus: Path | None,
@@ -292,14 +290,36 @@ def status_command(ctx: click.Context, *, offline: bool, timeout_s: float | None
 
 
 @main.command("iam-policy")
-@click.option("--target", "target_name", metavar="NAME", required=True, help="The S3 target (its name in the policy).")
+@option.target("The S3 target (its name in the policy).", required=True)
 @click.option("--role", type=click.Choice([r.value for r in iam_policy.S3Role]), default="backup", show_default=True,
-              help="backup: cannot delete; prune: may delete (prune_credentials); audit: read only.")
+              help="backup: cannot delete; prune: may delete (prune_credentials); audit: read only; "
+                   "fleet: read the fleet folder only (opsctl fleet status).")
 @option.json_output()
 @click.pass_context
 def iam_policy_command(ctx: click.Context, target_name: str, role: str, json_output: bool) -> None:
     """Print the least-privilege AWS IAM policy for an S3 target's keys in one role."""
     _run(ctx, iam_policy.IAM_POLICY, iam_policy.IamPolicyRequest(target_name, iam_policy.S3Role(role)), json_output)
+
+
+@main.group("fleet")
+def fleet_group() -> None:
+    """Many hosts at once: the status each publishes beside its repository after every job (fleet.publish_to)."""
+
+
+@fleet_group.command("status")
+@option.target("The target whose fleet folder to read (its name in the policy); read-only keys are enough.",
+               required=True)
+@option.html_page("Also write the fleet page for auditors to FILE.")
+@option.timeout("How long the whole read may take; hosts not read by then are listed as such.")
+@option.json_output()
+@click.pass_context
+def fleet_status_command(ctx: click.Context, *, target_name: str, html: Path | None, timeout_s: float | None,
+                         json_output: bool) -> None:
+    """One row per host: its rules, newest verified backup, last drill, when it published. Exit 0: every host
+    passes and is fresh, 1: one fails, is stale or its verified backup is older than its RPO, 3: one is unknown or
+    its document does not count, or the folder held more than opsctl lists."""
+    from opsctl.actions import fleet_status
+    _run(ctx, fleet_status.FLEET_STATUS, fleet_status.FleetRequest(target_name, timeout_s, html), json_output)
 
 
 @main.group("keys")
@@ -464,12 +484,15 @@ def _unit_options(command: Any) -> Any:
 
 @schedule_group.command("install")
 @_unit_options
+@option.dry_run("Only show what would change (with diffs); write nothing, start nothing.")
 @option.json_output()
 @click.pass_context
-def schedule_install_command(ctx: click.Context, user: bool, output: Path | None, json_output: bool) -> None:
+def schedule_install_command(ctx: click.Context, user: bool, output: Path | None, dry_run: bool,
+                             json_output: bool) -> None:
     """Write a systemd .service and .timer per job, show what changed, and start the timers."""
     from opsctl.actions import schedule_install
-    _run(ctx, schedule_install.SCHEDULE_INSTALL, schedule_install.InstallRequest(user, output), json_output)
+    request = schedule_install.InstallRequest(user, output, dry_run=dry_run)
+    _run(ctx, schedule_install.install_command(_app(ctx), dry_run=dry_run), request, json_output)
 
 
 @schedule_group.command("remove")
@@ -480,7 +503,7 @@ def schedule_remove_command(ctx: click.Context, user: bool, output: Path | None,
     """Stop the policy's timers and delete the units opsctl wrote for it (never any other file)."""
     from opsctl.actions import schedule_install
     request = schedule_install.InstallRequest(user, output, remove=True)
-    _run(ctx, schedule_install.SCHEDULE_REMOVE, request, json_output)
+    _run(ctx, schedule_install.install_command(_app(ctx), remove=True), request, json_output)
 
 
 @schedule_group.command("status")

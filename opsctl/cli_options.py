@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
@@ -11,8 +12,17 @@ import click
 Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
 
 
-def target(help_text: str = "Only this target (by its name in the policy).") -> Decorator:
-    return click.option("--target", "target_name", metavar="NAME", help=help_text)
+def target(help_text: str = "Only this target (by its name in the policy).", required: bool = False) -> Decorator:
+    return click.option("--target", "target_name", metavar="NAME", required=required, help=help_text)
+
+
+def timeout(help_text: str) -> Decorator:
+    return click.option("--timeout", "timeout_s", type=click.FloatRange(min=1, max=3600), metavar="SECONDS",
+                        help=f"{help_text}  [default: 30]")
+
+
+def html_page(help_text: str) -> Decorator:
+    return click.option("--html", type=click.Path(path_type=Path, dir_okay=False), metavar="FILE", help=help_text)
 
 
 def snapshot(help_text: str) -> Decorator:

@@ -18,6 +18,8 @@ from opsctl.policy.fields import Strict
 
 JOBS = ("backup", "prune", "check", "verify", "drill")
 _OFF_WORDS = ("off", "never", "none", "disabled")
+# A user name as Debian's adduser accepts it by default (NAME_REGEX in adduser.conf); systemd's User= takes it too.
+USER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
 
 
 def _when(value: object) -> object:
@@ -60,6 +62,10 @@ class Schedule(Strict):
                         description="when a disaster-recovery drill runs; default the 1st of each month at 06:00")
     randomized_delay: Annotated[timedelta, BeforeValidator(_delay)] = Field(
         timedelta(minutes=5), description="each run starts up to this much later, so many hosts do not start at once")
+    user: str | None = Field(
+        None, pattern=USER_NAME,
+        description="the user that system timers run each job as (systemd User=, with that user's groups): a user "
+                    "name of lower-case letters, digits, '_' and '-'; default root")
 
     def jobs(self) -> dict[str, Calendar]:
         """The jobs that run, with when."""

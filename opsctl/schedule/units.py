@@ -20,6 +20,8 @@ _NAME = re.compile(r"[A-Za-z0-9._-]+")
 # A word of these characters is written as it is; any other is quoted (and '%' doubled).
 _BARE = re.compile(r"[A-Za-z0-9_./:=+,@-]+")
 _UNIT_NAME_MAX = 255
+# A user name as the policy's schedule.user takes it (Debian's adduser default): safe in User= and in a path.
+_USER = re.compile(r"[a-z_][a-z0-9_-]{0,31}")
 
 # Cheap, and safe for pg_dump, mariadb-dump, restic, ssh and Python. Left out on purpose: PrivateNetwork= and
 # RestrictAddressFamilies= (the tools reach databases and targets over the network, local ones over AF_UNIX)
@@ -55,6 +57,7 @@ class UnitSpec:
     protect_home: bool  # False when a policy path is under /home, /root or /run/user
     jobs: tuple[JobUnit, ...]
     private_tmp: bool = True  # False when a policy path is under /tmp or /var/tmp (a private /tmp would hide it)
+    run_as: str | None = None  # User= of system units (the policy's schedule.user); None: root
 
 
 def unit_prefix(policy: str) -> str:
@@ -103,6 +106,7 @@ def _job_service(spec: UnitSpec, job: JobUnit) -> str:
         "",
         "[Service]",
         "Type=oneshot",
+        *_run_as(spec),
         *_exec_start(spec, f"schedule job {job.job}"),
         # 75: skipped, the run before it still held the policy; opsctl has recorded and notified that itself.
         "SuccessExitStatus=75",
@@ -119,6 +123,7 @@ def _failure_service(spec: UnitSpec) -> str:
         "",
         "[Service]",
         "Type=oneshot",
+        *_run_as(spec),
         *_exec_start(spec, "schedule failed %i"),
         # Every folder may be missing here: the job may have failed because one was, and the report must start.
         *_service_settings(spec, all_optional=True),
@@ -163,10 +168,23 @@ def _service_settings(spec: UnitSpec, *, all_optional: bool = False) -> list[str
         "KillMode=mixed",
         "TimeoutStopSec=120",
         # restic keeps its cache there: kept between runs, and writable under ProtectSystem=strict.
-        "CacheDirectory=opsctl",
-        "Environment=XDG_CACHE_HOME=%C/opsctl",
+        *_cache(spec),
         *_sandbox(spec, all_optional=all_optional),
     ]
+
+
+def _run_as(spec: UnitSpec) -> list[str]:
+    # systemd gives the process that user's primary group and its other groups (initgroups), and HOME.
+    return [] if spec.run_as is None else [f"User={spec.run_as}"]
+
+
+def _cache(spec: UnitSpec) -> list[str]:
+    """systemd makes the cache folder and gives it to User=, taking it from whoever had it: a job of another user
+    (or root's) gets a folder of its own, private to it, so no policy's restic cache moves to another user."""
+    if spec.run_as is None:
+        return ["CacheDirectory=opsctl", "Environment=XDG_CACHE_HOME=%C/opsctl"]
+    folder = f"opsctl/user-{spec.run_as}"
+    return [f"CacheDirectory={folder}", "CacheDirectoryMode=0700", f"Environment=XDG_CACHE_HOME=%C/{folder}"]
 
 
 def _sandbox(spec: UnitSpec, *, all_optional: bool = False) -> list[str]:
@@ -218,6 +236,7 @@ def _word(text: str) -> str:
 
 def _check_spec(spec: UnitSpec) -> None:
     _check_name(spec.policy, "policy name")
+    _check_run_as(spec)
     if not spec.opsctl:
         raise ValueError("no command to start opsctl")
     for arg in spec.opsctl:
@@ -235,6 +254,15 @@ def _check_spec(spec: UnitSpec) -> None:
             raise ValueError(f"RandomizedDelaySec= of {job.job} is negative: {job.randomized_delay_s}")
         if len(_failed_template(spec.policy, job.job)) > _UNIT_NAME_MAX:
             raise ValueError(f"the unit names of policy {spec.policy} are longer than systemd's {_UNIT_NAME_MAX}")
+
+
+def _check_run_as(spec: UnitSpec) -> None:
+    if spec.run_as is None:
+        return
+    if spec.user:
+        raise ValueError("a user unit runs as the user whose systemd runs it: it cannot name another (User=)")
+    if not _USER.fullmatch(spec.run_as):
+        raise ValueError(f"the user name {spec.run_as!r} is not one systemd's User= takes as it is")
 
 
 def _check_name(name: str, what: str) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import pwd
 import queue
 import shutil
 import signal
@@ -231,3 +232,72 @@ def test_install_writes_verifiable_units_once_shows_diffs_and_never_touches_fore
     removed = crm.opsctl("schedule", "remove", "--output", str(out))
     assert removed.returncode == 0, removed.output
     assert sorted(p.name for p in out.iterdir()) == ["hand-made.service"]
+
+
+def _tree(folder: Path) -> dict[str, bytes | None]:
+    """Every file (its bytes) and folder (None) under folder, by relative path: what a dry run must leave alone."""
+    found: dict[str, bytes | None] = {}
+    for path in sorted(folder.rglob("*")):
+        found[str(path.relative_to(folder))] = None if path.is_dir() else path.read_bytes()
+    return found
+
+
+def test_dry_run_shows_what_install_would_change_and_writes_nothing(crm, tmp_path):
+    out = tmp_path / "units"
+    state = _tree(crm.root / "state")
+    planned = crm.opsctl("schedule", "install", "--dry-run", "--output", str(out), "--json")
+    assert planned.returncode == 0, planned.output
+    plan = json.loads(planned.stdout)
+    assert plan["dry_run"] and plan["changed"] and {u["change"] for u in plan["units"]} == {"new"}
+    assert not out.exists()  # not even the folder
+    # Nor in the state folder: no audit line, no run record (the last real install's stays), no lock file.
+    assert _tree(crm.root / "state") == state
+    installed = json.loads(crm.opsctl("schedule", "install", "--output", str(out), "--json").stdout)
+    assert [u["name"] for u in installed["units"]] == [u["name"] for u in plan["units"]] and installed["changed"]
+
+    write_schedule(crm, {"backup": "hourly", "prune": "off", "check": "off", "verify": "off", "drill": "off"})
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    text = crm.opsctl("schedule", "install", "--dry-run", "--output", str(out))
+    assert "changed" in text.stdout and "+OnCalendar=*-*-* *:00:00" in text.stdout and "dry run" in text.stdout
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+    state = _tree(crm.root / "state")
+    assert crm.opsctl("schedule", "install", "--dry-run", "--output", str(out), "--json").returncode == 0
+    assert _tree(crm.root / "state") == state
+
+    # A policy whose state folder is not there yet: the dry run neither makes it nor fails for it.
+    write_schedule(crm, {"backup": "hourly", "prune": "off", "check": "off", "verify": "off", "drill": "off"},
+                   state_dir="state-new")
+    fresh = crm.opsctl("schedule", "install", "--dry-run", "--output", str(out), "--json")
+    assert fresh.returncode == 0 and json.loads(fresh.stdout)["dry_run"], fresh.output
+    assert not (crm.root / "state-new").exists()
+
+
+def test_schedule_user_runs_the_jobs_as_that_user_and_what_cannot_work_is_refused(crm, tmp_path):
+    out = tmp_path / "units"
+    jobs = {"backup": "hourly", "prune": "off", "check": "off", "verify": "off", "drill": "off"}
+    write_schedule(crm, {**jobs, "user": "nosuch-opsctl-user"})
+    missing = crm.opsctl("schedule", "install", "--output", str(out))
+    assert missing.returncode == 2 and "schedule.user" in missing.stderr and "no user" in missing.stderr
+
+    write_schedule(crm, {**jobs, "user": "daemon"})
+    as_user_unit = crm.opsctl("schedule", "install", "--user", "--output", str(out))
+    assert as_user_unit.returncode == 2 and "schedule.user (daemon) is for system units" in as_user_unit.stderr
+    assert not out.exists()
+
+    if os.geteuid() != 0:
+        return  # the rest is root installing the units of another user's jobs
+    # Root installs them without opening that user's files (its secrets and state folder are the user's), and
+    # leaves that user's state folder, which the units need, for the user to make: root's is refused.
+    lines = len(crm.audit_lines())
+    refused = crm.opsctl("schedule", "install", "--output", str(out))
+    assert refused.returncode == 2 and "not owned by schedule.user (daemon)" in refused.stderr, refused.output
+    planned = crm.opsctl("schedule", "install", "--dry-run", "--output", str(out))  # refuses what install refuses
+    assert planned.returncode == 2 and "not owned by schedule.user (daemon)" in planned.stderr, planned.output
+    os.chown(crm.root / "state", pwd.getpwnam("daemon").pw_uid, -1)
+    installed = crm.opsctl("schedule", "install", "--output", str(out), "--json")
+    assert installed.returncode == 0, installed.output
+    assert "\nUser=daemon\n" in (out / "opsctl-crm-test-backup.service").read_text()
+    again = crm.opsctl("schedule", "install", "--dry-run", "--output", str(out), "--json")
+    assert json.loads(again.stdout)["changed"] is False
+    os.chown(crm.root / "state", 0, -1)
+    assert len(crm.audit_lines()) == lines  # nothing written in that user's trail

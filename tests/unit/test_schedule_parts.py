@@ -75,6 +75,20 @@ def test_a_schedule_opsctl_cannot_read_is_refused_naming_the_field(tmp_path, sch
     assert f"schedule.{next(iter(schedule))}" in problems and said in problems, problems
 
 
+@pytest.mark.parametrize("name", ["Backup", "backup user", "1backup", "b" * 33, "root\nUser=x"])
+def test_a_schedule_user_systemd_would_read_otherwise_is_refused_naming_the_field(tmp_path, name):
+    with pytest.raises(PolicyInvalid) as refused:
+        load_policy(policy_file(tmp_path, schedule={"user": name}))
+    assert "At 'schedule.user'" in " ".join(refused.value.problems), refused.value.problems
+
+
+def test_schedule_user_goes_to_system_units_only(tmp_path):
+    path = policy_file(tmp_path, schedule={"user": "opsctl"})
+    policy = load_policy(path)
+    assert unit_spec(policy, path, tmp_path / "state", user=False).run_as == "opsctl"
+    assert unit_spec(policy, path, tmp_path / "state", user=True).run_as is None  # install --user refuses it first
+
+
 def test_off_in_yaml_turns_a_job_off_and_yes_still_means_true(tmp_path):
     path = policy_file(tmp_path)
     path.write_text(path.read_text() + "schedule: {drill: off, prune: never}\n")

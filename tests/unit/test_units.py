@@ -165,6 +165,33 @@ def test_the_failure_template_reports_without_a_failure_handler_of_its_own(tmp_p
     assert values(job, "Service", "SuccessExitStatus") == ["75"]  # skipped: recorded and notified by opsctl
 
 
+def test_a_system_unit_runs_its_job_as_schedule_user_with_a_cache_of_its_own(tmp_path):
+    plain, as_user = render(make_spec(tmp_path)), render(make_spec(tmp_path, run_as="opsctl"))
+    for name in ("opsctl-crm-backup.service", "opsctl-crm-failed@.service"):
+        service = settings(as_user[name], "Service")
+        assert service[:2] == [("Type", "oneshot"), ("User", "opsctl")], name  # the job and its failure report
+        assert values(as_user[name], "Service", "CacheDirectory") == ["opsctl/user-opsctl"]
+        assert values(as_user[name], "Service", "CacheDirectoryMode") == ["0700"]
+        assert values(as_user[name], "Service", "Environment") == ["XDG_CACHE_HOME=%C/opsctl/user-opsctl"]
+        # Everything else as root's: the same sandbox, the same command.
+        others = {"User", "CacheDirectory", "CacheDirectoryMode", "Environment"}
+        assert [s for s in service if s[0] not in others] == \
+               [s for s in settings(plain[name], "Service") if s[0] not in others]
+    assert as_user["opsctl-crm-backup.timer"] == plain["opsctl-crm-backup.timer"]
+    assert "User=" not in "".join(plain.values())  # without schedule.user, root's units are as they were
+    assert list(as_user.items()) == list(render(make_spec(tmp_path, run_as="opsctl")).items())
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"user": True, "run_as": "opsctl"}, "user unit runs as the user"),
+    ({"run_as": "Backup User"}, "not one systemd's User= takes"),
+    ({"run_as": "opsctl\nExecStartPre=/bin/evil"}, "not one systemd's User= takes"),
+])
+def test_a_user_systemd_cannot_run_as_another_user_nor_an_odd_name(tmp_path, change, message):
+    with pytest.raises(ValueError, match=message):
+        render(make_spec(tmp_path, **change))
+
+
 # -- paths as systemd reads them -----------------------------------------------------------------------------------
 
 
@@ -321,6 +348,12 @@ def test_systemd_parses_odd_paths_into_exactly_opsctls_arguments(tmp_path, analy
     assert shell_words(failed) == [*opsctl, "schedule", "failed", "i"]
     if not user:  # the dump joins the paths with spaces
         assert dumped(verified, "opsctl-crm-backup.service", "ReadWritePaths") == [f"{odd.parent} -{odd}"]
+
+
+def test_systemd_accepts_units_that_run_as_a_user(tmp_path, analyze):
+    verified = verify(analyze, make_spec(tmp_path, run_as="daemon"), tmp_path / "units")  # not nobody: systemd warns
+    assert unit_prefix("crm") not in verified.output and str(tmp_path) not in verified.output, verified.output
+    assert unloaded(verified, "crm") == []
 
 
 def test_verify_would_notice_a_missing_template_or_service(tmp_path, analyze):
