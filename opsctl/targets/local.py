@@ -18,8 +18,10 @@ from typing import TYPE_CHECKING, TypeVar
 from opsctl.durable import create_synced
 from opsctl.errors import BadInput
 from opsctl.restic.repository import Repository
+from opsctl.targets import fleet
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetFull, TargetUnreachable, hostile
+from opsctl.targets.fleet_local import LocalFleet
 from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable
 
 if TYPE_CHECKING:
@@ -63,7 +65,12 @@ class LocalTarget(ConfiguredTarget[FolderConfigT]):
         if self.path.is_dir() and not _empty_or_unfinished_replica(self.path):
             raise BadInput(f"target {self.name}: {self.path} is not empty and holds no restic repository",
                            "point the target at an empty folder; opsctl will not write among other files")
-        self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        try:
+            self.path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except PermissionError:
+            raise BadInput(f"target {self.name}: opsctl may not create {self.path} (permission denied)",
+                           "create the folder, owned by the user that runs opsctl (mode 700), or point targets.path "
+                           "at a folder that user may write; then run opsctl init again") from None
         with self._files() as files:
             files.check_layout()
 
@@ -79,6 +86,13 @@ class LocalTarget(ConfiguredTarget[FolderConfigT]):
     def trusted_path(self) -> Path:
         """Where the operator's own path ends: a link in it is the operator's choice (below, the storage's)."""
         return self.path
+
+    def fleet(self) -> LocalFleet:
+        """fleet/ in the repository's parent folder, which is the operator's own path as the repository's is."""
+        folder = fleet.local_folder(self.path)
+        trusted = self.trusted_path()
+        return LocalFleet(trusted if folder.parent.is_relative_to(trusted) else folder.parent, folder,
+                          f"{self.name} ({self.kind} {folder})")
 
     def facts(self) -> list[Fact]:
         try:
