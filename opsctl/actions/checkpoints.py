@@ -14,7 +14,8 @@ class Checkpoints:
 
     def reached(self, step: str) -> None:
         """A journaled step of a key rotation: "stage", "add:<target>", "switch", ... ("<step>+" once it is done);
-        "backed-up": every dump of a backup is in its primary, the replicas' copies not yet finished."""
+        "backed-up": every dump of a backup is in its primary, the replicas' copies not yet finished;
+        "fleet-document-read": fleet status has read one more host's document (on a reading thread)."""
 
     def restored(self, source: Source, staging: str) -> None:
         """A snapshot was restored into `staging` and is about to be compared with its manifest."""

@@ -23,7 +23,7 @@ from opsctl.errors import BadInput, OpsctlError, PolicyBusy, described
 from opsctl.leftovers import scratch_folder, sweep_folders
 from opsctl.policy import Policy, trust
 from opsctl.policy.compliance import Metrics
-from opsctl.policy.load import load_owned_policy
+from opsctl.policy.load import check_target_files, load_owned_policy
 from opsctl.policy.model import Target as TargetConfig
 from opsctl.policy.model import default_state_dir
 from opsctl.policy.notify import Notify
@@ -195,6 +195,17 @@ class Session:
 
     def target(self, config: TargetConfig) -> Target:
         return target_for(config, self.policy.stall_timeout.total_seconds(), self.access)
+
+    def target_to_read(self, config: TargetConfig) -> Target:
+        """The target a reading command logs in to, with the keys the policy names (fleet status). The policy was
+        loaded read-only, so none of the files it names was checked: it must be the caller's or root's (it says where
+        those keys are sent), and this target's own files are checked now, as any command checks them."""
+        if self.policy_owner not in (os.geteuid(), 0):
+            raise BadInput(f"the policy file {self.policy_path} is another user's, and this command logs in to "
+                           f"target {config.name} with the keys it names", "run it with a policy of your own (or "
+                           "root's) that names your own keys for that target")
+        check_target_files(self.policy_path, self.policy, config.name)
+        return self.target(config)
 
     def on_each_target(self, target_name: str | None, work: Callable[[TargetConfig], T]) -> list[T]:
         """Run work(config) for every target (or the one named) at once; results in policy order."""

@@ -5,7 +5,16 @@ restic command removes its own lock). prune: backup's rights, deleting anything 
 and listing the whole bucket (restic init asks whether the bucket exists). audit: list and read the
 audit trail's copy (`opsctl-audit/` under the prefix) and the bucket's versioning and lock settings,
 and nothing else: no repository file (its data and keys are the restorer's need, not the auditor's),
-no write, no delete.
+no write, no delete. fleet: list and read the fleet folder beside the repository (`fleet/` in the
+prefix's parent: every host's status, `opsctl fleet status`) and nothing else; refused for a repository
+itself named fleet, whose files that folder would be.
+
+When the policy publishes to the target (fleet.publish_to, which then requires fleet.host), backup and
+prune may also put one object: `<fleet folder>/<policy>/<fleet.host>.json`, this host's own document
+(S3 replaces it whole: no temporary name). Their keys cannot write another host's document, nor add
+anything else to the fleet folder. One exception: a target without a prefix keeps its repository at
+the bucket's root, so its keys may write anywhere in the bucket, the fleet folder included; give each
+repository a prefix to keep hosts apart.
 """
 
 from __future__ import annotations
@@ -20,7 +29,9 @@ from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
 from opsctl.audit import offsite
 from opsctl.errors import BadInput
-from opsctl.policy.model import S3TargetConfig
+from opsctl.policy.fleet import refuse_fleet_repository
+from opsctl.policy.model import Policy, S3TargetConfig
+from opsctl.targets import fleet
 
 Statement = dict[str, Any]
 
@@ -31,6 +42,7 @@ class S3Role(Enum):
     BACKUP = "backup"
     PRUNE = "prune"
     AUDIT = "audit"
+    FLEET = "fleet"
 
 
 @dataclass(frozen=True)
@@ -55,16 +67,20 @@ class IamPolicy(Outcome):
         app.out.print(json.dumps(self.document, indent=2), markup=False, highlight=False)
 
 
-def policy_document(config: S3TargetConfig, role: S3Role) -> dict[str, Any]:
+def policy_document(config: S3TargetConfig, role: S3Role, policy: Policy) -> dict[str, Any]:
     """The IAM policy that lets `role` do its part on the target's bucket and prefix, and nothing else."""
     bucket = f"arn:aws:s3:::{config.bucket}"
     prefix = config.prefix.strip("/")
+    if role is S3Role.FLEET:  # nothing else: the bucket's settings are the operator's and the auditor's business
+        refuse_fleet_repository(config)
+        return {"Version": "2012-10-17", "Statement": _fleet_statements(bucket, fleet.s3_folder(prefix))}
     if role is S3Role.AUDIT:
         folder = f"{prefix}/{offsite.FOLDER}" if prefix else offsite.FOLDER
         readable, statements = f"{bucket}/{folder}/*", _audit_statements(bucket, folder)
     else:
         readable = f"{bucket}/{prefix}/*" if prefix else f"{bucket}/*"
         statements = _repository_statements(bucket, prefix, role, readable)
+        statements += _publishing(bucket, prefix, config.name, policy)
     statements.append(_allow("BucketFacts", ["s3:GetBucketVersioning", "s3:GetBucketObjectLockConfiguration"],
                              bucket))  # read by opsctl doctor: whether deleted files can be recovered
     if config.object_lock is not None:
@@ -92,6 +108,23 @@ def _audit_statements(bucket: str, folder: str) -> list[Statement]:
     return [listing, _allow("ReadAuditCopy", ["s3:GetObject", "s3:GetObjectVersion"], f"{bucket}/{folder}/*")]
 
 
+def _fleet_statements(bucket: str, folder: str) -> list[Statement]:
+    """fleet: list and read every host's status document; no repository, no trail copy, no write."""
+    listing = _allow("ListFleet", ["s3:ListBucket"], bucket)
+    listing["Condition"] = {"StringLike": {"s3:prefix": [f"{folder}/*"]}}
+    return [listing, _allow("ReadFleet", ["s3:GetObject"], f"{bucket}/{folder}/*")]
+
+
+def _publishing(bucket: str, prefix: str, target: str, policy: Policy) -> list[Statement]:
+    """Put this host's own status document into the fleet folder, when the policy publishes there and the folder lies
+    outside the prefix (without one, the repository's own rights already cover the whole bucket)."""
+    if target not in policy.fleet.publish_to or not prefix:
+        return []
+    # fleet.host is set: the policy's validation requires it for an S3 target published to.
+    document = f"{fleet.s3_folder(prefix)}/{policy.name}/{fleet.file_name(policy.name, policy.fleet.host_name())}"
+    return [_allow("PublishFleetStatus", ["s3:PutObject"], f"{bucket}/{document}")]
+
+
 def _listing(bucket: str, prefix: str, whole_bucket: bool) -> Statement:
     """s3:ListBucket, limited to the prefix; the prune role's init needs the whole bucket (HeadBucket)."""
     statement = _allow("ListRepository", ["s3:ListBucket"], bucket)
@@ -110,7 +143,7 @@ def _iam_policy(session: Session, request: IamPolicyRequest) -> IamPolicy:
     if not isinstance(config, S3TargetConfig):
         raise BadInput(f"target '{config.name}' is a {config.kind} target; IAM policies exist only for S3 targets",
                        "name an S3 target with --target (kind: s3 in the policy)")
-    return IamPolicy(config.name, request.role, policy_document(config, request.role))
+    return IamPolicy(config.name, request.role, policy_document(config, request.role, session.policy))
 
 
 IAM_POLICY = Command("iam-policy", _iam_policy)

@@ -26,6 +26,7 @@ from opsctl import audit
 from opsctl.actions.audit_copies import AuditCopies
 from opsctl.actions.context import App, Session
 from opsctl.actions.events import Run, Subscriber
+from opsctl.actions.fleet_publish import FleetPublish
 from opsctl.actions.metrics import MetricsFile
 from opsctl.actions.notifications import Notifier
 from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
@@ -61,9 +62,14 @@ class Command(Generic[R]):
     access: Access = Access.WRITE  # DELETE: it removes files from targets (S3 then uses its prune_credentials)
     scheduled: bool = False  # a timer's run: a busy policy past lock_wait means skipped, not failed
     lock_wait: Callable[[Session], float] | None = None  # seconds to wait for the policy lock (default lock_wait)
-    # An auditor's command: it needs no policy, no secret, no state folder and no network, so it runs
-    # on any machine (an auditor's laptop) and records nothing (such a machine has no trail of the policy).
+    # A command that records nothing and opens no session: an auditor's (no policy, no secret, no network: it
+    # runs on an auditor's laptop, which has no trail of the policy), or one that reads the policy file alone and
+    # writes nothing of the policy's (schedule install --dry-run; root installing the units of another user).
     standalone: Callable[[R], Outcome] | None = None
+    # A reader whose answer is about others, not this policy (fleet status: another host failing): it leaves the
+    # audit line only (none on another user's policy), never a run record, metrics, copies or notifications, and
+    # needs no state folder (none is checked or swept).
+    about_others: bool = False
 
 
 def run(app: App, command: Command[R], request: R,
@@ -75,7 +81,7 @@ def run(app: App, command: Command[R], request: R,
     # A reader of another user's records (an auditor's status --offline) records nothing, not even the audit
     # line: only the owner may write there.
     visiting = session is not None and session.visiting
-    listeners = _Listeners(() if visiting else default_subscribers() if subscribers is None else subscribers)
+    listeners = _Listeners(() if visiting else _subscribers(command, subscribers))
     try:
         if command.precheck is not None:
             command.precheck(app, request)
@@ -137,7 +143,9 @@ def _loaded(session: Session | None, unloadable: OpsctlError | None) -> Session:
 
 
 def _body(session: Session, command: Command[R], request: R, started: Callable[[], None]) -> Outcome:
-    session.check_state_dir()
+    keeps_state = not command.about_others  # such a reader uses no state (its audit line checks its own folder)
+    if keeps_state:
+        session.check_state_dir()
     with ExitStack() as stack:
         if command.lock:
             wait_s = None if command.lock_wait is None else command.lock_wait(session)
@@ -150,7 +158,8 @@ def _body(session: Session, command: Command[R], request: R, started: Callable[[
         started()  # after the lock: a run that waits for another is not yet running
         if command.secrets is not Secrets.NONE:  # before any child process: a missing one stops everything
             session.read_secrets(database=command.secrets is Secrets.ALL)
-        _sweep(session, databases=command.secrets is Secrets.ALL)
+        if keeps_state:
+            _sweep(session, databases=command.secrets is Secrets.ALL)
         if command.restic:
             _ = session.restic.version
         return command.body(session, request)
@@ -298,10 +307,17 @@ def _signals_held() -> Iterator[None]:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+def _subscribers(command: Command[R], given: Sequence[Subscriber] | None) -> Sequence[Subscriber]:
+    """Who hears of this run: those given, else all (a reader about others: the audit trail only)."""
+    if given is not None:
+        return given
+    return [AuditTrail()] if command.about_others else default_subscribers()
+
+
 def default_subscribers() -> list[Subscriber]:
-    """The records first, then the metrics they feed, then the trail's copies on the targets and notifications
-    (each may take seconds when a target or an endpoint is slow)."""
-    return [AuditTrail(), RunRecord(), MetricsFile(), AuditCopies(), Notifier()]
+    """The records first, then the metrics they feed, then the trail's copies and this host's status on the targets,
+    and notifications (each may take seconds when a target or an endpoint is slow)."""
+    return [AuditTrail(), RunRecord(), MetricsFile(), AuditCopies(), FleetPublish(), Notifier()]
 
 
 def _policy_path(app: App) -> Path | None:

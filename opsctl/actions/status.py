@@ -20,29 +20,26 @@ from typing import Any
 
 from rich.markup import escape
 
-from opsctl.actions import rotation
+from opsctl.actions.answer_files import DEFAULT_TIMEOUT_S, check_output_file, write_own
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.metrics import is_metrics, write_metrics
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
 from opsctl.actions.runner import Command, Secrets
+from opsctl.actions.status_document import evaluated
 from opsctl.audit import runs
 from opsctl.audit.runs import Fact
 from opsctl.compliance import document
 from opsctl.compliance.document import iso
-from opsctl.compliance.picture import Look, Picture, picture
-from opsctl.compliance.rules import FAIL, PASS, RuleVerdict, Status, evaluate, verdict
-from opsctl.durable import ForeignFile, is_own, replace_own
+from opsctl.compliance.picture import Look, Picture
+from opsctl.compliance.rules import FAIL, PASS, RuleVerdict, Status, verdict
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.policy.model import Target as TargetConfig
-from opsctl.policy.schedule import check_parts
 from opsctl.reports import compliance_view, sealed
 from opsctl.restic import Restic
 from opsctl.restic.errors import RepositoryNotFound, WrongPassword
 from opsctl.restic.models import key_file_created
 from opsctl.targets import Access, Immutability, Target
 from opsctl.targets.errors import HostileTarget
-
-DEFAULT_TIMEOUT_S = 30.0
 
 
 @dataclass(frozen=True)
@@ -108,10 +105,8 @@ class StatusAnswer(Outcome):
 def _status(session: Session, request: StatusRequest) -> StatusAnswer:
     now = datetime.now(UTC)
     looks = None if request.offline else look_at_targets(session, request.timeout_s or DEFAULT_TIMEOUT_S)
-    seen = picture(session.policy, session.state_dir, now, looks)
-    verdicts = evaluate(seen)
-    content = document.content(seen, verdicts, verdict(verdicts), _check_cycles(session))
-    answer = StatusAnswer(seen, verdicts, content, looks or {})
+    found = evaluated(session.policy, session.state_dir, now, looks)
+    answer = StatusAnswer(found.picture, found.verdicts, found.content, looks or {})
     return _with_files(session, answer, request)
 
 
@@ -129,7 +124,7 @@ def _with_files(session: Session, answer: StatusAnswer, request: StatusRequest) 
         json_path, html_path = compliance.write(report, session.state_dir / "reports", session.policy.report_group)
         content = report.to_json()
         files.append(json_path)
-        problem = _write_own(request.html, html_path.read_bytes(), _is_page)
+        problem = write_own(request.html, html_path.read_bytes(), _is_page)
         page = json_path if problem else request.html  # the sealed copy report verify is pointed at
         files += [] if problem else [request.html]
         warnings += [problem] if problem else []
@@ -138,16 +133,6 @@ def _with_files(session: Session, answer: StatusAnswer, request: StatusRequest) 
         files += [request.prometheus] if problem is None else []
         warnings += [problem] if problem else []
     return replace(answer, document=content, files=tuple(files), page=page, warnings=tuple(warnings))
-
-
-def _write_own(path: Path, content: bytes, ours: Callable[[bytes], bool]) -> str | None:
-    try:
-        replace_own(path, content, 0o644, ours)  # for the auditor: no row and no secret in it
-    except ForeignFile:
-        return f"{path} was not written: it holds something opsctl did not write; name another file"
-    except OSError as exc:
-        return f"{path} could not be written ({exc.strerror or exc.__class__.__name__})"
-    return None
 
 
 def _is_page(start: bytes) -> bool:
@@ -250,32 +235,13 @@ def _facts(look: Look, databases: tuple[str, ...]) -> dict[str, Fact]:
             "lock_detail": look.lock_detail, "lock_hint": look.lock_hint, "locked_until": iso(look.locked_until)}
 
 
-def _check_cycles(session: Session) -> dict[str, str]:
-    """Per target, how much of its data the scheduled checks have read in this cycle (every pack once per cycle)."""
-    cycle = check_parts(session.policy.verification.read_data_subset)
-    if cycle is None:
-        return {}
-    turns = rotation.read(session.state_dir)
-    return {t.name: f"{turns.check_part(t.name, cycle) - 1} of {cycle} parts read this cycle"
-            for t in session.policy.targets}
-
-
 def _precheck(_: App, request: StatusRequest) -> None:
     if request.offline and request.timeout_s is not None:
         raise BadInput("--timeout has no use with --offline: nothing is asked", "give one of them")
     for option, path, suffixes, ours in (("--html", request.html, (".html", ".htm"), _is_page),
                                          ("--prometheus", request.prometheus, (".prom",), is_metrics)):
-        if path is None:
-            continue
-        if path.suffix not in suffixes:
-            raise BadInput(f"{option} {path}: give a file name ending in {' or '.join(suffixes)}",
-                           "opsctl writes only files it can recognise later as its own")
-        if not path.parent.is_dir():
-            raise BadInput(f"{option} {path}: the folder {path.parent} does not exist",
-                           "create it, or give a file in a folder that exists")
-        if not is_own(path, ours):
-            raise BadInput(f"{option} {path}: that file holds something opsctl did not write; nothing was changed",
-                           "name another file (opsctl replaces only its own page or metrics)")
+        if path is not None:
+            check_output_file(option, path, suffixes, ours)
 
 
 STATUS = Command("status", _status, restic=True, secrets=Secrets.REPOSITORY, precheck=_precheck)

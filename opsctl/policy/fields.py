@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic_core import PydanticCustomError
 
 from opsctl.policy.durations import parse_duration
 from opsctl.policy.trust import chown_line, untrusted
@@ -37,6 +38,12 @@ Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
 Name = Annotated[str, Field(pattern=NAME_PATTERN)]
 # A Unix group's name as Debian's adduser accepts it by default (NAME_REGEX in adduser.conf).
 GroupName = Annotated[str, Field(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")]
+
+
+def cross_reference(at: str, message: str) -> PydanticCustomError:
+    """An error found while checking a section, at one of its fields (`at`, e.g. publish_to[1]): the loader names
+    that field's whole path (describe_error in load.py)."""
+    return PydanticCustomError("cross_reference", "{message}", {"at": at, "message": message})
 
 
 def opens_files(info: ValidationInfo) -> bool:

@@ -115,6 +115,18 @@ def load_owned_policy(path: Path, *, check_state_dir: bool = True, read_only: bo
     return OwnedPolicy(policy, owner)
 
 
+def check_target_files(path: Path, policy: Policy, name: str) -> None:
+    """For a command that loaded the policy read-only and then logs in to one target (fleet status): the files that
+    target names to log in (its keys, known_hosts, CA file; never its prune keys, never a password) are checked now,
+    as a command that opens them checks them when it loads the policy. PolicyInvalid (exit 2) names each problem."""
+    index, target = next((i, t) for i, t in enumerate(policy.targets) if t.name == name)
+    try:
+        type(target).model_validate(target.model_dump(exclude={"prune_credentials"}), context={READ_ONLY: False})
+    except ValidationError as exc:
+        problems = [describe_error({**e, "loc": ("targets", index, target.kind, *e["loc"])}) for e in exc.errors()]
+        raise PolicyInvalid(str(path), problems) from None
+
+
 def _read_trusted(path: Path, read_only: bool) -> tuple[str, int]:
     """The policy's text and its owner, both from the one descriptor it is read through; refused before it is read
     when another user could change it (or, for a command that writes, when it is another user's)."""
@@ -217,6 +229,9 @@ def describe_error(err: ErrorDetails) -> str:
     """One pydantic error as "At 'targets[1].path': what is wrong — what to do"."""
     field_path, model, field = _walk(err["loc"])
     kind = err["type"]
+    below = err.get("ctx", {}).get("at")  # an error found while checking a section, at one of its fields
+    if kind == "cross_reference" and isinstance(below, str):
+        return f"At '{field_path}.{below}': {err['msg']}"
     if kind == "extra_forbidden":
         return f"At '{field_path}': unknown key{_suggestion(err['loc'][-1], model)}"
     if kind == "missing":

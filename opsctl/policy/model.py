@@ -31,6 +31,7 @@ from opsctl.policy.fields import (
     is_valid_name,
     opens_files,
 )
+from opsctl.policy.fleet import Fleet
 from opsctl.policy.notify import Notify
 from opsctl.policy.schedule import Schedule
 from opsctl.policy.trust import untrusted
@@ -372,6 +373,7 @@ class Policy(Strict):
     signing_key: PolicyPath | None = Field(
         None, description="the Ed25519 private key that signs reports (default: see opsctl keys signing init)"
     )
+    fleet: Fleet = Field(Fleet(), description="which targets get this host's status after each job (fleet status)")
 
     def lock_problems(self) -> list[str]:
         """Each S3 lock shorter than its target's retention keeps a snapshot (a snapshot still kept would become
@@ -438,6 +440,14 @@ class Policy(Strict):
                                      "each copy needs its own place")
                 folders[folder] = target.name
         return targets
+
+    @field_validator("fleet")
+    @classmethod
+    def _publishes_to_own_targets(cls, fleet: Fleet, info: ValidationInfo) -> Fleet:
+        targets = info.data.get("targets")
+        if targets is None:  # the targets' own errors are reported; nothing to compare with
+            return fleet
+        return fleet.checked_against(targets)
 
     def target(self, name: str) -> Target | None:
         """The target with that name, or None."""

@@ -12,6 +12,7 @@ from opsctl.restic.repository import Repository
 
 if TYPE_CHECKING:
     from opsctl.policy.model import TargetConfigBase
+    from opsctl.targets.fleet import FleetFiles
 
 # The folders of a restic repository, in the order a replica must receive them: a file is only
 # copied once everything it refers to is there (packs, then the index, then snapshots, then keys).
@@ -104,6 +105,9 @@ class Target(Protocol):
 
     def immutability(self, newest_snapshot_id: str | None) -> Immutability | None:
         """What the storage says about deleting this target's files now (None: storage without such a lock)."""
+
+    def fleet(self) -> AbstractContextManager[FleetFiles]:
+        """The fleet folder beside the repository (see targets/fleet.py), open until the context ends."""
 
 
 ConfigT = TypeVar("ConfigT", bound="TargetConfigBase")

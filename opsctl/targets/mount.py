@@ -8,6 +8,7 @@ from pathlib import Path
 from opsctl.policy.model import MountTargetConfig
 from opsctl.targets.base import Fact
 from opsctl.targets.errors import TargetUnreachable
+from opsctl.targets.fleet_local import LocalFleet
 from opsctl.targets.local import LocalTarget
 
 
@@ -21,6 +22,18 @@ class MountTarget(LocalTarget[MountTargetConfig]):
     def prepare_init(self) -> None:
         self._require_mount()
         super().prepare_init()
+
+    def fleet(self) -> LocalFleet:
+        """fleet/ beside the repository, which must be on the share too: else it would fill the local disk."""
+        self._require_mount()
+        mount, found = self._mount_point(), super().fleet()
+        parent = self.path.parent
+        if self.config.require_mountpoint and mount is not None and not parent.is_relative_to(mount):
+            raise TargetUnreachable(
+                f"{self.display}: the fleet folder {parent / 'fleet'} would not be on the share mounted at {mount}",
+                f"keep the repository one folder below the mount point (e.g. {mount / self.path.name}), or publish "
+                "to another target (fleet.publish_to)")
+        return found
 
     def trusted_path(self) -> Path:
         """The share's mount point: below it the NAS decides what is a link, and none is followed."""

@@ -30,8 +30,10 @@ from opsctl.policy.compliance import ObjectLock
 from opsctl.policy.fields import check_private_file
 from opsctl.policy.model import S3Credentials, S3TargetConfig
 from opsctl.restic.repository import Repository
+from opsctl.targets import fleet
 from opsctl.targets.base import Access, ConfiguredTarget, Fact, Immutability
 from opsctl.targets.errors import MISSING_REPOSITORY_HINT, TargetUnreachable, hostile
+from opsctl.targets.fleet_s3 import S3Fleet
 from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, audit_copy_name, check_writable, climbs
 
 # boto3's S3 client, typed by mypy-boto3-s3 (not installed: boto3-stubs alone types client("s3") as Any).
@@ -275,6 +277,13 @@ class S3Target(ConfiguredTarget[S3TargetConfig]):
     def files(self) -> Iterator[S3Files]:
         self.probe()
         yield S3Files(self._client, self.config.bucket, self._key_prefix(""), self.display)
+
+    @contextmanager
+    def fleet(self) -> Iterator[S3Fleet]:
+        """No probe: it lists the repository's prefix, which keys of the fleet role may not (on AWS)."""
+        folder = fleet.s3_folder(self.config.prefix)
+        yield S3Fleet(self._client, self.config.bucket, folder,
+                      f"{self.name} (s3 {self.config.endpoint.rstrip('/')}/{self.config.bucket}/{folder})")
 
     def facts(self) -> list[Fact]:
         try:

@@ -18,8 +18,10 @@ import paramiko
 
 from opsctl.policy.model import SftpTargetConfig
 from opsctl.restic.repository import Repository
+from opsctl.targets import fleet
 from opsctl.targets.base import ConfiguredTarget, Fact, repository_folders
 from opsctl.targets.errors import TargetFull, TargetUnreachable, hostile
+from opsctl.targets.fleet_sftp import SftpFleet
 from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable
 
 CONNECT_TIMEOUT_S = 15
@@ -49,9 +51,11 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
 
     @property
     def display(self) -> str:
+        return f"{self.name} (sftp {self._where()}:{self.config.path})"
+
+    def _where(self) -> str:
         c = self.config
-        port = "" if c.port == SSH_PORT else f":{c.port}"
-        return f"{self.name} (sftp {c.user}@{c.host}{port}:{c.path})"
+        return f"{c.user}@{c.host}" + ("" if c.port == SSH_PORT else f":{c.port}")
 
     def repository(self, password: bytes) -> Repository:
         c = self.config
@@ -82,6 +86,12 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
     def files(self) -> Iterator[SftpFiles]:
         with self._session() as sftp:
             yield SftpFiles(sftp, self.config.path, self.display)
+
+    @contextmanager
+    def fleet(self) -> Iterator[SftpFleet]:
+        folder = fleet.sftp_folder(self.config.path)
+        with self._session() as sftp:
+            yield SftpFleet(sftp, folder, f"{self.name} (sftp {self._where()}:{folder})")
 
     @contextmanager
     def _session(self) -> Iterator[paramiko.SFTPClient]:

@@ -33,6 +33,7 @@ import pytest
 from click.testing import CliRunner
 
 from opsctl.cli import main
+from opsctl.targets.fleet_local import LocalFleet
 from tests.conftest import require
 from tests.support.workspace import Workspace
 
@@ -250,3 +251,30 @@ def test_an_operator_whose_policy_root_owns_keeps_their_own_records(shared_works
     assert seen["code"] in (0, 1, 3) and "Traceback" not in seen["stderr"], seen
     assert "could not record" not in seen["stderr"], seen["stderr"]
     assert len((state / "audit.jsonl").read_text().splitlines()) == lines + 1  # their run, in their own trail
+
+
+def test_an_auditor_account_reads_the_fleet_with_a_policy_root_gave_it_and_writes_nothing(shared_workspace, auditor):
+    """Root's policy (readable by all; its password file and state are root's alone) names a NAS folder the auditor may
+    read: the auditor runs fleet status as themselves, needs no password, and records nothing (the trail is root's)."""
+    ws = shared_workspace
+    policy = ws.write_policy({"engine": "sqlite", "path": "crm.sqlite3"},
+                             [{"name": "nas", "kind": "local", "path": str(ws.root / "nas" / "crm-eu")}])
+    policy.chmod(0o644)
+    (ws.root / "nas").mkdir()
+    assert ws.opsctl("fleet", "status", "--target", "nas").returncode == 3  # no host yet; root's state is made
+    nas = LocalFleet(ws.root / "nas", ws.root / "nas" / "fleet", "nas")
+    nas.publish("crm-eu", "crm-eu-1", json.dumps({"format": "opsctl-fleet/1"}).encode())
+    arguments = ["--policy", str(policy), "--json", "fleet", "status", "--target", "nas"]
+    CliRunner().invoke(main, arguments)  # as root: loads every module the auditor's run needs
+    before = tree(ws.root)
+
+    def read() -> dict:
+        result = CliRunner().invoke(main, arguments)
+        return {"code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr}
+
+    seen = as_user(auditor, read)
+    assert seen["code"] == 3, seen
+    host = json.loads(seen["stdout"])["hosts"][0]
+    assert (host["host"], host["state"]) == ("crm-eu-1", "invalid")
+    assert tree(ws.root) == before  # no audit line, no run record: the state is root's
+

@@ -23,7 +23,7 @@ def s3_entry(**extra) -> dict:
             "credentials": {"file": "s3.env"}, **extra}
 
 
-def write(tmp_path, *targets: dict):
+def write(tmp_path, *targets: dict, **extra):
     for name, key in (("s3.env", "BACKUPKEY"), ("prune.env", "PRUNEKEY")):
         path = tmp_path / name
         path.write_text(f"AWS_ACCESS_KEY_ID={key}\nAWS_SECRET_ACCESS_KEY={key.lower()}-secret\n")
@@ -32,7 +32,7 @@ def write(tmp_path, *targets: dict):
     (tmp_path / "repo.pass").chmod(0o600)
     policy = {"name": "crm-prod", "database": {"engine": "sqlite", "path": "crm.sqlite3"},
               "targets": [{"name": "local", "kind": "local", "path": "repo"}, *targets],
-              "repository_password": {"file": "repo.pass"}}
+              "repository_password": {"file": "repo.pass"}, **extra}
     path = tmp_path / "policy.yaml"
     path.write_text(yaml.safe_dump(policy))
     return path
@@ -50,8 +50,9 @@ def actions(document: dict) -> set[str]:
     return {a for s in document["Statement"] for a in s["Action"]}
 
 
-def iam(tmp_path, role: str, **extra) -> dict:
-    result = opsctl(write(tmp_path, s3_entry(**extra)), "--json", "iam-policy", "--target", "offsite", "--role", role)
+def iam(tmp_path, role: str, fleet: dict | None = None, **extra) -> dict:
+    path = write(tmp_path, s3_entry(**extra), **({"fleet": fleet} if fleet else {}))
+    result = opsctl(path, "--json", "iam-policy", "--target", "offsite", "--role", role)
     assert result.exit_code == 0, result.output
     envelope = json.loads(result.stdout)
     assert envelope["command"] == "iam-policy" and envelope["outcome"] == "ok" and envelope["role"] == role
@@ -94,6 +95,67 @@ def test_audit_role_without_prefix_and_with_object_lock(tmp_path):
         "arn:aws:s3:::acme-crm/opsctl-audit/*")  # whether the copies are locked, not the repository's files
     assert by_sid["ListAuditCopy"]["Condition"] == {"StringLike": {"s3:prefix": ["opsctl-audit/*"]}}
     assert not any(a.startswith(("s3:Put", "s3:Delete", "s3:Bypass")) for a in actions(document))
+
+
+def test_fleet_role_lists_and_reads_the_fleet_folder_and_nothing_else(tmp_path):
+    """The fleet folder is beside the repository (the prefix's parent): crm/eu -> crm/fleet."""
+    document = iam(tmp_path, "fleet", prefix="crm/eu", object_lock={"mode": "GOVERNANCE", "days": 30})
+    assert actions(document) == {"s3:ListBucket", "s3:GetObject"}
+    by_sid = statements(document)
+    assert by_sid["ListFleet"]["Resource"] == "arn:aws:s3:::acme-crm"
+    assert by_sid["ListFleet"]["Condition"] == {"StringLike": {"s3:prefix": ["crm/fleet/*"]}}
+    assert by_sid["ReadFleet"]["Resource"] == "arn:aws:s3:::acme-crm/crm/fleet/*"
+    assert set(by_sid) == {"ListFleet", "ReadFleet"}
+
+
+@pytest.mark.parametrize(("prefix", "folder"), [("crm-prod", "fleet"), ("", "fleet"), ("/a/b/c/", "a/b/fleet")])
+def test_fleet_role_at_the_bucket_root_or_deeper(tmp_path, prefix, folder):
+    by_sid = statements(iam(tmp_path, "fleet", prefix=prefix))
+    assert by_sid["ReadFleet"]["Resource"] == f"arn:aws:s3:::acme-crm/{folder}/*"
+    assert by_sid["ListFleet"]["Condition"] == {"StringLike": {"s3:prefix": [f"{folder}/*"]}}
+
+
+@pytest.mark.parametrize("role", ["backup", "prune"])
+def test_a_publishing_policy_may_put_its_own_fleet_documents_and_no_others(tmp_path, role):
+    document = iam(tmp_path, role, fleet={"publish_to": ["offsite"], "host": "crm-eu-1"}, prefix="crm/eu")
+    assert statements(document)["PublishFleetStatus"] == {
+        "Sid": "PublishFleetStatus", "Effect": "Allow", "Action": ["s3:PutObject"],
+        "Resource": "arn:aws:s3:::acme-crm/crm/fleet/crm-prod/crm-eu-1.json"}  # this host's document, and only it
+    assert "PublishFleetStatus" not in statements(iam(tmp_path, role, prefix="crm/eu"))  # it publishes nothing
+    # Without a prefix the fleet folder lies under the repository's own bucket/*: nothing to add.
+    unprefixed = iam(tmp_path, role, fleet={"publish_to": ["offsite"], "host": "h"}, prefix="")
+    assert "PublishFleetStatus" not in statements(unprefixed)
+    # Publishing to another target gives these keys nothing.
+    assert "PublishFleetStatus" not in statements(iam(tmp_path, role, fleet={"publish_to": ["local"], "host": "h"}))
+
+
+def test_publishing_to_s3_needs_the_host_s_name_in_the_policy(tmp_path):
+    """The IAM policy names the one document a host's keys may put: a host name taken from the machine at run time
+    could differ from the one the keys were made for."""
+    path = write(tmp_path, s3_entry(prefix="crm/eu"), fleet={"publish_to": ["offsite"]})
+    result = opsctl(path, "policy", "validate")
+    assert result.exit_code == 2, result.output
+    assert "At 'fleet.host': target 'offsite' is S3, where a host's keys may write its own status document only" \
+        in result.stderr and "set fleet.host to the name this host is listed under" in result.stderr
+    assert opsctl(path, "iam-policy", "--target", "offsite").exit_code == 2
+    # Another kind of target needs no name in the policy (the machine's is taken).
+    assert opsctl(write(tmp_path, s3_entry(prefix="crm/eu"), fleet={"publish_to": ["local"]}), "policy",
+                  "validate").exit_code == 0
+
+
+@pytest.mark.parametrize("prefix", ["crm/fleet", "fleet", "/crm/fleet/"])
+def test_a_repository_that_is_a_fleet_folder_is_refused(tmp_path, prefix):
+    """Its fleet folder would be the repository itself: the fleet role could read its keys/."""
+    path = write(tmp_path, s3_entry(prefix=prefix))
+    result = opsctl(path, "iam-policy", "--target", "offsite", "--role", "fleet")
+    assert result.exit_code == 2, result.output
+    assert f"the repository of target 'offsite' ({prefix}) is itself named fleet" in result.stderr
+    assert "move the repository to a folder with another name" in result.stderr
+    published = write(tmp_path, s3_entry(prefix=prefix), fleet={"publish_to": ["offsite"], "host": "h"})
+    refused = opsctl(published, "policy", "validate")
+    assert refused.exit_code == 2 and "At 'fleet.publish_to[0]': the repository of target 'offsite'" in refused.stderr
+    assert opsctl(write(tmp_path, s3_entry(prefix="crm/fleets")), "iam-policy", "--target", "offsite", "--role",
+                  "fleet").exit_code == 0
 
 
 def test_a_target_without_prefix_gets_the_whole_bucket(tmp_path):
