@@ -6,7 +6,6 @@ beside them, and `opsctl fleet status` shows them all in one table. Off by defau
 
 from __future__ import annotations
 
-import posixpath
 import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -75,8 +74,9 @@ def repository_folder(target: Target) -> str:
 
 
 def is_fleet_folder(target: Target) -> bool:
-    """Whether the repository's own folder is named like the fleet folder beside it: then it *is* that folder."""
-    return posixpath.basename(repository_folder(target).rstrip("/")) == FOLDER
+    """Whether a folder of the repository's path is named like the fleet folder: then it is that folder, or lies in
+    the fleet folder of a repository beside one of its parents (and a policy's documents would land in it)."""
+    return FOLDER in repository_folder(target).strip("/").split("/")
 
 
 def refuse_fleet_repository(target: Target) -> None:
@@ -90,9 +90,9 @@ def refuse_fleet_repository(target: Target) -> None:
 
 def _inside_message(target: Target) -> str:
     where = repository_folder(target) or "/"
-    return (f"the repository of target '{target.name}' ({where}) is itself named {FOLDER}, the name of the folder "
-            "beside it where hosts publish their status: documents would land inside the repository, and keys that "
-            "read the fleet would read the repository")
+    return (f"the repository of target '{target.name}' ({where}) lies in a folder named {FOLDER}, the name of the "
+            "folders where hosts publish their status: documents could land inside a repository, and keys that read "
+            "the fleet would read it")
 
 
 def _example() -> str:

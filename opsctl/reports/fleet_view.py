@@ -119,8 +119,8 @@ def render_html(answer: dict[str, Any], made: dict[str, str]) -> str:
     """The auditor's page of the same table (autoescaped: a host's document never becomes markup)."""
     from opsctl.reports import sealed  # jinja2 is loaded only when a page is asked for
 
-    hosts = [{**host, "rules": {r: rule_cell(host, r) for r in rule_names(answer["hosts"])}}
-             for host in answer["hosts"]]
+    rules = rule_names(answer["hosts"])
+    hosts = [{**host, "rules": {r: rule_cell(host, r) for r in rules}} for host in answer["hosts"]]
     return sealed.template("fleet.html.j2").render(
-        a=answer, hosts=hosts, rules=rule_names(answer["hosts"]), notes=notes(answer), made=made,
+        a=answer, hosts=hosts, rules=rules, notes=notes(answer), made=made,
         ago=ago, drill=drill_cell, shown=shown, generator=GENERATOR, format=FORMAT)

@@ -229,10 +229,11 @@ class Restic:
                     self.unlock_stale(repo)
                     unlocked = True
                     continue
-                if time.monotonic() + delay > deadline:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:  # a last attempt was made at the deadline: the whole lock_wait was waited
                     raise RepositoryLocked(f"{exc.message}; waited {self.lock_wait_s:.0f} s", exc.hint) from None
-                log.info("%s; waiting %.0f s", exc.message, delay)
-                time.sleep(delay)
+                log.info("%s; waiting %.0f s", exc.message, min(delay, remaining))
+                time.sleep(min(delay, remaining))
                 delay = min(delay * 2, 15.0)
 
     def _run_once(self, repo: Repository, args: list[str], action: str, pass_fds: tuple[int, ...] = ()) -> str:

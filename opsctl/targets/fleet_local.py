@@ -140,9 +140,13 @@ def _open_folder(parent: int, part: str, create: bool) -> int:
     except FileNotFoundError:
         if not create:
             raise
-    with suppress(FileExistsError):  # another host made it meanwhile: fine
+    try:
         os.mkdir(part, FOLDER_MODE, dir_fd=parent)
-    return os.open(part, _FOLDER, dir_fd=parent)
+    except FileExistsError:  # another host made it meanwhile: theirs, as it is
+        return os.open(part, _FOLDER, dir_fd=parent)
+    fd = os.open(part, _FOLDER, dir_fd=parent)
+    os.fchmod(fd, FOLDER_MODE)  # mkdir's mode passes through the umask (a unit's UMask=0077): readers must list it
+    return fd
 
 
 def _remove_stale(folder: int, name: str) -> None:

@@ -27,6 +27,7 @@ from opsctl.targets.replicate import MAX_FILE_SIZE, TOO_BIG, check_writable
 CONNECT_TIMEOUT_S = 15
 SSH_PORT = 22  # the default: not written into display names and ssh-keyscan hints
 _LISTERS = 4
+_KEEPALIVE_S = 30
 _PARALLEL_LISTING_FROM = 8  # folders; fewer are listed over the one session (extra channels cost round trips)
 SPOOL = ".opsctl-incoming"
 # What write_new names its spooled copies (restic's files, and the audit trail's batches).
@@ -104,8 +105,15 @@ class SftpTarget(ConfiguredTarget[SftpTargetConfig]):
 
     def _open_sftp(self, client: paramiko.SSHClient) -> paramiko.SFTPClient:
         try:
-            sftp = client.open_sftp()
-            sftp.get_channel().settimeout(self.stall_timeout_s)
+            transport = _transport(client)
+            # Keepalives: a connection opened early and idle through a long backup must not be dropped by a NAT.
+            transport.set_keepalive(_KEEPALIVE_S)
+            # Each step under the stall timeout: paramiko's open_sftp waits up to an hour for the channel, and
+            # without a limit for the SFTP version exchange (a NAS whose sftp-server hangs would hold the job).
+            channel = transport.open_session(timeout=self.stall_timeout_s)
+            channel.settimeout(self.stall_timeout_s)
+            channel.invoke_subsystem("sftp")
+            sftp = paramiko.SFTPClient(channel)
         except (paramiko.SSHException, OSError) as exc:
             raise TargetUnreachable(f"{self.display}: the NAS accepted the login but offers no SFTP ({exc})",
                                     "enable the SFTP subsystem for this user on the NAS") from None
@@ -339,3 +347,10 @@ class SftpFiles:
 
 def _odd(mode: int) -> str:
     return "a symbolic link" if stat.S_ISLNK(mode) else "a device, pipe or socket where restic keeps a file"
+
+
+def _transport(client: paramiko.SSHClient) -> paramiko.Transport:
+    transport = client.get_transport()
+    if transport is None:
+        raise paramiko.SSHException("the connection closed after the login")
+    return transport

@@ -423,17 +423,19 @@ def fleet_status(path: Path, *args: str):
     ({"name": "nas", "kind": "local", "path": "b/fleet"}, "/b/fleet"),
     ({"name": "nas", "kind": "sftp", "host": "nas", "user": "u", "path": "/srv/fleet/", "identity_file": "id",
       "known_hosts": "kh"}, "/srv/fleet/"),
+    # Beside /srv/x, whose fleet folder /srv/fleet is: a policy named crm would publish into this repository.
+    ({"name": "nas", "kind": "local", "path": "/srv/fleet/crm"}, "/srv/fleet/crm"),
 ])
 def test_a_repository_that_is_a_fleet_folder_is_refused(tmp_path, target, where):
     path = fleet_policy(tmp_path, [target], fleet={"publish_to": ["nas"], "host": "h1"})
     result = CliRunner().invoke(main, ["--policy", str(path), "policy", "validate"])
     assert result.exit_code == 2, result.output
     assert "At 'fleet.publish_to[0]': the repository of target 'nas' (" in result.stderr
-    assert f"{where}) is itself named fleet" in result.stderr
+    assert f"{where}) lies in a folder named fleet" in result.stderr
     assert "move the repository to a folder with another name, or publish to another target" in result.stderr
     path = fleet_policy(tmp_path, [target])
     refused = fleet_status(path, "--target", "nas")
-    assert refused.exit_code == 2 and "is itself named fleet" in refused.output and "nothing was read" in refused.output
+    assert refused.exit_code == 2 and "lies in a folder named fleet" in refused.output and "nothing was read" in refused.output
 
 
 def a_failing_host(tmp_path: Path) -> None:

@@ -149,7 +149,7 @@ def test_a_repository_that_is_a_fleet_folder_is_refused(tmp_path, prefix):
     path = write(tmp_path, s3_entry(prefix=prefix))
     result = opsctl(path, "iam-policy", "--target", "offsite", "--role", "fleet")
     assert result.exit_code == 2, result.output
-    assert f"the repository of target 'offsite' ({prefix}) is itself named fleet" in result.stderr
+    assert f"the repository of target 'offsite' ({prefix}) lies in a folder named fleet" in result.stderr
     assert "move the repository to a folder with another name" in result.stderr
     published = write(tmp_path, s3_entry(prefix=prefix), fleet={"publish_to": ["offsite"], "host": "h"})
     refused = opsctl(published, "policy", "validate")
