@@ -435,7 +435,8 @@ def test_a_repository_that_is_a_fleet_folder_is_refused(tmp_path, target, where)
     assert "move the repository to a folder with another name, or publish to another target" in result.stderr
     path = fleet_policy(tmp_path, [target])
     refused = fleet_status(path, "--target", "nas")
-    assert refused.exit_code == 2 and "lies in a folder named fleet" in refused.output and "nothing was read" in refused.output
+    assert refused.exit_code == 2
+    assert "lies in a folder named fleet" in refused.output and "nothing was read" in refused.output
 
 
 def a_failing_host(tmp_path: Path) -> None:
