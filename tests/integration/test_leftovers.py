@@ -17,10 +17,12 @@ from tests.support.bank import make_bank
 KILLED_ONCE_RESTORED = {"OPSCTL_TEST_KILL_AT": "restored"}
 
 
-def _pg_scratch(pg_server) -> dict[str, str | None]:
+def _pg_scratch(pg_server, database: str) -> dict[str, str | None]:
+    """opsctl's kind of names made for `database` (other tests on this shared server leave theirs)."""
     with pg_server.connect() as conn:
         rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                            "WHERE datname LIKE 'opsctl\\_%' OR datname LIKE '%\\_opsctl\\_%'").fetchall()
+                            "WHERE (datname LIKE 'opsctl\\_%' OR datname LIKE '%\\_opsctl\\_%') "
+                            "AND strpos(datname, %s) > 0", (database,)).fetchall()
     return dict(rows)
 
 
@@ -31,7 +33,7 @@ def test_a_killed_verify_leaves_a_scratch_database_the_next_backup_removes(pg_po
     assert pg_policy.opsctl("backup").returncode == 0
     killed = pg_policy.opsctl("verify", env=KILLED_ONCE_RESTORED)
     assert killed.returncode == -9, killed.output
-    left = _pg_scratch(pg_server)
+    left = _pg_scratch(pg_server, pg_database)
     assert len(left) == 1, left
     (name, mark), = left.items()
     assert Maker.parse(mark or "") is not None
@@ -43,7 +45,7 @@ def test_a_killed_verify_leaves_a_scratch_database_the_next_backup_removes(pg_po
     backup = pg_policy.opsctl("backup")
     assert backup.returncode == 0, backup.output
     assert f"removed 1 scratch database(s) a killed opsctl run left behind: database {name}" in backup.stderr
-    assert list(_pg_scratch(pg_server)) == [look_alike]
+    assert list(_pg_scratch(pg_server, pg_database)) == [look_alike]
 
 
 def test_a_forged_mark_never_gets_a_database_dropped(pg_policy, pg_server, pg_database):
