@@ -21,7 +21,7 @@ def _pg_scratch(pg_server, database: str) -> dict[str, str | None]:
     """opsctl's kind of names made for `database` (other tests on this shared server leave theirs)."""
     with pg_server.connect() as conn:
         rows = conn.execute("SELECT datname, shobj_description(oid, 'pg_database') FROM pg_database "
-                            "WHERE (datname LIKE 'opsctl\\_%' OR datname LIKE '%\\_opsctl\\_%') "
+                            "WHERE (datname LIKE 'opsctl\\_%%' OR datname LIKE '%%\\_opsctl\\_%%') "
                             "AND strpos(datname, %s) > 0", (database,)).fetchall()
     return dict(rows)
 
