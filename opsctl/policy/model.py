@@ -6,16 +6,14 @@ is for. Relative paths resolve against the policy file's folder (given as valida
 
 from __future__ import annotations
 
-import ipaddress
 import math
 import os
 import re
-import ssl
 from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from opsctl.policy.compliance import Compliance, Metrics, ObjectLock, retention_span
 from opsctl.policy.durations import format_duration
@@ -33,59 +31,17 @@ from opsctl.policy.fields import (
 )
 from opsctl.policy.fleet import Fleet
 from opsctl.policy.notify import Notify
+from opsctl.policy.recovery import RecoveryServer, Standby
 from opsctl.policy.schedule import Schedule
+from opsctl.policy.tls import (
+    SYSTEM_CA_FILE,
+    VERIFYING_TLS_MODES,
+    DatabaseTls,
+    TlsMode,
+    is_local_host,
+    usable_ca_file,
+)
 from opsctl.policy.trust import untrusted
-
-TlsMode = Literal["disable", "require", "verify-ca", "verify-full"]
-VERIFYING_TLS_MODES = ("verify-ca", "verify-full")
-# Debian's bundle of the system's trusted CAs. Named explicitly: libpq 15 has no sslrootcert=system, and its
-# default (~/.postgresql/root.crt) would depend on the home folder of whoever runs opsctl.
-SYSTEM_CA_FILE = Path("/etc/ssl/certs/ca-certificates.crt")
-
-
-def is_local_host(host: str) -> bool:
-    """A Unix socket or a loopback name or address: traffic that never leaves this machine."""
-    if "," in host:  # libpq tries each host of a list in turn: one remote is enough to leave the machine
-        return False
-    if host.startswith(("/", "@")) or host.lower() == "localhost":  # not "localhost.": that one goes to DNS
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False
-
-
-def usable_ca_file(path: Path, field: str) -> Path:
-    """A CA certificate file opsctl may trust: there, holding a certificate, and changeable by nobody else
-    (whoever can change it can make opsctl trust their server, and send it a password)."""
-    if not path.is_file():
-        raise ValueError(f"{field} {path} does not exist or is not a file; give the PEM file of the CA that signed "
-                         "the server's certificate")
-    distrust = untrusted(path)
-    if distrust is not None:
-        raise ValueError(str(distrust))
-    try:
-        ssl.create_default_context(cafile=str(path))
-    except (ssl.SSLError, OSError):
-        raise ValueError(f"{field} {path} holds no PEM certificate; give the CA certificate that signed the "
-                         "server's (a file that starts with -----BEGIN CERTIFICATE-----)") from None
-    return path
-
-
-class DatabaseTls(Strict):
-    """Encryption in transit to the database server, in PostgreSQL's sslmode words (MySQL/MariaDB too)."""
-
-    mode: TlsMode | None = Field(
-        None, description="disable, require, verify-ca or verify-full; default: verify-full for a host that is not "
-                          "loopback or a socket (there: the client's own default)")
-    ca_file: PolicyPath | None = Field(
-        None, description="PEM file with the CA certificate(s) that signed the server's certificate; "
-                          f"default for the verify modes: the system's trust store {SYSTEM_CA_FILE}")
-
-    @field_validator("ca_file")
-    @classmethod
-    def _trusted_ca(cls, path: Path | None, info: ValidationInfo) -> Path | None:
-        return None if path is None or not opens_files(info) else usable_ca_file(path, "tls.ca_file")
 
 
 class ServerDatabase(Strict):
@@ -374,6 +330,10 @@ class Policy(Strict):
         None, description="the Ed25519 private key that signs reports (default: see opsctl keys signing init)"
     )
     fleet: Fleet = Field(Fleet(), description="which targets get this host's status after each job (fleet status)")
+    recovery_server: RecoveryServer | None = Field(
+        None, description="a second server (SQLite: a folder) where verify, drill and standby restore, and restore "
+                          "--server recovery on the night the database server is gone")
+    standby: Standby = Field(Standby(), description="the read-only copy for customer service (opsctl standby)")
 
     def lock_problems(self) -> list[str]:
         """Each S3 lock shorter than its target's retention keeps a snapshot (a snapshot still kept would become
@@ -449,9 +409,51 @@ class Policy(Strict):
             return fleet
         return fleet.checked_against(targets)
 
+    @model_validator(mode="after")
+    def _recovery_fits(self) -> Policy:
+        if self.recovery_server is not None:
+            self.recovery_database()  # its errors, named as recovery_server's, at load time
+        return self
+
+    def recovery_database(self, host: str | None = None, port: int | None = None,
+                          user: str | None = None) -> Database | None:
+        """The database settings with the recovery server's connection in place of the policy's own (None when
+        no recovery_server is set); host, port and user override it, as restore's --host/--port/--user do."""
+        recovery = self.recovery_server
+        if recovery is None:
+            return None
+        return recovery_config(self.database, recovery, host=host, port=port, user=user)
+
     def target(self, name: str) -> Target | None:
         """The target with that name, or None."""
         return next((t for t in self.targets if t.name == name), None)
+
+
+def recovery_config(database: Database, recovery: RecoveryServer, *, host: str | None = None,
+                    port: int | None = None, user: str | None = None) -> Database:
+    """`database` with the connection of `recovery` (its own credentials and TLS), checked as database is."""
+    if isinstance(database, SQLiteConfig):
+        if recovery.folder is None or recovery.model_fields_set - {"folder"}:
+            raise ValueError("recovery_server for SQLite is a folder and nothing else: recovery_server: {folder: "
+                             "/srv/recovery}")
+        return database.model_copy(update={"path": recovery.folder / database.path.name,
+                                           "name": database.names[0]})
+    if recovery.folder is not None:
+        raise ValueError("recovery_server.folder is for SQLite; for a database server give host, port, user and "
+                         "password")
+    if recovery.user is None and user is None:
+        raise ValueError("recovery_server.user is missing: the role that restores on the recovery server")
+    if (recovery.host or "localhost", recovery.port or database.port) == (database.host, database.port):
+        raise ValueError("recovery_server names the database's own server (same host and port); give the second "
+                         "server the copies should go to, or remove recovery_server")
+    settings = {**database.model_dump(exclude={"host", "port", "user", "password", "tls"}),
+                "host": host or recovery.host or "localhost", "port": port or recovery.port or database.port,
+                "user": user or recovery.user, "password": recovery.password, "tls": recovery.tls}
+    try:
+        return type(database).model_validate(settings)
+    except ValidationError as exc:
+        raise ValueError("recovery_server: " + "; ".join(str(e["msg"]).removeprefix("Value error, ")
+                                                         for e in exc.errors())) from None
 
 
 def duplicate_names_message(name: object) -> str:

@@ -19,13 +19,14 @@ from opsctl.policy.fields import Duration, PolicyPath, Strict, check_private_fil
 from opsctl.policy.trust import untrusted
 
 When = Literal["start", "success", "failure", "skipped"]
-NotifiedCommand = Literal["backup", "prune", "check", "verify", "drill", "restore", "init", "keys rotate"]
+NotifiedCommand = Literal["backup", "prune", "check", "verify", "drill", "restore", "init", "keys rotate",
+                          "standby refresh"]
 _URL = r"^https?://[^/@\s]+(/\S*)?$"
 
 
 class ChannelBase(Strict):
     commands: tuple[NotifiedCommand, ...] = Field(
-        ("backup", "prune", "check", "verify", "drill"), min_length=1,
+        ("backup", "prune", "check", "verify", "drill", "standby refresh"), min_length=1,
         description="the commands this channel hears about; default the scheduled jobs")
 
 

@@ -16,7 +16,7 @@ from opsctl.policy.calendar import Calendar, CalendarError, parse_calendar
 from opsctl.policy.durations import parse_duration
 from opsctl.policy.fields import Strict
 
-JOBS = ("backup", "prune", "check", "verify", "drill")
+JOBS = ("backup", "prune", "check", "verify", "drill", "standby")
 _OFF_WORDS = ("off", "never", "none", "disabled")
 # A user name as Debian's adduser accepts it by default (NAME_REGEX in adduser.conf); systemd's User= takes it too.
 USER_NAME = r"^[a-z_][a-z0-9_-]{0,31}$"
@@ -60,6 +60,8 @@ class Schedule(Strict):
                                      "default twice a day, 05:00 and 17:00")
     drill: When = Field(parse_calendar("*-*-01 06:00:00"),
                         description="when a disaster-recovery drill runs; default the 1st of each month at 06:00")
+    standby: When = Field(None, description="when the read-only standby on the recovery server is refreshed "
+                                            "(opsctl standby refresh); default off")
     randomized_delay: Annotated[timedelta, BeforeValidator(_delay)] = Field(
         timedelta(minutes=5), description="each run starts up to this much later, so many hosts do not start at once")
     user: str | None = Field(

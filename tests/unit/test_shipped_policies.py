@@ -15,7 +15,7 @@ def test_shipped_policy_validates(tmp_path, name):
     shutil.copy(REPO_ROOT / "policies" / name, tmp_path / name)
     (tmp_path / "secrets").mkdir()
     for secret in ("secrets/db.pass", "secrets/restic.pass", "repository.pass", "secrets/s3.env",
-                   "secrets/healthchecks.url", "secrets/webhook.key"):
+                   "secrets/healthchecks.url", "secrets/webhook.key", "secrets/recovery-db.pass"):
         (tmp_path / secret).write_text("x\n")
         (tmp_path / secret).chmod(0o600)
     policy = load_policy(tmp_path / name)
