@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from opsctl.errors import NotSupportedYet
-from opsctl.sources.base import Destination, Dump, Source
+from opsctl.sources.base import Destination, Dump, Source, StandbyState
 from opsctl.sources.errors import DatabaseUnreachable
 
-__all__ = ["Destination", "Dump", "Source", "Tls", "sources_for"]
+__all__ = ["Destination", "Dump", "Source", "StandbyState", "Tls", "sources_for"]
 
 
 @dataclass(frozen=True)
@@ -63,31 +63,31 @@ class Tls:
 
 # Each loader imports its engine's modules only when called: psycopg takes ~0.2 s to load,
 # which SQLite policies need not pay. The config is the policy's PostgresConfig, MySQLConfig or SQLiteConfig.
-Loader = Callable[[Any, str | None, Path], list[Source]]
+Loader = Callable[[Any, str | None, Path, bool], list[Source]]
 
 
-def _postgresql(config: Any, password: str | None, _scratch_dir: Path) -> list[Source]:
+def _postgresql(config: Any, password: str | None, _scratch_dir: Path, recovery: bool) -> list[Source]:
     from opsctl.sources.pg_client import PgServer
     from opsctl.sources.postgresql import PostgresSource
 
     server = PgServer(host=config.host, port=config.port, user=config.user, password=password, tls=_tls(config))
     wait = int(config.lock_wait_timeout.total_seconds())
-    return [PostgresSource(server, name, wait, protected=config.names) for name in config.names]
+    return [PostgresSource(server, name, wait, protected=config.names, recovery=recovery) for name in config.names]
 
 
-def _sqlite(config: Any, _password: str | None, scratch_dir: Path) -> list[Source]:
+def _sqlite(config: Any, _password: str | None, scratch_dir: Path, recovery: bool) -> list[Source]:
     from opsctl.sources.sqlite import SQLiteSource
 
-    return [SQLiteSource(config.path, config.names[0], scratch_dir)]
+    return [SQLiteSource(config.path, config.names[0], scratch_dir, recovery=recovery)]
 
 
-def _mysql(config: Any, password: str | None, _scratch_dir: Path) -> list[Source]:
+def _mysql(config: Any, password: str | None, _scratch_dir: Path, recovery: bool) -> list[Source]:
     from opsctl.sources.mysql import MySQLSource
     from opsctl.sources.mysql_client import MySQLServer
 
     server = MySQLServer(host=config.host, port=config.port, user=config.user, password=password, tls=_tls(config))
     wait = int(config.lock_wait_timeout.total_seconds())
-    return [MySQLSource(server, name, wait, config.lock_non_transactional, protected=config.names)
+    return [MySQLSource(server, name, wait, config.lock_non_transactional, protected=config.names, recovery=recovery)
             for name in config.names]
 
 
@@ -98,12 +98,16 @@ def _tls(config: Any) -> Tls:
 LOADERS: dict[str, Loader] = {"postgresql": _postgresql, "mysql": _mysql, "sqlite": _sqlite}
 
 
-def sources_for(config: Any, password: str | None, scratch_dir: Path) -> list[Source]:
-    """One Source per database the policy names, in policy order; an unknown engine raises NotSupportedYet."""
+def sources_for(config: Any, password: str | None, scratch_dir: Path, *, recovery: bool = False) -> list[Source]:
+    """One Source per database the policy names, in policy order; an unknown engine raises NotSupportedYet.
+
+    With `recovery`, the config is the recovery server's (for SQLite: path is the recovery folder's file): no
+    database there is the policy's own, so none is protected from being restored over.
+    """
     loader = LOADERS.get(config.engine)
     if loader is None:
         raise NotSupportedYet(
             f"database engine '{config.engine}' is not supported; known engines: {', '.join(sorted(LOADERS))}",
             "use one of the known engines in the policy's database",
         )
-    return loader(config, password, scratch_dir)
+    return loader(config, password, scratch_dir, recovery)

@@ -9,6 +9,9 @@ from typing import Protocol
 
 from opsctl.manifest import Census, DumpFacts, TableStats
 
+SERVER_VERSION = "server-version"
+"""The dump property (and snapshot tag) naming the version of the server the dump came from."""
+
 
 class Dump(Protocol):
     """A running dump. `facts` is set once `chunks()` has ended without error."""
@@ -32,10 +35,24 @@ class Destination:
     is_source: bool
 
 
+@dataclass(frozen=True)
+class StandbyState:
+    """A read-only standby copy as found on the recovery server."""
+
+    exists: bool
+    read_only: bool
+    readers: tuple[str, ...]  # who may read it, as the server says (roles, accounts, or a file's group)
+    size_bytes: int | None
+
+
 class Source(Protocol):
     engine: str
     database: str
     file_name: str
+
+    @property
+    def where(self) -> str:
+        """The server (SQLite: the folder) this source restores to, for messages: postgresql://user@host:port."""
 
     def probe(self) -> str:
         """Check the database answers with these credentials; return a one-line description."""
@@ -72,3 +89,18 @@ class Source(Protocol):
 
     def scratch_left_behind(self) -> list[str]:
         """Staging and scratch places opsctl marked whose run is provably gone (killed); `discard` removes them."""
+
+    def check_restorable(self, properties: dict[str, str]) -> None:
+        """Refuse (DestinationRefused) a snapshot with these properties that this server cannot take: an older engine
+        than the one the dump came from, or another flavour. A snapshot without a server version is not checked."""
+
+    def free_bytes(self) -> int | None:
+        """Free space where this server keeps its data; None when that cannot be known (a server elsewhere)."""
+
+    def swap_standby(self, staging: str, name: str, readers: tuple[str, ...]) -> str | None:
+        """Make the verified staging copy read-only with SELECT for `readers` only, then put it at `name` in one
+        atomic step; drop the copy it replaced; return the replaced copy's name while it existed (None for a first
+        standby)."""
+
+    def standby_state(self, name: str) -> StandbyState | None:
+        """The standby at `name` as the server shows it; None when there is none."""

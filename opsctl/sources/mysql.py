@@ -21,8 +21,9 @@ import pymysql
 from opsctl.leftovers import left_behind_database, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
-from opsctl.sources import census
-from opsctl.sources.base import Destination
+from opsctl.sources import census, mysql_standby
+from opsctl.sources.base import SERVER_VERSION, Destination, StandbyState
+from opsctl.sources.compat import check_mysql, free_bytes_of_server, is_local
 from opsctl.sources.errors import DatabaseError, DestinationRefused, RestoreFailed, database_error_text
 from opsctl.sources.mysql_census import sequence_values
 from opsctl.sources.mysql_client import (
@@ -74,13 +75,16 @@ class MySQLSource:
     engine = "mysql"
 
     def __init__(self, server: MySQLServer, database: str, lock_wait_timeout_s: int = 300,
-                 lock_non_transactional: bool = False, protected: tuple[str, ...] = ()) -> None:
+                 lock_non_transactional: bool = False, protected: tuple[str, ...] = (), *,
+                 recovery: bool = False) -> None:
+        """`recovery`: this is a recovery server, where no database is the policy's own (none is protected)."""
         self.server = server
         self.database = database
         self.file_name = f"{database}.sql"
         self._lock_wait_s = lock_wait_timeout_s
         self._lock_all = lock_non_transactional
-        self._protected = {database, *protected}  # every database the policy backs up
+        # Every database the policy backs up; on a recovery server, none.
+        self._protected: set[str] = set() if recovery else {database, *protected}
 
     def probe(self) -> str:
         """Log in, read the server version and how the session is protected; raises a clear error when that fails."""
@@ -89,6 +93,10 @@ class MySQLSource:
             version = cur.fetchone()[0]
             transit = self.server.tls.describe(self.server.tls_protocol(cur))
         return f"{self.server.display}/{self.database} answers ({version}; {transit})"
+
+    @property
+    def where(self) -> str:
+        return self.server.display
 
     @contextmanager
     def dump(self) -> Iterator[MySQLDump]:
@@ -120,7 +128,7 @@ class MySQLSource:
                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                     preexec_fn=die_with_parent)  # noqa: PLW1509 - only prctl + getppid: async-signal-safe
         dump = MySQLDump(self.server, self.database, proc, counts, plan, version=version,
-                         properties=database_properties(cur, self.database), lock=lock)
+                         properties={**database_properties(cur, self.database), SERVER_VERSION: version}, lock=lock)
         dump.warnings = self._warnings(unsafe, tables)
         dump.max_packet = max_packet
         if not self._lock_all:
@@ -228,6 +236,49 @@ class MySQLSource:
                 self._move(aside, destination.name)
             raise
         return aside
+
+    def check_restorable(self, properties: dict[str, str]) -> None:
+        """Refuse a dump from the other flavour (MariaDB/MySQL) or a newer release than this server's."""
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT VERSION()")
+            check_mysql(properties, cur.fetchone()[0], self.server.display)
+
+    def free_bytes(self) -> int | None:
+        """statvfs of the server's data folder, when the server runs on this machine."""
+        if not is_local(self.server.host):
+            return None
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            cur.execute("SELECT @@datadir")
+            folder = cur.fetchone()[0]
+        return free_bytes_of_server(self.server.host, folder)
+
+    def swap_standby(self, staging: str, name: str, readers: tuple[str, ...]) -> str | None:
+        """See opsctl/sources/mysql_standby.py for what readers see during the swap and what the recovery user
+        needs."""
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            mysql_standby.drop_asides(cur, name)
+            exists = mysql_standby.check_is_standby(cur, name, self.server.display)
+            mysql_standby.grant_readers(cur, self.server.user, name, readers)
+            mysql_standby.strip(cur, staging)
+            views = mysql_standby.views_of(cur, staging)
+        routines = self._schema_dump(staging, ("--no-create-info", "--no-data", "--skip-triggers", "--routines"))
+        view_sql = self._schema_dump(staging, ("--no-data", "--skip-triggers"), views) if views else b""
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            aside = mysql_standby.swap_tables(cur, staging, name, exists)
+            try:
+                mysql_standby.drop_views_and_routines(cur, name)
+                self._run_sql(name, routines + view_sql)
+            except (pymysql.err.MySQLError, DatabaseError) as exc:
+                raise RestoreFailed(f"the standby {name} holds the new tables, but recreating its views and routines "
+                                    f"failed: {database_error_text(exc)}", "run the refresh again") from None
+            cur.execute(f"DROP DATABASE IF EXISTS {quote(staging)}")
+            if aside is not None:
+                cur.execute(f"DROP DATABASE IF EXISTS {quote(aside)}")
+        return aside
+
+    def standby_state(self, name: str) -> StandbyState | None:
+        with closing(self.server.connect()) as conn, conn.cursor() as cur:
+            return mysql_standby.state(cur, name)
 
     def discard(self, staging: str) -> None:
         """Drop the staging database; a failure here is reported but never hides the original error."""

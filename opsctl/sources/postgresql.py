@@ -15,8 +15,9 @@ from psycopg.conninfo import make_conninfo
 from opsctl.leftovers import left_behind_database, me, staging_name
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import die_with_parent, stop
-from opsctl.sources import census
-from opsctl.sources.base import Destination
+from opsctl.sources import census, pg_standby
+from opsctl.sources.base import SERVER_VERSION, Destination, StandbyState
+from opsctl.sources.compat import check_pg, free_bytes_of_server, is_local, pg_version_text
 from opsctl.sources.counted_dump import CountedDump
 from opsctl.sources.errors import (
     DatabaseAuthFailed,
@@ -36,12 +37,12 @@ from opsctl.sources.pg_client import (
     row_counts,
     tool,
 )
+from opsctl.sources.pg_standby import DROP_FORCE_SINCE
 from opsctl.sources.restore_tool import run_restore_tool
 
 log = logging.getLogger(__name__)
 DUMP_FORMAT = "pg_dump custom format, uncompressed (-Fc -Z0)"
 _MAINTENANCE_DATABASES = ("postgres", "template1")
-_DROP_FORCE_SINCE = 130000  # server_version_num of PostgreSQL 13, the first with DROP DATABASE ... WITH (FORCE)
 
 
 class PostgresSource:
@@ -50,10 +51,14 @@ class PostgresSource:
     engine = "postgresql"
 
     def __init__(self, server: PgServer, database: str, lock_wait_timeout_s: int = 300,
-                 protected: tuple[str, ...] = ()) -> None:
+                 protected: tuple[str, ...] = (), *, recovery: bool = False) -> None:
+        """`recovery`: this is a recovery server, where no database is the policy's own (none is protected), and
+        restores leave out owners, grants and tablespaces that only the policy's own server has."""
         self.server = server
         self.database = database
-        self._protected = {database, *protected}  # every database the policy backs up
+        # Every database the policy backs up; on a recovery server, none.
+        self._protected: set[str] = set() if recovery else {database, *protected}
+        self._recovery = recovery
         self.file_name = f"{database}.pgdump"
         self._lock_wait_ms = lock_wait_timeout_s * 1000
 
@@ -63,6 +68,10 @@ class PostgresSource:
             version = first_row(conn.execute("SHOW server_version"))[0]
             transit = self.server.tls.describe(self.server.tls_protocol(conn))
         return f"{self.server.display}/{self.database} answers (PostgreSQL {version}; {transit})"
+
+    @property
+    def where(self) -> str:
+        return self.server.display
 
     @contextmanager
     def dump(self) -> Iterator[PgDump]:
@@ -78,7 +87,7 @@ class PostgresSource:
             salt = census.new_salt()
             sequences = sequence_values(conn) if salt else {}
             version = first_row(conn.execute("SHOW server_version"))[0]
-            properties = database_properties(conn)
+            properties = {**database_properties(conn), SERVER_VERSION: pg_version_text(conn.info.server_version)}
             argv = [tool("pg_dump"), "--format=custom", "--compress=0", f"--snapshot={snapshot}",
                     "--no-password", f"--lock-wait-timeout={self._lock_wait_ms}"]
             with self.server.tool_environment(self.database) as env:
@@ -139,6 +148,8 @@ class PostgresSource:
         # A name with '=' in it would be read as a connection string: always pass a quoted one.
         argv = [tool("pg_restore"), "--exit-on-error", "--single-transaction", "--no-password",
                 "--dbname=" + make_conninfo(dbname=staging)]
+        if self._recovery:  # the roles and tablespaces the dump names may not exist on a recovery server
+            argv[1:1] = ["--no-owner", "--no-privileges", "--no-tablespaces", "--no-subscriptions"]
         with self.server.tool_environment(staging) as env:
             run_restore_tool(argv, env, chunks, f"pg_restore into {staging} failed")
 
@@ -176,6 +187,32 @@ class PostgresSource:
             _set_mark(conn, destination.name, None)
         return aside
 
+    def check_restorable(self, properties: dict[str, str]) -> None:
+        """Refuse a dump from a newer PostgreSQL major version than this server's (one query: the version)."""
+        with self._maintenance() as conn:
+            check_pg(properties, conn.info.server_version, self.server.display)
+
+    def free_bytes(self) -> int | None:
+        """statvfs of the data directory, when the server runs here and this role may read where that is."""
+        if not is_local(self.server.host):
+            return None
+        with self._maintenance() as conn:
+            try:
+                folder = first_row(conn.execute("SHOW data_directory"))[0]
+            except psycopg.errors.InsufficientPrivilege:  # superuser or pg_read_all_settings only
+                return None
+        return free_bytes_of_server(self.server.host, folder)
+
+    def swap_standby(self, staging: str, name: str, readers: tuple[str, ...]) -> str | None:
+        """See opsctl/sources/pg_standby.py for what readers see and what the recovery user needs."""
+        with self._maintenance() as conn:
+            pg_standby.grant_readers(self.server, conn, staging, readers)
+            return pg_standby.swap(self.server, conn, staging, name)
+
+    def standby_state(self, name: str) -> StandbyState | None:
+        with self._maintenance() as conn:
+            return pg_standby.state(conn, name)
+
     def discard(self, staging: str) -> None:
         """Drop the staging database; a failure here is reported but never hides the original error."""
         try:
@@ -187,7 +224,7 @@ class PostgresSource:
 
     def _drop_staging(self, conn: psycopg.Connection, name: str) -> None:
         """Only ever opsctl's own staging database: FORCE ends sessions, which are opsctl's own there."""
-        force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= _DROP_FORCE_SINCE else "")
+        force = sql.SQL(" WITH (FORCE)" if conn.info.server_version >= DROP_FORCE_SINCE else "")
         conn.execute(sql.SQL("DROP DATABASE IF EXISTS {}{}").format(sql.Identifier(name), force))
 
     def _rename(self, conn: psycopg.Connection, old: str, new: str) -> None:

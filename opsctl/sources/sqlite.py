@@ -15,8 +15,9 @@ from pathlib import Path
 from opsctl.leftovers import remote_scratch, remove_remote_scratch, scratch_folder
 from opsctl.manifest import Census, DumpFacts, TableStats
 from opsctl.process import read_chunks
-from opsctl.sources import census
-from opsctl.sources.base import Destination
+from opsctl.sources import census, sqlite_standby
+from opsctl.sources.base import SERVER_VERSION, Destination, StandbyState
+from opsctl.sources.compat import free_bytes_at
 from opsctl.sources.errors import DatabaseMissing, DestinationRefused, DumpFailed, RestoreFailed, database_error_text
 from opsctl.sources.sqlite_publish import publish_file, remove_with_sidecars
 
@@ -109,11 +110,17 @@ class SQLiteSource:
 
     engine = "sqlite"
 
-    def __init__(self, path: Path, database: str, scratch_dir: Path | None = None) -> None:
+    def __init__(self, path: Path, database: str, scratch_dir: Path | None = None, *, recovery: bool = False) -> None:
+        """`recovery`: path is where restores land in a recovery folder (no file there is the policy's own)."""
         self.path = path
         self.database = database
         self.file_name = f"{database}.sqlite3"
         self._scratch_dir = scratch_dir
+        self._recovery = recovery
+
+    @property
+    def where(self) -> str:
+        return f"folder {self.path.parent}"
 
     def probe(self) -> str:
         """Open the file read-only and read its schema; raises a clear error when that fails."""
@@ -157,7 +164,8 @@ class SQLiteSource:
         if exists and not path.is_file():
             raise DestinationRefused(f"{path} exists and is not a file",
                                      "give --to a file path for the restored database")
-        is_source = path == self.path.resolve() or (exists and self.path.exists() and path.samefile(self.path))
+        is_source = not self._recovery and (
+            path == self.path.resolve() or (exists and self.path.exists() and path.samefile(self.path)))
         return Destination(name=str(path), display=f"file {path}", exists=exists,
                            empty=not exists or _is_empty(path), is_source=is_source)
 
@@ -202,6 +210,22 @@ class SQLiteSource:
         aside = publish_file(Path(staging), Path(destination.name), owner_like=self.path)
         remove_remote_scratch(Path(staging).parent, self._registry)
         return None if aside is None else str(aside)
+
+    def check_restorable(self, properties: dict[str, str]) -> None:
+        """Any SQLite reads any SQLite 3 file: nothing to check."""
+
+    def free_bytes(self) -> int | None:
+        """Free space in the folder restores land in (or the nearest folder above it that exists)."""
+        return free_bytes_at(self.path.parent)
+
+    def swap_standby(self, staging: str, name: str, readers: tuple[str, ...]) -> str | None:
+        """See opsctl/sources/sqlite_standby.py; `readers` is at most one group, `name` the standby's path."""
+        replaced = sqlite_standby.swap(Path(staging), Path(name).expanduser().resolve(), readers)
+        remove_remote_scratch(Path(staging).parent, self._registry)
+        return replaced
+
+    def standby_state(self, name: str) -> StandbyState | None:
+        return sqlite_standby.state(Path(name).expanduser())
 
     def discard(self, staging: str) -> None:
         remove_with_sidecars(Path(staging))
@@ -261,7 +285,8 @@ class _CensusOfCopy:
 
 class SQLiteDump:
     def __init__(self, copy: Path, database: str, census_taker: _CensusOfCopy) -> None:
-        self.properties: dict[str, str] = {}  # the file carries its own encoding and settings
+        # The file carries its own encoding and settings; the library's version is told, not checked.
+        self.properties: dict[str, str] = {SERVER_VERSION: sqlite3.sqlite_version}
         self._copy, self._database = copy, database
         self._census = census_taker
         self.facts: DumpFacts | None = None
