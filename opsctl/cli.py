@@ -227,16 +227,22 @@ def snapshots_command(ctx: click.Context, target_name: str | None, json_output: 
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation (for scripts); the plan is still printed.")
 @click.option("--no-verify", is_flag=True,
               help="Skip verifying the restored tables (the dump's SHA-256 is still checked): back in service sooner.")
+@option.server("default: the policy's own (source).")
+@option.server_overrides()
 @option.json_output()
 @click.pass_context
 def restore_command(  # noqa: PLR0913 - one parameter per Click option
         ctx: click.Context, *, snapshot: str, at: datetime | None, to: str | None, target_name: str | None,
         database: str | None, replace: bool, confirm_source: str | None, yes: bool, no_verify: bool,
+        server: str | None, server_host: str | None, server_port: int | None, server_user: str | None,
         json_output: bool) -> None:
     """Restore a snapshot into a new database, verify it, and print the next steps. Asks first on a terminal."""
     from opsctl.actions import restore
+    from opsctl.actions.servers import ServerChoice
+    choice = ServerChoice.of(server, server_host, server_port, server_user)
     request = restore.RestoreRequest(snapshot=snapshot, at=at, to=to, target=target_name, database=database,
-                                     replace=replace, confirm_source=confirm_source, yes=yes, verify=not no_verify)
+                                     replace=replace, confirm_source=confirm_source, yes=yes, verify=not no_verify,
+                                     server=choice)
     _run(ctx, restore.RESTORE, request, json_output)
 
 
@@ -322,6 +328,35 @@ def fleet_status_command(ctx: click.Context, *, target_name: str, html: Path | N
     _run(ctx, fleet_status.FLEET_STATUS, fleet_status.FleetRequest(target_name, timeout_s, html), json_output)
 
 
+@main.group("standby")
+def standby_group() -> None:
+    """A read-only copy of the newest backup on the recovery server, for customer service while production is
+    rebuilt."""
+
+
+@standby_group.command("refresh")
+@option.database("Only this database of the policy (default: all of them).")
+@option.target("Restore from this target; default: the nearest healthy one.")
+@option.json_output()
+@click.pass_context
+def standby_refresh_command(ctx: click.Context, *, database: str | None, target_name: str | None,
+                            json_output: bool) -> None:
+    """Restore the newest snapshot onto the recovery server, prove it, then swap it in as the read-only standby
+    (crm_standby). Readers never see a half-restored copy."""
+    from opsctl.actions import standby
+    _run(ctx, standby.STANDBY_REFRESH, standby.StandbyRequest(database, target_name), json_output)
+
+
+@standby_group.command("status")
+@option.database("Only this database of the policy (default: all of them).")
+@option.json_output()
+@click.pass_context
+def standby_status_command(ctx: click.Context, *, database: str | None, json_output: bool) -> None:
+    """Which snapshot the standby holds, how old its data is, and who can read it. Exit 1: missing or writable."""
+    from opsctl.actions import standby
+    _run(ctx, standby.STANDBY_STATUS, standby.StandbyRequest(database), json_output)
+
+
 @main.group("keys")
 def keys_group() -> None:
     """Rotate and inspect the repository keys of every target."""
@@ -372,14 +407,17 @@ def signing_init(ctx: click.Context, key_file: Path | None, json_output: bool) -
 @option.target()
 @click.option("--all-targets", is_flag=True, help="Verify on every target and prove they hold the same backup.")
 @option.database()
+@option.server("default: the recovery server when the policy has one.")
 @option.json_output()
 @click.pass_context
 def verify_command(ctx: click.Context, *, snapshot: str, target_name: str | None, all_targets: bool,
-                   database: str | None, json_output: bool) -> None:
+                   database: str | None, server: str | None, json_output: bool) -> None:
     """Restore into a scratch database, prove it equals the backup table by table, write a report.
     Exit 1: not proven."""
     from opsctl.actions import verify
-    request = verify.VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database)
+    from opsctl.actions.servers import ServerChoice
+    request = verify.VerifyRequest(snapshot=snapshot, target=target_name, all_targets=all_targets, database=database,
+                                   server=ServerChoice.of(server))
     _run(ctx, verify.VERIFY, request, json_output)
 
 
@@ -388,15 +426,19 @@ def verify_command(ctx: click.Context, *, snapshot: str, target_name: str | None
 @option.snapshot("Snapshot to drill with.")
 @option.database("Only this database of the policy (default: all of them).")
 @click.option("--history", is_flag=True, help="List past drills instead of running one.")
+@option.server("default: the recovery server when the policy has one.")
 @option.json_output()
 @click.pass_context
 def drill_command(ctx: click.Context, *, target_name: str | None, snapshot: str, database: str | None, history: bool,
-                  json_output: bool) -> None:
+                  server: str | None, json_output: bool) -> None:
     """Rehearse losing the site: restore from off-site, verify, measure RTO/RPO. Exit 1: objectives missed."""
     from opsctl.actions import drill
+    from opsctl.actions.servers import ServerChoice
     if history:
         _run(ctx, drill.DRILL_HISTORY, None, json_output)
-    _run(ctx, drill.DRILL, drill.DrillRequest(target=target_name, snapshot=snapshot, database=database), json_output)
+    request = drill.DrillRequest(target=target_name, snapshot=snapshot, database=database,
+                                 server=ServerChoice.of(server))
+    _run(ctx, drill.DRILL, request, json_output)
 
 
 @main.group("report")

@@ -33,6 +33,24 @@ def database(help_text: str = "Which database of the policy (when it has several
     return click.option("--database", metavar="NAME", help=help_text)
 
 
+def server(default_text: str) -> Decorator:
+    return click.option("--server", type=click.Choice(["source", "recovery"]), default=None,
+                        help=f"Restore on the policy's own database server or on its recovery_server; {default_text}")
+
+
+def server_overrides() -> Decorator:
+    """--host, --port and --user: another server for this run only (the chosen server's password is used)."""
+    def apply(command: Callable[..., Any]) -> Callable[..., Any]:
+        command = click.option("--user", "server_user", metavar="ROLE",
+                               help="Log in as this role instead of the server's user in the policy.")(command)
+        command = click.option("--port", "server_port", type=click.IntRange(1, 65535), metavar="PORT",
+                               help="That server's port, for this run only.")(command)
+        return click.option("--host", "server_host", metavar="HOST",
+                            help="Restore on this host instead, with the chosen server's settings and password "
+                                 "(for the night neither server in the policy is right).")(command)
+    return apply
+
+
 def dry_run(help_text: str) -> Decorator:
     return click.option("--dry-run", is_flag=True, help=help_text)
 

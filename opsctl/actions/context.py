@@ -79,6 +79,7 @@ class Session:
     """One command's view of the policy; secrets are read at most once, and only when needed."""
 
     attempt = Attempt()
+    server_sources: dict[tuple[object, ...], list[Source]]  # by server choice (actions/servers.py)
     swept: tuple[str, ...] = ()  # what this run removed that killed runs had left behind
 
     def attempting(self, target: str, snapshot_id: str | None = None) -> None:
@@ -88,6 +89,7 @@ class Session:
 
     def __init__(self, app: App, access: Access = Access.WRITE) -> None:
         self.app = app
+        self.server_sources = {}
         self.access = access  # what the command does to targets' files: it picks an S3 target's keys
         self.policy_path = app.resolve_policy_path()
         # The state folder is checked when the run begins (check_state_dir): a refusal there is still a run of
@@ -140,24 +142,26 @@ class Session:
 
     def _secret_variables(self) -> list[str]:
         """The environment variables this policy's passwords come from (restic and the tools must not inherit them)."""
-        sources = (self.policy.repository_password, getattr(self.policy.database, "password", None))
+        recovery = self.policy.recovery_server
+        sources = (self.policy.repository_password, getattr(self.policy.database, "password", None),
+                   recovery.password if recovery is not None else None)
         return [source.env for source in sources if source is not None and source.env]
 
-    def sweep_leftovers(self, databases: bool) -> None:
-        """Remove what killed runs left behind: scratch folders, and (given the database password) scratch databases."""
+    def sweep_leftovers(self, databases: list[Source] | None) -> None:
+        """Remove what killed runs left behind: scratch folders, and (on the servers given) scratch databases."""
         if self.visiting:
             return  # the owner's runs clean up after themselves
         self.swept += tuple(str(folder) for folder in sweep_folders(self.state_dir))
-        if databases:
-            self.sweep_databases()
+        if databases is not None:
+            self.sweep_databases(databases)
 
-    def sweep_databases(self) -> None:
-        """Drop the scratch and staging databases killed runs left (needs the database password)."""
-        self.swept += tuple(self._swept_databases())
+    def sweep_databases(self, sources: list[Source] | None = None) -> None:
+        """Drop the scratch and staging databases killed runs left (default: on the policy's own server)."""
+        self.swept += tuple(self._swept_databases(self.sources if sources is None else sources))
 
-    def _swept_databases(self) -> list[str]:
+    def _swept_databases(self, sources: list[Source]) -> list[str]:
         removed: dict[str, None] = {}
-        for source in self.sources:
+        for source in sources:
             try:
                 for name in source.scratch_left_behind():
                     if f"database {name}" not in removed:
@@ -274,12 +278,17 @@ class Session:
 
     def source(self, name: str | None) -> Source:
         """The source for one database of the policy (the only one when name is None)."""
-        if name is None and len(self.sources) == 1:
-            return self.sources[0]
-        names = [s.database for s in self.sources]
+        return self.pick_source(self.sources, name)
+
+    @staticmethod
+    def pick_source(sources: list[Source], name: str | None) -> Source:
+        """The source of database `name` among `sources` (the only one when name is None)."""
+        if name is None and len(sources) == 1:
+            return sources[0]
+        names = [s.database for s in sources]
         if name is None:
             raise BadInput("the policy backs up several databases", f"choose one with --database ({', '.join(names)})")
-        match = next((s for s in self.sources if s.database == name), None)
+        match = next((s for s in sources if s.database == name), None)
         if match is None:
             raise BadInput(f"the policy has no database named '{name}'", f"use one of: {', '.join(names)}")
         return match

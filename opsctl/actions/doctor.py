@@ -13,9 +13,12 @@ from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult, plain
 from opsctl.actions.runner import Command
+from opsctl.actions.servers import ServerChoice, sources_on
 from opsctl.errors import ExitCode, OpsctlError
 from opsctl.policy.durations import human_duration
 from opsctl.reports import console, signing
+from opsctl.reports.console import human_bytes
+from opsctl.sources import Source
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Fact, RepositoryFiles, Target, TargetUnreachable
 from opsctl.targets.replicate import check_identity
@@ -69,6 +72,8 @@ class Preflight(Outcome):
 
 def _doctor(session: Session, _: None) -> Preflight:
     sections = [Section("opsctl", tuple(_basics(session))), Section("database", tuple(_database(session)))]
+    if session.policy.recovery_server is not None:
+        sections.append(Section("recovery server", tuple(_recovery_server(session))))
     targets = [session.target(c) for c in session.policy.targets]
     with ThreadPoolExecutor(max_workers=len(targets)) as pool:
         per_target = list(pool.map(lambda t: _target(session, t), targets))
@@ -122,6 +127,25 @@ def _database(session: Session) -> list[Fact]:
     except OpsctlError as exc:
         return [Fact("credentials", False, exc.message, exc.hint)]
     return [_fact(source.database, source.probe) for source in sources]
+
+
+def _recovery_server(session: Session) -> list[Fact]:
+    """The server verify, drill and standby restore to: it answers, and how much room it has (where known)."""
+    try:
+        sources = sources_on(session, ServerChoice("recovery"))
+    except OpsctlError as exc:
+        return [Fact("credentials", False, exc.message, exc.hint)]
+    facts = [_fact(source.database, source.probe) for source in sources]
+    if all(fact.ok for fact in facts):
+        facts.append(_fact("free space", lambda: _room(sources[0])))
+    return facts
+
+
+def _room(source: Source) -> str:
+    free = source.free_bytes()
+    if free is None:
+        return "unknown: the server is not on this machine, or does not say where it keeps its data"
+    return f"{human_bytes(free)} free where it keeps its data"
 
 
 def _target(session: Session, target: Target) -> list[Fact]:

@@ -16,8 +16,9 @@ from opsctl.actions import history
 from opsctl.actions.context import App, Session, as_operator_error
 from opsctl.actions.locate import locate_on
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.recovery import PhaseClock, fetch, load_snapshot, prove, scratch
+from opsctl.actions.recovery import PhaseClock, check_room, fetch, load_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
+from opsctl.actions.servers import ServerChoice, sources_on
 from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode
 from opsctl.policy.durations import human_duration
@@ -37,6 +38,7 @@ class DrillRequest:
     target: str | None = None
     snapshot: str = "latest"
     database: str | None = None
+    server: ServerChoice = field(default_factory=ServerChoice)  # default: the recovery server, when there is one
 
 
 @dataclass
@@ -106,7 +108,7 @@ def _drill(session: Session, request: DrillRequest) -> Drilled:
             _ = session.restic.version
             target = session.target(config)
             session.attempting(target.display)
-            sources = [session.source(request.database)] if request.database else session.sources
+            sources = _sources(session, request)
         runs = [_drill_one(session, source, target, request.snapshot) for source in sources]
         content = _content(session, config, target, started=started, clock=clock,
                            clocks=[setup, *(run.clock for run in runs)], runs=runs)
@@ -139,6 +141,11 @@ def drill_target(session: Session, name: str | None) -> TargetConfig:
     return offsite[0]
 
 
+def _sources(session: Session, request: DrillRequest) -> list[Source]:
+    found = sources_on(session, request.server, prefers_recovery=True)
+    return [session.pick_source(found, request.database)] if request.database else found
+
+
 def _drill_one(session: Session, source: Source, target: Target, wanted: str) -> DatabaseDrill:
     """Locate, fetch and restore into a scratch database, verify, drop it; failures become part of the result."""
     run = DatabaseDrill(source)
@@ -147,6 +154,8 @@ def _drill_one(session: Session, source: Source, target: Target, wanted: str) ->
             located = locate_on(session, source, target, wanted, None)
         snapshot = located.snapshot
         run.facts.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time)
+        with run.clock.phase("locate"):
+            check_room(session, source, located.repository, snapshot, located.size_bytes)
         with ExitStack() as stack:
             with run.clock.phase("restore"):  # creating the database is part of restoring it
                 chunks = stack.enter_context(fetch(session, source, located.repository, snapshot))
@@ -185,7 +194,8 @@ def _content(session: Session, config: TargetConfig, target: Target, *, started:
     return {
         "verdict": verdict, "summary": _summary(config.name, runs, measured, met, objectives),
         "policy": session.policy.name, "target": config.name, "location": target.display, "offsite": config.offsite,
-        "started_at": started.isoformat(timespec="seconds"), "restic_version": f"restic {session.restic.version}",
+        "restored_on": runs[0].source.where, "started_at": started.isoformat(timespec="seconds"),
+        "restic_version": f"restic {session.restic.version}",
         "objectives": {"rto_s": objectives.rto.total_seconds(), "rpo_s": objectives.rpo.total_seconds()},
         "measured": measured, "met": met, "phases": phases, "databases": [_database_row(run) for run in runs],
         "advice": advice, "trend": [*history.trend(session.state_dir), now_point],
@@ -269,7 +279,7 @@ def _audit_details(report: DrillReport, runs: list[DatabaseDrill], paths: tuple[
     return {"verdict": report.verdict, "target": report.target, "rto_s": report.measured.rto_s,
             "rpo_s": report.measured.rpo_s, "rto_objective_s": report.objectives.rto_s,
             "rpo_objective_s": report.objectives.rpo_s, "phases": phases,
-            "engine": runs[0].source.engine if len(runs) == 1 else None,
+            "engine": runs[0].source.engine if len(runs) == 1 else None, "restored_on": report.restored_on,
             "dump_bytes": sum(run.facts.get("dump_bytes") or 0 for run in runs),
             "recovery_s": round(sum(run.clock.recovery_s() for run in runs), 3),
             "report": str(paths[0]), "report_sha256": report.sha256}
@@ -295,5 +305,5 @@ def _against(measured: float | None, objective: float | None) -> str:
 
 
 # No run lock: a drill only reads the repositories, and a backup running meanwhile is part of real life.
-DRILL = Command("drill", _drill, secrets=Secrets.ALL)
+DRILL = Command("drill", _drill, secrets=Secrets.ALL, servers=_sources)
 DRILL_HISTORY = Command("drill history", _drill_history)

@@ -30,7 +30,7 @@ from opsctl.policy.model import Target as TargetConfig
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 # The commands that reach the targets anyway: each ends by bringing what the targets hold about it up to date.
-JOBS = frozenset({"init", "backup", "prune", "check", "verify", "drill", "restore", "keys rotate"})
+JOBS = frozenset({"init", "backup", "prune", "check", "verify", "drill", "restore", "keys rotate", "standby refresh"})
 
 
 @dataclass(frozen=True)

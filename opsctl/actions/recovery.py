@@ -15,11 +15,13 @@ from opsctl.actions.fingerprint_check import Comparison, compare
 from opsctl.errors import IntegrityError, OpsctlError
 from opsctl.leftovers import scratch_folder
 from opsctl.manifest import Manifest, TableStats, TrailerSplitter
+from opsctl.reports.console import human_bytes
 from opsctl.reports.progress import byte_progress
 from opsctl.restic import Repository
 from opsctl.restic.errors import SnapshotNotFound
 from opsctl.restic.models import Snapshot
 from opsctl.sources import Source
+from opsctl.sources.errors import DestinationRefused
 
 PHASES = ("locate", "fetch", "restore", "verify")
 
@@ -74,6 +76,28 @@ def fetch(session: Session, source: Source, repo: Repository,
     """`restic dump` of the snapshot's file, started now: restic opens the repository and reads its index
     while the caller makes the staging database."""
     return session.restic.dump(repo, snapshot.id, "/" + source.file_name)
+
+
+# A restored database takes more room than its dump: indexes are rebuilt from their definitions. A quarter more is
+# a floor, not a promise; the check refuses only what cannot fit, so a tight restore may still run out later.
+ROOM_FACTOR = 1.25
+
+
+def check_room(session: Session, source: Source, repo: Repository, snapshot: Snapshot,
+               size_bytes: int | None = None) -> None:
+    """Refuse before copying anything when this server cannot take the snapshot: an older engine than the one it
+    was taken from, or (where the server's free space can be known) too little room."""
+    source.check_restorable(snapshot.tag_map())
+    free = source.free_bytes()
+    if free is None:
+        return
+    if size_bytes is None:
+        size_bytes = session.restic.file_size(repo, snapshot.id, "/" + source.file_name)
+    if size_bytes is not None and free < size_bytes * ROOM_FACTOR:
+        raise DestinationRefused(
+            f"{source.where} has {human_bytes(free)} free, and the snapshot's dump alone is "
+            f"{human_bytes(size_bytes)}: a restore needs about {human_bytes(int(size_bytes * ROOM_FACTOR))}",
+            "free space there first (nothing was copied), or restore to another server with --server/--host")
 
 
 def load_snapshot(

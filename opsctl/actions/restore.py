@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -13,8 +13,9 @@ from opsctl.actions import history
 from opsctl.actions.context import App, Session
 from opsctl.actions.locate import Located, locate, locate_on
 from opsctl.actions.outcome import AuditFacts, Outcome, TargetResult, plain
-from opsctl.actions.recovery import PhaseClock, check_row_counts, fetch, load_snapshot, prove
+from opsctl.actions.recovery import PhaseClock, check_room, check_row_counts, fetch, load_snapshot, prove
 from opsctl.actions.runner import Command, Secrets
+from opsctl.actions.servers import ServerChoice, source_on, sources_on
 from opsctl.audit import runs
 from opsctl.audit.runs import Fact
 from opsctl.errors import BadInput, IntegrityError, OpsctlError
@@ -37,6 +38,7 @@ class RestoreRequest:
     confirm_source: str | None = None
     yes: bool = False
     verify: bool = True
+    server: ServerChoice = field(default_factory=ServerChoice)  # default: the policy's own server
 
 
 @dataclass(frozen=True)
@@ -114,10 +116,11 @@ def _precheck(app: App, request: RestoreRequest) -> None:
 
 def _restore_command(session: Session, request: RestoreRequest) -> Restored:
     app = session.app
-    source = session.source(request.database)
+    source = source_on(session, request.server, request.database)
     clock = PhaseClock()
     with clock.phase("locate"):
         located = _locate(session, source, request)
+        check_room(session, source, located.repository, located.snapshot, located.size_bytes)
     session.attempting(located.target.display, located.snapshot.short_id)
     destination = source.destination(request.to or _free_name(source, located))
     refuse_unsafe(destination, source, request)
@@ -174,7 +177,7 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         try:
             manifest = load_snapshot(session, source, chunks, staging, clock=clock, total=plan.size_bytes)
             with clock.phase("verify"):
-                verification = _verify(session, source, staging, manifest, located, verify=verify)
+                verification = verify_restored(session, source, staging, manifest, located, verify=verify)
             refuse_if_changed(destination, source.destination(destination.name))
             aside = source.publish(staging, destination)
         except BaseException:
@@ -188,7 +191,7 @@ def _restore(session: Session, source: Source, located: Located, destination: De
         next_steps=runbook.next_steps(source.engine, destination, aside))
 
 
-def _verify(session: Session, source: Source, staging: str, manifest: Manifest, located: Located, *,
+def verify_restored(session: Session, source: Source, staging: str, manifest: Manifest, located: Located, *,
             verify: bool) -> str:
     """Prove the restored data equals the backup; an old snapshot gets its row counts checked, --no-verify nothing
     more."""
@@ -281,4 +284,5 @@ def show_restore(app: App, result: RestoreResult) -> None:
 
 
 # No run lock: the 3 a.m. restore must not wait for a nightly backup; restic's own locks keep them apart.
-RESTORE = Command("restore", _restore_command, restic=True, secrets=Secrets.ALL, precheck=_precheck)
+RESTORE = Command("restore", _restore_command, restic=True, secrets=Secrets.ALL, precheck=_precheck,
+                  servers=lambda session, request: sources_on(session, request.server))

@@ -33,6 +33,7 @@ from opsctl.actions.outcome import Outcome, Problem, Refused, failure_word
 from opsctl.audit import runs
 from opsctl.errors import ExitCode, JobSkipped, OpsctlError, PolicyBusy
 from opsctl.policy.load import state_dir_despite_errors
+from opsctl.sources import Source
 from opsctl.sources.errors import traceback_safe
 from opsctl.targets import Access
 
@@ -70,6 +71,9 @@ class Command(Generic[R]):
     # audit line only (none on another user's policy), never a run record, metrics, copies or notifications, and
     # needs no state folder (none is checked or swept).
     about_others: bool = False
+    # The database servers the body restores to (a drill on the recovery server): their passwords are read up
+    # front and their leftovers swept, and nothing connects to the others. Default: the policy's own server.
+    servers: Callable[[Session, R], list[Source]] | None = None
 
 
 def run(app: App, command: Command[R], request: R,
@@ -156,10 +160,13 @@ def _body(session: Session, command: Command[R], request: R, started: Callable[[
                     raise _skipped(command, busy) from None
                 raise
         started()  # after the lock: a run that waits for another is not yet running
+        servers = None
         if command.secrets is not Secrets.NONE:  # before any child process: a missing one stops everything
             session.read_secrets(database=command.secrets is Secrets.ALL)
+            if command.secrets is Secrets.ALL:
+                servers = session.sources if command.servers is None else command.servers(session, request)
         if keeps_state:
-            _sweep(session, databases=command.secrets is Secrets.ALL)
+            _sweep(session, servers)
         if command.restic:
             _ = session.restic.version
         return command.body(session, request)
@@ -171,7 +178,7 @@ def _skipped(command: Command[R], busy: PolicyBusy) -> JobSkipped:
                       "schedule out (see opsctl schedule status)")
 
 
-def _sweep(session: Session, databases: bool) -> None:
+def _sweep(session: Session, databases: list[Source] | None) -> None:
     """What killed runs left (scratch copies of customer data, secret files) goes before anything new is made."""
     try:
         session.sweep_leftovers(databases)

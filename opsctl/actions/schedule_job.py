@@ -13,12 +13,13 @@ from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
-from opsctl.actions import backup, check, drill, prune, rotation, verify
+from opsctl.actions import backup, check, drill, prune, rotation, standby, verify
 from opsctl.actions.context import Session
 from opsctl.actions.outcome import Outcome
 from opsctl.actions.runner import Command
 from opsctl.audit import runs
 from opsctl.policy.schedule import check_parts, local_iso, next_run
+from opsctl.sources import Source
 
 # A job waits for the run before it until its own next run is due (at least a second), never longer than a day.
 SHORTEST_WAIT_S = 1.0
@@ -34,7 +35,16 @@ def job_command(job: str) -> Command[None]:
     """The scheduled form of a job's command: same name, secrets and records, a request made in turn."""
     base, body = _JOBS[job]
     return Command(base.name, _noting_overlaps(job, body), lock=True, secrets=base.secrets, restic=base.restic,
-                   access=base.access, scheduled=True, lock_wait=_until_next_due(job))
+                   access=base.access, scheduled=True, lock_wait=_until_next_due(job), servers=_servers(job, base))
+
+
+def _servers(job: str, base: Command[Any]) -> Callable[[Session, None], list[Source]] | None:
+    """The servers the job's command uses by default (verify and drill: the recovery server, when there is one)."""
+    uses = base.servers
+    if uses is None:
+        return None
+    request = _DEFAULT_REQUESTS[job]
+    return lambda session, _: uses(session, request)
 
 
 def _until_next_due(job: str) -> Callable[[Session], float]:
@@ -86,6 +96,10 @@ def _drill(session: Session, _request: None) -> Outcome:
     return drill.DRILL.body(session, drill.DrillRequest())
 
 
+def _standby(session: Session, _request: None) -> Outcome:
+    return standby.STANDBY_REFRESH.body(session, standby.StandbyRequest())
+
+
 def _check(session: Session, _request: None) -> Outcome:
     """Each target reads its next part of the data; a target whose check failed reads the same part again."""
     subset = session.policy.verification.read_data_subset
@@ -119,4 +133,7 @@ _JOBS: dict[str, tuple[Command[Any], Callable[[Session, None], Outcome]]] = {
     "check": (check.CHECK, _check),
     "verify": (verify.VERIFY, _verify),
     "drill": (drill.DRILL, _drill),
+    "standby": (standby.STANDBY_REFRESH, _standby),
 }
+_DEFAULT_REQUESTS: dict[str, object] = {"verify": verify.VerifyRequest(), "drill": drill.DrillRequest(),
+                                        "standby": standby.StandbyRequest()}

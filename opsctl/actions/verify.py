@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,8 +14,9 @@ from opsctl.actions.context import App, Session
 from opsctl.actions.fingerprint_check import Comparison, TableCheck
 from opsctl.actions.locate import first_reachable_target
 from opsctl.actions.outcome import AuditFacts, Outcome, Problem, TargetResult
-from opsctl.actions.recovery import fetch, load_snapshot, pick_snapshot, prove, scratch
+from opsctl.actions.recovery import check_room, fetch, load_snapshot, pick_snapshot, prove, scratch
 from opsctl.actions.runner import Command, Secrets
+from opsctl.actions.servers import ServerChoice, source_on, sources_on
 from opsctl.audit.runs import Fact, verification_facts
 from opsctl.errors import BadInput, ExitCode, OpsctlError
 from opsctl.manifest import Manifest
@@ -35,6 +36,7 @@ class VerifyRequest:
     target: str | None = None
     all_targets: bool = False
     database: str | None = None
+    server: ServerChoice = field(default_factory=ServerChoice)  # default: the recovery server, when the policy has one
 
 
 @dataclass(frozen=True)
@@ -100,14 +102,14 @@ class Verified(Outcome):
 
 
 def _verify(session: Session, request: VerifyRequest) -> Verified:
-    source = session.source(request.database)
+    source = source_on(session, request.server, request.database, prefers_recovery=True)
     targets = _targets(session, request)
     for target in targets:
         session.attempting(target.display)
     started = sealed.now()
     results = [_verify_on(session, source, target, request.snapshot) for target in targets]
     about = {"policy": session.policy.name, "database": source.database, "engine": source.engine,
-             "started_at": started, "restic_version": f"restic {session.restic.version}"}
+             "restored_on": source.where, "started_at": started, "restic_version": f"restic {session.restic.version}"}
     content = report_content(about, results, all_targets=request.all_targets)
     report = verification.build(content, signing.signer_or_warn(session.policy))
     return Verified(report, verification.write(report, session.state_dir / "reports", session.policy.report_group))
@@ -135,6 +137,7 @@ def _verify_on(session: Session, source: Source, target: Target, wanted: str) ->
         repo = session.repository(target)
         snapshot = pick_snapshot(session.restic.snapshots(repo, session.snapshot_tags(source)), wanted)
         found.update(snapshot_id=snapshot.short_id, snapshot_time=snapshot.time.isoformat())
+        check_room(session, source, repo, snapshot)
         subset = session.policy.verification.read_data_subset
         with ThreadPoolExecutor(max_workers=1) as pool:
             check = _Check(pool, lambda: session.restic.check(repo, subset), subset)
@@ -267,4 +270,5 @@ def _summary(results: Sequence[TargetVerification], passed: bool, identical: boo
     return f"The backup could not be proven: {first}"
 
 
-VERIFY = Command("verify", _verify, lock=True, restic=True, secrets=Secrets.ALL, precheck=_precheck)
+VERIFY = Command("verify", _verify, lock=True, restic=True, secrets=Secrets.ALL, precheck=_precheck,
+                 servers=lambda session, request: sources_on(session, request.server, prefers_recovery=True))

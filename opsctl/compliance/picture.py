@@ -30,8 +30,9 @@ V = TypeVar("V")
 MEDIA = {"local": "disk", "mount": "NAS", "sftp": "NAS", "s3": "object storage"}
 LIVE_MEDIUM = "disk"  # the live database's own copy: on its server's disk
 HOLDINGS = ("backup", "status")  # the runs that say what a target holds
-PROVING = ("verify", "drill", "restore")  # the runs that prove snapshots (a restore only when it verified)
-VERIFYING = ("verify", "drill")  # the runs whose failures count as verification errors
+# The runs that prove snapshots (a restore only when it verified).
+PROVING = ("verify", "drill", "restore", "standby refresh")
+VERIFYING = ("verify", "drill", "standby refresh")  # the runs whose failures count as verification errors
 SKEW = timedelta(minutes=5)  # later than now by more than this: a clock that ran ahead, not a time
 
 

@@ -78,6 +78,7 @@ class VerificationReport(SealedRecord):
     policy: str = "?"
     database: str = "?"
     engine: str = "?"
+    restored_on: str | None = None  # the server the copy was proven on (older reports: not said)
     started_at: str = "?"
     finished_at: str = "?"
     restic_version: str = "?"
@@ -131,6 +132,7 @@ class DrillReport(SealedRecord):
     target: str
     location: str
     offsite: bool = False
+    restored_on: str | None = None  # the server the drill restored on (older reports: not said)
     started_at: str = "?"
     finished_at: str = "?"
     objectives: Seconds
